@@ -1,0 +1,50 @@
+# Two commands matter: `make run` (the whole system, locally) and `make test` (every test).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+INSTALLED := $(VENV)/.installed
+NODE_INSTALLED := node_modules/.installed
+APT_PACKAGES := espeak-ng
+
+.PHONY: install system-deps proto lint assets test run bench-vad clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(NODE_INSTALLED): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian packages the tests use (espeak-ng speaks test sentences); installed when we are root.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; fi
+
+install: $(INSTALLED) $(NODE_INSTALLED)
+
+proto: $(INSTALLED)
+	$(PY) tools/gen_proto.py
+
+lint: $(NODE_INSTALLED)
+	node_modules/.bin/buf lint
+
+assets: $(INSTALLED)
+	$(PY) tools/fetch_assets.py
+
+test: install system-deps assets
+	$(PY) -m pytest
+
+run: install
+	$(PY) -m tools.run_local
+
+bench-vad: install assets
+	$(PY) -m bench.vad_streams
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

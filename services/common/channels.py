@@ -1,0 +1,58 @@
+"""Client channels: round-robin over every resolved address, retries for unary calls on UNAVAILABLE."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+
+# Retrying a started stream could duplicate audio or text: only unary methods get a retry policy.
+RETRY_POLICY = {
+    "maxAttempts": 3,
+    "initialBackoff": "0.05s",
+    "maxBackoff": "0.5s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+
+def service_config(service: ServiceDescriptor, unary_timeout_s: float) -> dict[str, Any]:
+    """A gRPC service config for one service: unary methods retry on UNAVAILABLE and have a deadline."""
+    unary = [
+        {"service": service.full_name, "method": m.name}
+        for m in service.methods
+        if not m.client_streaming and not m.server_streaming
+    ]
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if unary:
+        config["methodConfig"] = [
+            {"name": unary, "retryPolicy": RETRY_POLICY, "timeout": f"{unary_timeout_s:.3f}s"},
+        ]
+    return config
+
+
+def open_channel(
+    target: str,
+    service: ServiceDescriptor,
+    *,
+    max_message_bytes: int = 4 * 1024 * 1024,
+    unary_timeout_s: float = 5.0,
+    keepalive_time_s: float = 20.0,
+) -> grpc.aio.Channel:
+    """An insecure channel to `target` (host:port, or dns:///name:port for every replica)."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.service_config", json.dumps(service_config(service, unary_timeout_s))),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", int(keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # A restarted server is found again within a second, not after the default 20 s backoff.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
+    return grpc.aio.insecure_channel(target, options=options)

@@ -1,0 +1,77 @@
+"""Server interceptor: exceptions become proper status codes, never a bare UNKNOWN."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from services.common.errors import ServiceError, status_for
+
+log = logging.getLogger(__name__)
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    code, message = status_for(exc)
+    if isinstance(exc, ServiceError):
+        log.info("call failed", extra={"method": method, "code": code.name, "detail": message})
+    else:
+        log.error("unhandled error", extra={"method": method, "code": code.name}, exc_info=exc)
+    await context.abort(code, message)
+
+
+def _passes_through(exc: BaseException) -> bool:
+    # Aborts already carry a status; cancellation must propagate.
+    return isinstance(exc, (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit))
+
+
+def _wrap(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except BaseException as exc:
+                if _passes_through(exc):
+                    raise
+                await _abort(context, exc, method)
+
+        return stream
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            if _passes_through(exc):
+                raise
+            await _abort(context, exc, method)
+
+    return unary
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(_wrap(handler.unary_unary, method), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(_wrap(handler.unary_stream, method), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(_wrap(handler.stream_unary, method), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(_wrap(handler.stream_stream, method), **kwargs)

@@ -1,0 +1,185 @@
+"""Conversation context and turn latency records in Redis: a store the system can lose.
+
+Every call is bounded by a hard time budget (one quick retry included). When Redis is
+unreachable the call returns a neutral value (empty context, False) well inside 100 ms, the
+failure is logged once per outage and counted, and the next call simply tries again, so
+writes resume by themselves when Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff
+from redis.exceptions import RedisError
+
+from services.common.latency import METRICS, check_metrics
+from services.common.settings import RedisSettings
+
+log = logging.getLogger(__name__)
+
+STORE_FAILURES = Counter("voice_store_failures_total", "Redis store calls that failed or timed out", ["op"])
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One user utterance and what the assistant actually said back."""
+
+    user: str
+    assistant: str
+    turn_id: str = ""
+    at: float = 0.0
+
+
+class SessionStore:
+    def __init__(self, settings: RedisSettings) -> None:
+        self.settings = settings
+        self.failures = 0
+        self._available = True
+        self._budget_s = settings.op_budget_ms / 1000
+        timeout_s = settings.socket_timeout_ms / 1000
+        self.redis = Redis.from_url(
+            settings.url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(ConstantBackoff(0.005), 1),
+            decode_responses=True,
+            health_check_interval=0,
+        )
+
+    def _key(self, session_id: str, kind: str) -> str:
+        return f"{self.settings.key_prefix}:session:{session_id}:{kind}"
+
+    def stage_stream(self, metric: str) -> str:
+        return f"{self.settings.key_prefix}:stage:{metric}"
+
+    async def _call(self, op: str, action: Callable[[], Awaitable[T]], fallback: T) -> T:
+        try:
+            async with asyncio.timeout(self._budget_s):
+                result = await action()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.failures += 1
+            STORE_FAILURES.labels(op=op).inc()
+            if self._available:
+                log.warning("redis unavailable; going on without it",
+                            extra={"op": op, "error": f"{type(exc).__name__}: {exc}"})
+            self._available = False
+            return fallback
+        if not self._available:
+            log.info("redis reachable again", extra={"op": op, "failures": self.failures})
+            self._available = True
+        return result
+
+    @property
+    def available(self) -> bool:
+        """Whether the last call reached Redis."""
+        return self._available
+
+    async def ping(self) -> bool:
+        return await self._call("ping", self.redis.ping, False)
+
+    async def open_session(self, session_id: str) -> bool:
+        """Mark a session as known (so it can be resumed) and start its idle TTL."""
+        key = self._key(session_id, "meta")
+
+        async def run() -> bool:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(key, "created", time.time())
+                pipe.expire(key, self.settings.session_ttl_s)
+                await pipe.execute()
+            return True
+
+        return await self._call("open_session", run, False)
+
+    async def session_exists(self, session_id: str) -> bool | None:
+        """True or False; None when Redis cannot tell."""
+
+        async def run() -> bool | None:
+            return bool(await self.redis.exists(self._key(session_id, "meta")))
+
+        return await self._call("session_exists", run, None)
+
+    async def context(self, session_id: str) -> list[Exchange]:
+        """The last exchanges, oldest first; reading counts as activity (refreshes the TTL)."""
+        key = self._key(session_id, "context")
+
+        async def run() -> list[Exchange]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.lrange(key, 0, -1)
+                self._touch(pipe, session_id)
+                raw, *_ = await pipe.execute()
+            return [Exchange(**json.loads(item)) for item in raw]
+
+        return await self._call("context", run, [])
+
+    async def append_exchange(self, session_id: str, exchange: Exchange) -> bool:
+        key = self._key(session_id, "context")
+
+        async def run() -> bool:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, json.dumps(asdict(exchange)))
+                pipe.ltrim(key, -self.settings.context_exchanges, -1)
+                self._touch(pipe, session_id)
+                await pipe.execute()
+            return True
+
+        return await self._call("append_exchange", run, False)
+
+    async def reset_context(self, session_id: str) -> bool:
+        async def run() -> bool:
+            await self.redis.delete(self._key(session_id, "context"))
+            return True
+
+        return await self._call("reset_context", run, False)
+
+    async def record_turn(self, session_id: str, turn_id: str, metrics: Mapping[str, float]) -> bool:
+        """Keep the turn's latency record (last N per session) and add it to each stage's stream."""
+        values = check_metrics(metrics)
+        record = {"turn_id": turn_id, "at": time.time(), **values}
+        key = self._key(session_id, "turns")
+
+        async def run() -> bool:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, json.dumps(record))
+                pipe.ltrim(key, -self.settings.turn_records, -1)
+                self._touch(pipe, session_id)
+                for name, value in values.items():
+                    pipe.xadd(
+                        self.stage_stream(name),
+                        {"session_id": session_id, "turn_id": turn_id, "ms": f"{value:.3f}"},
+                        maxlen=self.settings.stage_stream_maxlen,
+                        approximate=True,
+                    )
+                await pipe.execute()
+            return True
+
+        return await self._call("record_turn", run, False)
+
+    async def turns(self, session_id: str) -> list[dict[str, float | str]]:
+        """Stored turn records, oldest first."""
+
+        async def run() -> list[dict[str, float | str]]:
+            return [json.loads(item) for item in await self.redis.lrange(self._key(session_id, "turns"), 0, -1)]
+
+        return await self._call("turns", run, [])
+
+    def _touch(self, pipe: object, session_id: str) -> None:
+        for kind in ("meta", "context", "turns"):
+            pipe.expire(self._key(session_id, kind), self.settings.session_ttl_s)  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+__all__ = ["METRICS", "Exchange", "SessionStore"]

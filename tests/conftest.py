@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tools.local_redis import RedisProcess
+
+# No test may reach a model hub: each missed download would retry for ~23 s.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    """A real redis-server on an ephemeral loopback port, killed after the test."""
+    server = RedisProcess()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,111 @@
+"""SessionStore against a real redis-server process, including Redis dying and coming back."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from services.common.settings import RedisSettings
+from services.common.store import STORE_FAILURES, Exchange, SessionStore
+from tools.local_redis import RedisProcess
+
+METRICS = {"endpoint_ms": 800.0, "voxtral_ttft_ms": 90.0, "first_clause_ms": 120.0, "tts_ttfb_ms": 60.0,
+           "e2e_ms": 210.0, "turn_ms": 1500.0, "overhead_ms": 5.0}
+
+
+@pytest.fixture
+async def store(redis_server: RedisProcess):
+    s = SessionStore(RedisSettings(url=redis_server.url, session_ttl_s=600))
+    yield s
+    await s.close()
+
+
+async def test_context_keeps_last_five_exchanges_in_order_with_ttl(store: SessionStore) -> None:
+    assert await store.open_session("s1")
+    for i in range(8):
+        assert await store.append_exchange("s1", Exchange(user=f"u{i}", assistant=f"a{i}", turn_id=f"t{i}"))
+    context = await store.context("s1")
+    assert [e.user for e in context] == ["u3", "u4", "u5", "u6", "u7"]
+    assert context[-1] == Exchange(user="u7", assistant="a7", turn_id="t7")
+    for kind in ("meta", "context"):
+        ttl = await store.redis.ttl(f"voice:session:s1:{kind}")
+        assert 590 < ttl <= 600
+    assert await store.context("other") == []
+
+
+async def test_reset_context_and_session_exists(store: SessionStore) -> None:
+    assert await store.session_exists("s2") is False
+    await store.open_session("s2")
+    await store.append_exchange("s2", Exchange(user="hi", assistant="hello"))
+    assert await store.session_exists("s2") is True
+    assert await store.reset_context("s2")
+    assert await store.context("s2") == []
+
+
+async def test_turn_records_keep_last_twenty_and_feed_stage_streams(store: SessionStore) -> None:
+    for i in range(25):
+        assert await store.record_turn("s3", f"t{i}", {**METRICS, "e2e_ms": float(i)})
+    turns = await store.turns("s3")
+    assert [t["turn_id"] for t in turns] == [f"t{i}" for i in range(5, 25)]
+    assert turns[-1]["e2e_ms"] == 24.0 and turns[-1]["voxtral_ttft_ms"] == 90.0
+    assert 0 < await store.redis.ttl("voice:session:s3:turns") <= 600
+    for name in METRICS:
+        assert await store.redis.xlen(f"voice:stage:{name}") == 25
+    last = (await store.redis.xrevrange("voice:stage:e2e_ms", count=1))[0][1]
+    assert last == {"session_id": "s3", "turn_id": "t24", "ms": "24.000"}
+
+
+async def test_unknown_metric_name_is_refused(store: SessionStore) -> None:
+    with pytest.raises(ValueError, match="unknown metric"):
+        await store.record_turn("s", "t", {"latency": 1.0})
+
+
+async def test_redis_killed_calls_degrade_fast_then_resume(redis_server: RedisProcess, store: SessionStore) -> None:
+    await store.open_session("s4")
+    await store.append_exchange("s4", Exchange(user="before", assistant="outage"))
+    failures_before = STORE_FAILURES.labels(op="context")._value.get()
+
+    redis_server.stop()
+    calls = {
+        "context": lambda: store.context("s4"),
+        "append": lambda: store.append_exchange("s4", Exchange(user="lost", assistant="lost")),
+        "record": lambda: store.record_turn("s4", "t1", METRICS),
+        "turns": lambda: store.turns("s4"),
+        "exists": lambda: store.session_exists("s4"),
+        "ping": store.ping,
+    }
+    results = {}
+    for name, call in calls.items():
+        started = time.perf_counter()
+        results[name] = await call()
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        assert elapsed_ms < 100, f"{name} took {elapsed_ms:.1f} ms with Redis down"
+    assert results == {"context": [], "append": False, "record": False, "turns": [], "exists": None,
+                       "ping": False}
+    assert not store.available
+    assert store.failures >= len(calls)
+    assert STORE_FAILURES.labels(op="context")._value.get() == failures_before + 1
+
+    redis_server.start()  # same port, empty (no persistence)
+    assert await store.append_exchange("s4", Exchange(user="after", assistant="restart"))
+    assert store.available
+    assert [e.user for e in await store.context("s4")] == ["after"]
+    assert await store.record_turn("s4", "t2", METRICS)
+    assert [t["turn_id"] for t in await store.turns("s4")] == ["t2"]
+
+
+async def test_redis_stalled_calls_still_return_within_budget(redis_server: RedisProcess,
+                                                              store: SessionStore) -> None:
+    import signal
+
+    await store.ping()
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        started = time.perf_counter()
+        assert await store.context("s5") == []
+        assert (time.perf_counter() - started) * 1000 < 100
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    assert await store.append_exchange("s5", Exchange(user="u", assistant="a"))

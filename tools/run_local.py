@@ -1,0 +1,105 @@
+"""`make run`: Redis plus every service that exists, as local processes, until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.healthcheck import check
+from tools.local_redis import RedisProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class LocalService:
+    name: str
+    env_prefix: str
+    port: int
+    # Other services' addresses this one is told about: setting name -> service name.
+    peers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        return (ROOT / "services" / self.name / "__main__.py").exists()
+
+
+SERVICES = (
+    LocalService("vad", "VAD_", 50052),
+    LocalService("voxtral", "VOXTRAL_", 50053),
+    LocalService("tts", "TTS_", 50054),
+    LocalService("gateway", "GATEWAY_", 50051,
+                 peers=(("VAD_TARGET", "vad"), ("VOXTRAL_TARGET", "voxtral"), ("TTS_TARGET", "tts"))),
+)
+
+
+def main() -> None:
+    host = os.environ.get("RUN_HOST", "127.0.0.1")
+    redis = RedisProcess(port=int(os.environ.get("RUN_REDIS_PORT", "6379")))
+    redis.start()
+    started: list[tuple[LocalService, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        present = [svc for svc in SERVICES if svc.exists]
+        ports = {svc.name: svc.port for svc in present}
+        for svc in present:
+            env = {**os.environ, f"{svc.env_prefix}HOST": host, f"{svc.env_prefix}PORT": str(svc.port),
+                   f"{svc.env_prefix}REDIS__URL": redis.url}
+            for setting, peer in svc.peers:
+                if peer in ports:
+                    env[f"{svc.env_prefix}{setting}"] = f"{host}:{ports[peer]}"
+            proc = subprocess.Popen([sys.executable, "-m", f"services.{svc.name}"], cwd=ROOT, env=env)
+            started.append((svc, proc))
+        print(f"redis    {redis.url}", flush=True)
+        waiting = {svc.name for svc, _ in started}
+        deadline = time.monotonic() + float(os.environ.get("RUN_START_TIMEOUT_S", "600"))
+        while waiting and not stopping:
+            for svc, proc in started:
+                if svc.name not in waiting:
+                    continue
+                if proc.poll() is not None:
+                    raise SystemExit(f"{svc.name} exited with {proc.returncode} while starting")
+                if check(f"{host}:{svc.port}", timeout_s=1.0) == "SERVING":
+                    waiting.discard(svc.name)
+                    print(f"{svc.name:8} {host}:{svc.port}  SERVING", flush=True)
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not serving in time: {sorted(waiting)}")
+            time.sleep(0.2)
+        if not stopping:
+            missing = [svc.name for svc in SERVICES if not svc.exists]
+            if missing:
+                print(f"(not built yet: {', '.join(missing)})", flush=True)
+            print("all up; Ctrl-C stops everything", flush=True)
+        while not stopping:
+            for svc, proc in started:
+                if proc.poll() is not None:
+                    print(f"{svc.name} exited with {proc.returncode}; stopping", flush=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for _, proc in started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in started:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        redis.stop()
+        print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()
