@@ -16,7 +16,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 $(NODE_INSTALLED): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Debian packages the tests use (espeak-ng speaks test sentences); installed when we are root.

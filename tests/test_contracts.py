@@ -29,8 +29,8 @@ def test_buf_standard_lint() -> None:
     buf = ROOT / "node_modules" / ".bin" / "buf"
     if not buf.exists():
         if os.environ.get("CI"):
-            pytest.fail("buf is missing: `npm ci` installs it")
-        pytest.skip("buf not installed (npm ci)")
+            pytest.fail("buf is missing: `make install` installs it")
+        pytest.skip("buf not installed (make install)")
     result = subprocess.run([str(buf), "lint"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
