@@ -127,3 +127,17 @@ async def test_round_robin_spreads_calls_over_every_address() -> None:
     finally:
         for proc in procs:
             proc.stop()
+
+
+async def test_reflection_lists_the_services(probe: ServiceProcess) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with grpc.aio.insecure_channel(probe.target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        async def ask():
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        replies = [r async for r in stub.ServerReflectionInfo(ask(), timeout=5)]
+    names = {s.name for s in replies[0].list_services_response.service}
+    assert {"voice.v1.TtsService", "grpc.health.v1.Health"} <= names

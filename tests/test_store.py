@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -61,7 +62,9 @@ async def test_unknown_metric_name_is_refused(store: SessionStore) -> None:
         await store.record_turn("s", "t", {"latency": 1.0})
 
 
-async def test_redis_killed_calls_degrade_fast_then_resume(redis_server: RedisProcess, store: SessionStore) -> None:
+async def test_redis_killed_calls_degrade_fast_then_resume(redis_server: RedisProcess, store: SessionStore,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="services.common.store")
     await store.open_session("s4")
     await store.append_exchange("s4", Exchange(user="before", assistant="outage"))
     failures_before = STORE_FAILURES.labels(op="context")._value.get()
@@ -86,6 +89,8 @@ async def test_redis_killed_calls_degrade_fast_then_resume(redis_server: RedisPr
     assert not store.available
     assert store.failures >= len(calls)
     assert STORE_FAILURES.labels(op="context")._value.get() == failures_before + 1
+    outage_logs = [r for r in caplog.records if r.getMessage() == "redis unavailable; going on without it"]
+    assert len(outage_logs) == 1  # logged once per outage, counted every time
 
     redis_server.start()  # same port, empty (no persistence)
     assert await store.append_exchange("s4", Exchange(user="after", assistant="restart"))
@@ -93,6 +98,7 @@ async def test_redis_killed_calls_degrade_fast_then_resume(redis_server: RedisPr
     assert [e.user for e in await store.context("s4")] == ["after"]
     assert await store.record_turn("s4", "t2", METRICS)
     assert [t["turn_id"] for t in await store.turns("s4")] == ["t2"]
+    assert any(r.getMessage() == "redis reachable again" for r in caplog.records)
 
 
 async def test_redis_stalled_calls_still_return_within_budget(redis_server: RedisProcess,

@@ -1,0 +1,24 @@
+"""Benchmark results: a JSON file and a markdown table under bench/results/."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def markdown_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(out: Path, name: str, summary: dict[str, object], rows: Sequence[dict[str, object]],
+                  columns: Sequence[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **summary}
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    header = "\n".join(f"- {k}: {v}" for k, v in summary.items() if k != "levels" and not isinstance(v, list))
+    (out / f"{name}.md").write_text(f"# {name}\n\n{header}\n\n{markdown_table(rows, columns)}\n")
+    print(f"wrote {out / name}.json and .md")

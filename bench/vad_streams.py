@@ -1,0 +1,171 @@
+"""How many concurrent real-time streams one VAD process on one core sustains (`make bench-vad`).
+
+The VAD service runs as its own process pinned to CPU 0; this client is pinned to CPU 1. Each
+stream plays beckett.wav in real time, in 20 ms chunks, starting at a random phase. An event's
+delay is its arrival time minus the time the chunk holding its `decided_at_sample` was sent.
+A level passes when p99 delay is under 20 ms with no errors; the client's own lateness is
+reported so a client-bound run is never mistaken for a server limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from bench.report import write_results
+from services.common.channels import open_channel
+from services.common.healthcheck import check
+from tests.support.audio_files import recording
+from tools.local_redis import free_port
+from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+CHUNK_MS = 20
+TARGET_P99_MS = 20.0
+CLIENT_LATE_LIMIT_MS = 5.0
+
+
+async def one_stream(stub, audio: bytes, rate: int, seconds: float, phase: float, delays: list[float],
+                     lateness: list[float], errors: list[str]) -> None:
+    chunk = rate * CHUNK_MS // 1000 * 2
+    sent_at: dict[int, float] = {}  # sample index at end of chunk -> send time
+    config = vad_pb2.StreamDetectRequest(config=vad_pb2.VadConfig(
+        format=audio_pb2.AudioFormat(sample_rate_hz=rate, encoding=audio_pb2.AUDIO_ENCODING_PCM16LE)))
+    await asyncio.sleep(phase)
+    call = stub.StreamDetect(timeout=seconds + 30)
+
+    async def reader() -> None:
+        ends: list[int] = []
+        try:
+            await read_events(ends)
+        except grpc.aio.AioRpcError as err:
+            errors.append(f"{err.code().name}: {err.details()}")
+
+    async def read_events(ends: list[int]) -> None:
+        async for reply in call:
+            now = time.perf_counter()
+            if not ends or ends[-1] < max(sent_at):
+                ends[:] = sorted(sent_at)
+            at = reply.event.decided_at_sample
+            idx = np.searchsorted(ends, at)
+            if idx < len(ends):
+                delays.append((now - sent_at[ends[idx]]) * 1000)
+
+    read = asyncio.ensure_future(reader())
+    try:
+        await call.write(config)
+        start = time.perf_counter()
+        position, n = 0, 0
+        while time.perf_counter() - start < seconds:
+            due = start + n * CHUNK_MS / 1000
+            wait = due - time.perf_counter()
+            lateness.append(max(0.0, -wait) * 1000)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            piece = audio[position : position + chunk]
+            position = (position + chunk) % len(audio)
+            await call.write(vad_pb2.StreamDetectRequest(audio=piece))
+            sent_at[(n + 1) * chunk // 2] = time.perf_counter()
+            n += 1
+        await call.done_writing()
+        await read
+    except grpc.aio.AioRpcError as err:
+        errors.append(f"{err.code().name}: {err.details()}")
+        await read
+
+
+async def run_level(target: str, streams: int, seconds: float, audio: bytes, rate: int) -> dict[str, object]:
+    delays: list[float] = []
+    lateness: list[float] = []
+    errors: list[str] = []
+    vad = vad_pb2.DESCRIPTOR.services_by_name["VadService"]
+    async with open_channel(target, vad) as channel:
+        stub = vad_pb2_grpc.VadServiceStub(channel)
+        rng = random.Random(streams)
+        await asyncio.gather(*(one_stream(stub, audio, rate, seconds, rng.uniform(0, 1.0), delays, lateness, errors)
+                               for _ in range(streams)))
+    late = np.array(lateness) if lateness else np.zeros(1)
+    d = np.array(delays) if delays else np.full(1, np.nan)
+    return {
+        "streams": streams,
+        "events": len(delays),
+        "delay_p50_ms": round(float(np.percentile(d, 50)), 2),
+        "delay_p99_ms": round(float(np.percentile(d, 99)), 2),
+        "client_late_p99_ms": round(float(np.percentile(late, 99)), 2),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_vad(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "VAD_PORT": str(port), "VAD_MAX_STREAMS": "10000", "VAD_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "services.vad"], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while check(f"127.0.0.1:{port}", timeout_s=0.5) != "SERVING":
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit("VAD service did not start")
+        time.sleep(0.1)
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--levels", default="100,200,300,400,500,600")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {1 % os.cpu_count()})
+    samples, rate = recording("beckett.wav")
+    port = free_port()
+    proc = start_vad(port)
+    rows = []
+    try:
+        for level in (int(x) for x in args.levels.split(",")):
+            cpu_before, wall_before = cpu_seconds(proc.pid), time.perf_counter()
+            row = asyncio.run(run_level(f"127.0.0.1:{port}", level, args.seconds, samples.tobytes(), rate))
+            busy = (cpu_seconds(proc.pid) - cpu_before) / (time.perf_counter() - wall_before)
+            row["vad_cpu_pct"] = round(100 * busy, 1)
+            row["passes"] = bool(row["errors"] == 0 and row["delay_p99_ms"] < TARGET_P99_MS)
+            # A client that cannot keep real time measures itself, not the service.
+            row["client_bound"] = bool(row["client_late_p99_ms"] > CLIENT_LATE_LIMIT_MS)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    passing = [r["streams"] for r in rows if r["passes"]]
+    summary = {
+        "benchmark": "vad_streams",
+        "device": f"{platform.processor() or platform.machine()}, VAD pinned to 1 core",
+        "chunk_ms": CHUNK_MS,
+        "seconds_per_level": args.seconds,
+        "recording": "beckett.wav (16 kHz)",
+        "target": f"p99 event delay < {TARGET_P99_MS:.0f} ms at >= 200 streams",
+        "max_streams_passing": max(passing) if passing else 0,
+        "levels": rows,
+    }
+    columns = ["streams", "events", "delay_p50_ms", "delay_p99_ms", "client_late_p99_ms", "client_bound", "vad_cpu_pct",
+               "errors",
+               "passes"]
+    write_results(args.out, "vad_streams", summary, rows, columns)
+
+
+if __name__ == "__main__":
+    main()
