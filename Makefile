@@ -7,11 +7,13 @@ INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng
 
-.PHONY: install system-deps proto lint assets test run bench-vad clean
+.PHONY: install system-deps proto lint assets models test run bench-vad bench-tts clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: its CPU build lies on this kind of machine; anything else would pull CUDA.
+	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
@@ -37,14 +39,20 @@ lint: $(NODE_INSTALLED)
 assets: $(INSTALLED)
 	$(PY) tools/fetch_assets.py
 
-test: install system-deps assets
+models: $(INSTALLED)
+	$(PY) tools/fetch_models.py
+
+test: install system-deps assets models
 	$(PY) -m pytest
 
-run: install
+run: install models
 	$(PY) -m tools.run_local
 
 bench-vad: install assets
 	$(PY) -m bench.vad_streams
+
+bench-tts: install models
+	$(PY) -m bench.tts_latency
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

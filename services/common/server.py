@@ -29,6 +29,7 @@ class ServiceSpec:
     register: Callable[[grpc.aio.Server], None]
     warm_up: Callable[[], Awaitable[None]] | None = None
     close: Callable[[], Awaitable[None]] | None = None
+    servicer: object = None  # the registered implementation, for introspection
 
 
 def server_options(settings: ServerSettings) -> list[tuple[str, int]]:

@@ -89,5 +89,6 @@ def vad_service(settings: VadSettings) -> ServiceSpec:
         Endpointer(EndpointerConfig(sample_rate_hz=16000)).push(bytes(960))
 
     return ServiceSpec(
-        SERVICE_NAME, lambda server: vad_pb2_grpc.add_VadServiceServicer_to_server(servicer, server), warm_up
+        SERVICE_NAME, lambda server: vad_pb2_grpc.add_VadServiceServicer_to_server(servicer, server), warm_up,
+        servicer=servicer,
     )

@@ -1,0 +1,17 @@
+import asyncio
+
+from services.common.logs import configure_logging
+from services.common.server import run_service
+from services.common.settings import load_settings
+from services.tts.config import TtsSettings
+from services.tts.server import tts_service
+
+
+def main() -> None:
+    settings = load_settings(TtsSettings)
+    configure_logging("tts", settings.log_level, json_lines=settings.log_json)
+    asyncio.run(run_service(settings, [tts_service(settings)]))
+
+
+if __name__ == "__main__":
+    main()

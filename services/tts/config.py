@@ -1,0 +1,51 @@
+"""TTS service settings (env prefix TTS_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class TtsSettings(ServerSettings):
+    model_config = SettingsConfigDict(env_prefix="TTS_", env_nested_delimiter="__", extra="ignore", frozen=True)
+
+    port: int = Field(50054, ge=0, le=65535)
+    backend: Literal["auto", "onnx", "kokoro"] = Field(
+        "auto", description="auto: kokoro (PyTorch) on a GPU, onnx (onnxruntime) on a CPU.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    models_dir: Path = Field(ROOT / "models" / "kokoro", description="Where `make models` put the Kokoro files.")
+    onnx_model: str = "kokoro-v1.0.int8.onnx"
+    voices_file: str = "voices-v1.0.npz"
+    torch_weights: str = Field("kokoro-v1_0.pth", description="Weights of the kokoro backend, in models_dir.")
+    onnx_threads: int = Field(0, ge=0, le=256, description="onnxruntime intra-op threads; 0 = runtime default.")
+    default_voice: str = Field("af_heart", min_length=1, description="Seed: af_heart.")
+    default_speed: float = Field(1.0, ge=0.5, le=2.0, description="Seed: 1.0.")
+    timeout_s: float = Field(3.0, gt=0, le=120, description="Per request; past it DEADLINE_EXCEEDED (seed: 3 s).")
+    min_chars: int = Field(2, ge=0, le=100, description="Shorter replies are skipped: no audio, no error (seed: 2).")
+    max_text_chars: int = Field(2000, ge=1, le=100_000, description="Longer text is INVALID_ARGUMENT.")
+    emotional: bool = Field(False, description="Pick voice and speed from the text (seed: off).")
+    mood_voices: dict[str, str] = Field(default_factory=dict, description="Mood -> voice, for emotional mode.")
+    slots: int = Field(1, ge=1, le=64, description="Requests synthesised at once.")
+    max_queue: int = Field(16, ge=0, le=10_000, description="Requests waiting for a slot; more: RESOURCE_EXHAUSTED.")
+
+    def resolved_backend(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        return "kokoro" if self.resolved_device() == "cuda" else "onnx"
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            return "cpu"

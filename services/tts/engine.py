@@ -1,0 +1,91 @@
+"""Kokoro-82M behind one small interface: `onnx` (kokoro-onnx, onnxruntime) and `kokoro`
+(hexgrad's KModel, PyTorch). Both take misaki phonemes and the same voice packs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from services.tts.voices import VoiceBank
+
+SAMPLE_RATE = 24000
+# The model's context: 512 positions, two of them the boundary tokens.
+MAX_PHONEMES = 510
+KMODEL_PARTS = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
+
+
+class SpeechEngine(Protocol):
+    backend: str
+    device: str
+    vocab: dict[str, int]
+
+    def synthesize(self, phonemes: str, pack: np.ndarray, speed: float) -> np.ndarray:
+        """float32 audio at 24 kHz for at most MAX_PHONEMES phonemes."""
+        ...
+
+
+def count_phonemes(vocab: dict[str, int], phonemes: str) -> int:
+    return sum(p in vocab for p in phonemes)
+
+
+class OnnxEngine:
+    backend = "onnx"
+
+    def __init__(self, model_path: Path, voices_path: Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+        from kokoro_onnx import Kokoro
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(model_path), options, providers=ort.get_available_providers())
+        self.device = "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
+        self._kokoro = Kokoro.from_session(session, str(voices_path))
+        self.vocab = dict(self._kokoro.tokenizer.vocab)
+
+    def synthesize(self, phonemes: str, pack: np.ndarray, speed: float) -> np.ndarray:
+        audio, _ = self._kokoro.create(phonemes, voice=pack, speed=speed, is_phonemes=True, trim=False)
+        return np.asarray(audio, dtype=np.float32)
+
+
+def load_kmodel(config_path: Path, weights_path: Path, device: str) -> object:
+    """A KModel with every weight loaded strictly: KModel's own loader skips missing keys silently."""
+    import torch
+    from kokoro import KModel
+
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    missing = [part for part in KMODEL_PARTS if part not in state]
+    unknown = [part for part in state if part not in KMODEL_PARTS]
+    if missing or unknown:
+        raise ValueError(f"{weights_path}: missing parts {missing}, unexpected parts {unknown}")
+    with tempfile.NamedTemporaryFile(suffix=".pth") as empty:
+        torch.save({}, empty.name)  # random init; the real weights follow, strictly
+        model = KModel(repo_id="hexgrad/Kokoro-82M", config=str(config_path), model=empty.name)
+    for part in KMODEL_PARTS:
+        weights = state[part]
+        if all(k.startswith("module.") for k in weights):
+            weights = {k[len("module."):]: v for k, v in weights.items()}
+        getattr(model, part).load_state_dict(weights, strict=True)
+    return model.to(device).eval()
+
+
+class TorchEngine:
+    backend = "kokoro"
+
+    def __init__(self, config_path: Path, weights_path: Path, device: str) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = device
+        self._model = load_kmodel(config_path, weights_path, device)
+        self.vocab = json.loads(config_path.read_text())["vocab"]
+
+    def synthesize(self, phonemes: str, pack: np.ndarray, speed: float) -> np.ndarray:
+        ref = self._torch.from_numpy(VoiceBank.style(pack, len(phonemes)))
+        with self._torch.inference_mode():
+            audio = self._model(phonemes, ref, speed)  # type: ignore[operator]
+        return audio.float().cpu().numpy()

@@ -1,0 +1,190 @@
+"""TtsService over real gRPC with the real Kokoro-82M int8 ONNX, judged by a real speech recogniser."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from services.common.channels import open_channel
+from services.common.server import GrpcServer
+from services.tts.config import TtsSettings
+from services.tts.server import tts_service
+from tests.support.asr import transcribe, word_errors
+from voice.v1 import tts_pb2, tts_pb2_grpc
+
+TTS = tts_pb2.DESCRIPTOR.services_by_name["TtsService"]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SENTENCES = [
+    "The weather is sunny and warm today.",
+    "Please open the window before you leave.",
+    "My brother plays the guitar every evening.",
+    "We need to buy milk, bread and eggs.",
+    "The train to London leaves at nine o'clock.",
+    "She reads a new book every week.",
+    "Turn left at the next traffic light.",
+    "Dinner will be ready in twenty minutes.",
+    "The children are playing in the garden.",
+    "Thank you very much for your help.",
+]
+
+
+async def start(**overrides) -> tuple[GrpcServer, tts_pb2_grpc.TtsServiceStub, grpc.aio.Channel]:
+    settings = TtsSettings(port=0, grace_s=0, **overrides)
+    server = GrpcServer(settings, [tts_service(settings)])
+    port = await server.start()
+    await server.warm_up()
+    channel = open_channel(f"127.0.0.1:{port}", TTS)
+    return server, tts_pb2_grpc.TtsServiceStub(channel), channel
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def tts():
+    server, stub, channel = await start(timeout_s=30)
+    yield stub, server
+    await channel.close()
+    await server.stop(0)
+
+
+async def speak(stub, text: str, **fields) -> list[tts_pb2.SynthesizeResponse]:
+    return [r async for r in stub.Synthesize(tts_pb2.SynthesizeRequest(text=text, **fields), timeout=60)]
+
+
+def pcm(chunks) -> np.ndarray:
+    return np.frombuffer(b"".join(c.audio for c in chunks), dtype="<i2")
+
+
+async def test_ten_sentences_are_understood_by_a_speech_recogniser(tts) -> None:
+    stub, _ = tts
+    errors = total = 0
+    heard = []
+    for sentence in SENTENCES:
+        chunks = await speak(stub, sentence)
+        assert chunks and all(c.sample_rate_hz == 24000 and c.voice == "af_heart" for c in chunks)
+        said = await asyncio.to_thread(transcribe, pcm(chunks), 24000)
+        e, n = word_errors(sentence, said)
+        errors, total = errors + e, total + n
+        heard.append(said)
+    assert errors / total <= 0.10, f"WER {errors / total:.2%}: {heard}"
+
+
+async def test_first_clause_streams_before_the_second_is_synthesised(tts) -> None:
+    stub, server = tts
+    engine = server.services[0].servicer.synthesizer.engine
+    finished: list[float] = []
+    real = engine.synthesize
+
+    def timed(*args, **kwargs):
+        audio = real(*args, **kwargs)
+        finished.append(time.monotonic())
+        return audio
+
+    engine.synthesize = timed
+    try:
+        text = "The first sentence is here. The second one follows it. And a third closes the reply."
+        arrivals, chunks = [], []
+        async for chunk in stub.Synthesize(tts_pb2.SynthesizeRequest(text=text), timeout=60):
+            arrivals.append(time.monotonic())
+            chunks.append(chunk)
+    finally:
+        engine.synthesize = real
+    assert [c.segment_index for c in chunks] == [0, 1, 2]
+    assert [c.text for c in chunks] == ["The first sentence is here.", "The second one follows it.",
+                                        "And a third closes the reply."]
+    assert len(finished) == 3
+    assert arrivals[0] < finished[1], "the first audio waited for the second sentence"
+
+
+async def test_output_rate_is_resampled(tts) -> None:
+    stub, _ = tts
+    native = await speak(stub, "Resample this sentence please.")
+    at_16k = await speak(stub, "Resample this sentence please.", sample_rate_hz=16000)
+    assert all(c.sample_rate_hz == 16000 for c in at_16k)
+    assert abs(len(pcm(at_16k)) / 16000 - len(pcm(native)) / 24000) < 0.02
+
+
+@pytest.mark.parametrize("text", ["", " ", "a", "?", "..."])
+async def test_too_short_replies_are_skipped_without_error(tts, text: str) -> None:
+    stub, _ = tts
+    assert await speak(stub, text) == []
+
+
+@pytest.mark.parametrize(("fields", "detail"), [
+    ({"text": "x" * 2001}, "the limit is 2000"),
+    ({"text": "Hello there.", "voice": "zz_nobody"}, "call TtsService.ListVoices"),
+    ({"text": "Hello there.", "sample_rate_hz": 96000}, "use an integer rate from 8000 to 48000"),
+    ({"text": "Hello there.", "speed": 3.0}, "use 0.5 to 2.0"),
+])
+async def test_bad_input_is_invalid_argument(tts, fields, detail: str) -> None:
+    stub, _ = tts
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await speak(stub, **fields)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert detail in err.value.details()
+
+
+async def test_list_voices(tts) -> None:
+    stub, _ = tts
+    reply = await stub.ListVoices(tts_pb2.ListVoicesRequest(), timeout=5)
+    names = {v.name for v in reply.voices}
+    assert {"af_heart", "am_adam", "bf_emma"} <= names and reply.default_voice == "af_heart"
+    assert reply.backend == "onnx (cpu)"
+    assert {v.language for v in reply.voices} == {"en-us", "en-gb"}
+
+
+async def test_british_voice_speaks_too(tts) -> None:
+    stub, _ = tts
+    chunks = await speak(stub, "Thank you very much for your help.", voice="bf_emma")
+    e, n = word_errors("Thank you very much for your help.", await asyncio.to_thread(transcribe, pcm(chunks), 24000))
+    assert e / n <= 0.2
+
+
+async def test_request_past_its_timeout_is_deadline_exceeded_and_frees_its_slot() -> None:
+    server, stub, channel = await start(timeout_s=0.3, max_queue=0)
+    try:
+        long_text = " ".join(SENTENCES)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await speak(stub, long_text)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.sleep(0.5)  # the clause in flight finishes; then its slot is free again
+        assert await speak(stub, "Still here.")
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+async def test_queue_overflow_is_resource_exhausted() -> None:
+    server, stub, channel = await start(timeout_s=30, slots=1, max_queue=1)
+    try:
+        text = " ".join(SENTENCES[:4])
+        calls = [asyncio.ensure_future(speak(stub, text)) for _ in range(3)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert len(refused) == 1 and refused[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "1 running and 1 queued" in refused[0].details()
+        assert sum(isinstance(r, list) and len(r) == 4 for r in results) == 2
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+async def test_emotional_mode_picks_voice_and_speed() -> None:
+    server, stub, channel = await start(timeout_s=30, emotional=True, mood_voices={"apologetic": "af_nicole"})
+    try:
+        sorry = await speak(stub, "I am sorry, that request failed.")
+        happy = await speak(stub, "That is wonderful news!")
+        calm = await speak(stub, "The meeting is at noon.")
+        assert {(c.voice, round(c.speed, 2)) for c in sorry} == {("af_nicole", 0.9)}
+        assert {(c.voice, round(c.speed, 2)) for c in happy} == {("af_heart", 1.1)}
+        assert {(c.voice, round(c.speed, 2)) for c in calm} == {("af_heart", 1.0)}
+        # Faster speech is shorter speech.
+        slow = await speak(stub, "That is wonderful news!", speed=0.6)
+        assert len(pcm(slow)) > len(pcm(happy))
+    finally:
+        await channel.close()
+        await server.stop(0)
