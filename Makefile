@@ -7,7 +7,9 @@ INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng
 
-.PHONY: install system-deps proto lint assets models test run bench-vad bench-tts clean
+.PHONY: install system-deps proto lint assets models tiny-voxtral test run bench-vad bench-tts bench-voxtral clean
+# Where `make tiny-voxtral` puts the small random-weight Voxtral (`make run` uses it unless VOXTRAL_MODEL_ID is set).
+DIR ?= models/voxtral-tiny
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,10 +44,14 @@ assets: $(INSTALLED)
 models: $(INSTALLED)
 	$(PY) tools/fetch_models.py
 
+tiny-voxtral: $(INSTALLED)
+	HF_HUB_OFFLINE=1 $(PY) -m services.voxtral.tiny $(DIR)
+
 test: install system-deps assets models
 	$(PY) -m pytest
 
 run: install models
+	@if [ -z "$$VOXTRAL_MODEL_ID" ] && [ ! -f $(DIR)/config.json ]; then $(MAKE) --no-print-directory tiny-voxtral; fi
 	$(PY) -m tools.run_local
 
 bench-vad: install assets
@@ -53,6 +59,9 @@ bench-vad: install assets
 
 bench-tts: install models
 	$(PY) -m bench.tts_latency
+
+bench-voxtral: install
+	HF_HUB_OFFLINE=1 $(PY) -m bench.voxtral_generation
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

@@ -21,3 +21,6 @@ def redis_server() -> Iterator[RedisProcess]:
         yield server
     finally:
         server.stop()
+
+
+from tests.support.voxtral import tiny_voxtral  # noqa: E402,F401  (a shared session fixture)

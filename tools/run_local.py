@@ -38,8 +38,16 @@ SERVICES = (
 )
 
 
+TINY_VOXTRAL = ROOT / "models" / "voxtral-tiny"
+
+
 def main() -> None:
     host = os.environ.get("RUN_HOST", "127.0.0.1")
+    if "VOXTRAL_MODEL_ID" not in os.environ and (TINY_VOXTRAL / "config.json").exists():
+        # No model named: run offline on the small random-weight Voxtral (it speaks gibberish).
+        os.environ["VOXTRAL_MODEL_ID"] = str(TINY_VOXTRAL)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        print(f"voxtral  model {TINY_VOXTRAL} (random weights; set VOXTRAL_MODEL_ID for a real one)", flush=True)
     redis = RedisProcess(port=int(os.environ.get("RUN_REDIS_PORT", "6379")))
     redis.start()
     started: list[tuple[LocalService, subprocess.Popen[bytes]]] = []

@@ -1,0 +1,17 @@
+import asyncio
+
+from services.common.logs import configure_logging
+from services.common.server import run_service
+from services.common.settings import load_settings
+from services.voxtral.config import VoxtralSettings
+from services.voxtral.server import voxtral_service
+
+
+def main() -> None:
+    settings = load_settings(VoxtralSettings)
+    configure_logging("voxtral", settings.log_level, json_lines=settings.log_json)
+    asyncio.run(run_service(settings, [voxtral_service(settings)]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Voxtral through transformers: loading, the seed's speed settings, and streamed generation.
+Blocking calls, run by the service in its slot's worker thread; no gRPC in here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.voxtral.config import VoxtralSettings
+from services.voxtral.generation import GenerationParams
+from services.voxtral.prompts import ModelInputs, PromptBuilder
+
+log = logging.getLogger(__name__)
+
+COMPILE_FALLBACKS = {"reduce-overhead": ["reduce-overhead", "default", "eager"], "default": ["default", "eager"],
+                     "eager": ["eager"]}
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str
+    completion_tokens: int
+    prefill_ms: float
+    decode_ms: float
+    finish_reason: str  # stop, length or cancelled
+
+
+class _DeltaStreamer:
+    """transformers streamer: decodes the growing reply and hands on only the new text."""
+
+    def __init__(self, builder: PromptBuilder, on_delta: Callable[[str], None], eos_ids: set[int]) -> None:
+        self.builder = builder
+        self.on_delta = on_delta
+        self.eos_ids = eos_ids
+        self.tokens: list[int] = []
+        self.text = ""
+        self.first_token_at: float | None = None
+        self._prompt_seen = False
+
+    def put(self, value) -> None:  # type: ignore[no-untyped-def]
+        if not self._prompt_seen:  # generate() first hands over the prompt itself
+            self._prompt_seen = True
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.tokens += [t for t in value.reshape(-1).tolist() if t not in self.eos_ids]
+        text = self.builder.decode(self.tokens)
+        # Hold back an incomplete multi-byte character until the next token completes it.
+        if text.startswith(self.text) and not text.endswith("\ufffd") and len(text) > len(self.text):
+            delta, self.text = text[len(self.text):], text
+            self.on_delta(delta)
+
+    def end(self) -> None:
+        text = self.builder.decode(self.tokens)
+        if text.startswith(self.text) and len(text) > len(self.text):
+            self.on_delta(text[len(self.text):])
+        self.text = text
+
+
+class VoxtralEngine:
+    def __init__(self, settings: VoxtralSettings) -> None:
+        import torch
+        from transformers import AutoProcessor, VoxtralForConditionalGeneration
+
+        self.settings = settings
+        self.torch = torch
+        self.device = self._device()
+        self.dtype = self._dtype()
+        started = time.perf_counter()
+        self.processor = AutoProcessor.from_pretrained(settings.model_id, revision=settings.revision)
+        self.model = VoxtralForConditionalGeneration.from_pretrained(
+            settings.model_id, revision=settings.revision, dtype=getattr(torch, self.dtype),
+            attn_implementation=settings.attention, use_safetensors=True,
+        ).to(self.device).eval()
+        self.prompts = PromptBuilder(self.processor, self.model.config.audio_token_id)
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.kv_cache = "static" if settings.static_cache else "dynamic"
+        self.compile_mode = "eager"
+        log.info("model loaded", extra={"model_id": settings.model_id, "device": self.device, "dtype": self.dtype,
+                                        "seconds": round(time.perf_counter() - started, 2)})
+
+    def _device(self) -> str:
+        if self.settings.device != "auto":
+            return self.settings.device
+        return "cuda" if self.torch.cuda.is_available() else "cpu"
+
+    def _dtype(self) -> str:
+        if self.settings.dtype != "auto":
+            return self.settings.dtype
+        return "float16" if self.device.startswith("cuda") else "float32"
+
+    def _configure(self, mode: str) -> None:
+        from transformers import CompileConfig
+
+        config = self.model.generation_config
+        if self.kv_cache == "static":
+            # One cache size for every prompt: compiled decoding never meets a new shape.
+            config.cache_implementation = "static"
+            config.max_cache_len = self.settings.max_context_tokens
+        if mode == "eager" or self.kv_cache != "static":
+            config.disable_compile = True
+            config.compile_config = None
+            return
+        compile_config = CompileConfig(fullgraph=self.settings.compile_fullgraph,
+                                       dynamic=self.settings.compile_dynamic, mode=mode)
+        # transformers compiles decoding by itself on accelerators only; on a CPU it has to be told.
+        compile_config._compile_all_devices = not self.device.startswith("cuda")
+        config.disable_compile = False
+        config.compile_config = compile_config
+        if hasattr(self.model, "_compiled_call"):
+            del self.model._compiled_call
+
+    def warm_up(self) -> str:
+        """Compile (seed mode first, then the fallbacks) and generate once. Returns the mode in effect."""
+        pcm = (np.sin(np.arange(SAMPLE_WARMUP) / 16.0) * 3000).astype(np.int16)
+        inputs = self.prompts.chat(pcm, [], self.settings.instructions, self.settings.max_context_tokens)
+        params = GenerationParams.defaults(self.settings).override(self.settings.max_new_tokens_limit,
+                                                                    min_new_tokens=3, max_new_tokens=3)
+        for mode in COMPILE_FALLBACKS[self.settings.compile_mode if self.kv_cache == "static" else "eager"]:
+            try:
+                self._configure(mode)
+                started = time.perf_counter()
+                self.generate(inputs, params, lambda _: None, threading.Event())
+                self.generate(inputs, params, lambda _: None, threading.Event())
+                self.compile_mode = mode
+                log.info("generation ready", extra={"compile_mode": mode, "kv_cache": self.kv_cache,
+                                                    "seconds": round(time.perf_counter() - started, 2)})
+                return mode
+            except Exception as exc:  # noqa: BLE001 (any compile failure means: try the next mode)
+                log.warning("compile mode failed; falling back", extra={"compile_mode": mode, "error": repr(exc)})
+        raise RuntimeError("generation failed even in eager mode")
+
+    def generate(self, inputs: ModelInputs, params: GenerationParams, on_delta: Callable[[str], None],
+                 stop: threading.Event, deadline: float | None = None) -> GenerationResult:
+        """Blocking: streams text deltas to on_delta; stops within one decode step once `stop` is set
+        or `deadline` (time.monotonic()) passes."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        torch = self.torch
+
+        class Interrupt(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # type: ignore[no-untyped-def]
+                expired = deadline is not None and time.monotonic() > deadline
+                if expired:
+                    stop.set()
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        ids = torch.tensor([inputs.tokens], device=self.device)
+        features = torch.from_numpy(inputs.features).to(self.device, getattr(torch, self.dtype))
+        streamer = _DeltaStreamer(self.prompts, on_delta, self.eos_ids)
+        if self.settings.seed is not None:
+            torch.manual_seed(self.settings.seed)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=ids, input_features=features, attention_mask=torch.ones_like(ids), streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([Interrupt()]), **params.generate_kwargs(),
+            )
+        ended = time.perf_counter()
+        new = output[0, ids.shape[1]:].tolist()
+        first = streamer.first_token_at or ended
+        if stop.is_set():
+            reason = "cancelled"
+        elif new and new[-1] in self.eos_ids:
+            reason = "stop"
+        else:
+            reason = "length"
+        result = GenerationResult(streamer.text, len([t for t in new if t not in self.eos_ids]),
+                                  (first - started) * 1000, (ended - first) * 1000, reason)
+        log.info("generation finished", extra={"completion_tokens": result.completion_tokens,
+                                               "finish_reason": reason, "decode_ms": round(result.decode_ms, 1)})
+        return result
+
+
+SAMPLE_WARMUP = 16000

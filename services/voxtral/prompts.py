@@ -1,0 +1,110 @@
+"""Model inputs straight from PCM: mistral-common's chat and transcription encoding plus the
+processor's feature extraction. The audio stays in memory (a WAV header on the PCM bytes):
+no temporary files, no base64, no URLs."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+from services.common.errors import InvalidArgument
+
+SAMPLE_RATE = 16000
+CHUNK_SAMPLES = 30 * SAMPLE_RATE  # the encoder takes 30 s windows of 3000 mel frames
+MEL_FRAMES = 3000
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    text: str
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    tokens: list[int]
+    features: np.ndarray  # (windows, mel bins, 3000) float32
+    audio_tokens: int
+    dropped_turns: int = 0
+
+
+def wav_bytes(pcm16: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, pcm16, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def normalise_history(history: Sequence[Turn]) -> list[Turn]:
+    """Alternating turns starting with the user: empty turns dropped, neighbours of one role joined."""
+    turns: list[Turn] = []
+    for turn in history:
+        text = turn.text.strip()
+        if not text or turn.role not in ("user", "assistant"):
+            continue
+        if not turns and turn.role == "assistant":
+            continue
+        if turns and turns[-1].role == turn.role:
+            turns[-1] = Turn(turn.role, f"{turns[-1].text} {text}")
+        else:
+            turns.append(Turn(turn.role, text))
+    return turns
+
+
+class PromptBuilder:
+    def __init__(self, processor: object, audio_token_id: int) -> None:
+        self.processor = processor
+        self.tokenizer = processor.tokenizer.tokenizer  # type: ignore[attr-defined]  # mistral-common's
+        self.feature_extractor = processor.feature_extractor  # type: ignore[attr-defined]
+        self.audio_token_id = audio_token_id
+
+    def chat(self, pcm16: np.ndarray, history: Sequence[Turn], instructions: str, max_tokens: int) -> ModelInputs:
+        """The user's utterance after the earlier turns; the oldest turns go first if it would not fit."""
+        from mistral_common.protocol.instruct.chunk import AudioChunk, TextChunk
+        from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+        audio = wav_bytes(pcm16)
+        turns = normalise_history(history)
+        dropped = 0
+        while True:
+            earlier, pending_user = (turns[:-1], turns[-1].text) if turns and turns[-1].role == "user" \
+                else (turns, "")
+            messages: list[object] = [UserMessage(content=t.text) if t.role == "user" else AssistantMessage(
+                content=t.text) for t in earlier]
+            content: list[object] = [TextChunk(text=pending_user)] if pending_user else []
+            content.append(AudioChunk(input_audio=audio))
+            if instructions:
+                content.append(TextChunk(text=instructions))
+            messages.append(UserMessage(content=content))
+            encoded = self.tokenizer.encode_chat_completion(ChatCompletionRequest(messages=messages))
+            if len(encoded.tokens) <= max_tokens or not turns:
+                break
+            turns = normalise_history(turns[2:] if len(turns) > 1 else [])
+            dropped += 1
+        if len(encoded.tokens) > max_tokens:
+            raise InvalidArgument(f"the prompt needs {len(encoded.tokens)} tokens; the context holds {max_tokens}")
+        return self._inputs(encoded, dropped)
+
+    def transcription(self, pcm16: np.ndarray, language: str) -> ModelInputs:
+        from mistral_common.protocol.transcription.request import TranscriptionRequest
+
+        encoded = self.tokenizer.encode_transcription(TranscriptionRequest(audio=wav_bytes(pcm16), language=language))
+        return self._inputs(encoded, 0)
+
+    def _inputs(self, encoded: object, dropped: int) -> ModelInputs:
+        windows = []
+        for audio in encoded.audios:  # type: ignore[attr-defined]  # already padded to 30 s multiples
+            mel = self.feature_extractor(audio.audio_array, sampling_rate=SAMPLE_RATE, return_tensors="np",
+                                         padding=True, truncation=False, pad_to_multiple_of=CHUNK_SAMPLES)
+            features = mel["input_features"][0]
+            windows.append(features.reshape(features.shape[0], -1, MEL_FRAMES).transpose(1, 0, 2))
+        tokens = list(encoded.tokens)  # type: ignore[attr-defined]
+        return ModelInputs(tokens, np.concatenate(windows).astype(np.float32), tokens.count(self.audio_token_id),
+                           dropped)
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(tokens))
