@@ -89,7 +89,8 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
                         if not getter.done():
                             getter.cancel()
                             continue
-                        message = voxtral_pb2.RespondResponse(text_delta=getter.result())
+                        message = voxtral_pb2.RespondResponse(
+                            text_delta=getter.result(), elapsed_ms=(time.perf_counter() - received) * 1000)
                         if ttft_ms is None:
                             ttft_ms = (time.perf_counter() - received) * 1000
                             message.ttft_ms = ttft_ms
@@ -99,7 +100,8 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
                     stop.set()  # a cancelled or failed call stops generating within one decode step
             if result.finish_reason == "cancelled":
                 raise TimeoutError("Voxtral ran past the call's deadline")
-            yield voxtral_pb2.RespondResponse(stats=voxtral_pb2.GenerationStats(
+            yield voxtral_pb2.RespondResponse(elapsed_ms=(time.perf_counter() - received) * 1000,
+                                              stats=voxtral_pb2.GenerationStats(
                 prompt_tokens=len(inputs.tokens), audio_tokens=inputs.audio_tokens,
                 completion_tokens=result.completion_tokens, queue_ms=queued_ms, prefill_ms=result.prefill_ms,
                 decode_ms=result.decode_ms, ttft_ms=ttft_ms or 0.0, finish_reason=FINISH[result.finish_reason],

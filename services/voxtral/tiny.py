@@ -64,15 +64,35 @@ def tiny_config():
     )
 
 
+def speakable_token_ids(tekken: dict[str, object]) -> list[int]:
+    """Ids of vocabulary tokens that are plain English-alphabet words or sentence punctuation."""
+    import base64
+    import re
+
+    word = re.compile(rb"^ ?[A-Za-z]{2,}$|^[.,?!]$")
+    vocab = tekken["vocab"][: 131072 - NUM_SPECIAL]  # type: ignore[index]
+    return [NUM_SPECIAL + rank for rank, entry in enumerate(vocab)
+            if word.match(base64.b64decode(entry["token_bytes"]))]
+
+
 def build_tiny_voxtral(folder: Path, seed: int = DEFAULT_SEED) -> Path:
     import torch
     from transformers import VoxtralForConditionalGeneration, VoxtralProcessor, WhisperFeatureExtractor
     from transformers.tokenization_mistral_common import MistralCommonBackend
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tekken.json").write_text(json.dumps(tekken_v7()))
+    tekken = tekken_v7()
+    (folder / "tekken.json").write_text(json.dumps(tekken))
     torch.manual_seed(seed)
     model = VoxtralForConditionalGeneration(tiny_config())
+    # Random weights, but only English-alphabet words can win: the replies stay speakable by an
+    # English TTS, so the whole loop (text, clauses, speech) runs on them.
+    with torch.no_grad():
+        head = model.get_output_embeddings().weight
+        keep = torch.zeros(head.shape[0], dtype=torch.bool)
+        keep[speakable_token_ids(tekken)] = True
+        head[~keep] = 0.0
+        head[keep] *= 4.0
     model.generation_config.pad_token_id = 11
     model.save_pretrained(folder, safe_serialization=True)
     features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30,

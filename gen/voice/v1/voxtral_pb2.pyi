@@ -227,9 +227,12 @@ class RespondResponse(_message.Message):
     TEXT_DELTA_FIELD_NUMBER: _builtins.int
     TTFT_MS_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
+    ELAPSED_MS_FIELD_NUMBER: _builtins.int
     text_delta: _builtins.str
     ttft_ms: _builtins.float
     """Set on the first message: request received to first token."""
+    elapsed_ms: _builtins.float
+    """Service time since the request arrived, on every message: lets a caller tell model time from transport."""
     @_builtins.property
     def stats(self) -> Global___GenerationStats:
         """Set on the last message only."""
@@ -240,10 +243,11 @@ class RespondResponse(_message.Message):
         text_delta: _builtins.str = ...,
         ttft_ms: _builtins.float | None = ...,
         stats: Global___GenerationStats | None = ...,
+        elapsed_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ttft_ms", b"_ttft_ms", "stats", b"stats", "ttft_ms", b"ttft_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ttft_ms", b"_ttft_ms", "stats", b"stats", "text_delta", b"text_delta", "ttft_ms", b"ttft_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ttft_ms", b"_ttft_ms", "elapsed_ms", b"elapsed_ms", "stats", b"stats", "text_delta", b"text_delta", "ttft_ms", b"ttft_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ttft_ms: _TypeAlias = _typing.Literal["ttft_ms"]  # noqa: Y015
     _WhichOneofArgType__ttft_ms: _TypeAlias = _typing.Literal["_ttft_ms", b"_ttft_ms"]  # noqa: Y015
