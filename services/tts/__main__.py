@@ -10,7 +10,12 @@ from services.tts.server import tts_service
 def main() -> None:
     settings = load_settings(TtsSettings)
     configure_logging("tts", settings.log_level, json_lines=settings.log_json)
-    asyncio.run(run_service(settings, [tts_service(settings)]))
+
+    async def serve() -> None:
+        # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.
+        await run_service(settings, [tts_service(settings)])
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

@@ -10,7 +10,12 @@ from services.vad.server import vad_service
 def main() -> None:
     settings = load_settings(VadSettings)
     configure_logging("vad", settings.log_level, json_lines=settings.log_json)
-    asyncio.run(run_service(settings, [vad_service(settings)]))
+
+    async def serve() -> None:
+        # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.
+        await run_service(settings, [vad_service(settings)])
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

@@ -10,7 +10,12 @@ from services.voxtral.server import voxtral_service
 def main() -> None:
     settings = load_settings(VoxtralSettings)
     configure_logging("voxtral", settings.log_level, json_lines=settings.log_json)
-    asyncio.run(run_service(settings, [voxtral_service(settings)]))
+
+    async def serve() -> None:
+        # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.
+        await run_service(settings, [voxtral_service(settings)])
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

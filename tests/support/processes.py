@@ -17,9 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServiceProcess:
-    def __init__(self, module: str, env_prefix: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, module: str, env_prefix: str, env: dict[str, str] | None = None,
+                 port: int | None = None) -> None:
         self.module = module
-        self.port = free_port()
+        self.env_prefix = env_prefix
+        self.env = env or {}
+        self.port = port or free_port()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", f"{env_prefix}PORT": str(self.port),
                     f"{env_prefix}HOST": "127.0.0.1", **(env or {})}
         self.proc = subprocess.Popen(
@@ -64,6 +67,26 @@ class ServiceProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restarted(self) -> ServiceProcess:
+        """A new process of the same service on the same port."""
+        self.kill()
+        return ServiceProcess(self.module, self.env_prefix, self.env, self.port)
+
+    def wait_serving(self, timeout_s: float = 120.0) -> None:
+        from services.common.healthcheck import check
+
+        self.wait_listening(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while check(self.target, timeout_s=1.0) != "SERVING":
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.module} is not serving: {self.logs[-20:]}")
+            time.sleep(0.1)
 
     def messages(self) -> list[str]:
         return [str(e.get("msg", e.get("raw", ""))) for e in list(self.logs)]

@@ -1,0 +1,26 @@
+import asyncio
+
+from prometheus_client import start_http_server
+
+from services.common.logs import configure_logging
+from services.common.server import run_service
+from services.common.settings import load_settings
+from services.gateway.config import GatewaySettings
+from services.gateway.server import gateway_service
+
+
+def main() -> None:
+    settings = load_settings(GatewaySettings)
+    configure_logging("gateway", settings.log_level, json_lines=settings.log_json)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.host)
+
+    async def serve() -> None:
+        # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.
+        await run_service(settings, [gateway_service(settings)])
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Talk to the gateway from the command line: stream a WAV in real time, save the spoken reply.
+
+    python -m services.gateway.client question.wav --out reply.wav [--target host:port]
+
+Prints every event as it comes and a table of each turn's latency metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import soundfile as sf
+
+from services.common.latency import METRICS
+from voice.v1 import gateway_pb2, gateway_pb2_grpc
+
+CHUNK_MS = 20
+
+
+async def requests(audio: np.ndarray, rate: int, args: argparse.Namespace):
+    config = gateway_pb2.SessionConfig(input_sample_rate_hz=rate, output_sample_rate_hz=args.output_rate,
+                                       voice=args.voice, instructions=args.instructions, session_id=args.session)
+    if args.end_silence_ms:
+        config.end_silence_ms = args.end_silence_ms
+    yield gateway_pb2.ConverseRequest(config=config)
+    step = rate * CHUNK_MS // 1000
+    # Trailing silence lets the VAD hear the end of the last utterance.
+    padded = np.concatenate([audio, np.zeros(int(rate * args.tail_s), dtype=np.int16)])
+    started = time.monotonic()
+    for n, i in enumerate(range(0, len(padded), step)):
+        if args.realtime:
+            await asyncio.sleep(max(0.0, started + n * CHUNK_MS / 1000 * args.realtime - time.monotonic()))
+        yield gateway_pb2.ConverseRequest(audio=padded[i:i + step].tobytes())
+    yield gateway_pb2.ConverseRequest(control=gateway_pb2.CONTROL_ACTION_END_OF_INPUT)
+
+
+def metrics_table(turns: list[tuple[str, gateway_pb2.TurnMetrics]]) -> str:
+    header = "turn      " + "".join(f"{name:>16}" for name in METRICS)
+    rows = [f"{turn_id[:8]:10}" + "".join(f"{getattr(m, name):16.1f}" for name in METRICS) for turn_id, m in turns]
+    return "\n".join([header, *rows])
+
+
+async def converse(args: argparse.Namespace) -> int:
+    audio, rate = sf.read(args.wav, dtype="int16", always_2d=True)
+    audio = audio[:, 0]
+    reply: list[bytes] = []
+    reply_rate = args.output_rate or 24000
+    turns: list[tuple[str, gateway_pb2.TurnMetrics]] = []
+    async with grpc.aio.insecure_channel(args.target) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        try:
+            async for message in stub.Converse(requests(audio, rate, args), timeout=args.timeout):
+                kind = message.WhichOneof("payload")
+                event = getattr(message, kind)
+                if kind == "response_audio":
+                    reply.append(event.audio)
+                    reply_rate = event.sample_rate_hz
+                    print(f"response_audio  {len(event.audio) / 2 / event.sample_rate_hz:5.2f} s  {event.text!r}")
+                elif kind == "response_text":
+                    print(f"response_text   {event.delta!r}")
+                elif kind == "turn_completed":
+                    turns.append((event.turn_id, event.metrics))
+                    print(f"turn_completed  user={event.user_text!r} assistant={event.assistant_text!r}")
+                else:
+                    print(f"{kind:15} " + " ".join(str(event).split()))
+        except grpc.aio.AioRpcError as err:
+            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+            return 1
+    if turns:
+        print("\n" + metrics_table(turns))
+    if args.out and reply:
+        sf.write(args.out, np.frombuffer(b"".join(reply), dtype="<i2"), reply_rate)
+        print(f"\nwrote {args.out} ({sum(len(r) for r in reply) / 2 / reply_rate:.2f} s of reply audio)")
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("wav", type=Path, help="mono or stereo WAV (first channel is sent), 8-48 kHz PCM")
+    parser.add_argument("--out", type=Path, help="where to write the reply audio (WAV)")
+    parser.add_argument("--target", default="127.0.0.1:50051")
+    parser.add_argument("--voice", default="")
+    parser.add_argument("--instructions", default="")
+    parser.add_argument("--session", default="", help="a session id to resume")
+    parser.add_argument("--output-rate", type=int, default=0)
+    parser.add_argument("--end-silence-ms", type=int, default=0)
+    parser.add_argument("--realtime", type=float, default=1.0,
+                        help="1 plays the file in real time; 0.5 twice as fast; 0 as fast as possible")
+    parser.add_argument("--tail-s", type=float, default=1.5, help="silence sent after the file")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    raise SystemExit(asyncio.run(converse(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

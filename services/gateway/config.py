@@ -1,0 +1,34 @@
+"""Gateway settings (env prefix GATEWAY_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import RedisSettings, ServerSettings
+
+
+class GatewaySettings(ServerSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="ignore", frozen=True)
+
+    port: int = Field(50051, ge=0, le=65535)
+    max_message_bytes: int = Field(1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
+                                   description="Largest request; a 5 MB audio message gets RESOURCE_EXHAUSTED.")
+    vad_target: str = Field("127.0.0.1:50052", description="host:port, or dns:///name:port for every replica.")
+    voxtral_target: str = "127.0.0.1:50053"
+    tts_target: str = "127.0.0.1:50054"
+    redis: RedisSettings = RedisSettings()
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics over HTTP; 0 turns it off.")
+    max_sessions: int = Field(256, ge=1, le=100_000, description="Concurrent sessions; more: RESOURCE_EXHAUSTED.")
+    buffer_s: float = Field(60.0, ge=5, le=600, description="Input audio kept per session to cut utterances from.")
+    max_utterance_s: float = Field(30.0, gt=0, le=600, description="Longer utterances keep their last part.")
+    default_output_rate_hz: int = Field(24000, ge=8000, le=48000)
+    default_end_silence_ms: int = Field(800, ge=100, le=10000, description="Seed: 800 ms.")
+    max_instructions_chars: int = Field(2000, ge=0, le=100_000)
+    first_clause_words: int = Field(6, ge=1, le=100, description="The first clause is cut after this many words.")
+    tts_prefetch: int = Field(1, ge=0, le=8, description="Clauses synthesised ahead of the one being sent.")
+    vad_timeout_s: float = Field(5.0, gt=0, le=60, description="Opening a VAD stream.")
+    voxtral_timeout_s: float = Field(15.0, gt=0, le=600, description="One reply, first token to last.")
+    tts_timeout_s: float = Field(3.0, gt=0, le=120, description="One clause (seed: 3 s).")
+    transcribe_timeout_s: float = Field(15.0, gt=0, le=600)
+    unary_timeout_s: float = Field(5.0, gt=0, le=60, description="ListVoices, GetInfo and other unary calls.")

@@ -1,0 +1,21 @@
+"""Prometheus metrics of the gateway, named after the design's latency metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.common.latency import METRICS
+
+BUCKETS_MS = (5, 10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000)
+STAGE_HISTOGRAMS = {name: Histogram(f"voice_{name}", f"Turn latency {name} (milliseconds)", buckets=BUCKETS_MS)
+                    for name in METRICS}
+TURNS = Counter("voice_turns_total", "Turns by outcome", ["outcome"])
+SESSIONS = Gauge("voice_sessions_active", "Open conversation sessions")
+STAGE_ERRORS = Counter("voice_stage_errors_total", "Failed calls to a stage", ["stage", "code"])
+
+
+def observe_turn(metrics: Mapping[str, float]) -> None:
+    for name, value in metrics.items():
+        STAGE_HISTOGRAMS[name].observe(value)

@@ -1,0 +1,260 @@
+"""One conversation: audio in, VAD events, turns, barge-in, controls, context. Plain asyncio;
+the gRPC surface (server.py) only feeds it requests and writes out the events it emits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from services.common.audio import resample
+from services.common.errors import InvalidArgument
+from services.common.logs import bound
+from services.common.store import Exchange, SessionStore
+from services.gateway.config import GatewaySettings
+from services.gateway.events import (
+    ErrorEvent,
+    Event,
+    Interrupted,
+    SessionStarted,
+    SpeechEnded,
+    SpeechStarted,
+    TurnCompleted,
+)
+from services.gateway.metrics import TURNS, observe_turn
+from services.gateway.stages import HistoryTurn, StageError, Stages, VadEvent, VadStream
+from services.gateway.timeline import InputTimeline
+from services.gateway.turn import TurnProgress, TurnRequest, TurnRunner
+
+log = logging.getLogger(__name__)
+ERROR_CODES = {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE"}
+# After a VAD failure, the stream is opened again at most this often.
+VAD_RETRY_S = 0.5
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    input_rate_hz: int
+    output_rate_hz: int
+    voice: str
+    speed: float | None
+    end_silence_ms: int
+    instructions: str
+    resume_id: str
+
+
+def new_id() -> str:
+    """A random 128-bit identifier."""
+    return secrets.token_hex(16)
+
+
+@dataclass
+class _Turn:
+    turn_id: str
+    start_sample: int
+    task: asyncio.Task[None] | None = None
+    progress: TurnProgress | None = None
+    transcript: asyncio.Task[str] | None = None
+
+
+class ConversationSession:
+    def __init__(self, settings: GatewaySettings, stages: Stages, store: SessionStore, config: SessionConfig,
+                 emit: Callable[[Event], Awaitable[None]]) -> None:
+        self.settings = settings
+        self.stages = stages
+        self.store = store
+        self.config = config
+        self.emit = emit
+        self.session_id = config.resume_id or new_id()
+        self.timeline = InputTimeline(config.input_rate_hz, settings.buffer_s)
+        self.context: list[Exchange] = []
+        self.runner = TurnRunner(settings, stages, emit)
+        self._vad: VadStream | None = None
+        self._vad_reader: asyncio.Task[None] | None = None
+        self._vad_base = 0  # input samples sent before the current VAD stream began
+        self._vad_failed_at = 0.0
+        self._listening: _Turn | None = None  # speech started, not ended yet
+        self._answering: _Turn | None = None  # the reply in progress
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> SessionStarted:
+        resumed = False
+        if self.config.resume_id:
+            known = await self.store.session_exists(self.config.resume_id)
+            if known is False:
+                raise InvalidArgument(f"session {self.config.resume_id!r} is unknown or has expired: "
+                                      "leave session_id empty to start a new one")
+            self.context = await self.store.context(self.session_id)
+            resumed = True
+        await self.store.open_session(self.session_id)
+        await self._open_vad()
+        log.info("session started", extra={"session_id": self.session_id, "resumed": resumed})
+        return SessionStarted(self.session_id, resumed, len(self.context))
+
+    # --- input -------------------------------------------------------------------------------
+
+    async def audio(self, data: bytes) -> None:
+        pcm = self.timeline.append(data, time.monotonic())
+        if not pcm:
+            return
+        if self._vad is None and time.monotonic() - self._vad_failed_at >= VAD_RETRY_S:
+            await self._open_vad()
+        if self._vad is not None:
+            try:
+                await self._vad.send(pcm)
+            except StageError as err:
+                await self._vad_lost(err)
+
+    async def interrupt(self) -> None:
+        await self._stop_answer()
+
+    async def reset_context(self) -> None:
+        self.context = []
+        await self.store.reset_context(self.session_id)
+
+    async def end_of_input(self) -> None:
+        """No more audio: let the VAD close the utterance in progress and wait for its reply."""
+        if self._vad is not None:
+            await self._vad.finish()
+        if self._vad_reader is not None:
+            await asyncio.gather(self._vad_reader, return_exceptions=True)
+        if self._answering is not None and self._answering.task is not None:
+            await asyncio.gather(self._answering.task, return_exceptions=True)
+        await self._drain_background()
+
+    async def close(self) -> None:
+        """The client is gone or done: stop all downstream work."""
+        if self._vad is not None:
+            self._vad.cancel()
+        tasks = [t for t in (self._vad_reader, self._answering.task if self._answering else None) if t]
+        for task in [*tasks, *self._background]:
+            task.cancel()
+        await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+
+    # --- VAD -----------------------------------------------------------------------------------
+
+    async def _open_vad(self) -> None:
+        try:
+            self._vad = await self.stages.open_vad(self.config.input_rate_hz, self.config.end_silence_ms)
+        except StageError as err:
+            await self._vad_lost(err)
+            return
+        self._vad_base = self.timeline.total
+        self._vad_reader = asyncio.create_task(self._read_vad(self._vad, self._vad_base))
+
+    async def _vad_lost(self, err: StageError) -> None:
+        if self._vad is not None:
+            self._vad.cancel()
+        self._vad = None
+        self._listening = None
+        self._vad_failed_at = time.monotonic()
+        await self._error(err, turn_id="")
+
+    async def _read_vad(self, stream: VadStream, base: int) -> None:
+        try:
+            async for event in stream.events():
+                await self._on_vad(event, base)
+        except StageError as err:
+            if stream is self._vad:
+                await self._vad_lost(err)
+
+    async def _on_vad(self, event: VadEvent, base: int) -> None:
+        start, end = base + event.start_sample, base + event.end_sample
+        if event.kind == "started":
+            await self._stop_answer()  # barge-in: the user talks over the reply
+            self._listening = _Turn(new_id(), start)
+            await self.emit(SpeechStarted(self._listening.turn_id, start))
+        elif event.kind == "ended" and self._listening is not None:
+            received = time.monotonic()
+            turn, self._listening = self._listening, None
+            voiced_end_at = self.timeline.arrival_of(end)
+            endpoint_ms = max(0.0, (received - voiced_end_at) * 1000) if voiced_end_at else 0.0
+            await self.emit(SpeechEnded(turn.turn_id, start, end))
+            self._begin_answer(turn, start, end, received, endpoint_ms)
+
+    # --- turns ---------------------------------------------------------------------------------
+
+    def _begin_answer(self, turn: _Turn, start: int, end: int, ended_at: float, endpoint_ms: float) -> None:
+        max_samples = int(self.settings.max_utterance_s * self.config.input_rate_hz)
+        pcm = self.timeline.cut(max(start, end - max_samples), end)
+        utterance = resample(pcm, self.config.input_rate_hz, 16000)
+        history = [HistoryTurn(role, text) for ex in self.context
+                   for role, text in (("user", ex.user), ("assistant", ex.assistant))]
+        request = TurnRequest(turn.turn_id, self.session_id, utterance, history, self.config.instructions,
+                              self.config.voice, self.config.speed, self.config.output_rate_hz, ended_at,
+                              endpoint_ms)
+        turn.progress = TurnProgress()
+        turn.transcript = asyncio.create_task(self._transcribe(request))  # off the critical path
+        self._background.add(turn.transcript)
+        turn.transcript.add_done_callback(self._background.discard)
+        turn.task = asyncio.create_task(self._answer(turn, request, turn.transcript))
+        self._answering = turn
+
+    async def _answer(self, turn: _Turn, request: TurnRequest, transcript: asyncio.Task[str]) -> None:
+        assert turn.progress is not None
+        with bound(session_id=self.session_id, turn_id=turn.turn_id):
+            try:
+                await self.runner.run(request, turn.progress)
+            except StageError as err:
+                TURNS.labels(outcome="failed").inc()
+                await self._error(err, turn.turn_id)
+                await self._remember(turn, transcript, turn.progress.spoken_text, record=False)
+                return
+            finally:
+                if self._answering is turn:
+                    self._answering = None
+            TURNS.labels(outcome="completed").inc()
+            await self._remember(turn, transcript, turn.progress.spoken_text, record=True)
+
+    async def _stop_answer(self) -> None:
+        turn = self._answering
+        if turn is None or turn.task is None or turn.task.done():
+            return
+        self._answering = None
+        turn.task.cancel()
+        await asyncio.gather(turn.task, return_exceptions=True)
+        assert turn.progress is not None
+        spoken = turn.progress.spoken_text
+        TURNS.labels(outcome="interrupted").inc()
+        await self.emit(Interrupted(turn.turn_id, spoken))
+        task = asyncio.create_task(self._remember(turn, turn.transcript, spoken, record=False))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _transcribe(self, request: TurnRequest) -> str:
+        try:
+            return await self.stages.transcribe(request.utterance, self.session_id, request.turn_id)
+        except StageError as err:
+            log.warning("transcription failed; the exchange keeps no user words",
+                        extra={"turn_id": request.turn_id, "error": str(err)})
+            return ""
+
+    async def _remember(self, turn: _Turn, transcript: asyncio.Task[str] | None, spoken: str, *,
+                        record: bool) -> None:
+        """Store the exchange (what the assistant really said) and, for a finished turn, its metrics."""
+        user = ""
+        if transcript is not None:
+            user = (await asyncio.gather(transcript, return_exceptions=True))[0]
+            user = user if isinstance(user, str) else ""
+        assert turn.progress is not None
+        metrics = dict(turn.progress.metrics)
+        exchange = Exchange(user=user, assistant=spoken, turn_id=turn.turn_id, at=time.time())
+        self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
+        await self.store.append_exchange(self.session_id, exchange)
+        if record and "e2e_ms" in metrics:
+            await self.store.record_turn(self.session_id, turn.turn_id, metrics)
+            observe_turn(metrics)
+            log.info("turn completed", extra={"turn_id": turn.turn_id, **metrics})
+        if record:
+            await self.emit(TurnCompleted(turn.turn_id, user, spoken, metrics))
+
+    async def _drain_background(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def _error(self, err: StageError, turn_id: str) -> None:
+        code = err.code if err.code in ERROR_CODES else "UNAVAILABLE" if err.code == "CANCELLED" else "INTERNAL"
+        await self.emit(ErrorEvent(code, f"{err.stage} failed: {err.message}", True, turn_id))

@@ -1,0 +1,140 @@
+"""One turn: Voxtral's streamed reply, cut into clauses, spoken clause by clause, timed.
+Plain asyncio over the stage calls; no gRPC in here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.common.clauses import ClauseSplitter
+from services.gateway.config import GatewaySettings
+from services.gateway.events import Event, ResponseAudio, ResponseText
+from services.gateway.stages import HistoryTurn, SpeechChunk, Stages
+
+
+@dataclass
+class TurnRequest:
+    turn_id: str
+    session_id: str
+    utterance: np.ndarray  # PCM16 at 16 kHz
+    history: list[HistoryTurn]
+    instructions: str
+    voice: str
+    speed: float | None
+    output_rate_hz: int
+    ended_at: float  # speech-ended event received (monotonic)
+    endpoint_ms: float
+
+
+@dataclass
+class TurnProgress:
+    """What happened so far: survives cancellation (barge-in) so the spoken part can be kept."""
+
+    generated: str = ""
+    spoken: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def spoken_text(self) -> str:
+        return " ".join(self.spoken)
+
+
+class TurnRunner:
+    def __init__(self, settings: GatewaySettings, stages: Stages, emit: Callable[[Event], Awaitable[None]]) -> None:
+        self.settings = settings
+        self.stages = stages
+        self.emit = emit
+
+    async def run(self, turn: TurnRequest, progress: TurnProgress) -> None:
+        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        marks: dict[str, float] = {}
+        m = progress.metrics
+        m["endpoint_ms"] = turn.endpoint_ms
+        requested = time.monotonic()
+
+        async def generate() -> None:
+            splitter = ClauseSplitter(first_words=self.settings.first_clause_words)
+            async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
+                                                   turn.session_id, turn.turn_id):
+                if "voxtral_ttft_ms" not in m:
+                    m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
+                progress.generated += delta.text
+                await self.emit(ResponseText(turn.turn_id, delta.text))
+                for clause in splitter.push(delta.text):
+                    if "first_clause_ms" not in m:
+                        m["first_clause_ms"] = (time.monotonic() - requested) * 1000
+                        marks["voxtral_compute_ms"] = delta.elapsed_ms
+                    await clauses.put(clause)
+            for clause in splitter.flush():
+                if "first_clause_ms" not in m:
+                    m["first_clause_ms"] = (time.monotonic() - requested) * 1000
+                    marks["voxtral_compute_ms"] = m["first_clause_ms"]
+                await clauses.put(clause)
+            await clauses.put(None)
+
+        producer = asyncio.create_task(generate())
+        try:
+            await self._speak(turn, clauses, progress, marks)
+            await producer
+        finally:
+            producer.cancel()
+        if "e2e_ms" in m:
+            m["turn_ms"] = (time.monotonic() - turn.ended_at) * 1000
+            # What the stages report as their own work; the rest of e2e is transport and orchestration.
+            stage_ms = marks.get("voxtral_compute_ms", 0.0) + marks.get("tts_compute_ms", 0.0)
+            m["overhead_ms"] = max(0.0, m["e2e_ms"] - stage_ms)
+
+    async def _speak(self, turn: TurnRequest, clauses: asyncio.Queue[str | None], progress: TurnProgress,
+                     marks: dict[str, float]) -> None:
+        """Clause k+1 is synthesised while clause k is sent; audio goes out in clause order."""
+        m = progress.metrics
+        window = asyncio.Semaphore(self.settings.tts_prefetch + 1)
+        ordered: asyncio.Queue[tuple[str, asyncio.Queue[SpeechChunk | None], asyncio.Task[None], float] | None]
+        ordered = asyncio.Queue()
+        tasks: list[asyncio.Task[None]] = []
+
+        async def feed() -> None:
+            while (clause := await clauses.get()) is not None:
+                await window.acquire()
+                chunks: asyncio.Queue[SpeechChunk | None] = asyncio.Queue()
+                task = asyncio.create_task(self._synthesize(turn, clause, chunks))
+                tasks.append(task)
+                await ordered.put((clause, chunks, task, time.monotonic()))
+            await ordered.put(None)
+
+        feeder = asyncio.create_task(feed())
+        try:
+            while (item := await ordered.get()) is not None:
+                clause, chunks, task, sent_at = item
+                spoke = False
+                while (chunk := await chunks.get()) is not None:
+                    if not chunk.pcm:
+                        continue
+                    if "tts_ttfb_ms" not in m:
+                        m["tts_ttfb_ms"] = (time.monotonic() - sent_at) * 1000
+                        marks["tts_compute_ms"] = chunk.compute_ms
+                    await self.emit(ResponseAudio(turn.turn_id, chunk.pcm, turn.output_rate_hz, chunk.text))
+                    if "e2e_ms" not in m:
+                        m["e2e_ms"] = (time.monotonic() - turn.ended_at) * 1000
+                    spoke = True
+                await task  # a failed clause fails the turn
+                if spoke:
+                    progress.spoken.append(clause)
+                window.release()
+            await feeder
+        finally:
+            feeder.cancel()
+            for task in tasks:
+                task.cancel()
+
+    async def _synthesize(self, turn: TurnRequest, clause: str, chunks: asyncio.Queue[SpeechChunk | None]) -> None:
+        try:
+            async for chunk in self.stages.synthesize(clause, turn.voice, turn.speed, turn.output_rate_hz,
+                                                      turn.session_id, turn.turn_id):
+                await chunks.put(chunk)
+        finally:
+            chunks.put_nowait(None)

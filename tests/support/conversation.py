@@ -1,0 +1,83 @@
+"""A test client for GatewayService.Converse that can react to what it hears."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import numpy as np
+
+from voice.v1 import gateway_pb2, gateway_pb2_grpc
+
+
+class Conversation:
+    def __init__(self, stub: gateway_pb2_grpc.GatewayServiceStub, config: gateway_pb2.SessionConfig,
+                 timeout: float = 120) -> None:
+        self.config = config
+        self.rate = config.input_sample_rate_hz
+        self._requests: asyncio.Queue[gateway_pb2.ConverseRequest | None] = asyncio.Queue()
+        self._requests.put_nowait(gateway_pb2.ConverseRequest(config=config))
+        self.events: list[tuple[str, Any]] = []
+        self._changed = asyncio.Condition()
+        self.call = stub.Converse(self._stream(), timeout=timeout)
+        self.error: grpc.aio.AioRpcError | None = None
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _stream(self):
+        while (request := await self._requests.get()) is not None:
+            yield request
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.call:
+                kind = message.WhichOneof("payload")
+                async with self._changed:
+                    self.events.append((kind, getattr(message, kind)))
+                    self._changed.notify_all()
+        except grpc.aio.AioRpcError as err:
+            self.error = err
+        async with self._changed:
+            self.events.append(("closed", None))
+            self._changed.notify_all()
+
+    async def send(self, samples: np.ndarray, chunk_ms: int = 20, pace: float = 0.0) -> None:
+        """Audio in chunks; pace 1.0 is real time, 0 as fast as the stream takes it."""
+        step = self.rate * chunk_ms // 1000
+        for i in range(0, len(samples), step):
+            await self._requests.put(gateway_pb2.ConverseRequest(audio=samples[i:i + step].tobytes()))
+            if pace:
+                await asyncio.sleep(chunk_ms / 1000 * pace)
+
+    async def silence(self, ms: int, pace: float = 0.0) -> None:
+        await self.send(np.zeros(self.rate * ms // 1000, dtype=np.int16), pace=pace)
+
+    async def control(self, action: int) -> None:
+        await self._requests.put(gateway_pb2.ConverseRequest(control=action))
+
+    async def raw(self, request: gateway_pb2.ConverseRequest) -> None:
+        await self._requests.put(request)
+
+    async def wait_for(self, kind: str, count: int = 1, timeout: float = 60) -> Any:
+        """The count-th event of this kind (waiting for it)."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.of(kind)) >= count or self.closed)
+        found = self.of(kind)
+        assert len(found) >= count, f"no {kind} #{count}; got {[k for k, _ in self.events]} error={self.error}"
+        return found[count - 1]
+
+    def of(self, kind: str) -> list[Any]:
+        return [event for k, event in self.events if k == kind]
+
+    @property
+    def closed(self) -> bool:
+        return any(k == "closed" for k, _ in self.events)
+
+    async def finish(self, timeout: float = 60) -> None:
+        await self.control(gateway_pb2.CONTROL_ACTION_END_OF_INPUT)
+        await self._requests.put(None)
+        await asyncio.wait_for(self._reader, timeout)
+
+    def cancel(self) -> None:
+        self.call.cancel()

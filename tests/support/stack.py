@@ -1,0 +1,50 @@
+"""The whole system as real processes on loopback: Redis, VAD, Voxtral (small model), TTS, gateway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.processes import ServiceProcess
+from tools.local_redis import RedisProcess, free_port
+
+
+class Stack:
+    def __init__(self, voxtral_model: Path, **overrides: str) -> None:
+        self.redis = RedisProcess()
+        self.redis.start()
+        self.metrics_port = free_port()
+        quiet = {"LOG_LEVEL": "INFO"}
+        self.services: dict[str, ServiceProcess] = {
+            "vad": ServiceProcess("services.vad", "VAD_", {f"VAD_{k}": v for k, v in quiet.items()}),
+            "voxtral": ServiceProcess("services.voxtral", "VOXTRAL_", {
+                "VOXTRAL_MODEL_ID": str(voxtral_model), "VOXTRAL_COMPILE_MODE": "eager", "VOXTRAL_SEED": "0",
+                "VOXTRAL_MAX_NEW_TOKENS": "12", "VOXTRAL_TRANSCRIBE_MAX_NEW_TOKENS": "8", "HF_HUB_OFFLINE": "1"}),
+            "tts": ServiceProcess("services.tts", "TTS_", {"TTS_BACKEND": "onnx", "TTS_TIMEOUT_S": "10"}),
+        }
+        for service in self.services.values():
+            service.wait_listening()
+        gateway_env = {
+            "GATEWAY_VAD_TARGET": self.services["vad"].target,
+            "GATEWAY_VOXTRAL_TARGET": self.services["voxtral"].target,
+            "GATEWAY_TTS_TARGET": self.services["tts"].target,
+            "GATEWAY_REDIS__URL": self.redis.url,
+            "GATEWAY_METRICS_PORT": str(self.metrics_port),
+            "GATEWAY_TTS_TIMEOUT_S": "10",
+            **overrides,
+        }
+        self.services["gateway"] = ServiceProcess("services.gateway", "GATEWAY_", gateway_env)
+        for service in self.services.values():
+            service.wait_serving()
+
+    @property
+    def gateway(self) -> str:
+        return self.services["gateway"].target
+
+    def restart(self, name: str) -> None:
+        self.services[name] = self.services[name].restarted()
+        self.services[name].wait_serving()
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            service.stop()
+        self.redis.stop()

@@ -1,0 +1,172 @@
+"""The whole loop with every service a real process: real gRPC, real Redis, the small Voxtral,
+the real Kokoro ONNX, speech made by espeak-ng."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+import redis
+
+from services.common.audio import resample
+from services.common.latency import METRICS
+from tests.support.audio_files import espeak, silence
+from tests.support.conversation import Conversation
+from tests.support.stack import Stack
+from voice.v1 import gateway_pb2, gateway_pb2_grpc
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def stack(tiny_voxtral: Path):
+    running = Stack(tiny_voxtral)
+    yield running
+    running.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def gateway(stack: Stack):
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        yield gateway_pb2_grpc.GatewayServiceStub(channel)
+
+
+def say(text: str) -> np.ndarray:
+    speech, rate = espeak(text)
+    return resample(speech, rate, RATE)
+
+
+QUESTIONS = [say(t) for t in ("What is the weather like today?", "Tell me a joke please.",
+                              "How far away is the moon?", "Can you help me cook dinner?",
+                              "Which train goes to the city?", "Thank you, that is all.")]
+
+
+def converse(stub, **config) -> Conversation:
+    return Conversation(stub, gateway_pb2.SessionConfig(input_sample_rate_hz=RATE, **config))
+
+
+async def ask(conv: Conversation, speech: np.ndarray, turn: int, pace: float = 0.0) -> gateway_pb2.TurnCompleted:
+    await conv.silence(300)
+    await conv.send(speech)
+    await conv.silence(1200, pace=pace)
+    return await conv.wait_for("turn_completed", turn)
+
+
+def context_of(stack: Stack, session_id: str) -> list[dict]:
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    return [json.loads(x) for x in client.lrange(f"voice:session:{session_id}:context", 0, -1)]
+
+
+async def test_a_question_gets_a_spoken_answer_with_consistent_metrics(gateway, stack: Stack) -> None:
+    conv = converse(gateway, output_sample_rate_hz=16000)
+    done = await ask(conv, QUESTIONS[0], 1, pace=1.0)  # the silence after the question in real time
+    await conv.finish()
+    assert conv.error is None
+    started = conv.of("session_started")[0]
+    assert len(started.session_id) == 32 and not started.resumed
+    ended = conv.of("speech_ended")[0]
+    assert ended.turn_id == done.turn_id and ended.end_sample > ended.start_sample
+    text = "".join(e.delta for e in conv.of("response_text") if e.turn_id == done.turn_id)
+    audio = [e for e in conv.of("response_audio") if e.turn_id == done.turn_id]
+    assert text.strip() and audio and all(a.sample_rate_hz == 16000 for a in audio)
+    pcm = np.frombuffer(b"".join(a.audio for a in audio), dtype="<i2")
+    assert len(pcm) > 16000 * 0.3 and np.abs(pcm).max() > 1000  # real speech, not silence
+    assert done.assistant_text == " ".join(a.text for a in audio)
+    assert done.assistant_text.replace(" ", "") == text.replace(" ", "")
+    m = done.metrics
+    assert all(getattr(m, name) > 0 for name in METRICS)
+    assert m.first_clause_ms >= m.voxtral_ttft_ms
+    assert m.e2e_ms >= m.tts_ttfb_ms and m.e2e_ms >= m.first_clause_ms
+    assert m.turn_ms >= m.e2e_ms >= m.overhead_ms
+    assert 700 <= m.endpoint_ms  # the seed's 800 ms of end silence, waited for in real time
+    kinds = [k for k, _ in conv.events]
+    assert kinds.index("speech_started") < kinds.index("speech_ended") < kinds.index("response_text") \
+        < kinds.index("response_audio") < kinds.index("turn_completed")
+
+
+async def test_six_turns_keep_the_last_five_exchanges_and_a_resumed_session_gets_them(gateway, stack) -> None:
+    conv = converse(gateway)
+    for i, question in enumerate(QUESTIONS, 1):
+        await ask(conv, question, i)
+    await conv.finish()
+    session_id = conv.of("session_started")[0].session_id
+    turns = conv.of("turn_completed")
+    assert len(turns) == 6 and len({t.turn_id for t in turns}) == 6
+    stored = context_of(stack, session_id)
+    assert [x["turn_id"] for x in stored] == [t.turn_id for t in turns[1:]]
+    assert [x["assistant"] for x in stored] == [t.assistant_text for t in turns[1:]]
+
+    metrics = await gateway.GetSessionMetrics(gateway_pb2.GetSessionMetricsRequest(session_id=session_id), timeout=5)
+    assert metrics.turns == 6
+    by_name = {s.metric: s for s in metrics.stages}
+    assert set(by_name) == set(METRICS)
+    assert all(s.samples == 6 and s.p95_ms >= s.p50_ms > 0 for s in by_name.values())
+
+    resumed = converse(gateway, session_id=session_id)
+    await resumed.wait_for("session_started")
+    await resumed.finish()
+    start = resumed.of("session_started")[0]
+    assert start.resumed and start.session_id == session_id and start.context_exchanges == 5
+
+
+async def test_unknown_session_id_is_refused(gateway) -> None:
+    conv = converse(gateway, session_id="0" * 32)
+    await conv.finish()
+    assert conv.error is not None and conv.error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown or has expired" in conv.error.details()
+
+
+async def test_barge_in_stops_the_reply_and_keeps_only_what_was_spoken(gateway, stack) -> None:
+    conv = converse(gateway)
+    await conv.silence(300)
+    await conv.send(QUESTIONS[2])
+    await conv.silence(1000)
+    first_audio = await conv.wait_for("response_audio")
+    await conv.send(QUESTIONS[3])  # the user talks over the reply
+    interrupted = await conv.wait_for("interrupted")
+    await conv.silence(1200)
+    await conv.wait_for("turn_completed")
+    await conv.finish()
+    assert interrupted.turn_id == first_audio.turn_id
+    kinds = [(k, getattr(e, "turn_id", "")) for k, e in conv.events]
+    cut = kinds.index(("interrupted", interrupted.turn_id))
+    assert ("response_audio", interrupted.turn_id) not in kinds[cut:]
+    sent = [e.text for e in conv.of("response_audio") if e.turn_id == interrupted.turn_id]
+    assert interrupted.spoken_text == " ".join(sent)
+    full = "".join(e.delta for e in conv.of("response_text") if e.turn_id == interrupted.turn_id)
+    assert len(interrupted.spoken_text.replace(" ", "")) < len(full.replace(" ", ""))
+    await asyncio.sleep(1.0)  # the interrupted exchange is stored once its transcript is in
+    stored = {x["turn_id"]: x for x in context_of(stack, conv.of("session_started")[0].session_id)}
+    assert stored[interrupted.turn_id]["assistant"] == interrupted.spoken_text
+
+
+async def test_tts_killed_mid_turn_gives_an_error_and_the_next_turn_works(gateway, stack) -> None:
+    conv = converse(gateway)
+    await conv.silence(300)
+    await conv.send(QUESTIONS[4])
+    stack.services["tts"].kill()
+    await conv.silence(1200)
+    error = await conv.wait_for("error")
+    assert error.code == gateway_pb2.ERROR_CODE_UNAVAILABLE and error.session_continues and error.turn_id
+    assert "tts" in error.message
+    await asyncio.to_thread(stack.restart, "tts")
+    done = await ask(conv, QUESTIONS[5], 1)
+    await conv.finish()
+    assert conv.error is None and done.assistant_text
+    assert [e for e in conv.of("response_audio") if e.turn_id == done.turn_id]
+
+
+async def test_prometheus_histograms_use_the_metric_names(gateway, stack) -> None:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5).read().decode()
+    for name in METRICS:
+        assert f"voice_{name}_count" in body
+    count = next(line for line in body.splitlines() if line.startswith("voice_e2e_ms_count"))
+    assert float(count.split()[-1]) >= 1
+    assert "voice_turns_total" in body
