@@ -118,7 +118,7 @@ async def test_six_turns_keep_the_last_five_exchanges_and_a_resumed_session_gets
 
 async def test_unknown_session_id_is_refused(gateway) -> None:
     conv = converse(gateway, session_id="0" * 32)
-    await conv.finish()
+    await conv.wait_for("closed")  # refused at once, before any audio
     assert conv.error is not None and conv.error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "unknown or has expired" in conv.error.details()
 
@@ -170,3 +170,18 @@ async def test_prometheus_histograms_use_the_metric_names(gateway, stack) -> Non
     count = next(line for line in body.splitlines() if line.startswith("voice_e2e_ms_count"))
     assert float(count.split()[-1]) >= 1
     assert "voice_turns_total" in body
+
+
+async def test_a_client_that_vanishes_mid_turn_leaves_nothing_behind(gateway, stack) -> None:
+    conv = converse(gateway)
+    await conv.silence(300)
+    await conv.send(QUESTIONS[1])
+    await conv.silence(1200)
+    await conv.wait_for("response_text")
+    conv.cancel()
+    await asyncio.sleep(1.0)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5).read().decode()
+    assert "voice_sessions_active 0.0" in body
+    again = converse(gateway)
+    assert (await ask(again, QUESTIONS[1], 1)).assistant_text
+    await again.finish()

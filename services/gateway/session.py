@@ -58,6 +58,7 @@ class _Turn:
     task: asyncio.Task[None] | None = None
     progress: TurnProgress | None = None
     transcript: asyncio.Task[str] | None = None
+    request: TurnRequest | None = None
 
 
 class ConversationSession:
@@ -170,7 +171,7 @@ class ConversationSession:
         elif event.kind == "ended" and self._listening is not None:
             received = time.monotonic()
             turn, self._listening = self._listening, None
-            voiced_end_at = self.timeline.arrival_of(end)
+            voiced_end_at = self.timeline.arrival_of(end - 1)  # when the last voiced sample came in
             endpoint_ms = max(0.0, (received - voiced_end_at) * 1000) if voiced_end_at else 0.0
             await self.emit(SpeechEnded(turn.turn_id, start, end))
             self._begin_answer(turn, start, end, received, endpoint_ms)
@@ -187,27 +188,34 @@ class ConversationSession:
                               self.config.voice, self.config.speed, self.config.output_rate_hz, ended_at,
                               endpoint_ms)
         turn.progress = TurnProgress()
-        turn.transcript = asyncio.create_task(self._transcribe(request))  # off the critical path
-        self._background.add(turn.transcript)
-        turn.transcript.add_done_callback(self._background.discard)
-        turn.task = asyncio.create_task(self._answer(turn, request, turn.transcript))
+        turn.request = request
+        turn.task = asyncio.create_task(self._answer(turn, request))
         self._answering = turn
 
-    async def _answer(self, turn: _Turn, request: TurnRequest, transcript: asyncio.Task[str]) -> None:
+    def _start_transcript(self, turn: _Turn) -> asyncio.Task[str]:
+        """The user's words, off the critical path: asked once Voxtral is done with the reply."""
+        if turn.transcript is None:
+            assert turn.request is not None
+            turn.transcript = asyncio.create_task(self._transcribe(turn.request))
+            self._background.add(turn.transcript)
+            turn.transcript.add_done_callback(self._background.discard)
+        return turn.transcript
+
+    async def _answer(self, turn: _Turn, request: TurnRequest) -> None:
         assert turn.progress is not None
         with bound(session_id=self.session_id, turn_id=turn.turn_id):
             try:
-                await self.runner.run(request, turn.progress)
+                await self.runner.run(request, turn.progress, on_generated=lambda: self._start_transcript(turn))
             except StageError as err:
                 TURNS.labels(outcome="failed").inc()
                 await self._error(err, turn.turn_id)
-                await self._remember(turn, transcript, turn.progress.spoken_text, record=False)
+                await self._remember(turn, turn.progress.spoken_text, record=False)
                 return
             finally:
                 if self._answering is turn:
                     self._answering = None
             TURNS.labels(outcome="completed").inc()
-            await self._remember(turn, transcript, turn.progress.spoken_text, record=True)
+            await self._remember(turn, turn.progress.spoken_text, record=True)
 
     async def _stop_answer(self) -> None:
         turn = self._answering
@@ -220,7 +228,7 @@ class ConversationSession:
         spoken = turn.progress.spoken_text
         TURNS.labels(outcome="interrupted").inc()
         await self.emit(Interrupted(turn.turn_id, spoken))
-        task = asyncio.create_task(self._remember(turn, turn.transcript, spoken, record=False))
+        task = asyncio.create_task(self._remember(turn, spoken, record=False))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -232,13 +240,10 @@ class ConversationSession:
                         extra={"turn_id": request.turn_id, "error": str(err)})
             return ""
 
-    async def _remember(self, turn: _Turn, transcript: asyncio.Task[str] | None, spoken: str, *,
-                        record: bool) -> None:
+    async def _remember(self, turn: _Turn, spoken: str, *, record: bool) -> None:
         """Store the exchange (what the assistant really said) and, for a finished turn, its metrics."""
-        user = ""
-        if transcript is not None:
-            user = (await asyncio.gather(transcript, return_exceptions=True))[0]
-            user = user if isinstance(user, str) else ""
+        user = (await asyncio.gather(self._start_transcript(turn), return_exceptions=True))[0]
+        user = user if isinstance(user, str) else ""
         assert turn.progress is not None
         metrics = dict(turn.progress.metrics)
         exchange = Exchange(user=user, assistant=spoken, turn_id=turn.turn_id, at=time.time())

@@ -54,5 +54,5 @@ class InputTimeline:
     def arrival_of(self, sample: int) -> float | None:
         """When the chunk holding `sample` arrived."""
         ends = [end for end, _ in self._arrivals]
-        i = bisect.bisect_left(ends, sample)
+        i = bisect.bisect_right(ends, sample)
         return self._arrivals[i][1] if i < len(self._arrivals) else None

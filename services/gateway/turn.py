@@ -49,7 +49,9 @@ class TurnRunner:
         self.stages = stages
         self.emit = emit
 
-    async def run(self, turn: TurnRequest, progress: TurnProgress) -> None:
+    async def run(self, turn: TurnRequest, progress: TurnProgress,
+                  on_generated: Callable[[], None] = lambda: None) -> None:
+        """Runs the turn; `on_generated` is called once Voxtral has finished the reply text."""
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
         marks: dict[str, float] = {}
         m = progress.metrics
@@ -69,6 +71,7 @@ class TurnRunner:
                         m["first_clause_ms"] = (time.monotonic() - requested) * 1000
                         marks["voxtral_compute_ms"] = delta.elapsed_ms
                     await clauses.put(clause)
+            on_generated()
             for clause in splitter.flush():
                 if "first_clause_ms" not in m:
                     m["first_clause_ms"] = (time.monotonic() - requested) * 1000

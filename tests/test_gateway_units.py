@@ -1,0 +1,55 @@
+"""Gateway pieces without a network: the input timeline and the session config checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.common.errors import InvalidArgument
+from services.gateway.config import GatewaySettings
+from services.gateway.server import session_config
+from services.gateway.timeline import InputTimeline
+from voice.v1 import gateway_pb2
+
+
+def test_timeline_cuts_by_absolute_offsets_across_the_wrap() -> None:
+    timeline = InputTimeline(1000, keep_s=1.0)  # holds 1000 samples
+    samples = np.arange(2500, dtype=np.int16)
+    for i in range(0, 2500, 300):
+        timeline.append(samples[i:i + 300].tobytes(), arrived_at=float(i))
+    assert timeline.total == 2500
+    assert np.array_equal(timeline.cut(1700, 2400), samples[1700:2400])
+    assert np.array_equal(timeline.cut(0, 2000), samples[1500:2000])  # older samples are gone
+    assert timeline.arrival_of(2399) == 2100.0 and timeline.arrival_of(2400) == 2400.0
+    assert timeline.arrival_of(9999) is None
+
+
+def test_timeline_keeps_an_odd_byte_for_the_next_chunk() -> None:
+    timeline = InputTimeline(16000, keep_s=1.0)
+    data = np.array([1, -2, 3], dtype="<i2").tobytes()
+    assert timeline.append(data[:3], 0.0) == data[:2]
+    assert timeline.append(data[3:], 0.1) == data[2:]
+    assert np.array_equal(timeline.cut(0, 3), [1, -2, 3])
+
+
+def config(**fields) -> gateway_pb2.SessionConfig:
+    return gateway_pb2.SessionConfig(**{"input_sample_rate_hz": 16000, **fields})
+
+
+def test_session_config_defaults() -> None:
+    parsed = session_config(config(), GatewaySettings(), {"af_heart"})
+    assert (parsed.output_rate_hz, parsed.end_silence_ms, parsed.speed, parsed.voice) == (24000, 800, None, "")
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"input_sample_rate_hz": 0}, "input_sample_rate_hz is required"),
+    ({"input_sample_rate_hz": 96000}, "input_sample_rate_hz=96000 is not supported"),
+    ({"output_sample_rate_hz": 4000}, "output_sample_rate_hz=4000 is not supported"),
+    ({"voice": "zz_nobody"}, "voice 'zz_nobody' is unknown: the TTS offers af_heart"),
+    ({"speed": 3.0}, "speed=3 is out of range"),
+    ({"end_silence_ms": 50}, "end_silence_ms=50 is out of range: use 100 to 10000"),
+    ({"instructions": "x" * 2001}, "the limit is 2000"),
+])
+def test_bad_session_config(fields, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        session_config(config(**fields), GatewaySettings(), {"af_heart"})
