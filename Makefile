@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
-APT_PACKAGES := espeak-ng
+APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test run bench-vad bench-tts bench-voxtral clean
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (`make run` uses it unless VOXTRAL_MODEL_ID is set).
@@ -23,7 +23,7 @@ $(NODE_INSTALLED): package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages the tests use (espeak-ng speaks test sentences); installed when we are root.
+# Debian packages the tests use (espeak-ng speaks test sentences, chromium runs the page); installed as root.
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -23,4 +23,5 @@ def redis_server() -> Iterator[RedisProcess]:
         server.stop()
 
 
-from tests.support.voxtral import tiny_voxtral  # noqa: E402,F401  (a shared session fixture)
+from tests.support.stack import stack  # noqa: E402,F401  (shared session fixtures)
+from tests.support.voxtral import tiny_voxtral  # noqa: E402,F401

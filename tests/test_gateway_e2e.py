@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -23,13 +22,6 @@ from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 RATE = 16000
-
-
-@pytest.fixture(scope="module")
-def stack(tiny_voxtral: Path):
-    running = Stack(tiny_voxtral)
-    yield running
-    running.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -89,6 +89,9 @@ def main() -> None:
             missing = [svc.name for svc in SERVICES if not svc.exists]
             if missing:
                 print(f"(not built yet: {', '.join(missing)})", flush=True)
+            if any(svc.name == "gateway" for svc, _ in started):
+                web = os.environ.get("GATEWAY_WEB_PORT", "8080")
+                print(f"page     http://{host}:{web}/   (metrics: http://{host}:9464/metrics)", flush=True)
             print("all up; Ctrl-C stops everything", flush=True)
         while not stopping:
             for svc, proc in started:

@@ -18,6 +18,8 @@ class GatewaySettings(ServerSettings):
     voxtral_target: str = "127.0.0.1:50053"
     tts_target: str = "127.0.0.1:50054"
     redis: RedisSettings = RedisSettings()
+    web_port: int = Field(8080, ge=0, le=65535, description="The browser page and its WebSocket; 0 picks a port.")
+    web_enabled: bool = Field(True, description="Serve the browser page.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics over HTTP; 0 turns it off.")
     max_sessions: int = Field(256, ge=1, le=100_000, description="Concurrent sessions; more: RESOURCE_EXHAUSTED.")
     buffer_s: float = Field(60.0, ge=5, le=600, description="Input audio kept per session to cut utterances from.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
@@ -82,9 +82,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.stages = Stages(settings)
         self.store = SessionStore(settings.redis)
         self.sessions = 0
+        self.web: object = None  # the WebSocket bridge, when the page is served
 
     async def Converse(self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest],
                        context: grpc.aio.ServicerContext) -> None:
+        await self.converse(request_iterator, context.write)
+
+    async def converse(self, requests: AsyncIterator[gateway_pb2.ConverseRequest],
+                       write: Callable[[gateway_pb2.ConverseResponse], Awaitable[None]]) -> None:
+        """One session, whatever carries it (gRPC here, the WebSocket bridge in web.py)."""
         if self.sessions >= self.settings.max_sessions:
             raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
         self.sessions += 1
@@ -93,11 +99,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
         async def emit(event: ev.Event) -> None:
             async with lock:  # one writer at a time: turn, VAD reader and request loop all emit
-                await context.write(to_message(event))
+                await write(to_message(event))
 
         session: ConversationSession | None = None
         try:
-            first = await anext(aiter(request_iterator), None)
+            first = await anext(aiter(requests), None)
             if first is None:
                 return
             if first.WhichOneof("payload") != "config":
@@ -106,7 +112,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             session = ConversationSession(self.settings, self.stages, self.store,
                                           session_config(first.config, self.settings, voices), emit)
             await emit(await session.start())
-            async for request in request_iterator:
+            async for request in requests:
                 kind = request.WhichOneof("payload")
                 if kind == "audio":
                     await session.audio(request.audio)
@@ -159,13 +165,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
 
 def gateway_service(settings: GatewaySettings) -> ServiceSpec:
+    from services.gateway.web import WebBridge
+
     servicer = GatewayServicer(settings)
+    bridge = WebBridge(settings, servicer) if settings.web_enabled else None
 
     async def warm_up() -> None:
         if not await servicer.store.ping():
             log.warning("redis unreachable at start; sessions go on without context until it is back")
+        if bridge is not None:
+            await bridge.start()
 
+    async def close() -> None:
+        if bridge is not None:
+            await bridge.stop()
+        await servicer.close()
+
+    servicer.web = bridge
     return ServiceSpec(
         SERVICE_NAME, lambda server: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server),
-        warm_up, servicer.close, servicer,
+        warm_up, close, servicer,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.processes import ServiceProcess
 from tools.local_redis import RedisProcess, free_port
 
@@ -13,6 +15,7 @@ class Stack:
         self.redis = RedisProcess()
         self.redis.start()
         self.metrics_port = free_port()
+        self.web_port = free_port()
         quiet = {"LOG_LEVEL": "INFO"}
         self.services: dict[str, ServiceProcess] = {
             "vad": ServiceProcess("services.vad", "VAD_", {f"VAD_{k}": v for k, v in quiet.items()}),
@@ -29,6 +32,7 @@ class Stack:
             "GATEWAY_TTS_TARGET": self.services["tts"].target,
             "GATEWAY_REDIS__URL": self.redis.url,
             "GATEWAY_METRICS_PORT": str(self.metrics_port),
+            "GATEWAY_WEB_PORT": str(self.web_port),
             "GATEWAY_TTS_TIMEOUT_S": "10",
             **overrides,
         }
@@ -48,3 +52,11 @@ class Stack:
         for service in self.services.values():
             service.stop()
         self.redis.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tiny_voxtral: Path):
+    """One running system shared by the end-to-end tests (each leaves it running)."""
+    running = Stack(tiny_voxtral)
+    yield running
+    running.stop()
