@@ -39,6 +39,7 @@ def test_buf_standard_lint() -> None:
     ("module", "service", "method", "client_streaming", "server_streaming"),
     [
         (vad_pb2, "VadService", "StreamDetect", True, True),
+        (vad_pb2, "VadService", "GetInfo", False, False),
         (voxtral_pb2, "VoxtralService", "Respond", False, True),
         (voxtral_pb2, "VoxtralService", "Transcribe", False, False),
         (voxtral_pb2, "VoxtralService", "GetInfo", False, False),
@@ -52,8 +53,8 @@ def test_design_rpcs(module, service, method, client_streaming, server_streaming
     descriptor = module.DESCRIPTOR.services_by_name[service].methods_by_name[method]
     assert descriptor.full_name == f"voice.v1.{service}.{method}"
     assert (descriptor.client_streaming, descriptor.server_streaming) == (client_streaming, server_streaming)
-    assert descriptor.input_type.name == f"{method}Request"
-    assert descriptor.output_type.name == f"{method}Response"
+    assert descriptor.input_type.name in (f"{method}Request", f"{service}{method}Request")
+    assert descriptor.output_type.name in (f"{method}Response", f"{service}{method}Response")
 
 
 def test_turn_metrics_message_uses_the_metric_names() -> None:

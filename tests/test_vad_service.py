@@ -172,5 +172,10 @@ async def test_client_that_vanishes_frees_its_stream(vad) -> None:
     assert await detect(vad, [config(16000), *chunks(bytes(6400), 640)]) == []
 
 
-async def test_health_names_the_vad_service(vad) -> None:
+async def test_get_info_reports_the_defaults_in_effect(vad) -> None:
     assert SERVICE_NAME == "voice.v1.VadService"
+    info = await vad.GetInfo(vad_pb2.VadServiceGetInfoRequest(), timeout=5)
+    d = info.defaults
+    assert (d.aggressiveness, d.frame_ms, d.min_speech_ms, d.end_silence_ms, d.pause_ms, d.pre_roll_ms) == \
+        (3, 30, 200, 800, 200, 300)  # the seed's 200 ms voice and 800 ms silence
+    assert info.max_streams == 4 and info.active_streams == 0

@@ -81,6 +81,16 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
             self.active_streams -= 1
 
 
+    async def GetInfo(self, request: vad_pb2.VadServiceGetInfoRequest, context: grpc.aio.ServicerContext):
+        s = self.settings
+        return vad_pb2.VadServiceGetInfoResponse(
+            defaults=vad_pb2.VadConfig(aggressiveness=s.aggressiveness, frame_ms=s.frame_ms,
+                                       min_speech_ms=s.min_speech_ms, end_silence_ms=s.end_silence_ms,
+                                       pause_ms=s.pause_ms, pre_roll_ms=s.pre_roll_ms),
+            max_streams=s.max_streams, active_streams=self.active_streams,
+        )
+
+
 def vad_service(settings: VadSettings) -> ServiceSpec:
     servicer = VadServicer(settings)
 

@@ -25,23 +25,27 @@ _sym_db = _symbol_database.Default()
 from voice.v1 import audio_pb2 as voice_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12voice/v1/vad.proto\x12\x08voice.v1\x1a\x14voice/v1/audio.proto\"\xb2\x02\n\tVadConfig\x12%\n\x06\x66ormat\x18\x01 \x01(\x0b\x32\x15.voice.v1.AudioFormat\x12\x1b\n\x0e\x61ggressiveness\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08\x66rame_ms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x1b\n\x0e\x65nd_silence_ms\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x15\n\x08pause_ms\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x18\n\x0bpre_roll_ms\x18\x07 \x01(\rH\x05\x88\x01\x01\x42\x11\n\x0f_aggressivenessB\x0b\n\t_frame_msB\x10\n\x0e_min_speech_msB\x11\n\x0f_end_silence_msB\x0b\n\t_pause_msB\x0e\n\x0c_pre_roll_ms\"X\n\x13StreamDetectRequest\x12%\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x13.voice.v1.VadConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"{\n\x0bSpeechEvent\x12\'\n\x04type\x18\x01 \x01(\x0e\x32\x19.voice.v1.SpeechEventType\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\x12\x12\n\nend_sample\x18\x03 \x01(\x04\x12\x19\n\x11\x64\x65\x63ided_at_sample\x18\x04 \x01(\x04\"<\n\x14StreamDetectResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.voice.v1.SpeechEvent*\xad\x01\n\x0fSpeechEventType\x12!\n\x1dSPEECH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19SPEECH_EVENT_TYPE_STARTED\x10\x01\x12\x1c\n\x18SPEECH_EVENT_TYPE_PAUSED\x10\x02\x12\x1d\n\x19SPEECH_EVENT_TYPE_RESUMED\x10\x03\x12\x1b\n\x17SPEECH_EVENT_TYPE_ENDED\x10\x04\x32_\n\nVadService\x12Q\n\x0cStreamDetect\x12\x1d.voice.v1.StreamDetectRequest\x1a\x1e.voice.v1.StreamDetectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12voice/v1/vad.proto\x12\x08voice.v1\x1a\x14voice/v1/audio.proto\"\x1a\n\x18VadServiceGetInfoRequest\"o\n\x19VadServiceGetInfoResponse\x12%\n\x08\x64\x65\x66\x61ults\x18\x01 \x01(\x0b\x32\x13.voice.v1.VadConfig\x12\x13\n\x0bmax_streams\x18\x02 \x01(\r\x12\x16\n\x0e\x61\x63tive_streams\x18\x03 \x01(\r\"\xb2\x02\n\tVadConfig\x12%\n\x06\x66ormat\x18\x01 \x01(\x0b\x32\x15.voice.v1.AudioFormat\x12\x1b\n\x0e\x61ggressiveness\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08\x66rame_ms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x1b\n\x0e\x65nd_silence_ms\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x15\n\x08pause_ms\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x18\n\x0bpre_roll_ms\x18\x07 \x01(\rH\x05\x88\x01\x01\x42\x11\n\x0f_aggressivenessB\x0b\n\t_frame_msB\x10\n\x0e_min_speech_msB\x11\n\x0f_end_silence_msB\x0b\n\t_pause_msB\x0e\n\x0c_pre_roll_ms\"X\n\x13StreamDetectRequest\x12%\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x13.voice.v1.VadConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"{\n\x0bSpeechEvent\x12\'\n\x04type\x18\x01 \x01(\x0e\x32\x19.voice.v1.SpeechEventType\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\x12\x12\n\nend_sample\x18\x03 \x01(\x04\x12\x19\n\x11\x64\x65\x63ided_at_sample\x18\x04 \x01(\x04\"<\n\x14StreamDetectResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.voice.v1.SpeechEvent*\xad\x01\n\x0fSpeechEventType\x12!\n\x1dSPEECH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19SPEECH_EVENT_TYPE_STARTED\x10\x01\x12\x1c\n\x18SPEECH_EVENT_TYPE_PAUSED\x10\x02\x12\x1d\n\x19SPEECH_EVENT_TYPE_RESUMED\x10\x03\x12\x1b\n\x17SPEECH_EVENT_TYPE_ENDED\x10\x04\x32\xb3\x01\n\nVadService\x12Q\n\x0cStreamDetect\x12\x1d.voice.v1.StreamDetectRequest\x1a\x1e.voice.v1.StreamDetectResponse(\x01\x30\x01\x12R\n\x07GetInfo\x12\".voice.v1.VadServiceGetInfoRequest\x1a#.voice.v1.VadServiceGetInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice.v1.vad_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SPEECHEVENTTYPE']._serialized_start=641
-  _globals['_SPEECHEVENTTYPE']._serialized_end=814
-  _globals['_VADCONFIG']._serialized_start=55
-  _globals['_VADCONFIG']._serialized_end=361
-  _globals['_STREAMDETECTREQUEST']._serialized_start=363
-  _globals['_STREAMDETECTREQUEST']._serialized_end=451
-  _globals['_SPEECHEVENT']._serialized_start=453
-  _globals['_SPEECHEVENT']._serialized_end=576
-  _globals['_STREAMDETECTRESPONSE']._serialized_start=578
-  _globals['_STREAMDETECTRESPONSE']._serialized_end=638
-  _globals['_VADSERVICE']._serialized_start=816
-  _globals['_VADSERVICE']._serialized_end=911
+  _globals['_SPEECHEVENTTYPE']._serialized_start=782
+  _globals['_SPEECHEVENTTYPE']._serialized_end=955
+  _globals['_VADSERVICEGETINFOREQUEST']._serialized_start=54
+  _globals['_VADSERVICEGETINFOREQUEST']._serialized_end=80
+  _globals['_VADSERVICEGETINFORESPONSE']._serialized_start=82
+  _globals['_VADSERVICEGETINFORESPONSE']._serialized_end=193
+  _globals['_VADCONFIG']._serialized_start=196
+  _globals['_VADCONFIG']._serialized_end=502
+  _globals['_STREAMDETECTREQUEST']._serialized_start=504
+  _globals['_STREAMDETECTREQUEST']._serialized_end=592
+  _globals['_SPEECHEVENT']._serialized_start=594
+  _globals['_SPEECHEVENT']._serialized_end=717
+  _globals['_STREAMDETECTRESPONSE']._serialized_start=719
+  _globals['_STREAMDETECTRESPONSE']._serialized_end=779
+  _globals['_VADSERVICE']._serialized_start=958
+  _globals['_VADSERVICE']._serialized_end=1137
 # @@protoc_insertion_point(module_scope)

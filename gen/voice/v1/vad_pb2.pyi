@@ -40,6 +40,47 @@ SPEECH_EVENT_TYPE_ENDED: SpeechEventType.ValueType  # 4
 Global___SpeechEventType: _TypeAlias = SpeechEventType  # noqa: Y015
 
 @_typing.final
+class VadServiceGetInfoRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VadServiceGetInfoRequest: _TypeAlias = VadServiceGetInfoRequest  # noqa: Y015
+
+@_typing.final
+class VadServiceGetInfoResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFAULTS_FIELD_NUMBER: _builtins.int
+    MAX_STREAMS_FIELD_NUMBER: _builtins.int
+    ACTIVE_STREAMS_FIELD_NUMBER: _builtins.int
+    max_streams: _builtins.int
+    active_streams: _builtins.int
+    @_builtins.property
+    def defaults(self) -> Global___VadConfig: ...
+    def __init__(
+        self,
+        *,
+        defaults: Global___VadConfig | None = ...,
+        max_streams: _builtins.int = ...,
+        active_streams: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_streams", b"active_streams", "defaults", b"defaults", "max_streams", b"max_streams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VadServiceGetInfoResponse: _TypeAlias = VadServiceGetInfoResponse  # noqa: Y015
+
+@_typing.final
 class VadConfig(_message.Message):
     """Per-stream endpointing settings. Unset fields take the service's defaults."""
 

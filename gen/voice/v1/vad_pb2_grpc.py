@@ -41,6 +41,11 @@ class VadServiceStub:
                 request_serializer=voice_dot_v1_dot_vad__pb2.StreamDetectRequest.SerializeToString,
                 response_deserializer=voice_dot_v1_dot_vad__pb2.StreamDetectResponse.FromString,
                 _registered_method=True)
+        self.GetInfo = channel.unary_unary(
+                '/voice.v1.VadService/GetInfo',
+                request_serializer=voice_dot_v1_dot_vad__pb2.VadServiceGetInfoRequest.SerializeToString,
+                response_deserializer=voice_dot_v1_dot_vad__pb2.VadServiceGetInfoResponse.FromString,
+                _registered_method=True)
 
 
 class VadServiceServicer:
@@ -55,6 +60,13 @@ class VadServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetInfo(self, request, context):
+        """The defaults a stream gets when its config leaves a field unset, and the stream limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VadServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +74,11 @@ def add_VadServiceServicer_to_server(servicer, server):
                     servicer.StreamDetect,
                     request_deserializer=voice_dot_v1_dot_vad__pb2.StreamDetectRequest.FromString,
                     response_serializer=voice_dot_v1_dot_vad__pb2.StreamDetectResponse.SerializeToString,
+            ),
+            'GetInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInfo,
+                    request_deserializer=voice_dot_v1_dot_vad__pb2.VadServiceGetInfoRequest.FromString,
+                    response_serializer=voice_dot_v1_dot_vad__pb2.VadServiceGetInfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +110,33 @@ class VadService:
             '/voice.v1.VadService/StreamDetect',
             voice_dot_v1_dot_vad__pb2.StreamDetectRequest.SerializeToString,
             voice_dot_v1_dot_vad__pb2.StreamDetectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voice.v1.VadService/GetInfo',
+            voice_dot_v1_dot_vad__pb2.VadServiceGetInfoRequest.SerializeToString,
+            voice_dot_v1_dot_vad__pb2.VadServiceGetInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,8 @@ class VadServiceStub:
     def __new__(cls, channel: _aio.Channel) -> VadServiceAsyncStub: ...
     StreamDetect: _grpc.StreamStreamMultiCallable[_vad_pb2.StreamDetectRequest, _vad_pb2.StreamDetectResponse]
     """First request: config. Then PCM16 mono audio chunks of any size."""
+    GetInfo: _grpc.UnaryUnaryMultiCallable[_vad_pb2.VadServiceGetInfoRequest, _vad_pb2.VadServiceGetInfoResponse]
+    """The defaults a stream gets when its config leaves a field unset, and the stream limit."""
 
 @_typing.type_check_only
 class VadServiceAsyncStub(VadServiceStub):
@@ -47,6 +49,8 @@ class VadServiceAsyncStub(VadServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     StreamDetect: _aio.StreamStreamMultiCallable[_vad_pb2.StreamDetectRequest, _vad_pb2.StreamDetectResponse]  # type: ignore[assignment]
     """First request: config. Then PCM16 mono audio chunks of any size."""
+    GetInfo: _aio.UnaryUnaryMultiCallable[_vad_pb2.VadServiceGetInfoRequest, _vad_pb2.VadServiceGetInfoResponse]  # type: ignore[assignment]
+    """The defaults a stream gets when its config leaves a field unset, and the stream limit."""
 
 class VadServiceServicer(metaclass=_abc_1.ABCMeta):
     """Streaming end-of-speech detection. Events carry sample offsets on the caller's own input
@@ -60,5 +64,13 @@ class VadServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_vad_pb2.StreamDetectResponse], _abc.AsyncIterator[_vad_pb2.StreamDetectResponse]]:
         """First request: config. Then PCM16 mono audio chunks of any size."""
+
+    @_abc_1.abstractmethod
+    def GetInfo(
+        self,
+        request: _vad_pb2.VadServiceGetInfoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vad_pb2.VadServiceGetInfoResponse, _abc.Awaitable[_vad_pb2.VadServiceGetInfoResponse]]:
+        """The defaults a stream gets when its config leaves a field unset, and the stream limit."""
 
 def add_VadServiceServicer_to_server(servicer: VadServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
