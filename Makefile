@@ -7,7 +7,8 @@ INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
-.PHONY: install system-deps proto lint assets models tiny-voxtral test run bench-vad bench-tts bench-voxtral clean
+.PHONY: install system-deps proto lint assets models tiny-voxtral test run bench bench-smoke bench-vad bench-tts \
+	bench-voxtral clean
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (`make run` uses it unless VOXTRAL_MODEL_ID is set).
 DIR ?= models/voxtral-tiny
 
@@ -53,6 +54,14 @@ test: install system-deps assets models
 run: install models
 	@if [ -z "$$VOXTRAL_MODEL_ID" ] && [ ! -f $(DIR)/config.json ]; then $(MAKE) --no-print-directory tiny-voxtral; fi
 	$(PY) -m tools.run_local
+
+# The whole stack vs the in-process baseline, and the concurrency sweep; results in bench/results/.
+bench: install system-deps assets models
+	HF_HUB_OFFLINE=1 $(PY) -m bench.e2e_latency
+
+# One session, one turn: keeps the benchmark working (CI runs it; never asserts times).
+bench-smoke: install system-deps assets models
+	HF_HUB_OFFLINE=1 $(PY) -m bench.e2e_latency --smoke --out $${BENCH_OUT:-/tmp/voice-bench-smoke}
 
 bench-vad: install assets
 	$(PY) -m bench.vad_streams

@@ -28,7 +28,8 @@ class GatewaySettings(ServerSettings):
     default_end_silence_ms: int = Field(800, ge=100, le=10000, description="Seed: 800 ms.")
     max_instructions_chars: int = Field(2000, ge=0, le=100_000)
     first_clause_words: int = Field(6, ge=1, le=100, description="The first clause is cut after this many words.")
-    tts_prefetch: int = Field(1, ge=0, le=8, description="Clauses synthesised ahead of the one being sent.")
+    tts_prefetch: int = Field(0, ge=0, le=8, description="Clauses sent to TTS ahead of the one being sent: useful "
+                              "with several TTS slots or replicas (each waits inside its own deadline).")
     vad_timeout_s: float = Field(5.0, gt=0, le=60, description="Opening a VAD stream.")
     voxtral_timeout_s: float = Field(15.0, gt=0, le=600, description="One reply, first token to last.")
     tts_timeout_s: float = Field(3.0, gt=0, le=120, description="One clause (seed: 3 s).")

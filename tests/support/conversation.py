@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import time
 from typing import Any
 
 import grpc
@@ -19,14 +21,26 @@ class Conversation:
         self._requests: asyncio.Queue[gateway_pb2.ConverseRequest | None] = asyncio.Queue()
         self._requests.put_nowait(gateway_pb2.ConverseRequest(config=config))
         self.events: list[tuple[str, Any]] = []
+        self.event_times: list[float] = []  # when each event arrived (monotonic)
         self._changed = asyncio.Condition()
         self.call = stub.Converse(self._stream(), timeout=timeout)
         self.error: grpc.aio.AioRpcError | None = None
+        self.samples_sent = 0
+        self._next_send = 0.0
+        self.sent_at: list[tuple[int, float]] = []  # (samples sent so far, when), per audio message
         self._reader = asyncio.ensure_future(self._read())
 
     async def _stream(self):
         while (request := await self._requests.get()) is not None:
             yield request
+            if request.audio:
+                self.samples_sent += len(request.audio) // 2
+                self.sent_at.append((self.samples_sent, time.monotonic()))
+
+    def when_sent(self, sample: int) -> float | None:
+        """When the message holding input sample `sample` went out."""
+        i = bisect.bisect_right([n for n, _ in self.sent_at], sample)
+        return self.sent_at[i][1] if i < len(self.sent_at) else None
 
     async def _read(self) -> None:
         try:
@@ -34,20 +48,26 @@ class Conversation:
                 kind = message.WhichOneof("payload")
                 async with self._changed:
                     self.events.append((kind, getattr(message, kind)))
+                    self.event_times.append(time.monotonic())
                     self._changed.notify_all()
         except grpc.aio.AioRpcError as err:
             self.error = err
         async with self._changed:
             self.events.append(("closed", None))
+            self.event_times.append(time.monotonic())
             self._changed.notify_all()
 
     async def send(self, samples: np.ndarray, chunk_ms: int = 20, pace: float = 0.0) -> None:
-        """Audio in chunks; pace 1.0 is real time, 0 as fast as the stream takes it."""
+        """Audio in chunks; pace 1.0 is real time on one clock across calls (no drift, no catching up
+        faster than real time), 0 as fast as the stream takes it."""
         step = self.rate * chunk_ms // 1000
         for i in range(0, len(samples), step):
-            await self._requests.put(gateway_pb2.ConverseRequest(audio=samples[i:i + step].tobytes()))
             if pace:
-                await asyncio.sleep(chunk_ms / 1000 * pace)
+                now = time.monotonic()
+                self._next_send = max(self._next_send, now - 0.1)  # idle time is not made up for
+                await asyncio.sleep(max(0.0, self._next_send - now))
+                self._next_send += chunk_ms / 1000 * pace
+            await self._requests.put(gateway_pb2.ConverseRequest(audio=samples[i:i + step].tobytes()))
 
     async def silence(self, ms: int, pace: float = 0.0) -> None:
         await self.send(np.zeros(self.rate * ms // 1000, dtype=np.int16), pace=pace)

@@ -11,7 +11,8 @@ from tools.local_redis import RedisProcess, free_port
 
 
 class Stack:
-    def __init__(self, voxtral_model: Path, **overrides: str) -> None:
+    def __init__(self, voxtral_model: Path, voxtral_env: dict[str, str] | None = None,
+                 tts_env: dict[str, str] | None = None, **overrides: str) -> None:
         self.redis = RedisProcess()
         self.redis.start()
         self.metrics_port = free_port()
@@ -21,8 +22,10 @@ class Stack:
             "vad": ServiceProcess("services.vad", "VAD_", {f"VAD_{k}": v for k, v in quiet.items()}),
             "voxtral": ServiceProcess("services.voxtral", "VOXTRAL_", {
                 "VOXTRAL_MODEL_ID": str(voxtral_model), "VOXTRAL_COMPILE_MODE": "eager", "VOXTRAL_SEED": "0",
-                "VOXTRAL_MAX_NEW_TOKENS": "12", "VOXTRAL_TRANSCRIBE_MAX_NEW_TOKENS": "8", "HF_HUB_OFFLINE": "1"}),
-            "tts": ServiceProcess("services.tts", "TTS_", {"TTS_BACKEND": "onnx", "TTS_TIMEOUT_S": "10"}),
+                "VOXTRAL_MAX_NEW_TOKENS": "12", "VOXTRAL_TRANSCRIBE_MAX_NEW_TOKENS": "8", "HF_HUB_OFFLINE": "1",
+                **(voxtral_env or {})}),
+            "tts": ServiceProcess("services.tts", "TTS_", {"TTS_BACKEND": "onnx", "TTS_TIMEOUT_S": "10",
+                                                          **(tts_env or {})}),
         }
         for service in self.services.values():
             service.wait_listening()
