@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
 from services.common.audio import check_sample_rate
-from services.common.errors import InvalidArgument, ResourceExhausted
+from services.common.errors import InvalidArgument, ResourceExhausted, ServiceError
 from services.common.latency import summarize
 from services.common.server import ServiceSpec
 from services.common.store import SessionStore
@@ -21,6 +22,7 @@ from services.gateway.stages import StageError, Stages
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger(__name__)
+DRAIN_ON_ERROR_S = 0.25
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 
 
@@ -86,7 +88,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def Converse(self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest],
                        context: grpc.aio.ServicerContext) -> None:
-        await self.converse(request_iterator, context.write)
+        try:
+            await self.converse(request_iterator, context.write)
+        except ServiceError:
+            # Read what the client already sent before closing, so it gets our status, not a failed write.
+            async def drain() -> None:
+                async for _ in request_iterator:
+                    pass
+
+            with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
+                await asyncio.wait_for(drain(), DRAIN_ON_ERROR_S)
+            raise
 
     async def converse(self, requests: AsyncIterator[gateway_pb2.ConverseRequest],
                        write: Callable[[gateway_pb2.ConverseResponse], Awaitable[None]]) -> None:

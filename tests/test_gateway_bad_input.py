@@ -1,0 +1,115 @@
+"""Bad input to the gateway, each absorbed or answered with a clear error, while another session
+on the same gateway carries on unharmed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from services.common.audio import resample
+from tests.support.audio_files import espeak
+from tests.support.conversation import Conversation
+from tests.support.stack import Stack
+from voice.v1 import gateway_pb2, gateway_pb2_grpc
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+RATE = 16000
+CONFIG = gateway_pb2.ConverseRequest(config=gateway_pb2.SessionConfig(input_sample_rate_hz=RATE))
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def gateway(stack: Stack):
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        yield gateway_pb2_grpc.GatewayServiceStub(channel)
+
+
+def question() -> np.ndarray:
+    speech, rate = espeak("Is anybody there?")
+    return resample(speech, rate, RATE)
+
+
+async def stream(stub, requests: list[gateway_pb2.ConverseRequest], timeout: float = 60):
+    """Send all requests, collect all events; returns (event kinds, error or None)."""
+    async def it():
+        for request in requests:
+            yield request
+
+    kinds, events = [], []
+    try:
+        async for message in stub.Converse(it(), timeout=timeout):
+            kind = message.WhichOneof("payload")
+            kinds.append(kind)
+            events.append(getattr(message, kind))
+    except grpc.aio.AioRpcError as err:
+        return kinds, events, err
+    return kinds, events, None
+
+
+@pytest.mark.parametrize(("requests", "detail"), [
+    ([gateway_pb2.ConverseRequest(audio=b"\x00\x00")], "first message must be the session config"),
+    ([gateway_pb2.ConverseRequest(config=gateway_pb2.SessionConfig())], "input_sample_rate_hz is required"),
+    ([gateway_pb2.ConverseRequest(config=gateway_pb2.SessionConfig(input_sample_rate_hz=96000))],
+     "input_sample_rate_hz=96000 is not supported: use an integer rate from 8000 to 48000 Hz"),
+    ([gateway_pb2.ConverseRequest(config=gateway_pb2.SessionConfig(input_sample_rate_hz=RATE, voice="zz_x"))],
+     "voice 'zz_x' is unknown"),
+])
+async def test_bad_session_start_is_invalid_argument(gateway, requests, detail: str) -> None:
+    _, _, err = await stream(gateway, requests)
+    assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert detail in err.details()
+
+
+async def test_protocol_mistakes_mid_session_are_error_events_and_the_session_goes_on(gateway) -> None:
+    speech = question()
+    requests = [CONFIG, CONFIG, gateway_pb2.ConverseRequest(control=42), gateway_pb2.ConverseRequest(),
+                gateway_pb2.ConverseRequest(audio=np.zeros(RATE // 2, dtype=np.int16).tobytes())]
+    requests += [gateway_pb2.ConverseRequest(audio=speech.tobytes()[i:i + 333])
+                 for i in range(0, len(speech) * 2, 333)]  # odd byte counts
+    requests.append(gateway_pb2.ConverseRequest(audio=np.zeros(RATE * 2, dtype=np.int16).tobytes()))
+    requests.append(gateway_pb2.ConverseRequest(control=gateway_pb2.CONTROL_ACTION_END_OF_INPUT))
+    kinds, events, err = await stream(gateway, requests)
+    assert err is None
+    errors = [e for k, e in zip(kinds, events) if k == "error"]
+    assert [e.message.split(":")[0] for e in errors] == [
+        "the session is configured already", "unknown control action 42", "empty request"]
+    assert all(e.code == gateway_pb2.ERROR_CODE_INVALID_ARGUMENT and e.session_continues for e in errors)
+    assert "turn_completed" in kinds  # the odd-sized audio still made a turn
+
+
+async def test_one_huge_message_is_resource_exhausted(gateway) -> None:
+    _, _, err = await stream(gateway, [CONFIG, gateway_pb2.ConverseRequest(audio=bytes(5 * 1024 * 1024))])
+    assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_ten_thousand_tiny_messages_are_absorbed(gateway) -> None:
+    tiny = [gateway_pb2.ConverseRequest(audio=b"\x01\x00") for _ in range(10_000)]
+    kinds, _, err = await stream(gateway, [CONFIG, *tiny,
+                                           gateway_pb2.ConverseRequest(control=gateway_pb2.CONTROL_ACTION_END_OF_INPUT)])
+    assert err is None and kinds == ["session_started"]
+
+
+async def test_random_bytes_and_an_empty_stream(gateway) -> None:
+    noise = np.random.default_rng(5).integers(0, 256, RATE * 2 * 3, dtype=np.uint8).tobytes()
+    kinds, _, err = await stream(gateway, [CONFIG, *[gateway_pb2.ConverseRequest(audio=noise[i:i + 999])
+                                                     for i in range(0, len(noise), 999)]])
+    assert err is None and kinds[0] == "session_started" and "error" not in kinds
+    kinds, _, err = await stream(gateway, [])
+    assert err is None and kinds == []
+
+
+async def test_another_session_does_not_notice(gateway) -> None:
+    good = Conversation(gateway, gateway_pb2.SessionConfig(input_sample_rate_hz=RATE))
+    await good.silence(300)
+    await good.send(question())
+    abusers = [stream(gateway, [CONFIG, gateway_pb2.ConverseRequest(audio=bytes(5 * 1024 * 1024))]),
+               stream(gateway, [gateway_pb2.ConverseRequest(audio=b"xx")]),
+               stream(gateway, [CONFIG, *[gateway_pb2.ConverseRequest(audio=b"\x7f") for _ in range(3000)]])]
+    await asyncio.gather(*abusers)
+    await good.silence(1200)
+    done = await good.wait_for("turn_completed")
+    await good.finish()
+    assert good.error is None and done.assistant_text and not good.of("error")
