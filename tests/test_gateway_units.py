@@ -37,7 +37,7 @@ def config(**fields) -> gateway_pb2.SessionConfig:
 
 
 def test_session_config_defaults() -> None:
-    parsed = session_config(config(), GatewaySettings(), {"af_heart"})
+    parsed = session_config(config(), GatewaySettings(auth_disabled=True), {"af_heart"})
     assert (parsed.output_rate_hz, parsed.end_silence_ms, parsed.speed, parsed.voice) == (24000, 800, None, "")
 
 
@@ -52,4 +52,4 @@ def test_session_config_defaults() -> None:
 ])
 def test_bad_session_config(fields, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
-        session_config(config(**fields), GatewaySettings(), {"af_heart"})
+        session_config(config(**fields), GatewaySettings(auth_disabled=True), {"af_heart"})

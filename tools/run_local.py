@@ -43,6 +43,8 @@ TINY_VOXTRAL = ROOT / "models" / "voxtral-tiny"
 
 def main() -> None:
     host = os.environ.get("RUN_HOST", "127.0.0.1")
+    if not {"GATEWAY_API_KEY", "GATEWAY_API_KEY_FILE"} & set(os.environ):
+        os.environ.setdefault("GATEWAY_AUTH_DISABLED", "true")  # local use on loopback: no key
     if "VOXTRAL_MODEL_ID" not in os.environ and (TINY_VOXTRAL / "config.json").exists():
         # No model named: run offline on the small random-weight Voxtral (it speaks gibberish).
         os.environ["VOXTRAL_MODEL_ID"] = str(TINY_VOXTRAL)

@@ -30,6 +30,7 @@ class ServiceSpec:
     warm_up: Callable[[], Awaitable[None]] | None = None
     close: Callable[[], Awaitable[None]] | None = None
     servicer: object = None  # the registered implementation, for introspection
+    interceptors: tuple[grpc.aio.ServerInterceptor, ...] = ()
 
 
 def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
@@ -55,7 +56,8 @@ class GrpcServer:
         self.settings = settings
         self.services = list(services)
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=server_options(settings))
+        extra = [i for spec in self.services for i in spec.interceptors]
+        self.server = grpc.aio.server(interceptors=[*extra, ErrorInterceptor()], options=server_options(settings))
         self.port = 0
         self._stopped = False
 
@@ -67,7 +69,13 @@ class GrpcServer:
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
         for name in ["", *names]:
             await self.health.set(name, NOT_SERVING)
-        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        if self.settings.tls_cert_file and self.settings.tls_key_file:
+            credentials = grpc.ssl_server_credentials(
+                [(self.settings.tls_key_file.read_bytes(), self.settings.tls_cert_file.read_bytes())])
+            self.port = self.server.add_secure_port(address, credentials)
+        else:
+            self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
         await self.server.start()

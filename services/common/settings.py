@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -28,6 +30,17 @@ class ServerSettings(BaseSettings):
     max_concurrent_streams: int = Field(1024, ge=1, le=65536, description="Concurrent RPCs per connection.")
     log_level: LogLevel = "INFO"
     log_json: bool = Field(True, description="JSON log lines (false: plain text for a terminal).")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve TLS (with tls_key_file).")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both, or neither")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} does not exist")
+        return self
 
 
 class RedisSettings(BaseModel):

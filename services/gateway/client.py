@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,10 +53,15 @@ async def converse(args: argparse.Namespace) -> int:
     reply: list[bytes] = []
     reply_rate = args.output_rate or 24000
     turns: list[tuple[str, gateway_pb2.TurnMetrics]] = []
-    async with grpc.aio.insecure_channel(args.target) as channel:
+    if args.tls_ca:
+        channel = grpc.aio.secure_channel(args.target, grpc.ssl_channel_credentials(args.tls_ca.read_bytes()))
+    else:
+        channel = grpc.aio.insecure_channel(args.target)
+    metadata = (("authorization", f"Bearer {args.api_key}"),) if args.api_key else ()
+    async with channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         try:
-            async for message in stub.Converse(requests(audio, rate, args), timeout=args.timeout):
+            async for message in stub.Converse(requests(audio, rate, args), timeout=args.timeout, metadata=metadata):
                 kind = message.WhichOneof("payload")
                 event = getattr(message, kind)
                 if kind == "response_audio":
@@ -85,6 +91,9 @@ def main() -> None:
     parser.add_argument("wav", type=Path, help="mono or stereo WAV (first channel is sent), 8-48 kHz PCM")
     parser.add_argument("--out", type=Path, help="where to write the reply audio (WAV)")
     parser.add_argument("--target", default="127.0.0.1:50051")
+    parser.add_argument("--api-key", default=os.environ.get("VOICE_API_KEY", ""),
+                        help="the gateway's key (default: $VOICE_API_KEY)")
+    parser.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) when the gateway serves TLS")
     parser.add_argument("--voice", default="")
     parser.add_argument("--instructions", default="")
     parser.add_argument("--session", default="", help="a session id to resume")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import RedisSettings, ServerSettings
@@ -14,6 +16,9 @@ class GatewaySettings(ServerSettings):
     port: int = Field(50051, ge=0, le=65535)
     max_message_bytes: int = Field(1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
                                    description="Largest request; a 5 MB audio message gets RESOURCE_EXHAUSTED.")
+    api_key: SecretStr | None = Field(None, description="Key clients must send (gRPC metadata, WebSocket ?key=).")
+    api_key_file: Path | None = Field(None, description="A file holding the key (e.g. a mounted secret).")
+    auth_disabled: bool = Field(False, description="No key at all: for local use only, say so explicitly.")
     vad_target: str = Field("127.0.0.1:50052", description="host:port, or dns:///name:port for every replica.")
     voxtral_target: str = "127.0.0.1:50053"
     tts_target: str = "127.0.0.1:50054"
@@ -35,3 +40,20 @@ class GatewaySettings(ServerSettings):
     tts_timeout_s: float = Field(3.0, gt=0, le=120, description="One clause (seed: 3 s).")
     transcribe_timeout_s: float = Field(15.0, gt=0, le=600)
     unary_timeout_s: float = Field(5.0, gt=0, le=60, description="ListVoices, GetInfo and other unary calls.")
+
+    @model_validator(mode="after")
+    def _auth_configured(self) -> GatewaySettings:
+        if self.api_key_file is not None and not self.api_key_file.is_file():
+            raise ValueError(f"api_key_file {self.api_key_file} does not exist")
+        if not self.auth_disabled and self.api_key is None and self.api_key_file is None:
+            raise ValueError("set api_key or api_key_file (GATEWAY_API_KEY, GATEWAY_API_KEY_FILE), "
+                             "or auth_disabled=true (GATEWAY_AUTH_DISABLED) for local use")
+        return self
+
+    def key(self) -> str | None:
+        """The API key in force, or None when auth is disabled."""
+        if self.api_key_file is not None:
+            return self.api_key_file.read_text().strip()
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return None

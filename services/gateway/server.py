@@ -15,6 +15,7 @@ from services.common.latency import summarize
 from services.common.server import ServiceSpec
 from services.common.store import SessionStore
 from services.gateway import events as ev
+from services.gateway.auth import ApiKeyInterceptor
 from services.gateway.config import GatewaySettings
 from services.gateway.metrics import SESSIONS
 from services.gateway.session import ConversationSession, SessionConfig
@@ -124,6 +125,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             session = ConversationSession(self.settings, self.stages, self.store,
                                           session_config(first.config, self.settings, voices), emit)
             await emit(await session.start())
+            await session.listen()
             async for request in requests:
                 kind = request.WhichOneof("payload")
                 if kind == "audio":
@@ -194,7 +196,10 @@ def gateway_service(settings: GatewaySettings) -> ServiceSpec:
         await servicer.close()
 
     servicer.web = bridge
+    key = settings.key()
+    if key is None:
+        log.warning("API keys are off (GATEWAY_AUTH_DISABLED): anyone who reaches this port can talk")
     return ServiceSpec(
         SERVICE_NAME, lambda server: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server),
-        warm_up, close, servicer,
+        warm_up, close, servicer, interceptors=(ApiKeyInterceptor(key, SERVICE_NAME),) if key else (),
     )

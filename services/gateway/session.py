@@ -91,9 +91,12 @@ class ConversationSession:
             self.context = await self.store.context(self.session_id)
             resumed = True
         await self.store.open_session(self.session_id)
-        await self._open_vad()
         log.info("session started", extra={"session_id": self.session_id, "resumed": resumed})
         return SessionStarted(self.session_id, resumed, len(self.context))
+
+    async def listen(self) -> None:
+        """Open the VAD stream (after the client has its session_started event)."""
+        await self._open_vad()
 
     # --- input -------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 
 from services.common.errors import ServiceError
+from services.gateway.auth import key_matches, offered_key
 from services.gateway.config import GatewaySettings
 from services.gateway.server import GatewayServicer
 from voice.v1 import gateway_pb2
@@ -39,6 +40,12 @@ class WebBridge:
         self.settings = settings
         self.servicer = servicer
         self.app = web.Application(client_max_size=settings.max_message_bytes)
+        self.ssl = None
+        if settings.tls_cert_file and settings.tls_key_file:
+            import ssl
+
+            self.ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.ssl.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         self.app.add_routes([
             web.get("/", self.index),
             web.get("/ws", self.websocket),
@@ -51,7 +58,7 @@ class WebBridge:
     async def start(self) -> int:
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.grace_s)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.settings.host, self.settings.web_port)
+        site = web.TCPSite(self.runner, self.settings.host, self.settings.web_port, ssl_context=self.ssl)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the bound port
         log.info("web page listening", extra={"address": f"http://{self.settings.host}:{self.port}/"})
@@ -68,6 +75,11 @@ class WebBridge:
         return web.json_response({"sessions": self.servicer.sessions})
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        key = self.settings.key()
+        if key is not None:
+            offered = request.query.get("key") or offered_key({k.lower(): v for k, v in request.headers.items()})
+            if not key_matches(key, offered):
+                raise web.HTTPUnauthorized(text="missing or wrong API key: open the page as /?key=<key>")
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
         await ws.prepare(request)
 

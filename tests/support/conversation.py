@@ -64,7 +64,7 @@ class Conversation:
         for i in range(0, len(samples), step):
             if pace:
                 now = time.monotonic()
-                self._next_send = max(self._next_send, now - 0.1)  # idle time is not made up for
+                self._next_send = max(self._next_send, now)  # idle time is not made up for
                 await asyncio.sleep(max(0.0, self._next_send - now))
                 self._next_send += chunk_ms / 1000 * pace
             await self._requests.put(gateway_pb2.ConverseRequest(audio=samples[i:i + step].tobytes()))

@@ -37,6 +37,7 @@ class Stack:
             "GATEWAY_METRICS_PORT": str(self.metrics_port),
             "GATEWAY_WEB_PORT": str(self.web_port),
             "GATEWAY_TTS_TIMEOUT_S": "10",
+            "GATEWAY_AUTH_DISABLED": "true",
             **overrides,
         }
         self.services["gateway"] = ServiceProcess("services.gateway", "GATEWAY_", gateway_env)

@@ -71,13 +71,15 @@ class Conversation {
   connect() {
     return new Promise((resolve, reject) => {
       const scheme = location.protocol === "https:" ? "wss" : "ws";
-      const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+      const key = new URLSearchParams(location.search).get("key");
+      const ws = new WebSocket(`${scheme}://${location.host}/ws${key ? `?key=${encodeURIComponent(key)}` : ""}`);
       ws.binaryType = "arraybuffer";
       ws.onopen = () => {
         ws.send(JSON.stringify({ config: { input_sample_rate_hz: INPUT_RATE, output_sample_rate_hz: OUTPUT_RATE } }));
         resolve(ws);
       };
-      ws.onerror = () => reject(new Error("The gateway is unreachable. Is the system running?"));
+      ws.onerror = () => reject(new Error("The gateway is unreachable, or refused this page's key. " +
+        "Is the system running? If it needs a key, open the page as /?key=YOUR-KEY."));
       ws.onclose = (e) => {
         if (conversation === this && !this.stopping) {
           showProblem(`The connection to the gateway closed (${e.code}). Press the button to start again.`);

@@ -1,0 +1,131 @@
+"""API keys on the gateway's gRPC and WebSocket endpoints, and TLS."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.server import GrpcServer
+from services.common.settings import load_settings
+from services.gateway.config import GatewaySettings
+from services.gateway.server import gateway_service
+from tools.local_redis import RedisProcess, free_port
+from voice.v1 import gateway_pb2, gateway_pb2_grpc
+
+KEY = "k" * 40
+NOWHERE = "127.0.0.1:9"  # stages are not needed to check who may talk
+
+
+async def start(redis: RedisProcess, **overrides) -> tuple[GrpcServer, GatewaySettings]:
+    settings = GatewaySettings(port=0, grace_s=0, metrics_port=0, web_port=free_port(),
+                               redis={"url": redis.url}, vad_target=NOWHERE, voxtral_target=NOWHERE,
+                               tts_target=NOWHERE, **overrides)
+    server = GrpcServer(settings, [gateway_service(settings)])
+    await server.start()
+    await server.warm_up()
+    return server, settings
+
+
+def metadata(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+async def converse_once(channel: grpc.aio.Channel, meta=()) -> gateway_pb2.ConverseResponse:
+    async def requests():
+        yield gateway_pb2.ConverseRequest(config=gateway_pb2.SessionConfig(input_sample_rate_hz=16000))
+
+    call = gateway_pb2_grpc.GatewayServiceStub(channel).Converse(requests(), metadata=meta, timeout=10)
+    return await call.read()
+
+
+async def test_grpc_calls_need_the_key_but_health_does_not(redis_server: RedisProcess) -> None:
+    server, _ = await start(redis_server, api_key=KEY)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            for meta in ((), metadata("wrong"), (("x-api-key", "wrong"),)):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.GetSessionMetrics(gateway_pb2.GetSessionMetricsRequest(session_id="x"),
+                                                 metadata=meta, timeout=5)
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                assert "authorization: Bearer <key>" in err.value.details()
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await converse_once(channel, meta)
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            reply = await stub.GetSessionMetrics(gateway_pb2.GetSessionMetricsRequest(session_id="x"),
+                                                 metadata=metadata(KEY), timeout=5)
+            assert reply.turns == 0
+            started = await converse_once(channel, (("x-api-key", KEY),))
+            assert len(started.session_started.session_id) == 32  # 128 random bits, hex
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(0)
+
+
+async def test_session_ids_are_random(redis_server: RedisProcess) -> None:
+    server, _ = await start(redis_server, auth_disabled=True)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            ids = {(await converse_once(channel)).session_started.session_id for _ in range(5)}
+        assert len(ids) == 5 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    finally:
+        await server.stop(0)
+
+
+async def test_websocket_needs_the_key(redis_server: RedisProcess, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    server, settings = await start(redis_server, api_key_file=key_file)
+    base = f"http://127.0.0.1:{settings.web_port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert (await http.get(f"{base}/")).status == 200  # the page itself is public
+            for url in (f"{base}/ws", f"{base}/ws?key=wrong"):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                    await http.ws_connect(url)
+                assert err.value.status == 401
+            async with http.ws_connect(f"{base}/ws?key={KEY}") as ws:
+                await ws.send_json({"config": {"input_sample_rate_hz": 16000}})
+                event = await ws.receive_json(timeout=10)
+                assert event["type"] == "session_started" and len(event["session_id"]) == 32
+    finally:
+        await server.stop(0)
+
+
+def test_no_key_and_no_explicit_opt_out_is_refused_at_start(monkeypatch, capsys) -> None:
+    for name in ("GATEWAY_API_KEY", "GATEWAY_API_KEY_FILE", "GATEWAY_AUTH_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit):
+        load_settings(GatewaySettings)
+    assert "GATEWAY_AUTH_DISABLED" in capsys.readouterr().err
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+async def test_tls(redis_server: RedisProcess, certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    server, _ = await start(redis_server, api_key=KEY, tls_cert_file=cert, tls_key_file=key)
+    try:
+        credentials = grpc.ssl_channel_credentials(cert.read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{server.port}", credentials) as channel:
+            started = await converse_once(channel, metadata(KEY))
+            assert started.session_started.session_id
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await converse_once(channel, metadata(KEY))
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop(0)
