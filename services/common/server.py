@@ -31,6 +31,9 @@ class ServiceSpec:
     close: Callable[[], Awaitable[None]] | None = None
     servicer: object = None  # the registered implementation, for introspection
     interceptors: tuple[grpc.aio.ServerInterceptor, ...] = ()
+    # Called on SIGTERM after health says NOT_SERVING and before new calls are refused: long
+    # streams wind down here (given the grace period in seconds).
+    drain: Callable[[float], Awaitable[None]] | None = None
 
 
 def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
@@ -101,7 +104,11 @@ class GrpcServer:
         grace = self.settings.grace_s if grace is None else grace
         await self.health.enter_graceful_shutdown()
         log.info("draining", extra={"grace_s": grace})
-        await self.server.stop(grace)
+        started = asyncio.get_running_loop().time()
+        for spec in self.services:
+            if spec.drain is not None:
+                await spec.drain(grace)
+        await self.server.stop(max(0.0, grace - (asyncio.get_running_loop().time() - started)))
         for spec in self.services:
             if spec.close is not None:
                 await spec.close()

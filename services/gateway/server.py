@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 
 from services.common.audio import check_sample_rate
-from services.common.errors import InvalidArgument, ResourceExhausted, ServiceError
+from services.common.errors import InvalidArgument, ResourceExhausted, ServiceError, Unavailable
 from services.common.latency import summarize
 from services.common.server import ServiceSpec
 from services.common.store import SessionStore
@@ -86,6 +86,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.store = SessionStore(settings.redis)
         self.sessions = 0
         self.web: object = None  # the WebSocket bridge, when the page is served
+        self.draining = False
+        self.closing: set[asyncio.Event] = set()  # one per open session: set to end it
 
     async def Converse(self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest],
                        context: grpc.aio.ServicerContext) -> None:
@@ -104,11 +106,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def converse(self, requests: AsyncIterator[gateway_pb2.ConverseRequest],
                        write: Callable[[gateway_pb2.ConverseResponse], Awaitable[None]]) -> None:
         """One session, whatever carries it (gRPC here, the WebSocket bridge in web.py)."""
+        if self.draining:
+            raise Unavailable("this gateway is shutting down: connect again (any replica) and resume the session")
         if self.sessions >= self.settings.max_sessions:
             raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
         self.sessions += 1
         SESSIONS.inc()
         lock = asyncio.Lock()
+        closing = asyncio.Event()
+        self.closing.add(closing)
 
         async def emit(event: ev.Event) -> None:
             async with lock:  # one writer at a time: turn, VAD reader and request loop all emit
@@ -126,32 +132,58 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                                           session_config(first.config, self.settings, voices), emit)
             await emit(await session.start())
             await session.listen()
-            async for request in requests:
-                kind = request.WhichOneof("payload")
-                if kind == "audio":
-                    await session.audio(request.audio)
-                elif kind == "control":
-                    action = request.control
-                    if action == gateway_pb2.CONTROL_ACTION_INTERRUPT:
-                        await session.interrupt()
-                    elif action == gateway_pb2.CONTROL_ACTION_RESET_CONTEXT:
-                        await session.reset_context()
-                    elif action == gateway_pb2.CONTROL_ACTION_END_OF_INPUT:
-                        break
-                    else:
-                        await emit(ev.ErrorEvent("INVALID_ARGUMENT", f"unknown control action {action}: use "
-                                                 "INTERRUPT, RESET_CONTEXT or END_OF_INPUT"))
-                elif kind == "config":
-                    await emit(ev.ErrorEvent("INVALID_ARGUMENT", "the session is configured already: "
-                                             "send the config once, first"))
-                else:
-                    await emit(ev.ErrorEvent("INVALID_ARGUMENT", "empty request: set audio or control"))
+            serving = asyncio.ensure_future(self._serve_requests(session, requests, emit))
+            shutdown = asyncio.ensure_future(closing.wait())
+            await asyncio.wait({serving, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+            shutdown.cancel()
+            if not serving.done():  # shutting down: the turn in flight finishes, then the session ends
+                serving.cancel()
+                await asyncio.gather(serving, return_exceptions=True)
+                await session.finish_turn()
+                await emit(ev.ErrorEvent("UNAVAILABLE", "this gateway is shutting down: connect again and resume "
+                                         f"session {session.session_id}", session_continues=False))
+                return
+            serving.result()
             await session.end_of_input()
         finally:
+            self.closing.discard(closing)
             if session is not None:
                 await session.close()
             self.sessions -= 1
             SESSIONS.dec()
+
+    async def _serve_requests(self, session: ConversationSession,
+                              requests: AsyncIterator[gateway_pb2.ConverseRequest],
+                              emit: Callable[[ev.Event], Awaitable[None]]) -> None:
+        async for request in requests:
+            kind = request.WhichOneof("payload")
+            if kind == "audio":
+                await session.audio(request.audio)
+            elif kind == "control":
+                action = request.control
+                if action == gateway_pb2.CONTROL_ACTION_INTERRUPT:
+                    await session.interrupt()
+                elif action == gateway_pb2.CONTROL_ACTION_RESET_CONTEXT:
+                    await session.reset_context()
+                elif action == gateway_pb2.CONTROL_ACTION_END_OF_INPUT:
+                    return
+                else:
+                    await emit(ev.ErrorEvent("INVALID_ARGUMENT", f"unknown control action {action}: use "
+                                             "INTERRUPT, RESET_CONTEXT or END_OF_INPUT"))
+            elif kind == "config":
+                await emit(ev.ErrorEvent("INVALID_ARGUMENT", "the session is configured already: "
+                                         "send the config once, first"))
+            else:
+                await emit(ev.ErrorEvent("INVALID_ARGUMENT", "empty request: set audio or control"))
+
+    async def drain(self, grace_s: float) -> None:
+        """SIGTERM: refuse new sessions; let each session finish its turn in flight, then end it."""
+        self.draining = True
+        for closing in list(self.closing):
+            closing.set()
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while self.sessions and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
 
     async def _voices(self) -> set[str]:
         """The TTS's voices, to check a session's voice early; empty (no check) while the TTS is down."""
@@ -202,4 +234,5 @@ def gateway_service(settings: GatewaySettings) -> ServiceSpec:
     return ServiceSpec(
         SERVICE_NAME, lambda server: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server),
         warm_up, close, servicer, interceptors=(ApiKeyInterceptor(key, SERVICE_NAME),) if key else (),
+        drain=servicer.drain,
     )

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 ERROR_CODES = {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE"}
 # After a VAD failure, the stream is opened again at most this often.
 VAD_RETRY_S = 0.5
+# Audio waiting for the VAD (20 ms messages: about 10 s); beyond it the oldest is dropped.
+VAD_QUEUE = 500
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,12 @@ class ConversationSession:
         self.runner = TurnRunner(settings, stages, emit)
         self._vad: VadStream | None = None
         self._vad_reader: asyncio.Task[None] | None = None
-        self._vad_base = 0  # input samples sent before the current VAD stream began
         self._vad_failed_at = 0.0
+        self._vad_outage = False  # an error event was sent for the current VAD outage
+        # (input offset of the first sample, PCM): the VAD is fed by its own task, so a slow or
+        # dead VAD never blocks the session's reading of the client.
+        self._vad_queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=VAD_QUEUE)
+        self._vad_writer: asyncio.Task[None] | None = None
         self._listening: _Turn | None = None  # speech started, not ended yet
         self._answering: _Turn | None = None  # the reply in progress
         self._background: set[asyncio.Task[None]] = set()
@@ -95,22 +101,22 @@ class ConversationSession:
         return SessionStarted(self.session_id, resumed, len(self.context))
 
     async def listen(self) -> None:
-        """Open the VAD stream (after the client has its session_started event)."""
-        await self._open_vad()
+        """Start feeding the VAD (after the client has its session_started event)."""
+        await self._open_vad(0)
+        self._vad_writer = asyncio.create_task(self._write_vad())
 
     # --- input -------------------------------------------------------------------------------
 
     async def audio(self, data: bytes) -> None:
+        start = self.timeline.total
         pcm = self.timeline.append(data, time.monotonic())
         if not pcm:
             return
-        if self._vad is None and time.monotonic() - self._vad_failed_at >= VAD_RETRY_S:
-            await self._open_vad()
-        if self._vad is not None:
-            try:
-                await self._vad.send(pcm)
-            except StageError as err:
-                await self._vad_lost(err)
+        if self._vad_queue.full():
+            self._vad_queue.get_nowait()
+            self._vad_queue.task_done()
+            log.warning("the VAD is behind; dropped 1 audio message", extra={"session_id": self.session_id})
+        self._vad_queue.put_nowait((start, pcm))
 
     async def interrupt(self) -> None:
         await self._stop_answer()
@@ -121,10 +127,15 @@ class ConversationSession:
 
     async def end_of_input(self) -> None:
         """No more audio: let the VAD close the utterance in progress and wait for its reply."""
+        await self._vad_queue.join()
         if self._vad is not None:
             await self._vad.finish()
         if self._vad_reader is not None:
             await asyncio.gather(self._vad_reader, return_exceptions=True)
+        await self.finish_turn()
+
+    async def finish_turn(self) -> None:
+        """Wait for the reply in progress (and its bookkeeping) to complete."""
         if self._answering is not None and self._answering.task is not None:
             await asyncio.gather(self._answering.task, return_exceptions=True)
         await self._drain_background()
@@ -133,21 +144,47 @@ class ConversationSession:
         """The client is gone or done: stop all downstream work."""
         if self._vad is not None:
             self._vad.cancel()
-        tasks = [t for t in (self._vad_reader, self._answering.task if self._answering else None) if t]
+        answer = self._answering.task if self._answering else None
+        tasks = [t for t in (self._vad_writer, self._vad_reader, answer) if t]
         for task in [*tasks, *self._background]:
             task.cancel()
         await asyncio.gather(*tasks, *self._background, return_exceptions=True)
 
     # --- VAD -----------------------------------------------------------------------------------
 
-    async def _open_vad(self) -> None:
+    async def _write_vad(self) -> None:
+        while True:
+            start, pcm = await self._vad_queue.get()
+            try:
+                if self._vad is None and time.monotonic() - self._vad_failed_at >= VAD_RETRY_S:
+                    await self._open_vad(start)
+                stream = self._vad
+                if stream is None:
+                    continue  # the VAD is down: this audio cannot be heard
+                try:
+                    async with asyncio.timeout(self.settings.vad_timeout_s):
+                        await stream.send(pcm)
+                except TimeoutError:
+                    await self._vad_lost(StageError("vad", "DEADLINE_EXCEEDED", "the VAD stopped taking audio"))
+                except StageError as err:
+                    await self._vad_lost(err)
+            except Exception as exc:  # noqa: BLE001 (the writer must outlive any one failure)
+                log.exception("VAD writer failed", extra={"session_id": self.session_id})
+                await self._vad_lost(StageError("vad", "INTERNAL", repr(exc)))
+            finally:
+                self._vad_queue.task_done()
+
+    async def _open_vad(self, base: int) -> None:
+        """A new VAD stream whose sample 0 is input sample `base`."""
         try:
             self._vad = await self.stages.open_vad(self.config.input_rate_hz, self.config.end_silence_ms)
         except StageError as err:
             await self._vad_lost(err)
             return
-        self._vad_base = self.timeline.total
-        self._vad_reader = asyncio.create_task(self._read_vad(self._vad, self._vad_base))
+        if self._vad_outage:
+            log.info("VAD stream open again", extra={"session_id": self.session_id})
+        self._vad_outage = False
+        self._vad_reader = asyncio.create_task(self._read_vad(self._vad, base))
 
     async def _vad_lost(self, err: StageError) -> None:
         if self._vad is not None:
@@ -155,7 +192,10 @@ class ConversationSession:
         self._vad = None
         self._listening = None
         self._vad_failed_at = time.monotonic()
-        await self._error(err, turn_id="")
+        log.warning("VAD stream lost", extra={"session_id": self.session_id, "error": str(err)})
+        if not self._vad_outage:  # one error event per outage, however often the reopening fails
+            self._vad_outage = True
+            await self._error(err, turn_id="")
 
     async def _read_vad(self, stream: VadStream, base: int) -> None:
         try:

@@ -60,24 +60,26 @@ class TurnRunner:
 
         async def generate() -> None:
             splitter = ClauseSplitter(first_words=self.settings.first_clause_words)
-            async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
-                                                   turn.session_id, turn.turn_id):
-                if "voxtral_ttft_ms" not in m:
-                    m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
-                progress.generated += delta.text
-                await self.emit(ResponseText(turn.turn_id, delta.text))
-                for clause in splitter.push(delta.text):
+            try:
+                async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
+                                                       turn.session_id, turn.turn_id):
+                    if "voxtral_ttft_ms" not in m:
+                        m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
+                    progress.generated += delta.text
+                    await self.emit(ResponseText(turn.turn_id, delta.text))
+                    for clause in splitter.push(delta.text):
+                        if "first_clause_ms" not in m:
+                            m["first_clause_ms"] = (time.monotonic() - requested) * 1000
+                            marks["voxtral_compute_ms"] = delta.elapsed_ms
+                        await clauses.put(clause)
+                on_generated()
+                for clause in splitter.flush():
                     if "first_clause_ms" not in m:
                         m["first_clause_ms"] = (time.monotonic() - requested) * 1000
-                        marks["voxtral_compute_ms"] = delta.elapsed_ms
+                        marks["voxtral_compute_ms"] = m["first_clause_ms"]
                     await clauses.put(clause)
-            on_generated()
-            for clause in splitter.flush():
-                if "first_clause_ms" not in m:
-                    m["first_clause_ms"] = (time.monotonic() - requested) * 1000
-                    marks["voxtral_compute_ms"] = m["first_clause_ms"]
-                await clauses.put(clause)
-            await clauses.put(None)
+            finally:
+                clauses.put_nowait(None)  # the speaker stops waiting, whatever happened here
 
         producer = asyncio.create_task(generate())
         try:

@@ -1,0 +1,133 @@
+"""Faults with real processes: a stage killed or stalled mid-turn, Redis gone and back, and a
+gateway told to stop while it is busy. Each time the session stays open (or ends cleanly) and
+the next turn works once the part is back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.audio import resample
+from tests.support.audio_files import espeak
+from tests.support.conversation import Conversation
+from tests.support.stack import Stack
+from voice.v1 import gateway_pb2, gateway_pb2_grpc
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+RATE = 16000
+
+
+def say(text: str) -> np.ndarray:
+    speech, rate = espeak(text)
+    return resample(speech, rate, RATE)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def gateway(stack: Stack):
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        yield gateway_pb2_grpc.GatewayServiceStub(channel)
+
+
+def open_session(stub) -> Conversation:
+    return Conversation(stub, gateway_pb2.SessionConfig(input_sample_rate_hz=RATE))
+
+
+async def ask(conv: Conversation, text: str, count: int, pace: float = 0.0) -> gateway_pb2.TurnCompleted:
+    await conv.silence(300, pace=pace)
+    await conv.send(say(text), pace=pace)
+    await conv.silence(1200, pace=pace)
+    return await conv.wait_for("turn_completed", count)
+
+
+@pytest.mark.parametrize(("stage", "after"), [("vad", "speech_started"), ("voxtral", "speech_started")])
+async def test_stage_killed_mid_turn_then_back(gateway, stack: Stack, stage: str, after: str) -> None:
+    conv = open_session(gateway)
+    await conv.silence(300, pace=1.0)
+    sending = asyncio.ensure_future(conv.send(say("Please tell me something about the weather."), pace=1.0))
+    await conv.wait_for(after)
+    stack.services[stage].kill()
+    await sending
+    await conv.silence(1200, pace=1.0)
+    error = await conv.wait_for("error")
+    assert error.code == gateway_pb2.ERROR_CODE_UNAVAILABLE and error.session_continues
+    assert error.message.startswith(f"{stage} failed")
+    await asyncio.to_thread(stack.restart, stage)
+    await conv.silence(2000, pace=1.0)  # a microphone keeps sending; the gateway reopens its VAD stream
+    done = await ask(conv, "Are you back again?", 1, pace=1.0)
+    await conv.finish()
+    assert conv.error is None and done.assistant_text
+
+
+async def test_stalled_stage_gives_a_deadline_error_and_the_session_goes_on(gateway, stack: Stack) -> None:
+    tts = stack.services["tts"].proc
+    conv = open_session(gateway)
+    await conv.silence(300)
+    await conv.send(say("Are you still there?"))
+    await conv.wait_for("speech_started")
+    tts.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        await conv.silence(1200)
+        error = await conv.wait_for("error", timeout=60)
+    finally:
+        tts.send_signal(signal.SIGCONT)
+    assert error.code == gateway_pb2.ERROR_CODE_DEADLINE_EXCEEDED and error.session_continues and error.turn_id
+    done = await ask(conv, "Now answer me.", 1)
+    await conv.finish()
+    assert done.assistant_text
+
+
+def store_failures(stack: Stack) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in body.splitlines()
+               if line.startswith("voice_store_failures_total{"))
+
+
+async def test_without_redis_turns_go_on_and_writes_resume_when_it_is_back(gateway, stack: Stack) -> None:
+    before = store_failures(stack)
+    stack.redis.stop()
+    try:
+        conv = open_session(gateway)
+        first = await ask(conv, "Do you remember me?", 1)
+        assert first.assistant_text and not conv.of("error")
+        assert store_failures(stack) > before  # the loss is counted
+    finally:
+        stack.redis.start()  # same port, empty
+    second = await ask(conv, "And now?", 2)
+    await conv.finish()
+    session_id = conv.of("session_started")[0].session_id
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    stored = [json.loads(x) for x in client.lrange(f"voice:session:{session_id}:context", 0, -1)]
+    assert [x["turn_id"] for x in stored] == [second.turn_id]
+
+
+async def test_sigterm_lets_the_turn_in_flight_finish_and_refuses_new_sessions(gateway, stack: Stack) -> None:
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        conv = open_session(gateway)
+        await conv.silence(300)
+        await conv.send(say("What happens when you stop?"))
+        await conv.silence(1200)
+        await conv.wait_for("speech_ended")
+        stack.services["gateway"].terminate()
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        late = open_session(gateway)
+        await late.wait_for("closed")
+        done = await conv.wait_for("turn_completed")
+        farewell = await conv.wait_for("error")
+        await conv.wait_for("closed")
+    assert late.error is not None and late.error.code() == grpc.StatusCode.UNAVAILABLE
+    assert done.assistant_text and conv.error is None
+    assert farewell.code == gateway_pb2.ERROR_CODE_UNAVAILABLE and not farewell.session_continues
+    assert conv.of("session_started")[0].session_id in farewell.message
+    assert stack.services["gateway"].proc.wait(30) == 0
+    await asyncio.to_thread(stack.restart, "gateway")
