@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test run bench bench-smoke bench-vad bench-tts \
-	bench-voxtral clean
+	bench-voxtral soak soak-short clean
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (`make run` uses it unless VOXTRAL_MODEL_ID is set).
 DIR ?= models/voxtral-tiny
 
@@ -62,6 +62,13 @@ bench: install system-deps assets models
 # One session, one turn: keeps the benchmark working (CI runs it; never asserts times).
 bench-smoke: install system-deps assets models
 	HF_HUB_OFFLINE=1 $(PY) -m bench.e2e_latency --smoke --out $${BENCH_OUT:-/tmp/voice-bench-smoke}
+
+# Stability: 8 sessions x 25 turns (soak-short: 2 x 3, which CI runs); fails on errors or leaks.
+soak: install system-deps assets models
+	HF_HUB_OFFLINE=1 $(PY) -m bench.soak
+
+soak-short: install system-deps assets models
+	HF_HUB_OFFLINE=1 $(PY) -m bench.soak --sessions 2 --turns 3 --out $${BENCH_OUT:-/tmp/voice-soak-short}
 
 bench-vad: install assets
 	$(PY) -m bench.vad_streams

@@ -131,3 +131,36 @@ async def test_sigterm_lets_the_turn_in_flight_finish_and_refuses_new_sessions(g
     assert conv.of("session_started")[0].session_id in farewell.message
     assert stack.services["gateway"].proc.wait(30) == 0
     await asyncio.to_thread(stack.restart, "gateway")
+
+
+async def test_more_turns_than_voxtral_can_queue_get_resource_exhausted(gateway, stack: Stack) -> None:
+    from tests.support.processes import ServiceProcess
+
+    old = stack.services["voxtral"]
+    old.kill()
+    strict = ServiceProcess(old.module, old.env_prefix, {**old.env, "VOXTRAL_MAX_QUEUE": "0"}, old.port)
+    stack.services["voxtral"] = strict
+    try:
+        await asyncio.to_thread(strict.wait_serving)
+        question = say("What time is it now?")
+        sessions = [open_session(gateway) for _ in range(6)]
+        for conv in sessions:  # six people finish speaking at the same moment
+            await conv.silence(300)
+            await conv.send(question)
+            await conv.silence(1200)
+        outcomes = await asyncio.gather(*(
+            asyncio.wait({asyncio.ensure_future(c.wait_for("turn_completed")),
+                          asyncio.ensure_future(c.wait_for("error"))}, return_when=asyncio.FIRST_COMPLETED)
+            for c in sessions))
+        assert len(outcomes) == 6
+        errors = [e for c in sessions for e in c.of("error")]
+        assert errors, "every turn found a free slot"
+        busy = [e for e in errors if e.code == gateway_pb2.ERROR_CODE_RESOURCE_EXHAUSTED]
+        assert busy and all("voxtral is busy" in e.message and e.session_continues for e in busy)
+        assert any(c.of("turn_completed") for c in sessions)  # whoever got the slot was answered
+        for conv in sessions:
+            await conv.finish()
+    finally:
+        strict.kill()
+        stack.services["voxtral"] = old.restarted()
+        await asyncio.to_thread(stack.services["voxtral"].wait_serving)

@@ -133,3 +133,20 @@ async def run_service(settings: ServerSettings, services: Sequence[ServiceSpec])
     await stopping
     warm.cancel()
     await server.stop()
+
+
+def serve_main(name: str, settings_class: type[ServerSettings],
+               service: Callable[[ServerSettings], ServiceSpec]) -> ServerSettings:
+    """The body of every service's __main__: settings, logs, then serve until SIGTERM."""
+    from services.common.logs import configure_logging
+    from services.common.settings import load_settings
+
+    settings = load_settings(settings_class)
+    configure_logging(name, settings.log_level, json_lines=settings.log_json)
+
+    async def serve() -> None:
+        # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.
+        await run_service(settings, [service(settings)])
+
+    asyncio.run(serve())
+    return settings

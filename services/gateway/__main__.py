@@ -6,6 +6,7 @@ from services.common.logs import configure_logging
 from services.common.server import run_service
 from services.common.settings import load_settings
 from services.gateway.config import GatewaySettings
+from services.gateway.metrics import watch_event_loop
 from services.gateway.server import gateway_service
 
 
@@ -17,6 +18,7 @@ def main() -> None:
 
     async def serve() -> None:
         # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.
+        watch_event_loop(asyncio.get_running_loop())
         await run_service(settings, [gateway_service(settings)])
 
     asyncio.run(serve())

@@ -8,6 +8,8 @@ from typing import Any
 
 import grpc
 
+from services.common.interceptor import rebuild
+
 SCHEME = "bearer "
 HINT = "send metadata 'authorization: Bearer <key>' (or 'x-api-key: <key>')"
 
@@ -28,15 +30,7 @@ def _deny(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler
     async def abort(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    kwargs = {"request_deserializer": handler.request_deserializer,
-              "response_serializer": handler.response_serializer}
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(abort, **kwargs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(abort, **kwargs)
-    return grpc.stream_stream_rpc_method_handler(abort, **kwargs)
+    return rebuild(handler, lambda _: abort)
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):

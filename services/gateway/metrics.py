@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -19,3 +20,9 @@ STAGE_ERRORS = Counter("voice_stage_errors_total", "Failed calls to a stage", ["
 def observe_turn(metrics: Mapping[str, float]) -> None:
     for name, value in metrics.items():
         STAGE_HISTOGRAMS[name].observe(value)
+
+
+def watch_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Export how many asyncio tasks the gateway holds: a leak shows as growth."""
+    Gauge("voice_event_loop_tasks", "asyncio tasks alive in the gateway").set_function(
+        lambda: len(asyncio.all_tasks(loop)))

@@ -1,22 +1,6 @@
-import asyncio
-
-from services.common.logs import configure_logging
-from services.common.server import run_service
-from services.common.settings import load_settings
+from services.common.server import serve_main
 from services.tts.config import TtsSettings
 from services.tts.server import tts_service
 
-
-def main() -> None:
-    settings = load_settings(TtsSettings)
-    configure_logging("tts", settings.log_level, json_lines=settings.log_json)
-
-    async def serve() -> None:
-        # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.
-        await run_service(settings, [tts_service(settings)])
-
-    asyncio.run(serve())
-
-
 if __name__ == "__main__":
-    main()
+    serve_main("tts", TtsSettings, tts_service)
