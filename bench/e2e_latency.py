@@ -195,15 +195,23 @@ def plot(rows: list[dict[str, object]], baseline_ms: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = [f"{r['sessions']} session{'s' if r['sessions'] != 1 else ''}" for r in rows]
-    first_clause = [float(r["first_clause_ms_p50"]) for r in rows]
-    tts = [float(r["tts_ttfb_ms_p50"]) for r in rows]
-    rest = [max(0.0, float(r["e2e_ms_p50"]) - a - b) for r, a, b in zip(rows, first_clause, tts)]
+
+    def ms(row: dict[str, object], key: str) -> float:
+        value = float(row[key])  # type: ignore[arg-type]
+        return 0.0 if np.isnan(value) else value
+
+    first_clause = [ms(r, "first_clause_ms_p50") for r in rows]
+    tts = [ms(r, "tts_ttfb_ms_p50") for r in rows]
+    rest = [max(0.0, ms(r, "e2e_ms_p50") - a - b) for r, a, b in zip(rows, first_clause, tts)]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(labels, first_clause, label="Voxtral to first clause (p50)", color="#7b61ff")
     ax.bar(labels, tts, bottom=first_clause, label="TTS first audio (p50)", color="#00a37a")
     ax.bar(labels, rest, bottom=[a + b for a, b in zip(first_clause, tts)], label="rest of e2e (p50)",
            color="#e8710a")
-    ax.scatter(labels, [float(r["e2e_ms_p95"]) for r in rows], color="black", zorder=3, label="e2e p95")
+    ax.scatter(labels, [ms(r, "e2e_ms_p95") for r in rows], color="black", zorder=3, label="e2e p95")
+    for label, row in zip(labels, rows):
+        if not row["turns"]:
+            ax.annotate("no turn completed\n(TTS deadlines)", (label, 0), ha="center", va="bottom", fontsize=8)
     ax.axhline(baseline_ms, color="grey", linestyle="--", label="in-process baseline e2e (p50)")
     ax.set_ylabel("milliseconds after end of speech")
     ax.set_title("End-to-end latency by stage (CPU, small random Voxtral, Kokoro ONNX)")
