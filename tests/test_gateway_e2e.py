@@ -15,7 +15,7 @@ import redis
 
 from services.common.audio import resample
 from services.common.latency import METRICS
-from tests.support.audio_files import espeak, silence
+from tests.support.audio_files import espeak
 from tests.support.conversation import Conversation
 from tests.support.stack import Stack
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
