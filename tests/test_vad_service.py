@@ -120,6 +120,8 @@ async def expect_error(stub, requests, code: grpc.StatusCode, text: str) -> None
     ([vad_pb2.StreamDetectRequest(config=vad_pb2.VadConfig(
         format=audio_pb2.AudioFormat(sample_rate_hz=16000, channels=2)))], "only mono"),
     ([config(16000, aggressiveness=7)], "use 0, 1, 2 or 3"),
+    ([vad_pb2.StreamDetectRequest(config=vad_pb2.VadConfig(
+        format=audio_pb2.AudioFormat(sample_rate_hz=16000, encoding=9)))], "encoding 9 is not supported"),
     ([config(16000, end_silence_ms=50)], "end_silence_ms=50 is out of range: use 100 to 10000"),
     ([config(16000), vad_pb2.StreamDetectRequest()], "empty request"),
 ])

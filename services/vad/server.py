@@ -25,7 +25,9 @@ EVENT_TYPES = {
 def endpointer_config(config: vad_pb2.VadConfig, defaults: VadSettings) -> EndpointerConfig:
     if not config.HasField("format") or config.format.sample_rate_hz == 0:
         raise InvalidArgument("config.format.sample_rate_hz is required: an integer from 8000 to 48000 Hz")
-    check_mono_pcm16(audio_pb2.AudioEncoding.Name(config.format.encoding), config.format.channels)
+    encoding = config.format.encoding  # an open enum: a newer client may send a number we do not know
+    name = audio_pb2.AudioEncoding.Name(encoding) if encoding in audio_pb2.AudioEncoding.values() else str(encoding)
+    check_mono_pcm16(name, config.format.channels)
 
     def pick(name: str) -> int:
         return getattr(config, name) if config.HasField(name) else getattr(defaults, name)
