@@ -73,7 +73,7 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
                                          self.settings.max_context_tokens - params.max_new_tokens)
             deadline = self._deadline(context)
             loop = asyncio.get_running_loop()
-            deltas: asyncio.Queue[str] = asyncio.Queue()
+            deltas: asyncio.Queue[str | None] = asyncio.Queue()  # None: generation is over
             stop = threading.Event()
             queued_at = time.perf_counter()
             async with self.pool.slot(deadline) as slot:
@@ -81,18 +81,15 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
                 work = asyncio.ensure_future(slot.run(
                     lambda: engine.generate(inputs, params, lambda d: loop.call_soon_threadsafe(deltas.put_nowait, d),
                                             stop, deadline), deadline + 1.0))
+                # Deltas the worker queued come first: its completion reaches the loop after them.
+                work.add_done_callback(lambda _: deltas.put_nowait(None))
                 ttft_ms: float | None = None
                 try:
-                    while not (work.done() and deltas.empty()):
-                        getter = asyncio.ensure_future(deltas.get())
-                        await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
-                        if not getter.done():
-                            getter.cancel()
-                            continue
+                    while (delta := await deltas.get()) is not None:
                         message = voxtral_pb2.RespondResponse(
-                            text_delta=getter.result(), elapsed_ms=(time.perf_counter() - received) * 1000)
+                            text_delta=delta, elapsed_ms=(time.perf_counter() - received) * 1000)
                         if ttft_ms is None:
-                            ttft_ms = (time.perf_counter() - received) * 1000
+                            ttft_ms = message.elapsed_ms
                             message.ttft_ms = ttft_ms
                         yield message
                     result = work.result()
