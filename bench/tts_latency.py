@@ -16,8 +16,6 @@ import asyncio
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,11 +27,10 @@ import torch
 from bench.report import write_results
 from services.common.channels import open_channel
 from services.common.clauses import split_clauses
-from services.common.healthcheck import check
 from services.tts.config import TtsSettings
 from services.tts.engine import KMODEL_PARTS, OnnxEngine, TorchEngine
 from services.tts.phonemes import shared_phonemizer
-from tools.local_redis import free_port
+from tests.support.processes import ServiceProcess
 from voice.v1 import tts_pb2, tts_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,16 +39,10 @@ REPLY = ("Sure, I can help with that. The train to London leaves at nine o'clock
 VOICE = "af_heart"
 
 
-def start_service(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TTS_PORT": str(port), "TTS_LOG_LEVEL": "WARNING", "TTS_BACKEND": "onnx",
-           "TTS_TIMEOUT_S": "60"}
-    proc = subprocess.Popen([sys.executable, "-m", "services.tts"], cwd=ROOT, env=env)
-    deadline = time.monotonic() + 120
-    while check(f"127.0.0.1:{port}", timeout_s=0.5) != "SERVING":
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("TTS service did not start")
-        time.sleep(0.2)
-    return proc
+def start_service() -> ServiceProcess:
+    service = ServiceProcess("services.tts", "TTS_", {"TTS_BACKEND": "onnx", "TTS_TIMEOUT_S": "60"})
+    service.wait_serving()
+    return service
 
 
 async def service_first_audio_ms(stub: tts_pb2_grpc.TtsServiceStub, text: str) -> float:
@@ -113,11 +104,10 @@ async def main_async(runs: int, out: Path) -> None:
     engine = OnnxEngine(folder / settings.onnx_model, folder / settings.voices_file)
     pack = np.load(folder / settings.voices_file)[VOICE]
     shared_phonemizer().warm_up()
-    port = free_port()
-    proc = start_service(port)
+    service = start_service()
     service_ms, direct_ms, whole_ms = [], [], []
     try:
-        async with open_channel(f"127.0.0.1:{port}", tts_pb2.DESCRIPTOR.services_by_name["TtsService"]) as ch:
+        async with open_channel(service.target, tts_pb2.DESCRIPTOR.services_by_name["TtsService"]) as ch:
             stub = tts_pb2_grpc.TtsServiceStub(ch)
             await service_first_audio_ms(stub, REPLY)
             direct_first_audio_ms(engine, pack, REPLY)
@@ -126,8 +116,7 @@ async def main_async(runs: int, out: Path) -> None:
                 direct_ms.append(direct_first_audio_ms(engine, pack, REPLY))
                 whole_ms.append(whole_reply_ms(engine, pack, REPLY))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        service.stop()
     service, direct, whole = (statistics.median(x) for x in (service_ms, direct_ms, whole_ms))
     phonemes = shared_phonemizer().phonemize(REPLY)
     speech_s = len(engine.synthesize(phonemes, pack, 1.0)) / 24000

@@ -15,20 +15,17 @@ import json
 import os
 import platform
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import grpc
 import numpy as np
 
+from bench.e2e_latency import proc_usage
 from bench.report import write_results
 from services.common.channels import open_channel
-from services.common.healthcheck import check
 from tests.support.audio_files import recording
-from tools.local_redis import free_port
+from tests.support.processes import ServiceProcess
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,20 +106,11 @@ async def run_level(target: str, streams: int, seconds: float, audio: bytes, rat
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_vad(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "VAD_PORT": str(port), "VAD_MAX_STREAMS": "10000", "VAD_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "services.vad"], cwd=ROOT, env=env)
-    deadline = time.monotonic() + 30
-    while check(f"127.0.0.1:{port}", timeout_s=0.5) != "SERVING":
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("VAD service did not start")
-        time.sleep(0.1)
-    return proc
+def start_vad() -> ServiceProcess:
+    """The VAD service pinned to CPU 0."""
+    service = ServiceProcess("services.vad", "VAD_", {"VAD_MAX_STREAMS": "10000"}, launcher=("taskset", "-c", "0"))
+    service.wait_serving(30)
+    return service
 
 
 def main() -> None:
@@ -133,14 +121,14 @@ def main() -> None:
     args = parser.parse_args()
     os.sched_setaffinity(0, {1 % os.cpu_count()})
     samples, rate = recording("beckett.wav")
-    port = free_port()
-    proc = start_vad(port)
+    vad = start_vad()
+    pid = vad.proc.pid
     rows = []
     try:
         for level in (int(x) for x in args.levels.split(",")):
-            cpu_before, wall_before = cpu_seconds(proc.pid), time.perf_counter()
-            row = asyncio.run(run_level(f"127.0.0.1:{port}", level, args.seconds, samples.tobytes(), rate))
-            busy = (cpu_seconds(proc.pid) - cpu_before) / (time.perf_counter() - wall_before)
+            cpu_before, wall_before = proc_usage(pid)[0], time.perf_counter()
+            row = asyncio.run(run_level(vad.target, level, args.seconds, samples.tobytes(), rate))
+            busy = (proc_usage(pid)[0] - cpu_before) / (time.perf_counter() - wall_before)
             row["vad_cpu_pct"] = round(100 * busy, 1)
             row["passes"] = bool(row["errors"] == 0 and row["delay_p99_ms"] < TARGET_P99_MS)
             # A client that cannot keep real time measures itself, not the service.
@@ -148,8 +136,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        vad.stop()
     passing = [r["streams"] for r in rows if r["passes"]]
     summary = {
         "benchmark": "vad_streams",

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class ServiceProcess:
     def __init__(self, module: str, env_prefix: str, env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, launcher: tuple[str, ...] = ()) -> None:
+        """`launcher` prefixes the command (e.g. ("taskset", "-c", "0") to pin a core)."""
         self.module = module
         self.env_prefix = env_prefix
         self.env = env or {}
@@ -26,7 +27,7 @@ class ServiceProcess:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", f"{env_prefix}PORT": str(self.port),
                     f"{env_prefix}HOST": "127.0.0.1", **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env=full_env,
+            [*launcher, sys.executable, "-m", module], cwd=ROOT, env=full_env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         self.logs: list[dict[str, object]] = []
