@@ -31,7 +31,10 @@ class GenerationResult:
 
 
 class _DeltaStreamer:
-    """transformers streamer: decodes the growing reply and hands on only the new text."""
+    """transformers streamer: hands on the text of each new token as soon as it is whole.
+
+    Only the tokens not yet emitted are decoded (byte-level tokens concatenate exactly), so a
+    reply costs one decode per token, not one decode of the whole reply per token."""
 
     def __init__(self, builder: PromptBuilder, on_delta: Callable[[str], None], eos_ids: set[int]) -> None:
         self.builder = builder
@@ -40,6 +43,7 @@ class _DeltaStreamer:
         self.tokens: list[int] = []
         self.text = ""
         self.first_token_at: float | None = None
+        self._emitted = 0  # tokens whose text has been handed on
         self._prompt_seen = False
 
     def put(self, value) -> None:  # type: ignore[no-untyped-def]
@@ -49,17 +53,18 @@ class _DeltaStreamer:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         self.tokens += [t for t in value.reshape(-1).tolist() if t not in self.eos_ids]
-        text = self.builder.decode(self.tokens)
         # Hold back an incomplete multi-byte character until the next token completes it.
-        if text.startswith(self.text) and not text.endswith("\ufffd") and len(text) > len(self.text):
-            delta, self.text = text[len(self.text):], text
-            self.on_delta(delta)
+        self._emit(final=False)
 
     def end(self) -> None:
-        text = self.builder.decode(self.tokens)
-        if text.startswith(self.text) and len(text) > len(self.text):
-            self.on_delta(text[len(self.text):])
-        self.text = text
+        self._emit(final=True)
+
+    def _emit(self, *, final: bool) -> None:
+        pending = self.builder.decode(self.tokens[self._emitted:])
+        if pending and (final or not pending.endswith("\ufffd")):
+            self._emitted = len(self.tokens)
+            self.text += pending
+            self.on_delta(pending)
 
 
 class VoxtralEngine:
