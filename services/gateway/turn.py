@@ -114,21 +114,26 @@ class TurnRunner:
         feeder = asyncio.create_task(feed())
         try:
             while (item := await ordered.get()) is not None:
-                clause, chunks, task, sent_at = item
-                spoke = False
+                _clause, chunks, task, sent_at = item
                 while (chunk := await chunks.get()) is not None:
                     if not chunk.pcm:
                         continue
                     if "tts_ttfb_ms" not in m:
                         m["tts_ttfb_ms"] = (time.monotonic() - sent_at) * 1000
                         marks["tts_compute_ms"] = chunk.compute_ms
-                    await self.emit(ResponseAudio(turn.turn_id, chunk.pcm, turn.output_rate_hz, chunk.text))
+                    # Shielded: a chunk that starts going out goes out whole (and before any Interrupted
+                    # event, which waits behind it for the writer), so `spoken` is exactly what was sent.
+                    write = asyncio.ensure_future(
+                        self.emit(ResponseAudio(turn.turn_id, chunk.pcm, turn.output_rate_hz, chunk.text)))
+                    try:
+                        await asyncio.shield(write)
+                    except asyncio.CancelledError:
+                        progress.spoken.append(chunk.text)
+                        raise
+                    progress.spoken.append(chunk.text)
                     if "e2e_ms" not in m:
                         m["e2e_ms"] = (time.monotonic() - turn.ended_at) * 1000
-                    spoke = True
                 await task  # a failed clause fails the turn
-                if spoke:
-                    progress.spoken.append(clause)
                 window.release()
             await feeder
         finally:

@@ -1,0 +1,78 @@
+"""TurnRunner alone: what counts as spoken when a turn is cut off mid-clause.
+The stages here are scripted in-process stand-ins; the end-to-end barge-in test uses the real services."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from services.gateway.config import GatewaySettings
+from services.gateway.events import ResponseAudio
+from services.gateway.stages import ReplyDelta, SpeechChunk
+from services.gateway.turn import TurnProgress, TurnRequest, TurnRunner
+
+
+class ScriptedStages:
+    """Voxtral says one sentence; TTS speaks it in two chunks, the second only when released."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def respond(self, *args, **kwargs):
+        yield ReplyDelta("Paris is lovely today, you should go and walk by the river.", 5.0)
+
+    async def synthesize(self, text, *args, **kwargs):
+        yield SpeechChunk(b"\x01\x00" * 240, "Paris is lovely today,", 3.0)
+        await self.release.wait()
+        yield SpeechChunk(b"\x02\x00" * 240, "you should go and walk by the river.", 3.0)
+
+
+def request() -> TurnRequest:
+    return TurnRequest("t1", "s1", np.zeros(1600, np.int16), [], "", "af_heart", None, 24000,
+                       ended_at=0.0, endpoint_ms=1.0)
+
+
+async def test_a_turn_cut_mid_clause_keeps_the_chunks_already_sent() -> None:
+    stages = ScriptedStages()
+    sent: list[str] = []
+    first_sent = asyncio.Event()
+
+    async def emit(event) -> None:
+        if isinstance(event, ResponseAudio):
+            sent.append(event.text)
+            first_sent.set()
+
+    progress = TurnProgress()
+    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]
+    task = asyncio.create_task(runner.run(request(), progress))
+    await first_sent.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert sent == ["Paris is lovely today,"]
+    assert progress.spoken_text == "Paris is lovely today,"
+
+
+async def test_a_chunk_being_written_when_the_turn_is_cut_still_goes_out_whole() -> None:
+    stages = ScriptedStages()
+    stages.release.set()
+    sent: list[str] = []
+    writing = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def emit(event) -> None:
+        if isinstance(event, ResponseAudio):
+            writing.set()
+            await gate.wait()  # a slow client: the write is in progress when the cancel lands
+            sent.append(event.text)
+
+    progress = TurnProgress()
+    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]
+    task = asyncio.create_task(runner.run(request(), progress))
+    await writing.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    gate.set()
+    await asyncio.sleep(0.01)
+    assert sent == ["Paris is lovely today,"]
+    assert progress.spoken_text == "Paris is lovely today,"
