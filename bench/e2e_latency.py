@@ -142,7 +142,8 @@ def baseline(model: Path, speech: list[np.ndarray], runs: int) -> list[float]:
     engine.warm_up()
     tsettings = TtsSettings(backend="onnx")
     synth = Synthesizer(tsettings, OnnxEngine(tsettings.models_dir / tsettings.onnx_model,
-                                              tsettings.models_dir / tsettings.voices_file),
+                                              tsettings.models_dir / tsettings.voices_file,
+                                              tsettings.onnx_threads, tsettings.onnx_spinning),
                         VoiceBank(tsettings.models_dir / tsettings.voices_file), shared_phonemizer())
     shared_phonemizer().warm_up()
     params = GenerationParams.defaults(vsettings)

@@ -101,7 +101,8 @@ def random_kokoro(folder: Path, phonemes: str, pack: np.ndarray, target_s: float
 async def main_async(runs: int, out: Path) -> None:
     settings = TtsSettings()
     folder = settings.models_dir
-    engine = OnnxEngine(folder / settings.onnx_model, folder / settings.voices_file)
+    engine = OnnxEngine(folder / settings.onnx_model, folder / settings.voices_file, settings.onnx_threads,
+                        settings.onnx_spinning)  # as the service builds it
     pack = np.load(folder / settings.voices_file)[VOICE]
     shared_phonemizer().warm_up()
     service = start_service()

@@ -76,3 +76,36 @@ async def test_a_chunk_being_written_when_the_turn_is_cut_still_goes_out_whole()
     await asyncio.sleep(0.01)
     assert sent == ["Paris is lovely today,"]
     assert progress.spoken_text == "Paris is lovely today,"
+
+
+class SlowTextStages(ScriptedStages):
+    """Voxtral's first clause comes at once, the rest only when `more` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release.set()
+        self.more = asyncio.Event()
+
+    async def respond(self, *args, **kwargs):
+        yield ReplyDelta("Paris is lovely today, ", 5.0)
+        await self.more.wait()
+        yield ReplyDelta("you should go.", 9.0)
+
+
+async def test_voxtral_is_called_free_only_once_the_text_is_done_and_the_first_audio_is_out() -> None:
+    stages = SlowTextStages()
+    order: list[str] = []
+
+    async def emit(event) -> None:
+        if isinstance(event, ResponseAudio):
+            order.append("audio")
+
+    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]
+    task = asyncio.create_task(runner.run(request(), TurnProgress(), lambda: order.append("free")))
+    while "audio" not in order:
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.05)
+    assert "free" not in order  # audio is out, but Voxtral is still writing the reply
+    stages.more.set()
+    await task
+    assert order.count("free") == 1 and order.index("free") > 0

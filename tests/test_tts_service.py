@@ -192,3 +192,14 @@ async def test_emotional_mode_picks_voice_and_speed() -> None:
     finally:
         await channel.close()
         await server.stop(0)
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+def test_onnx_spinning_setting_reaches_the_runtime(spinning: bool) -> None:
+    from services.tts.engine import OnnxEngine
+
+    settings = TtsSettings(onnx_spinning=spinning)
+    engine = OnnxEngine(settings.models_dir / settings.onnx_model, settings.models_dir / settings.voices_file,
+                        settings.onnx_threads, settings.onnx_spinning)
+    options = engine._kokoro.sess.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")

@@ -236,7 +236,7 @@ class ConversationSession:
         self._answering = turn
 
     def _start_transcript(self, turn: _Turn) -> asyncio.Task[str]:
-        """The user's words, off the critical path: asked once Voxtral is done with the reply."""
+        """The user's words, off the critical path: asked once the reply text is done and its first audio is out."""
         if turn.transcript is None:
             assert turn.request is not None
             turn.transcript = asyncio.create_task(self._transcribe(turn.request))
@@ -248,7 +248,7 @@ class ConversationSession:
         assert turn.progress is not None
         with bound(session_id=self.session_id, turn_id=turn.turn_id):
             try:
-                await self.runner.run(request, turn.progress, on_generated=lambda: self._start_transcript(turn))
+                await self.runner.run(request, turn.progress, on_voxtral_free=lambda: self._start_transcript(turn))
             except StageError as err:
                 TURNS.labels(outcome="failed").inc()
                 await self._error(err, turn.turn_id)

@@ -50,9 +50,18 @@ class TurnRunner:
         self.emit = emit
 
     async def run(self, turn: TurnRequest, progress: TurnProgress,
-                  on_generated: Callable[[], None] = lambda: None) -> None:
-        """Runs the turn; `on_generated` is called once Voxtral has finished the reply text."""
+                  on_voxtral_free: Callable[[], None] = lambda: None) -> None:
+        """Runs the turn. `on_voxtral_free` is called once Voxtral has finished the reply text and the
+        first audio is out: other Voxtral work started then cannot slow this reply's first clause."""
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        pending = {"text", "audio"}
+
+        def done(part: str) -> None:
+            if part in pending:
+                pending.discard(part)
+                if not pending:
+                    on_voxtral_free()
+
         marks: dict[str, float] = {}
         m = progress.metrics
         m["endpoint_ms"] = turn.endpoint_ms
@@ -72,7 +81,7 @@ class TurnRunner:
                             m["first_clause_ms"] = (time.monotonic() - requested) * 1000
                             marks["voxtral_compute_ms"] = delta.elapsed_ms
                         await clauses.put(clause)
-                on_generated()
+                done("text")
                 for clause in splitter.flush():
                     if "first_clause_ms" not in m:
                         m["first_clause_ms"] = (time.monotonic() - requested) * 1000
@@ -83,7 +92,7 @@ class TurnRunner:
 
         producer = asyncio.create_task(generate())
         try:
-            await self._speak(turn, clauses, progress, marks)
+            await self._speak(turn, clauses, progress, marks, lambda: done("audio"))
             await producer
         finally:
             producer.cancel()
@@ -94,7 +103,7 @@ class TurnRunner:
             m["overhead_ms"] = max(0.0, m["e2e_ms"] - stage_ms)
 
     async def _speak(self, turn: TurnRequest, clauses: asyncio.Queue[str | None], progress: TurnProgress,
-                     marks: dict[str, float]) -> None:
+                     marks: dict[str, float], on_first_audio: Callable[[], None]) -> None:
         """Clause k+1 is synthesised while clause k is sent; audio goes out in clause order."""
         m = progress.metrics
         window = asyncio.Semaphore(self.settings.tts_prefetch + 1)
@@ -133,6 +142,7 @@ class TurnRunner:
                     progress.spoken.append(chunk.text)
                     if "e2e_ms" not in m:
                         m["e2e_ms"] = (time.monotonic() - turn.ended_at) * 1000
+                        on_first_audio()
                 await task  # a failed clause fails the turn
                 window.release()
             await feeder

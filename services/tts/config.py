@@ -25,6 +25,8 @@ class TtsSettings(ServerSettings):
     voices_file: str = "voices-v1.0.npz"
     torch_weights: str = Field("kokoro-v1_0.pth", description="Weights of the kokoro backend, in models_dir.")
     onnx_threads: int = Field(0, ge=0, le=256, description="onnxruntime intra-op threads; 0 = runtime default.")
+    onnx_spinning: bool = Field(False, description="Idle intra-op threads spin (onnxruntime's own default); off "
+                                "leaves their cores to the other services on a CPU host.")
     default_voice: str = Field("af_heart", min_length=1, description="Seed: af_heart.")
     default_speed: float = Field(1.0, ge=0.5, le=2.0, description="Seed: 1.0.")
     timeout_s: float = Field(3.0, gt=0, le=120, description="Per request; past it DEADLINE_EXCEEDED (seed: 3 s).")

@@ -35,13 +35,14 @@ def count_phonemes(vocab: dict[str, int], phonemes: str) -> int:
 class OnnxEngine:
     backend = "onnx"
 
-    def __init__(self, model_path: Path, voices_path: Path, threads: int = 0) -> None:
+    def __init__(self, model_path: Path, voices_path: Path, threads: int = 0, spinning: bool = False) -> None:
         import onnxruntime as ort
         from kokoro_onnx import Kokoro
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         session = ort.InferenceSession(str(model_path), options, providers=ort.get_available_providers())
         self.device = "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
         self._kokoro = Kokoro.from_session(session, str(voices_path))

@@ -26,7 +26,7 @@ def load_engine(settings: TtsSettings) -> SpeechEngine:
         model = folder / settings.onnx_model
         if not model.exists() or not voices.exists():
             raise FileNotFoundError(f"Kokoro ONNX files missing in {folder}: run `make models`")
-        return OnnxEngine(model, voices, settings.onnx_threads)
+        return OnnxEngine(model, voices, settings.onnx_threads, settings.onnx_spinning)
     weights = folder / settings.torch_weights
     if not weights.exists():
         raise FileNotFoundError(
