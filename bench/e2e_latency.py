@@ -121,6 +121,7 @@ async def run_level(target: str, sessions: int, turns: int, speech: list[np.ndar
         row[f"{name}_cpu_pct"] = round(100 * (cpu - before[name][0]) / wall, 1)
         row[f"{name}_rss_mb"] = round(rss)
     row["first_errors"] = sorted(set(out["errors"]))[:3]
+    row["overhead_ms_values"] = [round(t["overhead_ms"], 1) for t in out["turns"] if "overhead_ms" in t]
     return row
 
 
@@ -209,7 +210,9 @@ def plot(rows: list[dict[str, object]], baseline_ms: float, path: Path) -> None:
     ax.bar(labels, tts, bottom=first_clause, label="TTS first audio (p50)", color="#00a37a")
     ax.bar(labels, rest, bottom=[a + b for a, b in zip(first_clause, tts)], label="rest of e2e (p50)",
            color="#e8710a")
-    ax.scatter(labels, [ms(r, "e2e_ms_p95") for r in rows], color="black", zorder=3, label="e2e p95")
+    # A level without a completed turn has no p95: NaN leaves it out instead of a dot at zero.
+    ax.scatter(labels, [float(r["e2e_ms_p95"]) for r in rows], color="black", zorder=3,  # type: ignore[arg-type]
+               label="e2e p95")
     for label, row in zip(labels, rows):
         if not row["turns"]:
             ax.annotate("no turn completed\n(TTS deadlines)", (label, 0), ha="center", va="bottom", fontsize=8)
@@ -224,8 +227,8 @@ def plot(rows: list[dict[str, object]], baseline_ms: float, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--levels", default="1,4,16")
-    parser.add_argument("--turns", type=int, default=3, help="turns per session")
-    parser.add_argument("--baseline-runs", type=int, default=8)
+    parser.add_argument("--turns", type=int, default=16, help="turns per session")
+    parser.add_argument("--baseline-runs", type=int, default=16)
     parser.add_argument("--smoke", action="store_true", help="one session, one turn, one baseline run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()

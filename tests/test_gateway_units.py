@@ -1,13 +1,17 @@
-"""Gateway pieces without a network: the input timeline and the session config checks."""
+"""Gateway pieces without the other services: the input timeline, the session config checks, channels."""
 
 from __future__ import annotations
 
+import asyncio
+
+import grpc
 import numpy as np
 import pytest
 
 from services.common.errors import InvalidArgument
 from services.gateway.config import GatewaySettings
 from services.gateway.server import session_config
+from services.gateway.stages import Stages
 from services.gateway.timeline import InputTimeline
 from voice.v1 import gateway_pb2
 
@@ -53,3 +57,22 @@ def test_session_config_defaults() -> None:
 def test_bad_session_config(fields, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         session_config(config(**fields), GatewaySettings(auth_disabled=True), {"af_heart"})
+
+
+async def test_stages_connect_every_channel_before_any_call() -> None:
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    target = f"127.0.0.1:{port}"
+    stages = Stages(GatewaySettings(auth_disabled=True, vad_target=target, voxtral_target=target, tts_target=target))
+    channels = (stages._vad_channel, stages._voxtral_channel, stages._tts_channel)
+    try:
+        assert {c.get_state() for c in channels} == {grpc.ChannelConnectivity.IDLE}  # gRPC connects lazily
+        stages.connect()
+        async with asyncio.timeout(10):
+            for channel in channels:
+                while (state := channel.get_state()) != grpc.ChannelConnectivity.READY:
+                    await channel.wait_for_state_change(state)
+    finally:
+        await stages.close()
+        await server.stop(None)

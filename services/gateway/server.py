@@ -127,6 +127,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 return
             if first.WhichOneof("payload") != "config":
                 raise InvalidArgument("the first message must be the session config (input_sample_rate_hz etc.)")
+            self.stages.connect()
             voices = await self._voices()
             session = ConversationSession(self.settings, self.stages, self.store,
                                           session_config(first.config, self.settings, voices), emit)
@@ -217,6 +218,7 @@ def gateway_service(settings: GatewaySettings) -> ServiceSpec:
     bridge = WebBridge(settings, servicer) if settings.web_enabled else None
 
     async def warm_up() -> None:
+        servicer.stages.connect()
         if not await servicer.store.ping():
             log.warning("redis unreachable at start; sessions go on without context until it is back")
         if bridge is not None:

@@ -107,6 +107,12 @@ class Stages:
         self.tts = tts_pb2_grpc.TtsServiceStub(self._tts_channel)
         self._voices: set[str] = set()
 
+    def connect(self) -> None:
+        """Start connecting every channel that is idle (gRPC connects lazily), so a session's first
+        turn does not pay for a connection; a stage that is down is simply retried later."""
+        for channel in (self._vad_channel, self._voxtral_channel, self._tts_channel):
+            channel.get_state(try_to_connect=True)
+
     async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> VadStream:
         call = self.vad.StreamDetect()
         config = vad_pb2.VadConfig(format=audio_pb2.AudioFormat(
