@@ -172,6 +172,32 @@ async def test_transcribe(voxtral) -> None:
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_a_queued_reply_goes_before_a_queued_transcription(tiny_voxtral: Path) -> None:
+    server, stub, channel = await start(tiny_voxtral, seed=0, slots=1, max_queue=2)
+    pool = server.services[0].servicer.pool
+    finished: list[str] = []
+    try:
+        busy = stub.Respond(respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=400, min_new_tokens=400)),
+                            timeout=120)
+        assert (await busy.read()).text_delta  # holds the only slot
+        transcription = asyncio.ensure_future(stub.Transcribe(
+            voxtral_pb2.TranscribeRequest(audio=utterance(), sample_rate_hz=16000), timeout=60))
+        transcription.add_done_callback(lambda _: finished.append("transcribe"))
+        while pool.waiting < 1:
+            await asyncio.sleep(0.01)
+        reply = asyncio.ensure_future(collect(stub, respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=3))))
+        reply.add_done_callback(lambda _: finished.append("respond"))
+        while pool.waiting < 2:
+            await asyncio.sleep(0.01)
+        busy.cancel()
+        await asyncio.wait_for(asyncio.gather(transcription, reply), 60)
+        assert finished == ["respond", "transcribe"]  # it came second but ran first
+        assert reply.result()[-1].stats.completion_tokens >= 1 and transcription.result().text
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
 async def test_get_info_reports_what_is_in_effect(voxtral) -> None:
     stub, _ = voxtral
     info = await stub.GetInfo(voxtral_pb2.GetInfoRequest(), timeout=5)

@@ -25,6 +25,8 @@ SERVICE_NAME = voxtral_pb2.DESCRIPTOR.services_by_name["VoxtralService"].full_na
 ROLES = {voxtral_pb2.ROLE_USER: "user", voxtral_pb2.ROLE_ASSISTANT: "assistant"}
 FINISH = {"stop": voxtral_pb2.FINISH_REASON_STOP, "length": voxtral_pb2.FINISH_REASON_LENGTH,
           "cancelled": voxtral_pb2.FINISH_REASON_CANCELLED}
+# A queued reply goes before a queued transcription: the user waits on the one, only the context on the other.
+RESPOND_PRIORITY, TRANSCRIBE_PRIORITY = 0, 1
 OPTION_FIELDS = ("max_new_tokens", "min_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
 
 
@@ -76,7 +78,7 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
             deltas: asyncio.Queue[str | None] = asyncio.Queue()  # None: generation is over
             stop = threading.Event()
             queued_at = time.perf_counter()
-            async with self.pool.slot(deadline) as slot:
+            async with self.pool.slot(deadline, priority=RESPOND_PRIORITY) as slot:
                 queued_ms = (time.perf_counter() - queued_at) * 1000
                 work = asyncio.ensure_future(slot.run(
                     lambda: engine.generate(inputs, params, lambda d: loop.call_soon_threadsafe(deltas.put_nowait, d),
@@ -116,7 +118,7 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
         params = GenerationParams(self.settings.transcribe_max_new_tokens, 0, 0.0, 1.0, 0, 1.0)
         deadline = self._deadline(context)
         stop = threading.Event()
-        async with self.pool.slot(deadline) as slot:
+        async with self.pool.slot(deadline, priority=TRANSCRIBE_PRIORITY) as slot:
             try:
                 result = await slot.run(lambda: engine.generate(inputs, params, lambda _: None, stop, deadline),
                                         deadline + 1.0)
