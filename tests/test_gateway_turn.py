@@ -33,6 +33,17 @@ def request() -> TurnRequest:
                        ended_at=0.0, endpoint_ms=1.0)
 
 
+async def cut_when(stages, emit, moment: asyncio.Event) -> TurnProgress:
+    """Run a turn and cancel it (a barge-in) at `moment`; returns what it had done."""
+    progress = TurnProgress()
+    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)
+    task = asyncio.create_task(runner.run(request(), progress))
+    await moment.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return progress
+
+
 async def test_a_turn_cut_mid_clause_keeps_the_chunks_already_sent() -> None:
     stages = ScriptedStages()
     sent: list[str] = []
@@ -43,12 +54,7 @@ async def test_a_turn_cut_mid_clause_keeps_the_chunks_already_sent() -> None:
             sent.append(event.text)
             first_sent.set()
 
-    progress = TurnProgress()
-    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]
-    task = asyncio.create_task(runner.run(request(), progress))
-    await first_sent.wait()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    progress = await cut_when(stages, emit, first_sent)
     assert sent == ["Paris is lovely today,"]
     assert progress.spoken_text == "Paris is lovely today,"
 
@@ -66,12 +72,7 @@ async def test_a_chunk_being_written_when_the_turn_is_cut_still_goes_out_whole()
             await gate.wait()  # a slow client: the write is in progress when the cancel lands
             sent.append(event.text)
 
-    progress = TurnProgress()
-    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]
-    task = asyncio.create_task(runner.run(request(), progress))
-    await writing.wait()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    progress = await cut_when(stages, emit, writing)
     gate.set()
     await asyncio.sleep(0.01)
     assert sent == ["Paris is lovely today,"]
