@@ -4,6 +4,7 @@ The stages here are scripted in-process stand-ins; the end-to-end barge-in test 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import numpy as np
 
@@ -110,3 +111,21 @@ async def test_voxtral_is_called_free_only_once_the_text_is_done_and_the_first_a
     stages.more.set()
     await task
     assert order.count("free") == 1 and order.index("free") > 0
+
+
+async def test_a_failed_write_after_the_cut_is_not_left_unread(caplog) -> None:
+    stages = ScriptedStages()
+    writing, gate = asyncio.Event(), asyncio.Event()
+
+    async def emit(event) -> None:
+        if isinstance(event, ResponseAudio):
+            writing.set()
+            await gate.wait()
+            raise ConnectionError("the client is gone")
+
+    await cut_when(stages, emit, writing)
+    gate.set()
+    await asyncio.sleep(0.01)
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "exception was never retrieved" not in caplog.text

@@ -134,6 +134,8 @@ class TurnRunner:
                     # event, which waits behind it for the writer), so `spoken` is exactly what was sent.
                     write = asyncio.ensure_future(
                         self.emit(ResponseAudio(turn.turn_id, chunk.pcm, turn.output_rate_hz, chunk.text)))
+                    # Read the outcome of a write nobody awaits any more (a client gone mid-chunk).
+                    write.add_done_callback(lambda w: w.cancelled() or w.exception())
                     try:
                         await asyncio.shield(write)
                     except asyncio.CancelledError:
