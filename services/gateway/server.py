@@ -215,7 +215,8 @@ def gateway_service(settings: GatewaySettings) -> ServiceSpec:
     from services.gateway.web import WebBridge
 
     servicer = GatewayServicer(settings)
-    bridge = WebBridge(settings, servicer) if settings.web_enabled else None
+    key = settings.key()
+    bridge = WebBridge(settings, servicer, key) if settings.web_enabled else None
 
     async def warm_up() -> None:
         servicer.stages.connect()
@@ -230,7 +231,6 @@ def gateway_service(settings: GatewaySettings) -> ServiceSpec:
         await servicer.close()
 
     servicer.web = bridge
-    key = settings.key()
     if key is None:
         log.warning("API keys are off (GATEWAY_AUTH_DISABLED): anyone who reaches this port can talk")
     return ServiceSpec(

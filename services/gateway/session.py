@@ -56,7 +56,6 @@ def new_id() -> str:
 @dataclass
 class _Turn:
     turn_id: str
-    start_sample: int
     task: asyncio.Task[None] | None = None
     progress: TurnProgress | None = None
     transcript: asyncio.Task[str] | None = None
@@ -209,7 +208,7 @@ class ConversationSession:
         start, end = base + event.start_sample, base + event.end_sample
         if event.kind == "started":
             await self._stop_answer()  # barge-in: the user talks over the reply
-            self._listening = _Turn(new_id(), start)
+            self._listening = _Turn(new_id())
             await self.emit(SpeechStarted(self._listening.turn_id, start))
         elif event.kind == "ended" and self._listening is not None:
             received = time.monotonic()

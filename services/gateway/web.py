@@ -36,9 +36,10 @@ def event_json(message: gateway_pb2.ConverseResponse) -> dict[str, object]:
 
 
 class WebBridge:
-    def __init__(self, settings: GatewaySettings, servicer: GatewayServicer) -> None:
+    def __init__(self, settings: GatewaySettings, servicer: GatewayServicer, key: str | None) -> None:
         self.settings = settings
         self.servicer = servicer
+        self.key = key  # read once at start, as the gRPC interceptor does
         self.app = web.Application(client_max_size=settings.max_message_bytes)
         self.ssl = None
         if settings.tls_cert_file and settings.tls_key_file:
@@ -75,10 +76,9 @@ class WebBridge:
         return web.json_response({"sessions": self.servicer.sessions})
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
-        key = self.settings.key()
-        if key is not None:
+        if self.key is not None:
             offered = request.query.get("key") or offered_key({k.lower(): v for k, v in request.headers.items()})
-            if not key_matches(key, offered):
+            if not key_matches(self.key, offered):
                 raise web.HTTPUnauthorized(text="missing or wrong API key: open the page as /?key=<key>")
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
         await ws.prepare(request)
