@@ -34,7 +34,7 @@ def _is_boundary(text: str, i: int, *, clauses: bool) -> bool:
     return True
 
 
-def _cut(text: str, start: int, i: int) -> int:
+def _cut(text: str, i: int) -> int:
     """Index just past the punctuation at i and any closing quotes or brackets."""
     j = i + 1
     while j < len(text) and text[j] in CLOSERS:
@@ -52,7 +52,7 @@ def split_clauses(text: str, *, min_clause_chars: int = 24, max_chars: int = 300
         if _is_boundary(text, i, clauses=False) or (
             _is_boundary(text, i, clauses=True) and i + 1 - start >= min_clause_chars
         ):
-            end = _cut(text, start, i)
+            end = _cut(text, i)
             units.append(text[start:end])
             start = end
     units.append(text[start:])
@@ -108,7 +108,7 @@ class ClauseSplitter:
             if _is_boundary(text, i, clauses=False) or (
                 _is_boundary(text, i, clauses=True) and len(text[: i + 1].strip()) >= min_chars
             ):
-                end = _cut(text, 0, i)
+                end = _cut(text, i)
                 self._buffer = text[end:]
                 return text[:end].strip()
         if first and self.first_words > 0:
