@@ -28,6 +28,17 @@ def test_timeline_cuts_by_absolute_offsets_across_the_wrap() -> None:
     assert timeline.arrival_of(9999) is None
 
 
+def test_timeline_keeps_the_right_samples_of_a_chunk_longer_than_itself() -> None:
+    timeline = InputTimeline(1000, keep_s=1.0)  # holds 1000 samples
+    samples = np.arange(2800, dtype=np.int16)
+    timeline.append(samples[:300].tobytes(), arrived_at=0.0)
+    timeline.append(samples[300:].tobytes(), arrived_at=1.0)  # 2500 samples in one message
+    assert np.array_equal(timeline.cut(1800, 2800), samples[1800:2800])
+    timeline.append(samples[:100].tobytes(), arrived_at=2.0)
+    assert np.array_equal(timeline.cut(2800, 2900), samples[:100])
+    assert np.array_equal(timeline.cut(1900, 2800), samples[1900:2800])
+
+
 def test_timeline_keeps_an_odd_byte_for_the_next_chunk() -> None:
     timeline = InputTimeline(16000, keep_s=1.0)
     data = np.array([1, -2, 3], dtype="<i2").tobytes()

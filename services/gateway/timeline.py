@@ -29,8 +29,9 @@ class InputTimeline:
         n = len(samples)
         if n == 0:
             return b""
-        if n >= self.capacity:
-            self._buffer[:] = samples[-self.capacity:]
+        if n >= self.capacity:  # only the last `capacity` samples stay, each at its ring position
+            first_kept = self.total + n - self.capacity
+            self._buffer[np.arange(first_kept, self.total + n) % self.capacity] = samples[-self.capacity:]
         else:
             start = self.total % self.capacity
             first = min(n, self.capacity - start)
