@@ -15,6 +15,7 @@ from services.common.settings import load_settings
 from services.gateway.config import GatewaySettings
 from services.gateway.server import gateway_service
 from tools.local_redis import RedisProcess, free_port
+from tests.support.serving import serve
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 KEY = "k" * 40
@@ -25,9 +26,7 @@ async def start(redis: RedisProcess, **overrides) -> tuple[GrpcServer, GatewaySe
     settings = GatewaySettings(port=0, grace_s=0, metrics_port=0, web_port=free_port(),
                                redis={"url": redis.url}, vad_target=NOWHERE, voxtral_target=NOWHERE,
                                tts_target=NOWHERE, **overrides)
-    server = GrpcServer(settings, [gateway_service(settings)])
-    await server.start()
-    await server.warm_up()
+    server, _ = await serve(settings, gateway_service(settings))
     return server, settings
 
 

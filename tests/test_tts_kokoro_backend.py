@@ -18,6 +18,7 @@ from services.tts.config import TtsSettings
 from services.tts.engine import KMODEL_PARTS, TorchEngine, load_kmodel
 from services.tts.server import tts_service
 from tools.fetch_models import KOKORO_DIR
+from tests.support.serving import serve
 from voice.v1 import tts_pb2, tts_pb2_grpc
 
 
@@ -75,11 +76,9 @@ def test_engine_speaks_phonemes_with_the_voice_style(kokoro_dir: Path) -> None:
 @pytest.mark.asyncio
 async def test_service_on_the_kokoro_backend(kokoro_dir: Path) -> None:
     settings = TtsSettings(port=0, grace_s=0, backend="kokoro", device="cpu", models_dir=kokoro_dir, timeout_s=60)
-    server = GrpcServer(settings, [tts_service(settings)])
-    port = await server.start()
-    await server.warm_up()
+    server, target = await serve(settings, tts_service(settings))
     try:
-        async with open_channel(f"127.0.0.1:{port}", tts_pb2.DESCRIPTOR.services_by_name["TtsService"]) as ch:
+        async with open_channel(target, tts_pb2.DESCRIPTOR.services_by_name["TtsService"]) as ch:
             stub = tts_pb2_grpc.TtsServiceStub(ch)
             info = await stub.ListVoices(tts_pb2.ListVoicesRequest(), timeout=5)
             assert info.backend == "kokoro (cpu)"

@@ -15,6 +15,7 @@ from services.common.server import GrpcServer
 from services.tts.config import TtsSettings
 from services.tts.server import tts_service
 from tests.support.asr import transcribe, word_errors
+from tests.support.serving import serve
 from voice.v1 import tts_pb2, tts_pb2_grpc
 
 TTS = tts_pb2.DESCRIPTOR.services_by_name["TtsService"]
@@ -36,10 +37,8 @@ SENTENCES = [
 
 async def start(**overrides) -> tuple[GrpcServer, tts_pb2_grpc.TtsServiceStub, grpc.aio.Channel]:
     settings = TtsSettings(port=0, grace_s=0, **overrides)
-    server = GrpcServer(settings, [tts_service(settings)])
-    port = await server.start()
-    await server.warm_up()
-    channel = open_channel(f"127.0.0.1:{port}", TTS)
+    server, target = await serve(settings, tts_service(settings))
+    channel = open_channel(target, TTS)
     return server, tts_pb2_grpc.TtsServiceStub(channel), channel
 
 

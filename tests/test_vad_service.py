@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from services.common.channels import open_channel
-from services.common.server import GrpcServer
 from services.vad.config import VadSettings
 from services.vad.endpointer import Endpointer, EndpointerConfig
 from services.vad.server import SERVICE_NAME, vad_service
 from tests.support.audio_files import recording
+from tests.support.serving import serve
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 VAD = vad_pb2.DESCRIPTOR.services_by_name["VadService"]
@@ -23,10 +23,8 @@ VAD = vad_pb2.DESCRIPTOR.services_by_name["VadService"]
 @pytest.fixture
 async def vad() -> AsyncIterator[vad_pb2_grpc.VadServiceStub]:
     settings = VadSettings(port=0, max_streams=4, grace_s=0)
-    server = GrpcServer(settings, [vad_service(settings)])
-    port = await server.start()
-    await server.warm_up()
-    channel = open_channel(f"127.0.0.1:{port}", VAD, max_message_bytes=16 * 1024 * 1024)
+    server, target = await serve(settings, vad_service(settings))
+    channel = open_channel(target, VAD, max_message_bytes=16 * 1024 * 1024)
     yield vad_pb2_grpc.VadServiceStub(channel)
     await channel.close()
     await server.stop(0)

@@ -12,10 +12,10 @@ import pytest
 import pytest_asyncio
 
 from services.common.channels import open_channel
-from services.common.server import GrpcServer
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.server import voxtral_service
 from tests.support.audio_files import recording
+from tests.support.serving import serve
 from voice.v1 import voxtral_pb2, voxtral_pb2_grpc
 
 VOXTRAL = voxtral_pb2.DESCRIPTOR.services_by_name["VoxtralService"]
@@ -24,10 +24,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 async def start(model: Path, **overrides):
     settings = VoxtralSettings(port=0, grace_s=0, model_id=str(model), **{"compile_mode": "eager", **overrides})
-    server = GrpcServer(settings, [voxtral_service(settings)])
-    port = await server.start()
-    await server.warm_up()
-    channel = open_channel(f"127.0.0.1:{port}", VOXTRAL)
+    server, target = await serve(settings, voxtral_service(settings))
+    channel = open_channel(target, VOXTRAL)
     return server, voxtral_pb2_grpc.VoxtralServiceStub(channel), channel
 
 
