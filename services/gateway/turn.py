@@ -34,7 +34,6 @@ class TurnRequest:
 class TurnProgress:
     """What happened so far: survives cancellation (barge-in) so the spoken part can be kept."""
 
-    generated: str = ""
     spoken: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -67,6 +66,14 @@ class TurnRunner:
         m["endpoint_ms"] = turn.endpoint_ms
         requested = time.monotonic()
 
+        async def hand_on(clause: str, voxtral_ms: float | None) -> None:
+            """Queue a clause for speech; the first one also marks Voxtral's share of e2e (its own
+            elapsed time when a delta carried it, else the time seen here)."""
+            if "first_clause_ms" not in m:
+                m["first_clause_ms"] = (time.monotonic() - requested) * 1000
+                marks["voxtral_compute_ms"] = m["first_clause_ms"] if voxtral_ms is None else voxtral_ms
+            await clauses.put(clause)
+
         async def generate() -> None:
             splitter = ClauseSplitter(first_words=self.settings.first_clause_words)
             try:
@@ -74,19 +81,12 @@ class TurnRunner:
                                                        turn.session_id, turn.turn_id):
                     if "voxtral_ttft_ms" not in m:
                         m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
-                    progress.generated += delta.text
                     await self.emit(ResponseText(turn.turn_id, delta.text))
                     for clause in splitter.push(delta.text):
-                        if "first_clause_ms" not in m:
-                            m["first_clause_ms"] = (time.monotonic() - requested) * 1000
-                            marks["voxtral_compute_ms"] = delta.elapsed_ms
-                        await clauses.put(clause)
+                        await hand_on(clause, delta.elapsed_ms)
                 done("text")
                 for clause in splitter.flush():
-                    if "first_clause_ms" not in m:
-                        m["first_clause_ms"] = (time.monotonic() - requested) * 1000
-                        marks["voxtral_compute_ms"] = m["first_clause_ms"]
-                    await clauses.put(clause)
+                    await hand_on(clause, None)
             finally:
                 clauses.put_nowait(None)  # the speaker stops waiting, whatever happened here
 
