@@ -85,7 +85,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.stages = Stages(settings)
         self.store = SessionStore(settings.redis)
         self.sessions = 0
-        self.web: object = None  # the WebSocket bridge, when the page is served
         self.draining = False
         self.closing: set[asyncio.Event] = set()  # one per open session: set to end it
 
@@ -230,7 +229,6 @@ def gateway_service(settings: GatewaySettings) -> ServiceSpec:
             await bridge.stop()
         await servicer.close()
 
-    servicer.web = bridge
     if key is None:
         log.warning("API keys are off (GATEWAY_AUTH_DISABLED): anyone who reaches this port can talk")
     return ServiceSpec(
