@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
-.PHONY: install system-deps proto lint assets models tiny-voxtral test run bench bench-smoke bench-vad bench-tts \
+.PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run bench bench-smoke bench-vad bench-tts \
 	bench-voxtral soak soak-short clean
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (`make run` uses it unless VOXTRAL_MODEL_ID is set).
 DIR ?= models/voxtral-tiny
@@ -36,7 +36,10 @@ install: $(INSTALLED) $(NODE_INSTALLED)
 proto: $(INSTALLED)
 	$(PY) tools/gen_proto.py
 
-lint: $(NODE_INSTALLED)
+# ruff (style, imports, bugbear), mypy (types, with the pydantic plugin), buf (the protos).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	node_modules/.bin/buf lint
 
 assets: $(INSTALLED)
@@ -50,6 +53,10 @@ tiny-voxtral: $(INSTALLED)
 
 test: install system-deps assets models
 	$(PY) -m pytest
+
+# The fast tier: no model files, no recordings, no real-time audio (tests marked `system` are left out).
+test-fast: install
+	$(PY) -m pytest -m "not system"
 
 run: install models
 	@if [ -z "$$VOXTRAL_MODEL_ID" ] && [ ! -f $(DIR)/config.json ]; then $(MAKE) --no-print-directory tiny-voxtral; fi

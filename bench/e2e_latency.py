@@ -22,80 +22,30 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf import json_format
 
 from bench.report import write_results
-from services.common.audio import resample
+from bench.sessions import VOXTRAL_ENV, one_session, proc_usage, utterances
 from services.common.clauses import ClauseSplitter
 from services.common.latency import METRICS
-from tests.support.audio_files import recording
-from tests.support.conversation import Conversation
-from tests.support.stack import Stack
-from voice.v1 import gateway_pb2, gateway_pb2_grpc, tts_pb2, tts_pb2_grpc, vad_pb2, vad_pb2_grpc, voxtral_pb2
-from voice.v1 import voxtral_pb2_grpc
+from tools.stack import Stack
+from voice.v1 import (
+    gateway_pb2_grpc,
+    tts_pb2,
+    tts_pb2_grpc,
+    vad_pb2,
+    vad_pb2_grpc,
+    voxtral_pb2,
+    voxtral_pb2_grpc,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"voxtral_ttft_ms": 100.0, "e2e_ms": 300.0}  # the seed's goals, GPU figures
-VOXTRAL_ENV = {"VOXTRAL_COMPILE_MODE": "reduce-overhead", "VOXTRAL_MAX_NEW_TOKENS": "25",
-               "VOXTRAL_TRANSCRIBE_MAX_NEW_TOKENS": "32"}
 TTS_ENV = {"TTS_TIMEOUT_S": "3"}
-
-
-def utterances() -> list[np.ndarray]:
-    """Single utterances cut from the real recordings at pauses (16 kHz)."""
-    beckett, _ = recording("beckett.wav")
-    cities, cities_rate = recording("two_cities.wav")
-    endgame, endgame_rate = recording("endgame_nagg_nell.wav")
-    cuts = [beckett[: int(5.9 * 16000)], beckett[int(6.2 * 16000):],
-            resample(cities[int(0.6 * cities_rate): int(4.6 * cities_rate)], cities_rate, 16000),
-            resample(endgame[: int(1.45 * endgame_rate)], endgame_rate, 16000),
-            resample(endgame[int(4.8 * endgame_rate): int(8.4 * endgame_rate)], endgame_rate, 16000)]
-    return [np.ascontiguousarray(c) for c in cuts]
-
-
-async def one_session(stub, speech: list[np.ndarray], turns: int, offset: int, out: dict[str, list]) -> None:
-    conv = Conversation(stub, gateway_pb2.SessionConfig(input_sample_rate_hz=16000), timeout=600)
-    try:
-        await conv.silence(200, pace=1.0)
-        for turn in range(turns):
-            done_before = len(conv.of("turn_completed")) + len(conv.of("error"))
-            await conv.send(speech[(offset + turn) % len(speech)], pace=1.0)
-            deadline = time.monotonic() + 60
-            while len(conv.of("turn_completed")) + len(conv.of("error")) <= done_before and not conv.closed:
-                if time.monotonic() > deadline:
-                    out["errors"].append("no reply within 60 s")
-                    break
-                await conv.silence(100, pace=1.0)  # a microphone keeps sending while the user listens
-            await conv.silence(300, pace=1.0)
-        await conv.finish(timeout=120)
-    except Exception as exc:  # noqa: BLE001 (a benchmark counts failures instead of stopping)
-        out["errors"].append(f"{type(exc).__name__}: {exc}")
-        conv.cancel()
-    out["errors"] += [f"{e.code}: {e.message}" for e in conv.of("error")]
-    if conv.error is not None:
-        out["errors"].append(f"{conv.error.code().name}: {conv.error.details()}")
-    ended = {e.turn_id: e for e in conv.of("speech_ended")}
-    first_audio: dict[str, float] = {}
-    for (kind, event), at in zip(conv.events, conv.event_times):
-        if kind == "response_audio" and event.turn_id not in first_audio:
-            first_audio[event.turn_id] = at
-    for done in conv.of("turn_completed"):
-        out["turns"].append(json_format.MessageToDict(done.metrics, preserving_proto_field_name=True))
-        sent = conv.when_sent(ended[done.turn_id].end_sample - 1) if done.turn_id in ended else None
-        if sent is not None and done.turn_id in first_audio:
-            out["mouth_to_ear_ms"].append((first_audio[done.turn_id] - sent) * 1000)
-
-
-def proc_usage(pid: int) -> tuple[float, float]:
-    """(CPU seconds, resident MB) of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith("VmRSS")) / 1024
-    return cpu, rss
 
 
 def pct(values: list[float], q: float) -> float:
@@ -103,7 +53,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run_level(target: str, sessions: int, turns: int, speech: list[np.ndarray],
-                    pids: dict[str, int]) -> dict[str, object]:
+                    pids: dict[str, int]) -> dict[str, Any]:
     out: dict[str, list] = {"turns": [], "mouth_to_ear_ms": [], "errors": []}
     before = {name: proc_usage(pid) for name, pid in pids.items()}
     started = time.monotonic()
@@ -111,7 +61,7 @@ async def run_level(target: str, sessions: int, turns: int, speech: list[np.ndar
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         await asyncio.gather(*(one_session(stub, speech, turns, i, out) for i in range(sessions)))
     wall = time.monotonic() - started
-    row: dict[str, object] = {"sessions": sessions, "turns": len(out["turns"]), "errors": len(out["errors"])}
+    row: dict[str, Any] = {"sessions": sessions, "turns": len(out["turns"]), "errors": len(out["errors"])}
     for name in METRICS:
         values = [t[name] for t in out["turns"] if name in t]
         row[f"{name}_p50"], row[f"{name}_p95"] = pct(values, 50), pct(values, 95)
@@ -156,7 +106,8 @@ def baseline(model: Path, speech: list[np.ndarray], runs: int) -> list[float]:
         ready = threading.Event()
         splitter = ClauseSplitter(first_words=6)
 
-        def on_delta(delta: str) -> None:
+        def on_delta(delta: str, first: list[str] = first, splitter: ClauseSplitter = splitter,
+                     ready: threading.Event = ready) -> None:
             if not first and (clauses := splitter.push(delta)):
                 first.append(clauses[0])
                 ready.set()
@@ -172,7 +123,7 @@ def baseline(model: Path, speech: list[np.ndarray], runs: int) -> list[float]:
     return times
 
 
-def read_optimisations(stack: Stack) -> dict[str, object]:
+def read_optimisations(stack: Stack) -> dict[str, Any]:
     import grpc as sync_grpc
 
     with sync_grpc.insecure_channel(stack.services["voxtral"].target) as ch:
@@ -190,7 +141,7 @@ def read_optimisations(stack: Stack) -> dict[str, object]:
     }
 
 
-def plot(rows: list[dict[str, object]], baseline_ms: float, path: Path) -> None:
+def plot(rows: list[dict[str, Any]], baseline_ms: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,22 +149,24 @@ def plot(rows: list[dict[str, object]], baseline_ms: float, path: Path) -> None:
 
     labels = [f"{r['sessions']} session{'s' if r['sessions'] != 1 else ''}" for r in rows]
 
-    def ms(row: dict[str, object], key: str) -> float:
-        value = float(row[key])  # type: ignore[arg-type]
+    def ms(row: dict[str, Any], key: str) -> float:
+        value = float(row[key])
         return 0.0 if np.isnan(value) else value
 
     first_clause = [ms(r, "first_clause_ms_p50") for r in rows]
     tts = [ms(r, "tts_ttfb_ms_p50") for r in rows]
-    rest = [max(0.0, ms(r, "e2e_ms_p50") - a - b) for r, a, b in zip(rows, first_clause, tts)]
+    rest = [max(0.0, ms(r, "e2e_ms_p50") - a - b) for r, a, b in zip(rows, first_clause, tts, strict=True)]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(labels, first_clause, label="Voxtral to first clause (p50)", color="#7b61ff")
     ax.bar(labels, tts, bottom=first_clause, label="TTS first audio (p50)", color="#00a37a")
-    ax.bar(labels, rest, bottom=[a + b for a, b in zip(first_clause, tts)], label="rest of e2e (p50)",
+    ax.bar(labels, rest, bottom=[a + b for a, b in zip(first_clause, tts, strict=True)], label="rest of e2e (p50)",
            color="#e8710a")
-    # A level without a completed turn has no p95: NaN leaves it out instead of a dot at zero.
-    ax.scatter(labels, [float(r["e2e_ms_p95"]) for r in rows], color="black", zorder=3,  # type: ignore[arg-type]
-               label="e2e p95")
-    for label, row in zip(labels, rows):
+    # A level without a completed turn has no p95: it gets no dot (matplotlib cannot place an all-NaN one).
+    measured = [(label, float(r["e2e_ms_p95"])) for label, r in zip(labels, rows, strict=True)
+                if not np.isnan(float(r["e2e_ms_p95"]))]
+    if measured:
+        ax.scatter([m[0] for m in measured], [m[1] for m in measured], color="black", zorder=3, label="e2e p95")
+    for label, row in zip(labels, rows, strict=True):
         if not row["turns"]:
             ax.annotate("no turn completed\n(TTS deadlines)", (label, 0), ha="center", va="bottom", fontsize=8)
     ax.axhline(baseline_ms, color="grey", linestyle="--", label="in-process baseline e2e (p50)")

@@ -6,15 +6,16 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
-def markdown_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> str:
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def write_results(out: Path, name: str, summary: dict[str, object], rows: Sequence[dict[str, object]],
+def write_results(out: Path, name: str, summary: dict[str, Any], rows: Sequence[dict[str, Any]],
                   columns: Sequence[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **summary}

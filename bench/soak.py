@@ -13,12 +13,13 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-from bench.e2e_latency import VOXTRAL_ENV, one_session, proc_usage, utterances
 from bench.report import write_results
-from tests.support.stack import Stack
+from bench.sessions import VOXTRAL_ENV, one_session, proc_usage, utterances
+from tools.stack import Stack
 from voice.v1 import gateway_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +65,9 @@ def main() -> None:
             tasks_end = gauge(stack, "voice_event_loop_tasks")
         finally:
             stack.stop()
-    rows = [{"service": name, "rss_after_warm_up_mb": round(rss_warm[name], 1), "rss_end_mb": round(rss_end[name], 1),
-             "growth_mb": round(rss_end[name] - rss_warm[name], 1)} for name in pids]
+    rows: list[dict[str, Any]] = [
+        {"service": name, "rss_after_warm_up_mb": round(rss_warm[name], 1), "rss_end_mb": round(rss_end[name], 1),
+         "growth_mb": round(rss_end[name] - rss_warm[name], 1)} for name in pids]
     errors = warm["errors"] + soak["errors"]
     summary = {
         "benchmark": "soak", "sessions": args.sessions, "turns_per_session": args.turns,

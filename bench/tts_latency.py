@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -30,7 +31,7 @@ from services.common.clauses import split_clauses
 from services.tts.config import TtsSettings
 from services.tts.engine import KMODEL_PARTS, OnnxEngine, TorchEngine
 from services.tts.phonemes import shared_phonemizer
-from tests.support.processes import ServiceProcess
+from tools.processes import ServiceProcess
 from voice.v1 import tts_pb2, tts_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,10 +106,10 @@ async def main_async(runs: int, out: Path) -> None:
                         settings.onnx_spinning)  # as the service builds it
     pack = np.load(folder / settings.voices_file)[VOICE]
     shared_phonemizer().warm_up()
-    service = start_service()
+    tts = start_service()
     service_ms, direct_ms, whole_ms = [], [], []
     try:
-        async with open_channel(service.target, tts_pb2.DESCRIPTOR.services_by_name["TtsService"]) as ch:
+        async with open_channel(tts.target, tts_pb2.DESCRIPTOR.services_by_name["TtsService"]) as ch:
             stub = tts_pb2_grpc.TtsServiceStub(ch)
             await service_first_audio_ms(stub, REPLY)
             direct_first_audio_ms(engine, pack, REPLY)
@@ -117,7 +118,7 @@ async def main_async(runs: int, out: Path) -> None:
                 direct_ms.append(direct_first_audio_ms(engine, pack, REPLY))
                 whole_ms.append(whole_reply_ms(engine, pack, REPLY))
     finally:
-        service.stop()
+        tts.stop()
     service, direct, whole = (statistics.median(x) for x in (service_ms, direct_ms, whole_ms))
     phonemes = shared_phonemizer().phonemize(REPLY)
     speech_s = len(engine.synthesize(phonemes, pack, 1.0)) / 24000
@@ -127,7 +128,7 @@ async def main_async(runs: int, out: Path) -> None:
             (Path(tmp) / name).write_bytes((folder / name).read_bytes())
         torch_engine = random_kokoro(Path(tmp), phonemes, pack, speech_s)
         torch_rtf = rtf(torch_engine, pack, phonemes, speech_s, runs)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"measure": "first audio, service over gRPC (ms)", "value": round(service, 1), "target": ""},
         {"measure": "first audio, direct G2P + kokoro-onnx on the first clause (ms)", "value": round(direct, 1),
          "target": ""},

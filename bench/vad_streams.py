@@ -17,15 +17,16 @@ import platform
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 
-from bench.e2e_latency import proc_usage
 from bench.report import write_results
+from bench.sessions import proc_usage
 from services.common.channels import open_channel
-from tests.support.audio_files import recording
-from tests.support.processes import ServiceProcess
+from tools.processes import ServiceProcess
+from tools.recordings import recording
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +84,7 @@ async def one_stream(stub, audio: bytes, rate: int, seconds: float, phase: float
         await read
 
 
-async def run_level(target: str, streams: int, seconds: float, audio: bytes, rate: int) -> dict[str, object]:
+async def run_level(target: str, streams: int, seconds: float, audio: bytes, rate: int) -> dict[str, Any]:
     delays: list[float] = []
     lateness: list[float] = []
     errors: list[str] = []
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    os.sched_setaffinity(0, {1 % os.cpu_count()})
+    os.sched_setaffinity(0, {1 % (os.cpu_count() or 1)})
     samples, rate = recording("beckett.wav")
     vad = start_vad()
     pid = vad.proc.pid

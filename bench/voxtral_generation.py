@@ -14,20 +14,21 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.report import write_results
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.engine import VoxtralEngine
 from services.voxtral.generation import GenerationParams
 from services.voxtral.tiny import build_tiny_voxtral
-from tests.support.audio_files import recording
+from tools.recordings import recording
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = [("eager, dynamic cache", False, "eager"), ("static cache", True, "eager"),
             ("static cache + torch.compile", True, "reduce-overhead")]
 
 
-def measure(model: str, static: bool, mode: str, tokens: int, runs: int, dtype: str) -> dict[str, object]:
+def measure(model: str, static: bool, mode: str, tokens: int, runs: int, dtype: str) -> dict[str, Any]:
     settings = VoxtralSettings(model_id=model, static_cache=static, compile_mode=mode, dtype=dtype, seed=0)
     engine = VoxtralEngine(settings)
     started = time.perf_counter()

@@ -23,5 +23,6 @@ def redis_server() -> Iterator[RedisProcess]:
         server.stop()
 
 
-from tests.support.stack import stack  # noqa: E402,F401  (shared session fixtures)
-from tests.support.voxtral import tiny_voxtral  # noqa: E402,F401
+# Shared fixtures, imported here so that every test module sees them.
+from tests.support.stack import faulty_stack, gateway, stack  # noqa: E402,F401  (fixtures are found by name)
+from tests.support.voxtral import tiny_voxtral  # noqa: E402,F401  (a fixture is found by name)

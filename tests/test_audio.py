@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -24,7 +26,7 @@ def test_chunker_keeps_every_byte_in_order(data: bytes, cuts: list[int], frame: 
     chunker = FrameChunker(frame)
     bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
     frames: list[bytes] = []
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         frames += chunker.push(data[start:end])
     assert all(len(f) == frame for f in frames)
     assert b"".join(frames) + chunker.flush() == data

@@ -16,8 +16,11 @@ import pytest
 import soundfile as sf
 
 from services.common.audio import resample
-from tests.support.audio_files import espeak, silence
-from tests.support.stack import Stack
+from tools.recordings import espeak, silence
+from tools.stack import Stack
+
+# The whole system and Chromium.
+pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"

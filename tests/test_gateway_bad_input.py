@@ -8,45 +8,17 @@ import asyncio
 import grpc
 import numpy as np
 import pytest
-import pytest_asyncio
 
-from services.common.audio import resample
-from tests.support.audio_files import espeak
-from tests.support.conversation import Conversation
-from tests.support.stack import Stack
-from voice.v1 import gateway_pb2, gateway_pb2_grpc
+from tests.support.speech import RATE, say, stream
+from tools.conversation import Conversation
+from voice.v1 import gateway_pb2
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
-RATE = 16000
+pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 CONFIG = gateway_pb2.ConverseRequest(config=gateway_pb2.SessionConfig(input_sample_rate_hz=RATE))
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def gateway(stack: Stack):
-    async with grpc.aio.insecure_channel(stack.gateway) as channel:
-        yield gateway_pb2_grpc.GatewayServiceStub(channel)
-
-
 def question() -> np.ndarray:
-    speech, rate = espeak("Is anybody there?")
-    return resample(speech, rate, RATE)
-
-
-async def stream(stub, requests: list[gateway_pb2.ConverseRequest], timeout: float = 60):
-    """Send all requests, collect all events; returns (event kinds, error or None)."""
-    async def it():
-        for request in requests:
-            yield request
-
-    kinds, events = [], []
-    try:
-        async for message in stub.Converse(it(), timeout=timeout):
-            kind = message.WhichOneof("payload")
-            kinds.append(kind)
-            events.append(getattr(message, kind))
-    except grpc.aio.AioRpcError as err:
-        return kinds, events, err
-    return kinds, events, None
+    return say("Is anybody there?")
 
 
 @pytest.mark.parametrize(("requests", "detail"), [
@@ -65,7 +37,8 @@ async def test_bad_session_start_is_invalid_argument(gateway, requests, detail: 
 
 async def test_protocol_mistakes_mid_session_are_error_events_and_the_session_goes_on(gateway) -> None:
     speech = question()
-    requests = [CONFIG, CONFIG, gateway_pb2.ConverseRequest(control=42), gateway_pb2.ConverseRequest(),
+    requests = [CONFIG, CONFIG, gateway_pb2.ConverseRequest(
+                    control=gateway_pb2.ControlAction.ValueType(42)), gateway_pb2.ConverseRequest(),
                 gateway_pb2.ConverseRequest(audio=np.zeros(RATE // 2, dtype=np.int16).tobytes())]
     requests += [gateway_pb2.ConverseRequest(audio=speech.tobytes()[i:i + 333])
                  for i in range(0, len(speech) * 2, 333)]  # odd byte counts
@@ -73,7 +46,7 @@ async def test_protocol_mistakes_mid_session_are_error_events_and_the_session_go
     requests.append(gateway_pb2.ConverseRequest(control=gateway_pb2.CONTROL_ACTION_END_OF_INPUT))
     kinds, events, err = await stream(gateway, requests)
     assert err is None
-    errors = [e for k, e in zip(kinds, events) if k == "error"]
+    errors = [e for k, e in zip(kinds, events, strict=True) if k == "error"]
     assert [e.message.split(":")[0] for e in errors] == [
         "the session is configured already", "unknown control action 42", "empty request"]
     assert all(e.code == gateway_pb2.ERROR_CODE_INVALID_ARGUMENT and e.session_continues for e in errors)

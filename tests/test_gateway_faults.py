@@ -10,35 +10,16 @@ import signal
 import urllib.request
 
 import grpc
-import numpy as np
 import pytest
-import pytest_asyncio
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.audio import resample
-from tests.support.audio_files import espeak
-from tests.support.conversation import Conversation
-from tests.support.stack import Stack
-from voice.v1 import gateway_pb2, gateway_pb2_grpc
+from tests.support.speech import open_session, say
+from tools.conversation import Conversation
+from tools.stack import Stack
+from voice.v1 import gateway_pb2
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
-RATE = 16000
-
-
-def say(text: str) -> np.ndarray:
-    speech, rate = espeak(text)
-    return resample(speech, rate, RATE)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def gateway(stack: Stack):
-    async with grpc.aio.insecure_channel(stack.gateway) as channel:
-        yield gateway_pb2_grpc.GatewayServiceStub(channel)
-
-
-def open_session(stub) -> Conversation:
-    return Conversation(stub, gateway_pb2.SessionConfig(input_sample_rate_hz=RATE))
+pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 
 
 async def ask(conv: Conversation, text: str, count: int, pace: float = 0.0) -> gateway_pb2.TurnCompleted:
@@ -49,26 +30,26 @@ async def ask(conv: Conversation, text: str, count: int, pace: float = 0.0) -> g
 
 
 @pytest.mark.parametrize(("stage", "after"), [("vad", "speech_started"), ("voxtral", "speech_started")])
-async def test_stage_killed_mid_turn_then_back(gateway, stack: Stack, stage: str, after: str) -> None:
+async def test_stage_killed_mid_turn_then_back(gateway, faulty_stack: Stack, stage: str, after: str) -> None:
     conv = open_session(gateway)
     await conv.silence(300, pace=1.0)
     sending = asyncio.ensure_future(conv.send(say("Please tell me something about the weather."), pace=1.0))
     await conv.wait_for(after)
-    stack.services[stage].kill()
+    faulty_stack.services[stage].kill()
     await sending
     await conv.silence(1200, pace=1.0)
     error = await conv.wait_for("error")
     assert error.code == gateway_pb2.ERROR_CODE_UNAVAILABLE and error.session_continues
     assert error.message.startswith(f"{stage} failed")
-    await asyncio.to_thread(stack.restart, stage)
+    await asyncio.to_thread(faulty_stack.restart, stage)
     await conv.silence(2000, pace=1.0)  # a microphone keeps sending; the gateway reopens its VAD stream
     done = await ask(conv, "Are you back again?", 1, pace=1.0)
     await conv.finish()
     assert conv.error is None and done.assistant_text
 
 
-async def test_stalled_stage_gives_a_deadline_error_and_the_session_goes_on(gateway, stack: Stack) -> None:
-    tts = stack.services["tts"].proc
+async def test_stalled_stage_gives_a_deadline_error_and_the_session_goes_on(gateway, faulty_stack: Stack) -> None:
+    tts = faulty_stack.services["tts"].proc
     conv = open_session(gateway)
     await conv.silence(300)
     await conv.send(say("Are you still there?"))
@@ -91,26 +72,26 @@ def store_failures(stack: Stack) -> float:
                if line.startswith("voice_store_failures_total{"))
 
 
-async def test_without_redis_turns_go_on_and_writes_resume_when_it_is_back(gateway, stack: Stack) -> None:
-    before = store_failures(stack)
-    stack.redis.stop()
+async def test_without_redis_turns_go_on_and_writes_resume_when_it_is_back(gateway, faulty_stack: Stack) -> None:
+    before = store_failures(faulty_stack)
+    faulty_stack.redis.stop()
     try:
         conv = open_session(gateway)
         first = await ask(conv, "Do you remember me?", 1)
         assert first.assistant_text and not conv.of("error")
-        assert store_failures(stack) > before  # the loss is counted
+        assert store_failures(faulty_stack) > before  # the loss is counted
     finally:
-        stack.redis.start()  # same port, empty
+        faulty_stack.redis.start()  # same port, empty
     second = await ask(conv, "And now?", 2)
     await conv.finish()
     session_id = conv.of("session_started")[0].session_id
-    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    client = redis.Redis.from_url(faulty_stack.redis.url, decode_responses=True)
     stored = [json.loads(x) for x in client.lrange(f"voice:session:{session_id}:context", 0, -1)]
     assert [x["turn_id"] for x in stored] == [second.turn_id]
 
 
-async def test_sigterm_lets_the_turn_in_flight_finish_and_refuses_new_sessions(gateway, stack: Stack) -> None:
-    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+async def test_sigterm_lets_the_turn_in_flight_finish_and_refuses_new_sessions(gateway, faulty_stack: Stack) -> None:
+    async with grpc.aio.insecure_channel(faulty_stack.gateway) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
         conv = open_session(gateway)
@@ -118,7 +99,7 @@ async def test_sigterm_lets_the_turn_in_flight_finish_and_refuses_new_sessions(g
         await conv.send(say("What happens when you stop?"))
         await conv.silence(1200)
         await conv.wait_for("speech_ended")
-        stack.services["gateway"].terminate()
+        faulty_stack.services["gateway"].terminate()
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
         late = open_session(gateway)
         await late.wait_for("closed")
@@ -129,38 +110,27 @@ async def test_sigterm_lets_the_turn_in_flight_finish_and_refuses_new_sessions(g
     assert done.assistant_text and conv.error is None
     assert farewell.code == gateway_pb2.ERROR_CODE_UNAVAILABLE and not farewell.session_continues
     assert conv.of("session_started")[0].session_id in farewell.message
-    assert stack.services["gateway"].proc.wait(30) == 0
-    await asyncio.to_thread(stack.restart, "gateway")
+    assert faulty_stack.services["gateway"].proc.wait(30) == 0
+    await asyncio.to_thread(faulty_stack.restart, "gateway")
 
 
-async def test_more_turns_than_voxtral_can_queue_get_resource_exhausted(gateway, stack: Stack) -> None:
-    from tests.support.processes import ServiceProcess
-
-    old = stack.services["voxtral"]
-    old.kill()
-    strict = ServiceProcess(old.module, old.env_prefix, {**old.env, "VOXTRAL_MAX_QUEUE": "0"}, old.port)
-    stack.services["voxtral"] = strict
-    try:
-        await asyncio.to_thread(strict.wait_serving)
-        question = say("What time is it now?")
-        sessions = [open_session(gateway) for _ in range(6)]
-        for conv in sessions:  # six people finish speaking at the same moment
-            await conv.silence(300)
-            await conv.send(question)
-            await conv.silence(1200)
-        outcomes = await asyncio.gather(*(
-            asyncio.wait({asyncio.ensure_future(c.wait_for("turn_completed")),
-                          asyncio.ensure_future(c.wait_for("error"))}, return_when=asyncio.FIRST_COMPLETED)
-            for c in sessions))
-        assert len(outcomes) == 6
-        errors = [e for c in sessions for e in c.of("error")]
-        assert errors, "every turn found a free slot"
-        busy = [e for e in errors if e.code == gateway_pb2.ERROR_CODE_RESOURCE_EXHAUSTED]
-        assert busy and all("voxtral is busy" in e.message and e.session_continues for e in busy)
-        assert any(c.of("turn_completed") for c in sessions)  # whoever got the slot was answered
-        for conv in sessions:
-            await conv.finish()
-    finally:
-        strict.kill()
-        stack.services["voxtral"] = old.restarted()
-        await asyncio.to_thread(stack.services["voxtral"].wait_serving)
+async def test_more_turns_than_voxtral_can_queue_get_resource_exhausted(gateway, faulty_stack: Stack) -> None:
+    await asyncio.to_thread(faulty_stack.reconfigure, "voxtral", VOXTRAL_MAX_QUEUE="0")
+    question = say("What time is it now?")
+    sessions = [open_session(gateway) for _ in range(6)]
+    for conv in sessions:  # six people finish speaking at the same moment
+        await conv.silence(300)
+        await conv.send(question)
+        await conv.silence(1200)
+    outcomes = await asyncio.gather(*(
+        asyncio.wait({asyncio.ensure_future(c.wait_for("turn_completed")),
+                      asyncio.ensure_future(c.wait_for("error"))}, return_when=asyncio.FIRST_COMPLETED)
+        for c in sessions))
+    assert len(outcomes) == 6
+    errors = [e for c in sessions for e in c.of("error")]
+    assert errors, "every turn found a free slot"
+    busy = [e for e in errors if e.code == gateway_pb2.ERROR_CODE_RESOURCE_EXHAUSTED]
+    assert busy and all("voxtral is busy" in e.message and e.session_continues for e in busy)
+    assert any(c.of("turn_completed") for c in sessions)  # whoever got the slot was answered
+    for conv in sessions:
+        await conv.finish()

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.stack import Stack
-from tests.test_gateway_bad_input import stream
+from tests.support.speech import stream
+from tools.stack import Stack
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
+
+# The whole system.
+pytestmark = pytest.mark.system
 
 
 def client_saw_its_own_write_fail(err: grpc.aio.AioRpcError) -> bool:
@@ -39,6 +43,6 @@ def test_random_request_sequences_end_cleanly(stack: Stack, requests: list[gatew
     kinds, events, err = asyncio.run(run())
     if err is not None and not client_saw_its_own_write_fail(err):
         assert err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED), err
-    for kind, event in zip(kinds, events):
+    for kind, event in zip(kinds, events, strict=True):
         if kind == "error":
             assert event.code == gateway_pb2.ERROR_CODE_INVALID_ARGUMENT and event.session_continues

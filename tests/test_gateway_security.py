@@ -13,9 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.server import GrpcServer
 from services.common.settings import load_settings
 from services.gateway.config import GatewaySettings
-from services.gateway.server import gateway_service
-from tools.local_redis import RedisProcess, free_port
+from services.gateway.wiring import gateway_service
 from tests.support.serving import serve
+from tools.local_redis import RedisProcess, free_port
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 KEY = "k" * 40

@@ -9,9 +9,9 @@ import gc
 import numpy as np
 
 from services.gateway.config import GatewaySettings
-from services.gateway.events import ResponseAudio
-from services.gateway.stages import ReplyDelta, SpeechChunk
-from services.gateway.turn import TurnProgress, TurnRequest, TurnRunner
+from services.gateway.engine.events import ResponseAudio
+from services.gateway.engine.runner import TurnProgress, TurnRequest, TurnRunner
+from services.gateway.engine.stages import ReplyDelta, SpeechChunk
 
 
 class ScriptedStages:
@@ -102,7 +102,7 @@ async def test_voxtral_is_called_free_only_once_the_text_is_done_and_the_first_a
         if isinstance(event, ResponseAudio):
             order.append("audio")
 
-    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]
+    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]  # scripted stand-in
     task = asyncio.create_task(runner.run(request(), TurnProgress(), lambda: order.append("free")))
     while "audio" not in order:
         await asyncio.sleep(0.001)

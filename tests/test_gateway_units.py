@@ -10,9 +10,10 @@ import pytest
 
 from services.common.errors import InvalidArgument
 from services.gateway.config import GatewaySettings
-from services.gateway.server import session_config
-from services.gateway.stages import Stages
-from services.gateway.timeline import InputTimeline
+from services.gateway.engine.inputs import configure
+from services.gateway.engine.timeline import InputTimeline
+from services.gateway.grpc_stages import GrpcStages
+from services.gateway.messages import session_request
 from voice.v1 import gateway_pb2
 
 
@@ -47,12 +48,12 @@ def test_timeline_keeps_an_odd_byte_for_the_next_chunk() -> None:
     assert np.array_equal(timeline.cut(0, 3), [1, -2, 3])
 
 
-def config(**fields) -> gateway_pb2.SessionConfig:
-    return gateway_pb2.SessionConfig(**{"input_sample_rate_hz": 16000, **fields})
+def config(**fields):
+    return session_request(gateway_pb2.SessionConfig(**{"input_sample_rate_hz": 16000, **fields}))
 
 
 def test_session_config_defaults() -> None:
-    parsed = session_config(config(), GatewaySettings(auth_disabled=True), {"af_heart"})
+    parsed = configure(config(), GatewaySettings(auth_disabled=True), {"af_heart"})
     assert (parsed.output_rate_hz, parsed.end_silence_ms, parsed.speed, parsed.voice) == (24000, 800, None, "")
 
 
@@ -67,7 +68,7 @@ def test_session_config_defaults() -> None:
 ])
 def test_bad_session_config(fields, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
-        session_config(config(**fields), GatewaySettings(auth_disabled=True), {"af_heart"})
+        configure(config(**fields), GatewaySettings(auth_disabled=True), {"af_heart"})
 
 
 async def test_stages_connect_every_channel_before_any_call() -> None:
@@ -75,7 +76,8 @@ async def test_stages_connect_every_channel_before_any_call() -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     target = f"127.0.0.1:{port}"
-    stages = Stages(GatewaySettings(auth_disabled=True, vad_target=target, voxtral_target=target, tts_target=target))
+    settings = GatewaySettings(auth_disabled=True, vad_target=target, voxtral_target=target, tts_target=target)
+    stages = GrpcStages(settings)
     channels = (stages._vad_channel, stages._voxtral_channel, stages._tts_channel)
     try:
         assert {c.get_state() for c in channels} == {grpc.ChannelConnectivity.IDLE}  # gRPC connects lazily

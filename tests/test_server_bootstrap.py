@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.channels import open_channel
-from tests.support.processes import ServiceProcess
+from tools.processes import ServiceProcess
 from voice.v1 import tts_pb2, tts_pb2_grpc
 
 TTS = tts_pb2.DESCRIPTOR.services_by_name["TtsService"]

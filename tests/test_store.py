@@ -53,7 +53,9 @@ async def test_turn_records_keep_last_twenty_and_feed_stage_streams(store: Sessi
     assert 0 < await store.redis.ttl("voice:session:s3:turns") <= 600
     for name in METRICS:
         assert await store.redis.xlen(f"voice:stage:{name}") == 25
-    last = (await store.redis.xrevrange("voice:stage:e2e_ms", count=1))[0][1]
+    newest = await store.redis.xrevrange("voice:stage:e2e_ms", count=1)
+    assert newest
+    last = newest[0][1]
     assert last == {"session_id": "s3", "turn_id": "t24", "ms": "24.000"}
 
 

@@ -17,9 +17,12 @@ from services.common.server import GrpcServer
 from services.tts.config import TtsSettings
 from services.tts.engine import KMODEL_PARTS, TorchEngine, load_kmodel
 from services.tts.server import tts_service
-from tools.fetch_models import KOKORO_DIR
 from tests.support.serving import serve
+from tools.fetch_models import KOKORO_DIR
 from voice.v1 import tts_pb2, tts_pb2_grpc
+
+# Kokoro's config and voices (make models).
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")

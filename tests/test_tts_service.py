@@ -19,7 +19,8 @@ from tests.support.serving import serve
 from voice.v1 import tts_pb2, tts_pb2_grpc
 
 TTS = tts_pb2.DESCRIPTOR.services_by_name["TtsService"]
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# The real Kokoro model (make models).
+pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 
 SENTENCES = [
     "The weather is sunny and warm today.",
@@ -74,7 +75,7 @@ async def test_ten_sentences_are_understood_by_a_speech_recogniser(tts) -> None:
 
 async def test_first_clause_streams_before_the_second_is_synthesised(tts) -> None:
     stub, server = tts
-    engine = server.services[0].servicer.synthesizer.engine
+    engine = server.services[0].servicer.synthesizer.get().engine
     finished: list[float] = []
     real = engine.synthesize
 
@@ -150,7 +151,7 @@ async def test_request_past_its_timeout_is_deadline_exceeded_and_frees_its_slot(
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await speak(stub, long_text)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        pool = server.services[0].servicer.synthesizer.pool
+        pool = server.services[0].servicer.synthesizer.get().pool
         for _ in range(100):  # the clause in flight finishes; then, and only then, its slot is free
             if pool.busy == 0:
                 break

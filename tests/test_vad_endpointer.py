@@ -8,7 +8,7 @@ import pytest
 from services.common.audio import resample
 from services.common.errors import InvalidArgument
 from services.vad.endpointer import Endpointer, EndpointerConfig, EventKind, SpeechEvent
-from tests.support.audio_files import espeak, recording, silence
+from tools.recordings import espeak, recording, silence
 
 # Pauses a listener hears (seconds): quiet stretches of each recording, checked against the
 # speech recogniser's word timestamps (faster-whisper tiny.en) and by ear.
@@ -34,6 +34,7 @@ def run(samples: np.ndarray, config: EndpointerConfig, chunk_bytes: int) -> list
     return events + endpointer.finish()
 
 
+@pytest.mark.system  # real recordings or espeak-ng speech
 @pytest.mark.parametrize("name", sorted(PAUSES))
 def test_turns_end_in_the_pauses_a_listener_hears(name: str) -> None:
     samples, rate = recording(name)
@@ -49,9 +50,10 @@ def test_turns_end_in_the_pauses_a_listener_hears(name: str) -> None:
     kinds = [e.kind for e in events if e.kind in (EventKind.STARTED, EventKind.ENDED)]
     assert kinds == [EventKind.STARTED, EventKind.ENDED] * len(ended)
     starts = [e.start_sample for e in events if e.kind is EventKind.STARTED]
-    assert all(a.end_sample <= b for a, b in zip(ended, starts[1:]))
+    assert all(a.end_sample <= b for a, b in zip(ended, starts[1:], strict=False))
 
 
+@pytest.mark.system  # real recordings or espeak-ng speech
 @pytest.mark.parametrize("name", sorted(PAUSES))
 def test_same_events_whatever_the_chunking(name: str) -> None:
     samples, rate = recording(name)
@@ -63,6 +65,7 @@ def test_same_events_whatever_the_chunking(name: str) -> None:
     assert run(samples, config, rate * 2) == reference
 
 
+@pytest.mark.system  # real recordings or espeak-ng speech
 @pytest.mark.parametrize("rate", [8000, 24000, 44100, 48000])
 def test_offsets_are_on_the_input_timeline(rate: int) -> None:
     """Whatever rate comes in (resampled or analysed natively), offsets count input samples."""
@@ -71,13 +74,14 @@ def test_offsets_are_on_the_input_timeline(rate: int) -> None:
     reference = [e for e in run(audio, EndpointerConfig(sample_rate_hz=espeak_rate), 882)]
     events = run(resample(audio, espeak_rate, rate), EndpointerConfig(sample_rate_hz=rate), 998)
     assert [e.kind for e in events] == [e.kind for e in reference] != []
-    for a, b in zip(reference, events):
+    for a, b in zip(reference, events, strict=False):
         assert abs(a.end_sample / espeak_rate - b.end_sample / rate) <= 0.061
         assert abs(a.start_sample / espeak_rate - b.start_sample / rate) <= 0.061
     ended = events[-1]
     assert abs(ended.end_sample / rate - (0.7 + len(speech) / espeak_rate)) <= 0.061
 
 
+@pytest.mark.system  # real recordings or espeak-ng speech
 @pytest.mark.parametrize("end_silence_ms", [800, 300, 100])
 def test_espeak_gaps_endpoint_within_end_silence_plus_one_frame(end_silence_ms: int) -> None:
     phrases = [espeak(t) for t in ("Hello there.", "How are you today?", "Tell me a story.")]
@@ -93,13 +97,14 @@ def test_espeak_gaps_endpoint_within_end_silence_plus_one_frame(end_silence_ms: 
     ended = [e for e in run(audio, config, 441 * 2) if e.kind is EventKind.ENDED]
     assert len(ended) == len(phrases)
     frame = rate * config.frame_ms // 1000
-    for event, true_end in zip(ended, speech_ends):
+    for event, true_end in zip(ended, speech_ends, strict=False):
         # The last voiced frame ends within two frames of where the speech really ends...
         assert abs(event.end_sample - true_end) <= 2 * frame
         # ...and the end is decided no later than end silence + one frame after it.
         assert event.decided_at_sample - event.end_sample <= rate * end_silence_ms // 1000 + frame + 1
 
 
+@pytest.mark.system  # real recordings or espeak-ng speech
 def test_short_pause_gives_a_hint_not_an_end() -> None:
     (a, rate), (b, _) = espeak("Well, let me think."), espeak("Yes, that works.")
     audio = np.concatenate([silence(rate, 300), a, silence(rate, 400), b, silence(rate, 1200)])
@@ -118,6 +123,7 @@ def test_silence_and_low_noise_give_no_events(rate: int) -> None:
         assert run(audio, EndpointerConfig(sample_rate_hz=rate), 640) == []
 
 
+@pytest.mark.system  # real recordings or espeak-ng speech
 def test_voiced_run_shorter_than_min_speech_gives_no_events() -> None:
     speech, rate = espeak("Hello there, how are you?")
     blip = speech[: rate * 150 // 1000]  # 150 ms of speech

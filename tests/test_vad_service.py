@@ -13,9 +13,12 @@ from services.common.channels import open_channel
 from services.vad.config import VadSettings
 from services.vad.endpointer import Endpointer, EndpointerConfig
 from services.vad.server import SERVICE_NAME, vad_service
-from tests.support.audio_files import recording
 from tests.support.serving import serve
+from tools.recordings import recording
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
+
+# Real recordings (make assets).
+pytestmark = pytest.mark.system
 
 VAD = vad_pb2.DESCRIPTOR.services_by_name["VadService"]
 
@@ -57,7 +60,7 @@ async def test_events_over_grpc_match_the_endpointer_for_any_chunking(vad) -> No
     for size in (7, rate // 50 * 2, rate * 2):
         results.append(as_tuples(await detect(vad, [config(rate), *chunks(data, size)])))
     assert results[0] == results[1] == results[2]
-    kinds = [vad_pb2.SpeechEventType.Name(t[0]) for t in results[0]]
+    kinds = [vad_pb2.SpeechEventType.Name(vad_pb2.SpeechEventType.ValueType(t[0])) for t in results[0]]
     assert kinds[0] == "SPEECH_EVENT_TYPE_STARTED" and kinds.count("SPEECH_EVENT_TYPE_ENDED") == 2
     assert [(t[1], t[2], t[3]) for t in results[0]] == [(e.start_sample, e.end_sample, e.decided_at_sample)
                                                          for e in expected]
@@ -119,7 +122,8 @@ async def expect_error(stub, requests, code: grpc.StatusCode, text: str) -> None
         format=audio_pb2.AudioFormat(sample_rate_hz=16000, channels=2)))], "only mono"),
     ([config(16000, aggressiveness=7)], "use 0, 1, 2 or 3"),
     ([vad_pb2.StreamDetectRequest(config=vad_pb2.VadConfig(
-        format=audio_pb2.AudioFormat(sample_rate_hz=16000, encoding=9)))], "encoding 9 is not supported"),
+        format=audio_pb2.AudioFormat(
+            sample_rate_hz=16000, encoding=audio_pb2.AudioEncoding.ValueType(9))))], "encoding 9 is not supported"),
     ([config(16000, end_silence_ms=50)], "end_silence_ms=50 is out of range: use 100 to 10000"),
     ([config(16000), vad_pb2.StreamDetectRequest()], "empty request"),
 ])

@@ -12,7 +12,10 @@ from services.voxtral.config import VoxtralSettings
 from services.voxtral.generation import GenerationParams
 from services.voxtral.prompts import PromptBuilder, Turn, normalise_history
 from services.voxtral.tiny import AUDIO_TOKEN_ID, BEGIN_AUDIO_ID, TRANSCRIBE_ID
-from tests.support.audio_files import recording
+from tools.recordings import recording
+
+# A real recording (make assets).
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,13 @@ import pytest_asyncio
 from services.common.channels import open_channel
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.server import voxtral_service
-from tests.support.audio_files import recording
 from tests.support.serving import serve
+from tools.recordings import recording
 from voice.v1 import voxtral_pb2, voxtral_pb2_grpc
 
 VOXTRAL = voxtral_pb2.DESCRIPTOR.services_by_name["VoxtralService"]
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# A real recording (make assets).
+pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 
 
 async def start(model: Path, **overrides):
@@ -66,7 +67,7 @@ async def test_reply_streams_deltas_then_stats(voxtral) -> None:
 
 async def test_deltas_arrive_while_generation_is_still_running(voxtral) -> None:
     stub, server = voxtral
-    pool = server.services[0].servicer.pool
+    pool = server.services[0].servicer.responder.get().pool
     call = stub.Respond(respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=400, min_new_tokens=400)),
                         timeout=120)
     first = await call.read()
@@ -172,7 +173,7 @@ async def test_transcribe(voxtral) -> None:
 
 async def test_a_queued_reply_goes_before_a_queued_transcription(tiny_voxtral: Path) -> None:
     server, stub, channel = await start(tiny_voxtral, seed=0, slots=1, max_queue=2)
-    pool = server.services[0].servicer.pool
+    pool = server.services[0].servicer.responder.get().pool
     finished: list[str] = []
     try:
         busy = stub.Respond(respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=400, min_new_tokens=400)),
@@ -183,7 +184,8 @@ async def test_a_queued_reply_goes_before_a_queued_transcription(tiny_voxtral: P
         transcription.add_done_callback(lambda _: finished.append("transcribe"))
         while pool.waiting < 1:
             await asyncio.sleep(0.01)
-        reply = asyncio.ensure_future(collect(stub, respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=3))))
+        short = respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=3))
+        reply = asyncio.ensure_future(collect(stub, short))
         reply.add_done_callback(lambda _: finished.append("respond"))
         while pool.waiting < 2:
             await asyncio.sleep(0.01)

@@ -62,12 +62,12 @@ def voices_from_npm(dest: Path) -> None:
             for member in tar.getmembers():
                 name = Path(member.name).stem
                 if member.name.startswith("package/voices/") and name.startswith(ENGLISH_PREFIXES):
-                    data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                    data = tar.extractfile(member).read()  # type: ignore[union-attr]  # a voice entry is a regular file
                     voices[name] = np.frombuffer(data, dtype="<f4").reshape(VOICE_SHAPE).copy()
     if "af_heart" not in voices:
         raise SystemExit(f"{VOICES_NPM} has no af_heart voice")
     buffer = io.BytesIO()
-    np.savez(buffer, **dict(sorted(voices.items())))
+    np.savez(buffer, **dict(sorted(voices.items())))  # type: ignore[arg-type]  # the stub takes **arrays for a flag
     dest.write_bytes(buffer.getvalue())
 
 

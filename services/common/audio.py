@@ -36,10 +36,6 @@ def pcm16_samples(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=PCM16)
 
 
-def to_float32(samples: np.ndarray) -> np.ndarray:
-    return samples.astype(np.float32) / 32768.0
-
-
 def to_pcm16(samples: np.ndarray) -> np.ndarray:
     """Float in [-1, 1] (clipped) to int16."""
     return (np.clip(samples, -1.0, 32767 / 32768) * 32768.0).astype(PCM16)

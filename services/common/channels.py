@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -18,18 +19,23 @@ RETRY_POLICY = {
 }
 
 
-def service_config(service: ServiceDescriptor, unary_timeout_s: float) -> dict[str, Any]:
-    """A gRPC service config for one service: unary methods retry on UNAVAILABLE and have a deadline."""
-    unary = [
-        {"service": service.full_name, "method": m.name}
-        for m in service.methods
-        if not m.client_streaming and not m.server_streaming
-    ]
+def service_config(service: ServiceDescriptor, unary_timeout_s: float,
+                   method_timeouts: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """A gRPC service config for one service: unary methods retry on UNAVAILABLE and have a deadline,
+    `unary_timeout_s` unless `method_timeouts` names the method."""
+    own = dict(method_timeouts or {})
+    unknown = set(own) - {m.name for m in service.methods}
+    if unknown:
+        raise ValueError(f"{service.full_name} has no method {sorted(unknown)}")
+    timeouts: dict[float, list[dict[str, str]]] = {}
+    for m in service.methods:
+        if not m.client_streaming and not m.server_streaming:
+            timeouts.setdefault(own.get(m.name, unary_timeout_s), []).append(
+                {"service": service.full_name, "method": m.name})
     config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
-    if unary:
-        config["methodConfig"] = [
-            {"name": unary, "retryPolicy": RETRY_POLICY, "timeout": f"{unary_timeout_s:.3f}s"},
-        ]
+    if timeouts:
+        config["methodConfig"] = [{"name": names, "retryPolicy": RETRY_POLICY, "timeout": f"{timeout:.3f}s"}
+                                  for timeout, names in timeouts.items()]
     return config
 
 
@@ -39,11 +45,12 @@ def open_channel(
     *,
     max_message_bytes: int = 4 * 1024 * 1024,
     unary_timeout_s: float = 5.0,
+    method_timeouts: Mapping[str, float] | None = None,
     keepalive_time_s: float = 20.0,
 ) -> grpc.aio.Channel:
     """An insecure channel to `target` (host:port, or dns:///name:port for every replica)."""
     options: list[tuple[str, Any]] = [
-        ("grpc.service_config", json.dumps(service_config(service, unary_timeout_s))),
+        ("grpc.service_config", json.dumps(service_config(service, unary_timeout_s, method_timeouts))),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),

@@ -1,46 +1,58 @@
-"""Errors a caller can act on, and their gRPC status codes."""
+"""Errors a caller can act on, named by their status. No gRPC in here: the server's interceptor
+maps a `Status` to the gRPC status code of the same name, the WebSocket to its error code."""
 
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 
-import grpc
+
+class Status(StrEnum):
+    """The status names this project answers with (gRPC's names)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    UNAVAILABLE = "UNAVAILABLE"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    INTERNAL = "INTERNAL"
 
 
 class ServiceError(Exception):
-    """An error with a gRPC status code; the message is meant for the caller."""
+    """An error with a status; the message is meant for the caller."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    status: Status = Status.INTERNAL
 
 
 class InvalidArgument(ServiceError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    status = Status.INVALID_ARGUMENT
 
 
 class ResourceExhausted(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = Status.RESOURCE_EXHAUSTED
 
 
 class DeadlineExceeded(ServiceError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    status = Status.DEADLINE_EXCEEDED
 
 
 class Unavailable(ServiceError):
-    code = grpc.StatusCode.UNAVAILABLE
+    status = Status.UNAVAILABLE
 
 
 class FailedPrecondition(ServiceError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    status = Status.FAILED_PRECONDITION
 
 
-def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """Map an exception to a status code and message; never UNKNOWN."""
+def status_for(exc: BaseException) -> tuple[Status, str]:
+    """Map an exception to a status and message; never UNKNOWN."""
     if isinstance(exc, ServiceError):
-        return exc.code, str(exc)
+        return exc.status, str(exc)
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "operation timed out"
+        return Status.DEADLINE_EXCEEDED, str(exc) or "operation timed out"
     if isinstance(exc, MemoryError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory"
+        return Status.RESOURCE_EXHAUSTED, "out of memory"
     if isinstance(exc, NotImplementedError):
-        return grpc.StatusCode.UNIMPLEMENTED, str(exc) or "not implemented"
-    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+        return Status.UNIMPLEMENTED, str(exc) or "not implemented"
+    return Status.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"

@@ -16,12 +16,12 @@ log = logging.getLogger(__name__)
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
-    code, message = status_for(exc)
+    status, message = status_for(exc)
     if isinstance(exc, ServiceError):
-        log.info("call failed", extra={"method": method, "code": code.name, "detail": message})
+        log.info("call failed", extra={"method": method, "code": status.value, "detail": message})
     else:
-        log.error("unhandled error", extra={"method": method, "code": code.name}, exc_info=exc)
-    await context.abort(code, message)
+        log.error("unhandled error", extra={"method": method, "code": status.value}, exc_info=exc)
+    await context.abort(grpc.StatusCode[status.value], message)
 
 
 def _passes_through(exc: BaseException) -> bool:

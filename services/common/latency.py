@@ -24,7 +24,7 @@ def check_metrics(values: Mapping[str, float]) -> dict[str, float]:
     return {name: float(values[name]) for name in METRICS if name in values}
 
 
-def summarize(records: Iterable[Mapping[str, float]]) -> dict[str, tuple[float, float, int]]:
+def summarize(records: Iterable[Mapping[str, float | str]]) -> dict[str, tuple[float, float, int]]:
     """p50, p95 and sample count per metric over turn records (linear interpolation)."""
     columns: dict[str, list[float]] = {name: [] for name in METRICS}
     for record in records:

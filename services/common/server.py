@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -16,6 +17,7 @@ from services.common.interceptor import ErrorInterceptor
 from services.common.settings import ServerSettings
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=ServerSettings)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -29,7 +31,7 @@ class ServiceSpec:
     register: Callable[[grpc.aio.Server], None]
     warm_up: Callable[[], Awaitable[None]] | None = None
     close: Callable[[], Awaitable[None]] | None = None
-    servicer: object = None  # the registered implementation, for introspection
+    servicer: Any = None  # the registered implementation, for introspection (tests read its state)
     interceptors: tuple[grpc.aio.ServerInterceptor, ...] = ()
     # Called on SIGTERM after health says NOT_SERVING and before new calls are refused: long
     # streams wind down here (given the grace period in seconds).
@@ -135,8 +137,7 @@ async def run_service(settings: ServerSettings, services: Sequence[ServiceSpec])
     await server.stop()
 
 
-def serve_main(name: str, settings_class: type[ServerSettings],
-               service: Callable[[ServerSettings], ServiceSpec]) -> ServerSettings:
+def serve_main(name: str, settings_class: type[S], service: Callable[[S], ServiceSpec]) -> S:
     """The body of every service's __main__: settings, logs, then serve until SIGTERM."""
     from services.common.logs import configure_logging
     from services.common.settings import load_settings

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Literal, TypeVar
-
 from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,7 +73,7 @@ def describe_errors(cls: type[BaseSettings], error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_settings(cls: type[S], **overrides: object) -> S:
+def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings from the environment; exit with a readable message on a bad value."""
     try:
         return cls(**overrides)

@@ -14,7 +14,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from services.common.errors import DeadlineExceeded, ResourceExhausted
 
@@ -88,13 +88,13 @@ class SlotPool:
 class Slot:
     def __init__(self, pool: SlotPool) -> None:
         self._pool = pool
-        self._pending: asyncio.Future[object] | None = None
+        self._pending: asyncio.Future[Any] | None = None
         self._released = False
 
     async def run(self, fn: Callable[[], T], deadline: float) -> T:
         """Run blocking `fn` in this slot's worker thread; DEADLINE_EXCEEDED if it outlives `deadline`."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool._executor, fn)  # noqa: SLF001
+        future = loop.run_in_executor(self._pool._executor, fn)  # noqa: SLF001 (a slot is part of its pool)
         self._pending = future
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
@@ -108,6 +108,6 @@ class Slot:
         self._released = True
         if self._pending is not None and not self._pending.done():
             # The thread is still working: the slot frees when it is done, not before.
-            self._pending.add_done_callback(lambda _: self._pool._hand_on())  # noqa: SLF001
+            self._pending.add_done_callback(lambda _: self._pool._hand_on())  # noqa: SLF001 (as above)
         else:
-            self._pool._hand_on()  # noqa: SLF001
+            self._pool._hand_on()  # noqa: SLF001 (as above)

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
@@ -174,9 +174,9 @@ class SessionStore:
 
         return await self._call("turns", run, [])
 
-    def _touch(self, pipe: object, session_id: str) -> None:
+    def _touch(self, pipe: Any, session_id: str) -> None:
         for kind in ("meta", "context", "turns"):
-            pipe.expire(self._key(session_id, kind), self.settings.session_ttl_s)  # type: ignore[attr-defined]
+            pipe.expire(self._key(session_id, kind), self.settings.session_ttl_s)
 
     async def close(self) -> None:
         await self.redis.aclose()

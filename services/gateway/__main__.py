@@ -7,7 +7,7 @@ from services.common.server import run_service
 from services.common.settings import load_settings
 from services.gateway.config import GatewaySettings
 from services.gateway.metrics import watch_event_loop
-from services.gateway.server import gateway_service
+from services.gateway.wiring import gateway_service
 
 
 def main() -> None:

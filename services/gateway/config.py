@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.limits import END_SILENCE_MS
 from services.common.settings import RedisSettings, ServerSettings
 
 
@@ -30,7 +31,7 @@ class GatewaySettings(ServerSettings):
     buffer_s: float = Field(60.0, ge=5, le=600, description="Input audio kept per session to cut utterances from.")
     max_utterance_s: float = Field(30.0, gt=0, le=600, description="Longer utterances keep their last part.")
     default_output_rate_hz: int = Field(24000, ge=8000, le=48000)
-    default_end_silence_ms: int = Field(800, ge=100, le=10000, description="Seed: 800 ms.")
+    default_end_silence_ms: int = END_SILENCE_MS.field(800, "Seed: 800 ms.")
     max_instructions_chars: int = Field(2000, ge=0, le=100_000)
     first_clause_words: int = Field(6, ge=1, le=100, description="The first clause is cut after this many words.")
     tts_prefetch: int = Field(0, ge=0, le=8, description="Clauses sent to TTS ahead of the one being sent: useful "

@@ -1,18 +1,20 @@
-"""The browser bridge: the page, and a WebSocket into the very same session code as gRPC.
+"""The browser bridge: the page, and a WebSocket into the same conversation engine as gRPC.
 
 WebSocket protocol: the client's first text frame is the session config as the proto's JSON
 ({"config": {"input_sample_rate_hz": 16000}}); binary frames are PCM16 mono audio; text frames
 {"control": "CONTROL_ACTION_INTERRUPT"} are controls. The server sends each event as a JSON text
-frame {"type": "<event>", ...fields}; a "response_audio" frame is followed by one binary frame
-holding its PCM16 audio.
+frame {"type": "<event type>", ...the proto message's fields}; a "response_audio" frame is
+followed by one binary frame holding its PCM16 audio.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from google.protobuf import json_format
@@ -20,38 +22,50 @@ from google.protobuf import json_format
 from services.common.errors import ServiceError
 from services.gateway.auth import key_matches, offered_key
 from services.gateway.config import GatewaySettings
-from services.gateway.server import GatewayServicer
+from services.gateway.engine.conversations import ConversationEngine
+from services.gateway.engine.events import ErrorEvent, Event, ResponseAudio
+from services.gateway.engine.inputs import Input, SessionRequest, Unreadable
+from services.gateway.engine.vocabulary import ErrorCode
+from services.gateway.messages import to_input, to_message
 from voice.v1 import gateway_pb2
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).parent / "web"
+PAGE = Path(__file__).parent / "page"
+# What reading a text frame can raise: bad JSON, JSON that is not an object, too deep, unknown fields.
+UNREADABLE_FRAME = (ValueError, TypeError, AttributeError, RecursionError, json_format.ParseError)
 
 
-def event_json(message: gateway_pb2.ConverseResponse) -> dict[str, object]:
-    kind = message.WhichOneof("payload")
-    body = json_format.MessageToDict(getattr(message, kind), preserving_proto_field_name=True,
+def event_json(event: Event) -> dict[str, Any]:
+    """The event as the proto message's JSON, with its type; audio travels in a binary frame."""
+    message = to_message(event)
+    body = json_format.MessageToDict(getattr(message, event.type.value), preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
     body.pop("audio", None)
-    return {"type": kind, **body}
+    return {"type": event.type.value, **body}
+
+
+def read_frame(text: str) -> Input:
+    try:
+        return to_input(json_format.ParseDict(json.loads(text), gateway_pb2.ConverseRequest()))
+    except UNREADABLE_FRAME as exc:
+        return Unreadable(f"cannot read that frame: {str(exc)[:200]}")
 
 
 class WebBridge:
-    def __init__(self, settings: GatewaySettings, servicer: GatewayServicer, key: str | None) -> None:
+    def __init__(self, settings: GatewaySettings, engine: ConversationEngine, key: str | None) -> None:
         self.settings = settings
-        self.servicer = servicer
+        self.engine = engine
         self.key = key  # read once at start, as the gRPC interceptor does
         self.app = web.Application(client_max_size=settings.max_message_bytes)
-        self.ssl = None
+        self.ssl: ssl.SSLContext | None = None
         if settings.tls_cert_file and settings.tls_key_file:
-            import ssl
-
             self.ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.ssl.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         self.app.add_routes([
             web.get("/", self.index),
             web.get("/ws", self.websocket),
             web.get("/healthz", self.health),
-            web.static("/static", STATIC, show_index=False),
+            web.static("/static", PAGE, show_index=False),
         ])
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -61,7 +75,8 @@ class WebBridge:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.host, self.settings.web_port, ssl_context=self.ssl)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the bound port
+        # aiohttp keeps the bound port (web_port 0: an ephemeral one) only on the site's server.
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001 (see above)
         log.info("web page listening", extra={"address": f"http://{self.settings.host}:{self.port}/"})
         return self.port
 
@@ -70,10 +85,10 @@ class WebBridge:
             await self.runner.cleanup()
 
     async def index(self, request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(PAGE / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"sessions": self.servicer.sessions})
+        return web.json_response({"sessions": self.engine.sessions})
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         if self.key is not None:
@@ -83,30 +98,32 @@ class WebBridge:
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
         await ws.prepare(request)
 
-        async def requests() -> AsyncIterator[gateway_pb2.ConverseRequest]:
+        async def send(event: Event) -> None:
+            await ws.send_json(event_json(event))
+            if isinstance(event, ResponseAudio):
+                await ws.send_bytes(event.pcm)
+
+        async def inputs() -> AsyncIterator[Input]:
+            configured = False
             async for frame in ws:
                 if frame.type == WSMsgType.BINARY:
-                    yield gateway_pb2.ConverseRequest(audio=frame.data)
+                    yield to_input(gateway_pb2.ConverseRequest(audio=frame.data))
                 elif frame.type == WSMsgType.TEXT:
-                    try:
-                        yield json_format.ParseDict(json.loads(frame.data), gateway_pb2.ConverseRequest())
-                    except (ValueError, json_format.ParseError) as exc:
-                        await ws.send_json({"type": "error", "code": "ERROR_CODE_INVALID_ARGUMENT",
-                                            "message": f"cannot read that frame: {exc}", "session_continues": True})
+                    item = read_frame(frame.data)
+                    if isinstance(item, Unreadable) and not configured:
+                        # No session yet, so nothing else writes: say so and wait for a readable config.
+                        await send(ErrorEvent(ErrorCode.INVALID_ARGUMENT, item.message))
+                        continue
+                    configured = configured or isinstance(item, SessionRequest)
+                    yield item
                 else:
                     return
 
-        async def write(message: gateway_pb2.ConverseResponse) -> None:
-            await ws.send_json(event_json(message))
-            if message.WhichOneof("payload") == "response_audio":
-                await ws.send_bytes(message.response_audio.audio)
-
         try:
-            await self.servicer.converse(requests(), write)
+            await self.engine.converse(inputs(), send)
         except ServiceError as exc:
             if not ws.closed:
-                await ws.send_json({"type": "error", "code": f"ERROR_CODE_{exc.code.name}", "message": str(exc),
-                                    "session_continues": False})
+                await send(ErrorEvent(ErrorCode.of_status(exc.status), str(exc), session_continues=False))
         except ConnectionResetError:
             pass  # the browser went away; converse() has already cancelled its work
         finally:

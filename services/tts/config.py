@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.common.limits import SPEED
 from services.common.settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ class TtsSettings(ServerSettings):
     onnx_spinning: bool = Field(False, description="Idle intra-op threads spin (onnxruntime's own default); off "
                                 "leaves their cores to the other services on a CPU host.")
     default_voice: str = Field("af_heart", min_length=1, description="Seed: af_heart.")
-    default_speed: float = Field(1.0, ge=0.5, le=2.0, description="Seed: 1.0.")
+    default_speed: float = SPEED.field(1.0, "Seed: 1.0.")
     timeout_s: float = Field(3.0, gt=0, le=120, description="Per request; past it DEADLINE_EXCEEDED (seed: 3 s).")
     min_chars: int = Field(2, ge=0, le=100, description="Shorter replies are skipped: no audio, no error (seed: 2).")
     max_text_chars: int = Field(2000, ge=1, le=100_000, description="Longer text is INVALID_ARGUMENT.")

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.common.limits import SPEED
+
 POSITIVE = frozenset({"great", "wonderful", "happy", "glad", "love", "excellent", "awesome", "amazing", "fantastic",
                       "congratulations", "delighted", "perfect", "yay", "brilliant", "thanks", "thank", "good"})
 NEGATIVE = frozenset({"sorry", "sad", "unfortunately", "afraid", "problem", "fail", "failed", "bad", "terrible",
@@ -41,4 +43,5 @@ def mood_of(text: str) -> str:
 
 def choose_delivery(text: str, voice: str, speed: float, mood_voices: Mapping[str, str]) -> Delivery:
     mood = mood_of(text)
-    return Delivery(mood, mood_voices.get(mood, voice), round(min(2.0, max(0.5, speed * MOOD_SPEED[mood])), 3))
+    paced = min(SPEED.high, max(SPEED.low, speed * MOOD_SPEED[mood]))
+    return Delivery(mood, mood_voices.get(mood, voice), round(paced, 3))

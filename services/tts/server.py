@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from services.common.ready import Ready
 from services.common.server import ServiceSpec
 from services.tts.config import TtsSettings
 from services.tts.engine import MAX_PHONEMES, OnnxEngine, SpeechEngine, TorchEngine
@@ -39,7 +40,7 @@ def load_engine(settings: TtsSettings) -> SpeechEngine:
 class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
     def __init__(self, settings: TtsSettings) -> None:
         self.settings = settings
-        self.synthesizer: Synthesizer | None = None
+        self.synthesizer: Ready[Synthesizer] = Ready("the TTS")
 
     def load(self) -> None:
         engine = load_engine(self.settings)
@@ -47,35 +48,37 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         voices.pack(self.settings.default_voice)
         phonemizer = shared_phonemizer()
         phonemizer.warm_up()
-        self.synthesizer = Synthesizer(self.settings, engine, voices, phonemizer)
-        self.synthesizer.render("Warming up.", self.settings.default_voice, 1.0)
+        synthesizer = Synthesizer(self.settings, engine, voices, phonemizer)
+        synthesizer.render("Warming up.", self.settings.default_voice, 1.0)
         # The longest input the model takes, once: the runtime's buffers reach their high-water
         # mark now, not over the first hours of traffic (memory then stays flat).
         longest = ("həlˈO ðˈɛɹ " * 64)[: MAX_PHONEMES - 2]
         engine.synthesize(longest, voices.pack(self.settings.default_voice), 1.0)
+        self.synthesizer.set(synthesizer)
 
     async def Synthesize(
         self, request: tts_pb2.SynthesizeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
-        assert self.synthesizer is not None
-        speech = self.synthesizer.check(request.text, request.voice,
+        synthesizer = self.synthesizer.get()
+        speech = synthesizer.check(request.text, request.voice,
                                         request.speed if request.HasField("speed") else None, request.sample_rate_hz)
         if speech is None:
             return
-        async for chunk in self.synthesizer.stream(speech, context.time_remaining()):
+        async for chunk in synthesizer.stream(speech, context.time_remaining()):
             yield tts_pb2.SynthesizeResponse(
                 audio=chunk.pcm, text=chunk.text, sample_rate_hz=chunk.sample_rate_hz,
                 segment_index=chunk.segment_index, compute_ms=chunk.compute_ms, voice=chunk.voice, speed=chunk.speed,
             )
 
-    async def ListVoices(self, request: tts_pb2.ListVoicesRequest, context: grpc.aio.ServicerContext):
-        assert self.synthesizer is not None
-        voices = self.synthesizer.voices
+    async def ListVoices(self, request: tts_pb2.ListVoicesRequest,
+                         context: grpc.aio.ServicerContext) -> tts_pb2.ListVoicesResponse:
+        synthesizer = self.synthesizer.get()
+        voices = synthesizer.voices
         return tts_pb2.ListVoicesResponse(
             voices=[tts_pb2.Voice(name=v.name, language=v.language, gender=v.gender)
                     for v in map(voices.info, voices.names())],
             default_voice=self.settings.default_voice,
-            backend=f"{self.synthesizer.engine.backend} ({self.synthesizer.engine.device})",
+            backend=f"{synthesizer.engine.backend} ({synthesizer.engine.device})",
         )
 
 
@@ -86,8 +89,8 @@ def tts_service(settings: TtsSettings) -> ServiceSpec:
         await asyncio.to_thread(servicer.load)
 
     async def close() -> None:
-        if servicer.synthesizer is not None:
-            servicer.synthesizer.close()
+        if servicer.synthesizer.value is not None:
+            servicer.synthesizer.value.close()
 
     return ServiceSpec(
         SERVICE_NAME, lambda server: tts_pb2_grpc.add_TtsServiceServicer_to_server(servicer, server), warm_up, close,

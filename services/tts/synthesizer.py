@@ -3,6 +3,7 @@ Plain asyncio; no gRPC in here."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import numpy as np
 from services.common.audio import StreamResampler, check_sample_rate, to_pcm16
 from services.common.clauses import split_clauses
 from services.common.errors import InvalidArgument
+from services.common.limits import SPEED
 from services.common.slots import SlotPool
 from services.tts.config import TtsSettings
 from services.tts.emotion import choose_delivery
@@ -57,8 +59,7 @@ class Synthesizer:
             raise InvalidArgument(f"text has {len(text)} characters; the limit is {self.settings.max_text_chars}")
         rate = check_sample_rate(sample_rate_hz) if sample_rate_hz else SAMPLE_RATE
         speed = self.settings.default_speed if speed is None else speed
-        if not 0.5 <= speed <= 2.0:
-            raise InvalidArgument(f"speed={speed} is out of range: use 0.5 to 2.0")
+        SPEED.check("speed", speed)
         voice = voice or self.settings.default_voice
         self.voices.pack(voice)
         if len(text.strip()) < self.settings.min_chars or not any(c.isalnum() for c in text):
@@ -78,7 +79,7 @@ class Synthesizer:
                     voice, speed = delivery.voice, delivery.speed
                     log.info("emotional delivery", extra={"mood": delivery.mood, "voice": voice, "speed": speed})
                 started = time.perf_counter()
-                audio = await slot.run(lambda t=text, v=voice, s=speed: self.render(t, v, s), deadline)
+                audio = await slot.run(functools.partial(self.render, text, voice, speed), deadline)
                 compute_ms = (time.perf_counter() - started) * 1000
                 pcm = resampler.process(to_pcm16(audio), last=index == len(clauses) - 1)
                 yield SpeechChunk(pcm.tobytes(), text, request.sample_rate_hz, index, compute_ms, voice, speed)

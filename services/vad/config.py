@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.common.limits import END_SILENCE_MS
 from services.common.settings import ServerSettings
 
 
@@ -20,6 +21,6 @@ class VadSettings(ServerSettings):
     aggressiveness: int = Field(3, ge=0, le=3, description="webrtcvad mode; 3 rejects noise best.")
     frame_ms: Literal[10, 20, 30] = Field(30, description="Analysis frame in ms.")
     min_speech_ms: int = Field(200, ge=0, le=5000, description="Shorter voiced runs give no events (seed: 200).")
-    end_silence_ms: int = Field(800, ge=100, le=10000, description="Silence that ends a turn (seed: 800).")
+    end_silence_ms: int = END_SILENCE_MS.field(800, "Silence that ends a turn (seed: 800).")
     pause_ms: int = Field(200, ge=1, le=10000, description="Silence that sends a pause hint.")
     pre_roll_ms: int = Field(300, ge=0, le=5000, description="Audio kept before the first voiced frame.")

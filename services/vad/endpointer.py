@@ -15,6 +15,7 @@ import webrtcvad
 
 from services.common.audio import PCM16, SAMPLE_BYTES, FrameChunker, StreamResampler, check_sample_rate
 from services.common.errors import InvalidArgument
+from services.common.limits import END_SILENCE_MS
 
 # Rates webrtcvad analyses directly; any other input rate is resampled to 16 kHz.
 NATIVE_RATES = (8000, 16000, 32000, 48000)
@@ -62,8 +63,7 @@ class EndpointerConfig:
             raise InvalidArgument(f"frame_ms={self.frame_ms} is not supported: use 10, 20 or 30")
         if not 0 <= self.min_speech_ms <= 5000:
             raise InvalidArgument(f"min_speech_ms={self.min_speech_ms} is out of range: use 0 to 5000")
-        if not 100 <= self.end_silence_ms <= 10000:
-            raise InvalidArgument(f"end_silence_ms={self.end_silence_ms} is out of range: use 100 to 10000")
+        END_SILENCE_MS.check("end_silence_ms", self.end_silence_ms)
         if not 0 < self.pause_ms <= 10000:
             raise InvalidArgument(f"pause_ms={self.pause_ms} is out of range: use 1 to 10000")
         if not 0 <= self.pre_roll_ms <= 5000:
@@ -90,7 +90,6 @@ class Endpointer:
         self._resampler = None if self.vad_rate == rate else StreamResampler(rate, self.vad_rate)
         # Resampling runs on fixed input blocks (~10 ms) so chunking cannot change its output.
         self._block = FrameChunker(max(1, rate // 100) * SAMPLE_BYTES) if self._resampler else None
-        self._raw = FrameChunker(SAMPLE_BYTES)
         self._pos = 0  # vad-rate samples analysed so far
         self._state = _State.SILENCE
         self._start = 0  # vad samples: first voiced frame of the utterance or candidate
@@ -100,10 +99,10 @@ class Endpointer:
         self._ms = self.vad_rate // 1000
 
     def push(self, data: bytes) -> list[SpeechEvent]:
-        if self._resampler is None:
+        if self._resampler is None or self._block is None:
             return self._analyse(data)
         events: list[SpeechEvent] = []
-        for block in self._block.push(data):  # type: ignore[union-attr]
+        for block in self._block.push(data):
             out = self._resampler.process(np.frombuffer(block, dtype=PCM16))
             events += self._analyse(out.tobytes())
         return events
@@ -111,8 +110,8 @@ class Endpointer:
     def finish(self) -> list[SpeechEvent]:
         """End of input: an utterance in progress ends at its last voiced frame."""
         events: list[SpeechEvent] = []
-        if self._resampler is not None:
-            rest = self._block.flush()  # type: ignore[union-attr]
+        if self._resampler is not None and self._block is not None:
+            rest = self._block.flush()
             tail = np.frombuffer(rest[: len(rest) - len(rest) % SAMPLE_BYTES], dtype=PCM16)
             events += self._analyse(self._resampler.process(tail, last=True).tobytes())
         if self._state in (_State.SPEECH, _State.PAUSED):

@@ -30,7 +30,8 @@ def endpointer_config(config: vad_pb2.VadConfig, defaults: VadSettings) -> Endpo
     check_mono_pcm16(name, config.format.channels)
 
     def pick(name: str) -> int:
-        return getattr(config, name) if config.HasField(name) else getattr(defaults, name)
+        has = config.HasField(name)  # type: ignore[arg-type]  # the names below are the config's optional fields
+        return int(getattr(config, name) if has else getattr(defaults, name))
 
     return EndpointerConfig(
         sample_rate_hz=config.format.sample_rate_hz,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServerSettings
@@ -51,7 +51,7 @@ class VoxtralSettings(ServerSettings):
 
     @field_validator("min_new_tokens")
     @classmethod
-    def _min_not_above_max(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
+    def _min_not_above_max(cls, value: int, info: ValidationInfo) -> int:
         if value > info.data.get("max_new_tokens", value):
             raise ValueError("min_new_tokens must not exceed max_new_tokens")
         return value

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class _DeltaStreamer:
         self._emitted = 0  # tokens whose text has been handed on
         self._prompt_seen = False
 
-    def put(self, value) -> None:  # type: ignore[no-untyped-def]
+    def put(self, value: Any) -> None:
         if not self._prompt_seen:  # generate() first hands over the prompt itself
             self._prompt_seen = True
             return
@@ -77,11 +78,13 @@ class VoxtralEngine:
         self.device = self._device()
         self.dtype = self._dtype()
         started = time.perf_counter()
-        self.processor = AutoProcessor.from_pretrained(settings.model_id, revision=settings.revision)
-        self.model = VoxtralForConditionalGeneration.from_pretrained(
-            settings.model_id, revision=settings.revision, dtype=getattr(torch, self.dtype),
+        revision = settings.revision or "main"  # transformers' own default
+        self.processor = AutoProcessor.from_pretrained(settings.model_id, revision=revision)
+        model = VoxtralForConditionalGeneration.from_pretrained(
+            settings.model_id, revision=revision, dtype=getattr(torch, self.dtype),
             attn_implementation=settings.attention, use_safetensors=True,
-        ).to(self.device).eval()
+        )
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' .to() stub wants a model
         self.prompts = PromptBuilder(self.processor, self.model.config.audio_token_id)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
@@ -115,11 +118,12 @@ class VoxtralEngine:
         compile_config = CompileConfig(fullgraph=self.settings.compile_fullgraph,
                                        dynamic=self.settings.compile_dynamic, mode=mode)
         # transformers compiles decoding by itself on accelerators only; on a CPU it has to be told.
-        compile_config._compile_all_devices = not self.device.startswith("cuda")
+        # transformers has no public switch for this; its attribute is typed None.
+        compile_config._compile_all_devices = not self.device.startswith("cuda")  # type: ignore[assignment]  # noqa: SLF001 (see above)
         config.disable_compile = False
         config.compile_config = compile_config
         if hasattr(self.model, "_compiled_call"):
-            del self.model._compiled_call
+            del self.model._compiled_call  # noqa: SLF001 (transformers caches the compiled step here)
 
     def warm_up(self) -> str:
         """Compile (seed mode first, then the fallbacks) and generate once. Returns the mode in effect."""
@@ -150,7 +154,7 @@ class VoxtralEngine:
         torch = self.torch
 
         class Interrupt(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):  # type: ignore[no-untyped-def]
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 expired = deadline is not None and time.monotonic() > deadline
                 if expired:
                     stop.set()

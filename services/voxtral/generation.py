@@ -24,7 +24,7 @@ class GenerationParams:
 
     def override(self, limit: int, **changes: float | int | None) -> GenerationParams:
         """A copy with the given (non-None) values, checked against their bounds."""
-        merged = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        merged = replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]  # each field is checked below
         problems = []
         if not 1 <= merged.max_new_tokens <= limit:
             problems.append(f"max_new_tokens={merged.max_new_tokens} (use 1 to {limit})")

@@ -12,8 +12,9 @@ import numpy as np
 import soundfile as sf
 
 from services.common.errors import InvalidArgument
+from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = VOXTRAL_SAMPLE_RATE_HZ
 CHUNK_SAMPLES = 30 * SAMPLE_RATE  # the encoder takes 30 s windows of 3000 mel frames
 MEL_FRAMES = 3000
 
@@ -57,8 +58,8 @@ def normalise_history(history: Sequence[Turn]) -> list[Turn]:
 class PromptBuilder:
     def __init__(self, processor: object, audio_token_id: int) -> None:
         self.processor = processor
-        self.tokenizer = processor.tokenizer.tokenizer  # type: ignore[attr-defined]  # mistral-common's
-        self.feature_extractor = processor.feature_extractor  # type: ignore[attr-defined]
+        self.tokenizer = processor.tokenizer.tokenizer  # type: ignore[attr-defined]  # mistral-common's, untyped there
+        self.feature_extractor = processor.feature_extractor  # type: ignore[attr-defined]  # set by the processor at run time
         self.audio_token_id = audio_token_id
 
     def chat(self, pcm16: np.ndarray, history: Sequence[Turn], instructions: str, max_tokens: int) -> ModelInputs:
@@ -97,12 +98,12 @@ class PromptBuilder:
 
     def _inputs(self, encoded: object, dropped: int) -> ModelInputs:
         windows = []
-        for audio in encoded.audios:  # type: ignore[attr-defined]  # already padded to 30 s multiples
+        for audio in encoded.audios:  # type: ignore[attr-defined]  # mistral-common's encoding is untyped; already padded to 30 s multiples
             mel = self.feature_extractor(audio.audio_array, sampling_rate=SAMPLE_RATE, return_tensors="np",
                                          padding=True, truncation=False, pad_to_multiple_of=CHUNK_SAMPLES)
             features = mel["input_features"][0]
             windows.append(features.reshape(features.shape[0], -1, MEL_FRAMES).transpose(1, 0, 2))
-        tokens = list(encoded.tokens)  # type: ignore[attr-defined]
+        tokens = list(encoded.tokens)  # type: ignore[attr-defined]  # mistral-common's encoding is untyped
         return ModelInputs(tokens, np.concatenate(windows).astype(np.float32), tokens.count(self.audio_token_id),
                            dropped)
 

@@ -70,7 +70,7 @@ def speakable_token_ids(tekken: dict[str, object]) -> list[int]:
     import re
 
     word = re.compile(rb"^ ?[A-Za-z]{2,}$|^[.,?!]$")
-    vocab = tekken["vocab"][: 131072 - NUM_SPECIAL]  # type: ignore[index]
+    vocab = tekken["vocab"][: 131072 - NUM_SPECIAL]  # type: ignore[index]  # parsed JSON
     return [NUM_SPECIAL + rank for rank, entry in enumerate(vocab)
             if word.match(base64.b64decode(entry["token_bytes"]))]
 

@@ -1,4 +1,4 @@
-"""One turn: Voxtral's streamed reply, cut into clauses, spoken clause by clause, timed.
+"""Running one turn: Voxtral's streamed reply, cut into clauses, spoken clause by clause, timed.
 Plain asyncio over the stage calls; no gRPC in here."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 
 from services.common.clauses import ClauseSplitter
 from services.gateway.config import GatewaySettings
-from services.gateway.events import Event, ResponseAudio, ResponseText
-from services.gateway.stages import HistoryTurn, SpeechChunk, Stages
+from services.gateway.engine.events import Event, ResponseAudio, ResponseText
+from services.gateway.engine.stages import HistoryTurn, SpeechChunk, Stages
 
 
 @dataclass

@@ -1,64 +1,37 @@
-"""Calls from the gateway to the stage services: gRPC in, plain Python values out."""
+"""The engine's stages over gRPC: the Stages protocol implemented with the stage services' stubs."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
 from services.common.channels import open_channel
+from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.gateway.config import GatewaySettings
+from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
+from services.gateway.engine.vocabulary import Stage, VadEventKind
 from services.gateway.metrics import STAGE_ERRORS
 from voice.v1 import audio_pb2, tts_pb2, tts_pb2_grpc, vad_pb2, vad_pb2_grpc, voxtral_pb2, voxtral_pb2_grpc
 
-VAD_KINDS = {vad_pb2.SPEECH_EVENT_TYPE_STARTED: "started", vad_pb2.SPEECH_EVENT_TYPE_PAUSED: "paused",
-             vad_pb2.SPEECH_EVENT_TYPE_RESUMED: "resumed", vad_pb2.SPEECH_EVENT_TYPE_ENDED: "ended"}
+VAD_KINDS = {
+    vad_pb2.SPEECH_EVENT_TYPE_STARTED: VadEventKind.STARTED,
+    vad_pb2.SPEECH_EVENT_TYPE_PAUSED: VadEventKind.PAUSED,
+    vad_pb2.SPEECH_EVENT_TYPE_RESUMED: VadEventKind.RESUMED,
+    vad_pb2.SPEECH_EVENT_TYPE_ENDED: VadEventKind.ENDED,
+}
 
 
-class StageError(Exception):
-    """A stage call failed; `code` is the gRPC status name."""
-
-    def __init__(self, stage: str, code: str, message: str) -> None:
-        super().__init__(f"{stage}: {code}: {message}")
-        self.stage, self.code, self.message = stage, code, message
-
-
-def stage_error(stage: str, err: grpc.aio.AioRpcError) -> StageError:
+def stage_error(stage: Stage, err: grpc.aio.AioRpcError) -> StageError:
     code = err.code().name
     STAGE_ERRORS.labels(stage=stage, code=code).inc()
     return StageError(stage, code, err.details() or code)
 
 
-@dataclass(frozen=True)
-class VadEvent:
-    kind: str  # started, paused, resumed, ended
-    start_sample: int
-    end_sample: int
-
-
-@dataclass(frozen=True)
-class ReplyDelta:
-    text: str
-    elapsed_ms: float  # Voxtral's own time since it got the request
-
-
-@dataclass(frozen=True)
-class SpeechChunk:
-    pcm: bytes
-    text: str
-    compute_ms: float
-
-
-@dataclass(frozen=True)
-class HistoryTurn:
-    role: str  # user or assistant
-    text: str
-
-
-class VadStream:
+class GrpcVadStream:
     """One session's StreamDetect call."""
 
     def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
@@ -68,30 +41,30 @@ class VadStream:
         try:
             await self.call.write(vad_pb2.StreamDetectRequest(audio=pcm))
         except grpc.aio.AioRpcError as err:
-            raise stage_error("vad", err) from None
+            raise stage_error(Stage.VAD, err) from None
         except asyncio.InvalidStateError:
-            raise StageError("vad", "UNAVAILABLE", "the VAD stream has ended") from None
+            raise StageError(Stage.VAD, "UNAVAILABLE", "the VAD stream has ended") from None
 
     async def finish(self) -> None:
-        try:
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
             await self.call.done_writing()
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            pass
 
     async def events(self) -> AsyncIterator[VadEvent]:
         try:
             async for reply in self.call:
                 event = reply.event
-                yield VadEvent(VAD_KINDS.get(event.type, "unknown"), event.start_sample, event.end_sample)
+                kind = VAD_KINDS.get(event.type)
+                if kind is not None:  # a kind this gateway does not know yet is not acted on
+                    yield VadEvent(kind, event.start_sample, event.end_sample)
         except grpc.aio.AioRpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
-                raise stage_error("vad", err) from None
+                raise stage_error(Stage.VAD, err) from None
 
     def cancel(self) -> None:
         self.call.cancel()
 
 
-class Stages:
+class GrpcStages:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         size = settings.max_message_bytes * 2
@@ -99,7 +72,8 @@ class Stages:
                                          max_message_bytes=size, unary_timeout_s=settings.unary_timeout_s)
         self._voxtral_channel = open_channel(
             settings.voxtral_target, voxtral_pb2.DESCRIPTOR.services_by_name["VoxtralService"],
-            max_message_bytes=8 * 1024 * 1024, unary_timeout_s=settings.unary_timeout_s)
+            max_message_bytes=8 * 1024 * 1024, unary_timeout_s=settings.unary_timeout_s,
+            method_timeouts={"Transcribe": settings.transcribe_timeout_s})
         self._tts_channel = open_channel(settings.tts_target, tts_pb2.DESCRIPTOR.services_by_name["TtsService"],
                                          max_message_bytes=8 * 1024 * 1024, unary_timeout_s=settings.unary_timeout_s)
         self.vad = vad_pb2_grpc.VadServiceStub(self._vad_channel)
@@ -113,7 +87,7 @@ class Stages:
         for channel in (self._vad_channel, self._voxtral_channel, self._tts_channel):
             channel.get_state(try_to_connect=True)
 
-    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> VadStream:
+    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> GrpcVadStream:
         call = self.vad.StreamDetect()
         config = vad_pb2.VadConfig(format=audio_pb2.AudioFormat(
             sample_rate_hz=sample_rate_hz, encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, channels=1),
@@ -123,27 +97,28 @@ class Stages:
                 await call.write(vad_pb2.StreamDetectRequest(config=config))
         except TimeoutError:
             call.cancel()
-            raise StageError("vad", "DEADLINE_EXCEEDED", "the VAD did not accept a stream in time") from None
+            raise StageError(Stage.VAD, "DEADLINE_EXCEEDED", "the VAD did not accept a stream in time") from None
         except grpc.aio.AioRpcError as err:
-            raise stage_error("vad", err) from None
+            raise stage_error(Stage.VAD, err) from None
         except asyncio.InvalidStateError:
             status = await call.code()
-            raise StageError("vad", status.name, await call.details() or "the VAD refused the stream") from None
-        return VadStream(call)
+            raise StageError(Stage.VAD, status.name, await call.details() or "the VAD refused the stream") from None
+        return GrpcVadStream(call)
 
     async def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
                       session_id: str, turn_id: str) -> AsyncIterator[ReplyDelta]:
         roles = {"user": voxtral_pb2.ROLE_USER, "assistant": voxtral_pb2.ROLE_ASSISTANT}
         request = voxtral_pb2.RespondRequest(
-            audio=pcm16k.tobytes(), sample_rate_hz=16000, instructions=instructions, session_id=session_id,
-            turn_id=turn_id, history=[voxtral_pb2.ConversationTurn(role=roles[t.role], text=t.text) for t in history])
+            audio=pcm16k.tobytes(), sample_rate_hz=VOXTRAL_SAMPLE_RATE_HZ, instructions=instructions,
+            session_id=session_id, turn_id=turn_id,
+            history=[voxtral_pb2.ConversationTurn(role=roles[t.role], text=t.text) for t in history])
         call = self.voxtral.Respond(request, timeout=self.settings.voxtral_timeout_s)
         try:
             async for reply in call:
                 if reply.text_delta:
                     yield ReplyDelta(reply.text_delta, reply.elapsed_ms)
         except grpc.aio.AioRpcError as err:
-            raise stage_error("voxtral", err) from None
+            raise stage_error(Stage.VOXTRAL, err) from None
         finally:
             call.cancel()  # a turn that stops early frees Voxtral's slot at once
 
@@ -158,26 +133,26 @@ class Stages:
             async for reply in call:
                 yield SpeechChunk(reply.audio, reply.text, reply.compute_ms)
         except grpc.aio.AioRpcError as err:
-            raise stage_error("tts", err) from None
+            raise stage_error(Stage.TTS, err) from None
         finally:
             call.cancel()
 
     async def transcribe(self, pcm16k: np.ndarray, session_id: str, turn_id: str) -> str:
         try:
             reply = await self.voxtral.Transcribe(voxtral_pb2.TranscribeRequest(
-                audio=pcm16k.tobytes(), sample_rate_hz=16000, session_id=session_id, turn_id=turn_id),
-                timeout=self.settings.transcribe_timeout_s)
+                audio=pcm16k.tobytes(), sample_rate_hz=VOXTRAL_SAMPLE_RATE_HZ, session_id=session_id,
+                turn_id=turn_id))  # its deadline is the channel's: transcribe_timeout_s
         except grpc.aio.AioRpcError as err:
-            raise stage_error("voxtral", err) from None
+            raise stage_error(Stage.VOXTRAL, err) from None
         return reply.text
 
     async def voices(self) -> set[str]:
         """Voice names the TTS offers (asked once, then remembered)."""
         if not self._voices:
             try:
-                reply = await self.tts.ListVoices(tts_pb2.ListVoicesRequest(), timeout=self.settings.unary_timeout_s)
+                reply = await self.tts.ListVoices(tts_pb2.ListVoicesRequest())
             except grpc.aio.AioRpcError as err:
-                raise stage_error("tts", err) from None
+                raise stage_error(Stage.TTS, err) from None
             self._voices = {v.name for v in reply.voices}
         return self._voices
 

@@ -1,12 +1,16 @@
-"""What a conversation session tells its client: plain values, turned into messages by server.py."""
+"""What a conversation tells its client: typed values that the adapters turn into messages."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from services.gateway.engine.vocabulary import ErrorCode, EventType
 
 
 @dataclass(frozen=True)
 class SessionStarted:
+    type: ClassVar[EventType] = EventType.SESSION_STARTED
     session_id: str
     resumed: bool
     context_exchanges: int
@@ -14,12 +18,14 @@ class SessionStarted:
 
 @dataclass(frozen=True)
 class SpeechStarted:
+    type: ClassVar[EventType] = EventType.SPEECH_STARTED
     turn_id: str
     start_sample: int
 
 
 @dataclass(frozen=True)
 class SpeechEnded:
+    type: ClassVar[EventType] = EventType.SPEECH_ENDED
     turn_id: str
     start_sample: int
     end_sample: int
@@ -27,12 +33,14 @@ class SpeechEnded:
 
 @dataclass(frozen=True)
 class ResponseText:
+    type: ClassVar[EventType] = EventType.RESPONSE_TEXT
     turn_id: str
     delta: str
 
 
 @dataclass(frozen=True)
 class ResponseAudio:
+    type: ClassVar[EventType] = EventType.RESPONSE_AUDIO
     turn_id: str
     pcm: bytes
     sample_rate_hz: int
@@ -41,6 +49,7 @@ class ResponseAudio:
 
 @dataclass(frozen=True)
 class TurnCompleted:
+    type: ClassVar[EventType] = EventType.TURN_COMPLETED
     turn_id: str
     user_text: str
     assistant_text: str
@@ -49,13 +58,15 @@ class TurnCompleted:
 
 @dataclass(frozen=True)
 class Interrupted:
+    type: ClassVar[EventType] = EventType.INTERRUPTED
     turn_id: str
     spoken_text: str
 
 
 @dataclass(frozen=True)
 class ErrorEvent:
-    code: str  # INVALID_ARGUMENT, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, UNAVAILABLE or INTERNAL
+    type: ClassVar[EventType] = EventType.ERROR
+    code: ErrorCode
     message: str
     session_continues: bool = True
     turn_id: str = ""

@@ -72,7 +72,7 @@ class Conversation:
     async def silence(self, ms: int, pace: float = 0.0) -> None:
         await self.send(np.zeros(self.rate * ms // 1000, dtype=np.int16), pace=pace)
 
-    async def control(self, action: int) -> None:
+    async def control(self, action: gateway_pb2.ControlAction.ValueType) -> None:
         await self._requests.put(gateway_pb2.ConverseRequest(control=action))
 
     async def raw(self, request: gateway_pb2.ConverseRequest) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tools.local_redis import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServiceProcess:

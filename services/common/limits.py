@@ -1,0 +1,38 @@
+"""Rules that more than one service checks, each written once: the pydantic settings take their
+bounds from here, and the request checks raise the same INVALID_ARGUMENT text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import Field
+
+from services.common.errors import InvalidArgument
+
+N = TypeVar("N", int, float)
+
+
+@dataclass(frozen=True)
+class Range(Generic[N]):
+    """An inclusive range a value must lie in."""
+
+    low: N
+    high: N
+
+    def check(self, name: str, value: N) -> N:
+        if not self.low <= value <= self.high:
+            raise InvalidArgument(f"{name}={value:g} is out of range: use {self.low} to {self.high}")
+        return value
+
+    def field(self, default: N, description: str = "") -> Any:
+        """A pydantic field with these bounds."""
+        return Field(default, ge=self.low, le=self.high, description=description)
+
+
+# Speech speed, as Kokoro takes it (1.0 is the voice's own pace).
+SPEED = Range(0.5, 2.0)
+# Silence that ends a turn with the `silence` detector (the seed's is 800 ms).
+END_SILENCE_MS = Range(100, 10000)
+# Voxtral's audio input: PCM16 mono at this rate, nothing else.
+VOXTRAL_SAMPLE_RATE_HZ = 16000

@@ -1,0 +1,126 @@
+"""Every conversation of one gateway: admission, the loop over a session's typed inputs, drain.
+The adapters call `converse` with the inputs they read and a function that sends one event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from services.common.store import SessionStore
+from services.gateway.config import GatewaySettings
+from services.gateway.engine.events import ErrorEvent, Event
+from services.gateway.engine.inputs import Audio, ControlInput, Input, SessionRequest, Unreadable, configure
+from services.gateway.engine.session import ConversationSession
+from services.gateway.engine.stages import StageError, Stages
+from services.gateway.engine.vocabulary import Control, ErrorCode
+from services.gateway.metrics import SESSIONS
+
+log = logging.getLogger(__name__)
+
+
+class ConversationEngine:
+    def __init__(self, settings: GatewaySettings, stages: Stages, store: SessionStore) -> None:
+        self.settings = settings
+        self.stages = stages
+        self.store = store
+        self.sessions = 0
+        self.draining = False
+        self._closing: set[asyncio.Event] = set()  # one per open session: set to end it
+
+    async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]]) -> None:
+        """One session, whatever carries it. Raises a ServiceError when the session cannot start."""
+        if self.draining:
+            raise Unavailable("this gateway is shutting down: connect again (any replica) and resume the session")
+        if self.sessions >= self.settings.max_sessions:
+            raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
+        self.sessions += 1
+        SESSIONS.inc()
+        lock = asyncio.Lock()
+        closing = asyncio.Event()
+        self._closing.add(closing)
+
+        async def emit(event: Event) -> None:
+            async with lock:  # one event at a time: turn, VAD reader and input loop all emit
+                await send(event)
+
+        session: ConversationSession | None = None
+        waits: list[asyncio.Future[Any]] = []
+        try:
+            first = await anext(aiter(inputs), None)
+            if first is None:
+                return
+            if not isinstance(first, SessionRequest):
+                raise InvalidArgument("the first message must be the session config (input_sample_rate_hz etc.)")
+            self.stages.connect()
+            config = configure(first, self.settings, await self._voices())
+            session = ConversationSession(self.settings, self.stages, self.store, config, emit)
+            await emit(await session.start())
+            await session.listen()
+            serving = asyncio.ensure_future(self._serve(session, inputs, emit))
+            shutdown = asyncio.ensure_future(closing.wait())
+            waits += [serving, shutdown]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            shutdown.cancel()
+            if not serving.done():  # shutting down: the turn in flight finishes, then the session ends
+                serving.cancel()
+                await asyncio.gather(serving, return_exceptions=True)
+                await session.finish_turn()
+                await emit(ErrorEvent(ErrorCode.UNAVAILABLE, "this gateway is shutting down: connect again and "
+                                      f"resume session {session.session_id}", session_continues=False))
+                return
+            serving.result()
+            await session.end_of_input()
+        finally:
+            for wait in waits:  # a session cancelled by its client leaves neither behind
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            self._closing.discard(closing)
+            if session is not None:
+                await session.close()
+            self.sessions -= 1
+            SESSIONS.dec()
+
+    async def _serve(self, session: ConversationSession, inputs: AsyncIterator[Input],
+                     emit: Callable[[Event], Awaitable[None]]) -> None:
+        """Until the client's end of input (or its stream ends)."""
+        async for item in inputs:
+            match item:
+                case Audio():
+                    session.audio(item.pcm)
+                case ControlInput(action=Control.INTERRUPT):
+                    await session.interrupt()
+                case ControlInput(action=Control.RESET_CONTEXT):
+                    await session.reset_context()
+                case ControlInput(action=Control.END_OF_INPUT):
+                    return
+                case SessionRequest():
+                    await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, "the session is configured already: "
+                                          "send the config once, first"))
+                case Unreadable():
+                    await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, item.message))
+
+    async def drain(self, grace_s: float) -> None:
+        """Shutting down: refuse new sessions; each session finishes its turn in flight, then ends."""
+        self.draining = True
+        for closing in list(self._closing):
+            closing.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self.sessions and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def _voices(self) -> set[str]:
+        """The TTS's voices, to check a session's voice early; empty (no check) while the TTS is down."""
+        try:
+            return await self.stages.voices()
+        except StageError as err:
+            log.warning("cannot list voices; the session's voice is checked at its first reply",
+                        extra={"error": str(err)})
+            return set()
+
+    async def close(self) -> None:
+        await self.stages.close()
+        await self.store.close()

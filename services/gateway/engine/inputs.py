@@ -1,0 +1,79 @@
+"""What a client sends a conversation, as typed values: the session request first, then audio
+and controls. `configure` checks a request against the settings; each rule is written once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.audio import MAX_RATE_HZ, MIN_RATE_HZ, check_sample_rate
+from services.common.errors import InvalidArgument
+from services.common.limits import END_SILENCE_MS, SPEED
+from services.gateway.config import GatewaySettings
+from services.gateway.engine.vocabulary import Control
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """The session a client asks for; None and "" mean: the gateway's default."""
+
+    input_rate_hz: int
+    output_rate_hz: int | None = None
+    voice: str = ""
+    speed: float | None = None
+    end_silence_ms: int | None = None
+    instructions: str = ""
+    resume_id: str = ""  # a session to resume; "" starts a new one
+
+
+@dataclass(frozen=True)
+class Audio:
+    pcm: bytes  # PCM16LE mono at the session's input rate, any length
+
+
+@dataclass(frozen=True)
+class ControlInput:
+    action: Control
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An input the adapter could not make sense of: an error event, and the session goes on."""
+
+    message: str
+
+
+Input = SessionRequest | Audio | ControlInput | Unreadable
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """A checked session request with the defaults filled in."""
+
+    input_rate_hz: int
+    output_rate_hz: int
+    voice: str
+    speed: float | None
+    end_silence_ms: int
+    instructions: str
+    resume_id: str
+
+
+def configure(request: SessionRequest, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
+    """INVALID_ARGUMENT naming what is wrong and what is accepted; `voices` empty: not checked."""
+    if request.input_rate_hz == 0:
+        raise InvalidArgument(f"config.input_sample_rate_hz is required: an integer from {MIN_RATE_HZ} to "
+                              f"{MAX_RATE_HZ} Hz")
+    check_sample_rate(request.input_rate_hz, what="input_sample_rate_hz")
+    output = request.output_rate_hz or settings.default_output_rate_hz
+    check_sample_rate(output, what="output_sample_rate_hz")
+    if request.voice and voices and request.voice not in voices:
+        raise InvalidArgument(f"voice {request.voice!r} is unknown: the TTS offers {', '.join(sorted(voices))}")
+    if request.speed is not None:
+        SPEED.check("speed", request.speed)
+    end_silence = settings.default_end_silence_ms if request.end_silence_ms is None else request.end_silence_ms
+    END_SILENCE_MS.check("end_silence_ms", end_silence)
+    if len(request.instructions) > settings.max_instructions_chars:
+        raise InvalidArgument(f"instructions have {len(request.instructions)} characters; "
+                              f"the limit is {settings.max_instructions_chars}")
+    return SessionConfig(request.input_rate_hz, output, request.voice, request.speed, end_silence,
+                         request.instructions, request.resume_id)

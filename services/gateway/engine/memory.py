@@ -1,0 +1,54 @@
+"""What a session remembers: the last exchanges (in memory, and in Redis for a resume) and the
+metrics record of each completed turn."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from services.common.errors import InvalidArgument
+from services.common.store import Exchange, SessionStore
+from services.gateway.config import GatewaySettings
+from services.gateway.engine.stages import HistoryTurn
+from services.gateway.metrics import observe_turn
+
+log = logging.getLogger(__name__)
+
+
+class Memory:
+    def __init__(self, settings: GatewaySettings, store: SessionStore, session_id: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.session_id = session_id
+        self.context: list[Exchange] = []
+
+    async def open(self, resume: bool) -> None:
+        """Record the session in the store; a resumed one gets its context back first."""
+        if resume:
+            if await self.store.session_exists(self.session_id) is False:
+                raise InvalidArgument(f"session {self.session_id!r} is unknown or has expired: "
+                                      "leave session_id empty to start a new one")
+            self.context = await self.store.context(self.session_id)
+        await self.store.open_session(self.session_id)
+
+    def history(self) -> list[HistoryTurn]:
+        """The context as the prior turns Voxtral is given."""
+        return [HistoryTurn(role, text) for ex in self.context
+                for role, text in (("user", ex.user), ("assistant", ex.assistant))]
+
+    async def reset(self) -> None:
+        self.context = []
+        await self.store.reset_context(self.session_id)
+
+    async def remember(self, turn_id: str, user: str, spoken: str) -> None:
+        """Keep the exchange: the user's words and what the assistant really said."""
+        exchange = Exchange(user=user, assistant=spoken, turn_id=turn_id, at=time.time())
+        self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
+        await self.store.append_exchange(self.session_id, exchange)
+
+    async def record(self, turn_id: str, metrics: Mapping[str, float]) -> None:
+        """A completed turn's latency record: Redis, Prometheus and the log."""
+        await self.store.record_turn(self.session_id, turn_id, metrics)
+        observe_turn(metrics)
+        log.info("turn completed", extra={"turn_id": turn_id, **metrics})

@@ -1,0 +1,80 @@
+"""How the engine reaches the stage services: a Protocol and the plain values it speaks.
+The gRPC implementation is services/gateway/grpc_stages.py; tests use an in-memory fake."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from services.gateway.engine.vocabulary import Stage, VadEventKind
+
+
+class StageError(Exception):
+    """A stage call failed; `code` is the status name the stage answered with (gRPC's names)."""
+
+    def __init__(self, stage: Stage, code: str, message: str) -> None:
+        super().__init__(f"{stage}: {code}: {message}")
+        self.stage, self.code, self.message = stage, code, message
+
+
+@dataclass(frozen=True)
+class VadEvent:
+    kind: VadEventKind
+    start_sample: int  # on the stream's own timeline (sample 0: the first audio sent to it)
+    end_sample: int
+
+
+@dataclass(frozen=True)
+class ReplyDelta:
+    text: str
+    elapsed_ms: float  # Voxtral's own time since it got the request
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    pcm: bytes
+    text: str
+    compute_ms: float
+
+
+@dataclass(frozen=True)
+class HistoryTurn:
+    role: str  # user or assistant
+    text: str
+
+
+class VadStream(Protocol):
+    """One session's open voice-detection stream."""
+
+    async def send(self, pcm: bytes) -> None: ...
+
+    async def finish(self) -> None:
+        """No more audio: the stream closes the utterance in progress and ends."""
+
+    def events(self) -> AsyncIterator[VadEvent]: ...
+
+    def cancel(self) -> None: ...
+
+
+class Stages(Protocol):
+    """Every call raises StageError when its stage fails."""
+
+    def connect(self) -> None:
+        """Start connecting to every stage (a first turn should not pay for it)."""
+
+    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> VadStream: ...
+
+    def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
+                session_id: str, turn_id: str) -> AsyncIterator[ReplyDelta]: ...
+
+    def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
+                   session_id: str, turn_id: str) -> AsyncIterator[SpeechChunk]: ...
+
+    async def transcribe(self, pcm16k: np.ndarray, session_id: str, turn_id: str) -> str: ...
+
+    async def voices(self) -> set[str]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,123 @@
+"""A session's link to the VAD: audio fed by its own task (a slow or dead VAD never blocks the
+reading of the client), events read by another, the stream opened again after an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from services.gateway.config import GatewaySettings
+from services.gateway.engine.stages import StageError, Stages, VadEvent, VadStream
+from services.gateway.engine.tasks import TaskSet
+from services.gateway.engine.vocabulary import Stage
+
+log = logging.getLogger(__name__)
+# After a VAD failure, the stream is opened again at most this often.
+VAD_RETRY_S = 0.5
+# Audio waiting for the VAD (20 ms messages: about 10 s); beyond it the oldest is dropped.
+VAD_QUEUE = 500
+
+
+class VadLink:
+    """`on_event` gets each event with offsets on the session's input timeline; `on_outage` is
+    called once per outage, however often the reopening fails."""
+
+    def __init__(self, settings: GatewaySettings, stages: Stages, sample_rate_hz: int, end_silence_ms: int,
+                 session_id: str, on_event: Callable[[VadEvent], Awaitable[None]],
+                 on_outage: Callable[[StageError], Awaitable[None]]) -> None:
+        self.settings = settings
+        self.stages = stages
+        self.sample_rate_hz = sample_rate_hz
+        self.end_silence_ms = end_silence_ms
+        self.session_id = session_id
+        self.on_event = on_event
+        self.on_outage = on_outage
+        self._stream: VadStream | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._failed_at = 0.0
+        self._outage = False
+        # (input offset of the first sample, PCM)
+        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=VAD_QUEUE)
+        self._tasks = TaskSet()
+
+    async def open(self) -> None:
+        """Open the stream and start feeding it."""
+        await self._open(0)
+        self._tasks.spawn(self._write())
+
+    def feed(self, start: int, pcm: bytes) -> None:
+        """Queue audio whose first sample is input sample `start`."""
+        if self._queue.full():
+            self._queue.get_nowait()
+            self._queue.task_done()
+            log.warning("the VAD is behind; dropped 1 audio message", extra={"session_id": self.session_id})
+        self._queue.put_nowait((start, pcm))
+
+    async def finish(self) -> None:
+        """No more audio: everything queued goes out, then the VAD closes the utterance and ends."""
+        await self._queue.join()
+        if self._stream is not None:
+            await self._stream.finish()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+        await self._tasks.cancel()
+
+    async def _write(self) -> None:
+        while True:
+            start, pcm = await self._queue.get()
+            try:
+                if self._stream is None and time.monotonic() - self._failed_at >= VAD_RETRY_S:
+                    await self._open(start)
+                stream = self._stream
+                if stream is None:
+                    continue  # the VAD is down: this audio cannot be heard
+                try:
+                    async with asyncio.timeout(self.settings.vad_timeout_s):
+                        await stream.send(pcm)
+                except TimeoutError:
+                    await self._lost(StageError(Stage.VAD, "DEADLINE_EXCEEDED", "the VAD stopped taking audio"))
+                except StageError as err:
+                    await self._lost(err)
+            except Exception as exc:
+                log.exception("VAD writer failed", extra={"session_id": self.session_id})
+                await self._lost(StageError(Stage.VAD, "INTERNAL", repr(exc)))
+            finally:
+                self._queue.task_done()
+
+    async def _open(self, base: int) -> None:
+        """A new stream whose sample 0 is input sample `base`."""
+        try:
+            self._stream = await self.stages.open_vad(self.sample_rate_hz, self.end_silence_ms)
+        except StageError as err:
+            await self._lost(err)
+            return
+        if self._outage:
+            log.info("VAD stream open again", extra={"session_id": self.session_id})
+        self._outage = False
+        self._reader = self._tasks.spawn(self._read(self._stream, base))
+
+    async def _lost(self, err: StageError) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+        self._stream = None
+        self._failed_at = time.monotonic()
+        log.warning("VAD stream lost", extra={"session_id": self.session_id, "error": str(err)})
+        if not self._outage:
+            self._outage = True
+            await self.on_outage(err)
+
+    async def _read(self, stream: VadStream, base: int) -> None:
+        try:
+            async for event in stream.events():
+                await self.on_event(dataclasses.replace(event, start_sample=base + event.start_sample,
+                                                        end_sample=base + event.end_sample))
+        except StageError as err:
+            if stream is self._stream:
+                await self._lost(err)

@@ -1,0 +1,66 @@
+"""The gateway's vocabularies, one str Enum each, used by the engine, both adapters and the logs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    VAD = "vad"
+    VOXTRAL = "voxtral"
+    TTS = "tts"
+
+
+class VadEventKind(StrEnum):
+    STARTED = "started"
+    PAUSED = "paused"  # a short silence: a hint that the turn may be over
+    RESUMED = "resumed"
+    ENDED = "ended"
+
+
+class ErrorCode(StrEnum):
+    """What a client is told went wrong (the proto's ErrorCode, without its prefix)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+    @classmethod
+    def of_status(cls, status: str) -> ErrorCode:
+        """A stage's or the gateway's status name as a client code: a cancelled stage call was a
+        stage going away (UNAVAILABLE); a status a client cannot act on is INTERNAL."""
+        if status == "CANCELLED":
+            return cls.UNAVAILABLE
+        return cls(status) if status in cls.__members__ else cls.INTERNAL
+
+    @property
+    def wire(self) -> str:
+        """The name on the wire (proto enum value name, WebSocket JSON)."""
+        return f"ERROR_CODE_{self.value}"
+
+
+class EventType(StrEnum):
+    """What a session tells its client; the WebSocket's "type" field and the proto's oneof names."""
+
+    SESSION_STARTED = "session_started"
+    SPEECH_STARTED = "speech_started"
+    SPEECH_ENDED = "speech_ended"
+    RESPONSE_TEXT = "response_text"
+    RESPONSE_AUDIO = "response_audio"
+    TURN_COMPLETED = "turn_completed"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+class Control(StrEnum):
+    INTERRUPT = "interrupt"  # stop the reply in progress
+    RESET_CONTEXT = "reset_context"  # forget the exchanges so far
+    END_OF_INPUT = "end_of_input"  # no more audio: finish the turn in progress, then end
+
+
+class TurnOutcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"

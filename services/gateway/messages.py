@@ -1,0 +1,73 @@
+"""The gateway's proto messages and the engine's typed inputs and events, each way. The gRPC
+servicer and the WebSocket bridge (whose JSON is the proto's) both translate here."""
+
+from __future__ import annotations
+
+from services.gateway.engine import events as ev
+from services.gateway.engine.inputs import Audio, ControlInput, Input, SessionRequest, Unreadable
+from services.gateway.engine.vocabulary import Control
+from voice.v1 import gateway_pb2
+
+CONTROLS = {
+    gateway_pb2.CONTROL_ACTION_INTERRUPT: Control.INTERRUPT,
+    gateway_pb2.CONTROL_ACTION_RESET_CONTEXT: Control.RESET_CONTEXT,
+    gateway_pb2.CONTROL_ACTION_END_OF_INPUT: Control.END_OF_INPUT,
+}
+
+
+def session_request(config: gateway_pb2.SessionConfig) -> SessionRequest:
+    return SessionRequest(
+        input_rate_hz=config.input_sample_rate_hz,
+        output_rate_hz=config.output_sample_rate_hz or None,
+        voice=config.voice,
+        speed=config.speed if config.HasField("speed") else None,
+        end_silence_ms=config.end_silence_ms if config.HasField("end_silence_ms") else None,
+        instructions=config.instructions,
+        resume_id=config.session_id,
+    )
+
+
+def to_input(request: gateway_pb2.ConverseRequest) -> Input:
+    kind = request.WhichOneof("payload")
+    if kind == "audio":
+        return Audio(request.audio)
+    if kind == "config":
+        return session_request(request.config)
+    if kind == "control":
+        action = CONTROLS.get(request.control)
+        if action is None:
+            return Unreadable(f"unknown control action {request.control}: use INTERRUPT, RESET_CONTEXT or "
+                              "END_OF_INPUT")
+        return ControlInput(action)
+    return Unreadable("empty request: set audio or control")
+
+
+def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
+    match event:
+        case ev.SessionStarted():
+            return gateway_pb2.ConverseResponse(session_started=gateway_pb2.SessionStarted(
+                session_id=event.session_id, resumed=event.resumed, context_exchanges=event.context_exchanges))
+        case ev.SpeechStarted():
+            return gateway_pb2.ConverseResponse(speech_started=gateway_pb2.SpeechStarted(
+                turn_id=event.turn_id, start_sample=event.start_sample))
+        case ev.SpeechEnded():
+            return gateway_pb2.ConverseResponse(speech_ended=gateway_pb2.SpeechEnded(
+                turn_id=event.turn_id, start_sample=event.start_sample, end_sample=event.end_sample))
+        case ev.ResponseText():
+            return gateway_pb2.ConverseResponse(response_text=gateway_pb2.ResponseText(
+                turn_id=event.turn_id, delta=event.delta))
+        case ev.ResponseAudio():
+            return gateway_pb2.ConverseResponse(response_audio=gateway_pb2.ResponseAudio(
+                turn_id=event.turn_id, audio=event.pcm, sample_rate_hz=event.sample_rate_hz, text=event.text))
+        case ev.TurnCompleted():
+            return gateway_pb2.ConverseResponse(turn_completed=gateway_pb2.TurnCompleted(
+                turn_id=event.turn_id, user_text=event.user_text, assistant_text=event.assistant_text,
+                metrics=gateway_pb2.TurnMetrics(**event.metrics)))
+        case ev.Interrupted():
+            return gateway_pb2.ConverseResponse(interrupted=gateway_pb2.Interrupted(
+                turn_id=event.turn_id, spoken_text=event.spoken_text))
+        case ev.ErrorEvent():
+            return gateway_pb2.ConverseResponse(error=gateway_pb2.Error(
+                code=gateway_pb2.ErrorCode.Value(event.code.wire), message=event.message,
+                session_continues=event.session_continues, turn_id=event.turn_id))
+    raise TypeError(f"no message for {event!r}")

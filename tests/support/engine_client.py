@@ -1,0 +1,92 @@
+"""A client of the conversation engine as an adapter is one: typed inputs in, typed events out,
+with the fake stages behind it. For unit tests that run in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import numpy as np
+
+from services.common.settings import RedisSettings
+from services.common.store import SessionStore
+from services.gateway.config import GatewaySettings
+from services.gateway.engine.conversations import ConversationEngine
+from services.gateway.engine.events import Event, SessionStarted
+from services.gateway.engine.inputs import Audio, ControlInput, Input, SessionRequest
+from services.gateway.engine.vocabulary import Control, VadEventKind
+from tests.support.fake_stages import FakeStages
+from tools.local_redis import RedisProcess
+
+RATE = 16000
+E = TypeVar("E")
+
+
+def engine(stages: FakeStages, redis: RedisProcess, **settings: object) -> ConversationEngine:
+    config = GatewaySettings(auth_disabled=True, redis=RedisSettings(url=redis.url), **settings)  # type: ignore[arg-type]  # test overrides
+    return ConversationEngine(config, stages, SessionStore(config.redis))
+
+
+class Client:
+    def __init__(self, engine: ConversationEngine, request: SessionRequest | None = None) -> None:
+        self.engine = engine
+        self.events: list[Event] = []
+        self.sent = 0  # input samples sent
+        self._inputs: asyncio.Queue[Input | None] = asyncio.Queue()
+        self._inputs.put_nowait(request or SessionRequest(RATE))
+        self._changed = asyncio.Condition()
+        self.task = asyncio.create_task(engine.converse(self._read(), self._send))
+
+    async def _read(self) -> AsyncIterator[Input]:
+        while (item := await self._inputs.get()) is not None:
+            yield item
+
+    async def _send(self, event: Event) -> None:
+        async with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    def send(self, item: Input) -> None:
+        self._inputs.put_nowait(item)
+
+    def audio(self, ms: int) -> int:
+        """Send `ms` of audio; returns how many samples that was."""
+        samples = RATE * ms // 1000
+        self.send(Audio(np.full(samples, 100, dtype=np.int16).tobytes()))
+        self.sent += samples
+        return samples
+
+    def control(self, action: Control) -> None:
+        self.send(ControlInput(action))
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def wait_for(self, kind: type[E], count: int = 1, timeout: float = 5.0) -> E:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.of(kind)) >= count or self.task.done())
+        found = self.of(kind)
+        assert len(found) >= count, f"no {kind.__name__} #{count}: got {[type(e).__name__ for e in self.events]}"
+        return found[count - 1]
+
+    async def end(self, timeout: float = 5.0) -> None:
+        """End of input, then the end of the stream; waits for the session to finish."""
+        self.control(Control.END_OF_INPUT)
+        self._inputs.put_nowait(None)
+        async with asyncio.timeout(timeout):
+            await self.task
+
+
+async def utter(client: Client, stages: FakeStages, ms: int = 600) -> None:
+    """The user says something: audio goes in and the (fake) VAD hears speech in all of it."""
+    await client.wait_for(SessionStarted)
+    async with asyncio.timeout(5):
+        while not stages.streams:  # the VAD stream opens once the client has session_started
+            await asyncio.sleep(0)
+    stream = stages.vad
+    start = stream.received
+    samples = client.audio(ms)
+    await stream.heard(start + samples)
+    stream.event(VadEventKind.STARTED, start, start)
+    stream.event(VadEventKind.ENDED, start, start + samples)

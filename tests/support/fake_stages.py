@@ -1,0 +1,158 @@
+"""In-memory stages for unit tests of the conversation engine: the Stages protocol with knobs for
+what each stage says, how long it takes, when it fails (and with which code) and when it stalls.
+Every call is recorded, so a test can see what the engine asked for and what it cancelled.
+The end-to-end tests use the real services instead."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
+from services.gateway.engine.vocabulary import Stage, VadEventKind
+
+SAMPLES_PER_WORD = 240  # the fake TTS's audio: 10 ms at 24 kHz per word
+
+
+@dataclass
+class Call:
+    """One stage call: what it was given, and how it ended (done, failed, cancelled or open)."""
+
+    stage: Stage
+    what: str
+    args: dict[str, object]
+    ended: str = "open"
+
+
+@dataclass
+class Knobs:
+    delay_s: float = 0.0  # before each piece of output
+    fail_code: str = ""  # fail with this status...
+    fail_after: int = 0  # ...after this many pieces of output
+    stall: asyncio.Event | None = None  # wait for this...
+    stall_after: int = 0  # ...before output piece number stall_after (0: before any)
+
+
+class FakeVadStream:
+    """A VAD stream whose events the test scripts: `speech(start, end)`, or `fail(code)`."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.received = 0  # samples sent to this stream
+        self.finished = False
+        self.cancelled = False
+        self._events: asyncio.Queue[VadEvent | StageError | None] = asyncio.Queue()
+        self._heard = asyncio.Condition()
+
+    async def send(self, pcm: bytes) -> None:
+        if self.cancelled:
+            raise StageError(Stage.VAD, "UNAVAILABLE", "the VAD stream has ended")
+        async with self._heard:
+            self.received += len(pcm) // 2
+            self._heard.notify_all()
+
+    async def finish(self) -> None:
+        self.finished = True
+        self._events.put_nowait(None)
+
+    async def events(self) -> AsyncIterator[VadEvent]:
+        while (item := await self._events.get()) is not None:
+            if isinstance(item, StageError):
+                raise item
+            yield item
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._events.put_nowait(None)
+
+    async def heard(self, samples: int) -> None:
+        """Wait until this stream has been sent at least `samples` samples."""
+        async with self._heard:
+            await self._heard.wait_for(lambda: self.received >= samples)
+
+    def event(self, kind: VadEventKind, start: int, end: int) -> None:
+        self._events.put_nowait(VadEvent(kind, start, end))
+
+    def fail(self, code: str = "UNAVAILABLE") -> None:
+        self._events.put_nowait(StageError(Stage.VAD, code, "the fake VAD went away"))
+
+
+@dataclass
+class FakeStages:
+    reply: Sequence[str] = ("Paris is lovely today, ", "you should go ", "and walk by the river.")
+    transcript: str = "what should I do in Paris"
+    voice_names: set[str] = field(default_factory=lambda: {"af_heart", "bf_emma"})
+    voxtral: Knobs = field(default_factory=Knobs)
+    tts: Knobs = field(default_factory=Knobs)
+    transcribe_knobs: Knobs = field(default_factory=Knobs)
+    vad_open_failures: int = 0  # the next this-many opens fail with UNAVAILABLE
+    calls: list[Call] = field(default_factory=list)
+    streams: list[FakeVadStream] = field(default_factory=list)
+    histories: list[list[HistoryTurn]] = field(default_factory=list)
+    closed: bool = False
+
+    def connect(self) -> None:
+        pass
+
+    @property
+    def vad(self) -> FakeVadStream:
+        """The stream opened last."""
+        return self.streams[-1]
+
+    def of(self, stage: Stage, what: str = "") -> list[Call]:
+        return [c for c in self.calls if c.stage is stage and (not what or c.what == what)]
+
+    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> FakeVadStream:
+        if self.vad_open_failures > 0:
+            self.vad_open_failures -= 1
+            raise StageError(Stage.VAD, "UNAVAILABLE", "the fake VAD is down")
+        self.streams.append(FakeVadStream(len(self.streams)))
+        return self.streams[-1]
+
+    async def _paced(self, call: Call, knobs: Knobs, pieces: Sequence[object]) -> AsyncIterator[object]:
+        """Hand out `pieces` as the knobs say, recording how the call ended."""
+        self.calls.append(call)
+        try:
+            for n, piece in enumerate(pieces):
+                if knobs.stall is not None and n == knobs.stall_after:
+                    await knobs.stall.wait()
+                if knobs.fail_code and n == knobs.fail_after:
+                    call.ended = "failed"
+                    raise StageError(call.stage, knobs.fail_code, f"the fake {call.stage} failed")
+                if knobs.delay_s:
+                    await asyncio.sleep(knobs.delay_s)
+                yield piece
+            if knobs.fail_code and knobs.fail_after >= len(pieces):
+                call.ended = "failed"
+                raise StageError(call.stage, knobs.fail_code, f"the fake {call.stage} failed")
+            call.ended = "done"
+        finally:
+            if call.ended == "open":
+                call.ended = "cancelled"
+
+    async def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
+                      session_id: str, turn_id: str) -> AsyncIterator[ReplyDelta]:
+        self.histories.append(list(history))
+        call = Call(Stage.VOXTRAL, "respond", {"samples": len(pcm16k), "turn_id": turn_id})
+        async for text in self._paced(call, self.voxtral, self.reply):
+            yield ReplyDelta(str(text), elapsed_ms=1.0)
+
+    async def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
+                         session_id: str, turn_id: str) -> AsyncIterator[SpeechChunk]:
+        call = Call(Stage.TTS, "synthesize", {"text": text, "voice": voice, "turn_id": turn_id})
+        async for word in self._paced(call, self.tts, text.split()):
+            yield SpeechChunk(b"\x10\x00" * SAMPLES_PER_WORD, str(word), compute_ms=1.0)
+
+    async def transcribe(self, pcm16k: np.ndarray, session_id: str, turn_id: str) -> str:
+        call = Call(Stage.VOXTRAL, "transcribe", {"samples": len(pcm16k), "turn_id": turn_id})
+        words = [w async for w in self._paced(call, self.transcribe_knobs, [self.transcript])]
+        return "".join(str(w) for w in words)
+
+    async def voices(self) -> set[str]:
+        return self.voice_names
+
+    async def close(self) -> None:
+        self.closed = True

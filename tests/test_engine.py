@@ -1,0 +1,288 @@
+"""The conversation engine on the fake stages (and a real Redis): turns, barge-in at each phase,
+a VAD outage, stage errors, context, late transcripts, cancellation. Milliseconds per test; the
+same behaviour is shown end to end on real processes in test_gateway_e2e.py and _faults.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.store import SessionStore
+from services.gateway.engine import vad_link
+from services.gateway.engine.events import (
+    ErrorEvent,
+    Interrupted,
+    ResponseAudio,
+    ResponseText,
+    SessionStarted,
+    SpeechEnded,
+    SpeechStarted,
+    TurnCompleted,
+)
+from services.gateway.engine.inputs import SessionRequest
+from services.gateway.engine.vocabulary import Control, ErrorCode, EventType, Stage
+from tests.support.engine_client import RATE, Client, engine, utter
+from tests.support.fake_stages import FakeStages
+from tools.local_redis import RedisProcess
+
+REPLY = "Paris is lovely today, you should go and walk by the river."
+METRICS = {"endpoint_ms", "voxtral_ttft_ms", "first_clause_ms", "tts_ttfb_ms", "e2e_ms", "turn_ms", "overhead_ms"}
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisProcess]:
+    server = RedisProcess()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stages() -> FakeStages:
+    return FakeStages()
+
+
+async def stored_context(redis: RedisProcess, client: Client) -> list[tuple[str, str]]:
+    store = SessionStore(client.engine.settings.redis)
+    try:
+        session_id = client.of(SessionStarted)[0].session_id
+        return [(e.user, e.assistant) for e in await store.context(session_id)]
+    finally:
+        await store.close()
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def test_one_turn(stages: FakeStages, redis: RedisProcess) -> None:
+    client = Client(engine(stages, redis))
+    await utter(client, stages, ms=600)
+    done = await client.wait_for(TurnCompleted)
+    await client.end()
+    assert [e.type for e in client.events[:3]] == [EventType.SESSION_STARTED, EventType.SPEECH_STARTED,
+                                                    EventType.SPEECH_ENDED]
+    assert client.events[-1] is done
+    assert "".join(e.delta for e in client.of(ResponseText)) == REPLY
+    assert " ".join(a.text for a in client.of(ResponseAudio)) == REPLY == done.assistant_text
+    assert done.user_text == stages.transcript
+    assert set(done.metrics) >= METRICS
+    assert stages.of(Stage.VOXTRAL, "respond")[0].args["samples"] == 600 * 16  # the whole utterance, at 16 kHz
+    assert [c.ended for c in stages.calls] == ["done"] * len(stages.calls)
+    assert await stored_context(redis, client) == [(stages.transcript, REPLY)]
+
+
+async def test_transcription_waits_for_the_reply_text_and_its_first_audio(stages: FakeStages,
+                                                                          redis: RedisProcess) -> None:
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted)
+    await client.end()
+    order = [(c.stage, c.what) for c in stages.calls]
+    assert order.index((Stage.VOXTRAL, "transcribe")) > order.index((Stage.TTS, "synthesize"))
+    assert len(stages.of(Stage.VOXTRAL, "transcribe")) == 1
+
+
+@pytest.mark.parametrize("phase", ["thinking", "first clause synthesising", "speaking"])
+async def test_barge_in_stops_the_reply_and_keeps_what_was_said(phase: str, stages: FakeStages,
+                                                                redis: RedisProcess) -> None:
+    gate = asyncio.Event()
+    if phase == "thinking":
+        stages.voxtral.stall = gate  # no text yet
+    elif phase == "first clause synthesising":
+        stages.tts.stall = gate
+    else:
+        stages.tts.stall, stages.tts.stall_after = gate, 2  # two words played, then mid-clause
+    said = {"thinking": "", "first clause synthesising": "", "speaking": "Paris is"}[phase]
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    await until(lambda: len(client.of(ResponseAudio)) == len(said.split()) and (
+        stages.of(Stage.TTS) if phase != "thinking" else stages.of(Stage.VOXTRAL)))
+    await utter(client, stages)  # the user talks over the reply
+    stopped = await client.wait_for(Interrupted)
+    gate.set()
+    second = await client.wait_for(TurnCompleted)
+    await client.end()
+    first_turn = client.of(SpeechStarted)[0].turn_id
+    assert stopped.turn_id == first_turn and stopped.spoken_text == said
+    assert second.turn_id == client.of(SpeechStarted)[1].turn_id and second.assistant_text == REPLY
+    assert not client.of(ErrorEvent)
+    first_calls = [c for c in stages.calls if c.args["turn_id"] == first_turn and c.what != "transcribe"]
+    assert "cancelled" in {c.ended for c in first_calls} and "open" not in {c.ended for c in first_calls}
+    assert await stored_context(redis, client) == [(stages.transcript, said), (stages.transcript, REPLY)]
+
+
+async def test_speech_after_a_finished_reply_interrupts_nothing(stages: FakeStages, redis: RedisProcess) -> None:
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted)
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted, 2)
+    await client.end()
+    assert not client.of(Interrupted) and not client.of(ErrorEvent)
+
+
+async def test_the_interrupt_control_stops_the_reply(stages: FakeStages, redis: RedisProcess) -> None:
+    stages.tts.stall = asyncio.Event()
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    await until(lambda: stages.of(Stage.TTS))
+    client.control(Control.INTERRUPT)
+    stopped = await client.wait_for(Interrupted)
+    await client.end()
+    assert stopped.spoken_text == "" and not client.of(TurnCompleted)
+
+
+async def test_a_vad_outage_is_one_error_and_the_stream_opens_again(stages: FakeStages, redis: RedisProcess,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vad_link, "VAD_RETRY_S", 0.0)  # every audio message may reopen the stream
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted)
+    stages.vad_open_failures = 3
+    stages.vad.fail("UNAVAILABLE")
+    error = await client.wait_for(ErrorEvent)
+    for _ in range(6):  # a microphone keeps sending while the VAD is down
+        client.audio(20)
+    await until(lambda: len(stages.streams) == 2)
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted, 2)
+    await client.end()
+    assert error.code is ErrorCode.UNAVAILABLE and error.session_continues and error.message.startswith("vad failed")
+    assert len(client.of(ErrorEvent)) == 1  # one error per outage, however often reopening failed
+    assert stages.streams[0].cancelled
+
+
+@pytest.mark.parametrize(("stage", "code", "after", "said"), [
+    ("voxtral", "UNAVAILABLE", 1, "Paris is lovely today,"),  # Voxtral fails after its first clause
+    ("tts", "DEADLINE_EXCEEDED", 2, "Paris is"),  # the first clause's synthesis fails two words in
+])
+async def test_a_stage_error_mid_reply_ends_the_turn_not_the_session(stage: str, code: str, after: int, said: str,
+                                                                      stages: FakeStages,
+                                                                      redis: RedisProcess) -> None:
+    knobs = stages.voxtral if stage == "voxtral" else stages.tts
+    knobs.fail_code, knobs.fail_after = code, after
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    error = await client.wait_for(ErrorEvent)
+    knobs.fail_code = ""
+    await utter(client, stages)
+    done = await client.wait_for(TurnCompleted)
+    await client.end()
+    assert error.code is ErrorCode(code) and error.session_continues
+    assert error.turn_id == client.of(SpeechStarted)[0].turn_id and error.message.startswith(f"{stage} failed")
+    assert done.assistant_text == REPLY and len(client.of(TurnCompleted)) == 1
+    assert await stored_context(redis, client) == [(stages.transcript, said), (stages.transcript, REPLY)]
+
+
+async def test_context_keeps_the_last_five_exchanges_in_order(stages: FakeStages, redis: RedisProcess) -> None:
+    client = Client(engine(stages, redis))
+    for turn in range(7):
+        stages.transcript = f"question {turn}"
+        await utter(client, stages)
+        await client.wait_for(TurnCompleted, turn + 1)
+    await client.end()
+    last = stages.histories[-1]
+    assert [h.role for h in last] == ["user", "assistant"] * 5
+    assert [h.text for h in last if h.role == "user"] == [f"question {n}" for n in range(1, 6)]
+    assert [user for user, _ in await stored_context(redis, client)] == [f"question {n}" for n in range(2, 7)]
+
+
+async def test_a_late_transcript_holds_the_turn_record_not_the_reply(stages: FakeStages, redis: RedisProcess) -> None:
+    gate = asyncio.Event()
+    stages.transcribe_knobs.stall = gate
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    await until(lambda: " ".join(a.text for a in client.of(ResponseAudio)) == REPLY)
+    await until(lambda: bool(stages.of(Stage.VOXTRAL, "transcribe")))
+    await asyncio.sleep(0.05)
+    assert not client.of(TurnCompleted)  # the reply is all out; its record waits for the user's words
+    gate.set()
+    done = await client.wait_for(TurnCompleted)
+    await client.end()
+    assert done.user_text == stages.transcript and done.assistant_text == REPLY
+
+
+async def test_a_failed_transcription_keeps_the_exchange_without_user_words(stages: FakeStages,
+                                                                            redis: RedisProcess) -> None:
+    stages.transcribe_knobs.fail_code = "RESOURCE_EXHAUSTED"
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    done = await client.wait_for(TurnCompleted)
+    await client.end()
+    assert done.user_text == "" and done.assistant_text == REPLY and not client.of(ErrorEvent)
+
+
+@pytest.mark.parametrize("moment", ["thinking", "speaking", "transcribing"])
+async def test_a_client_that_goes_away_leaves_no_task_and_no_call_open(moment: str, stages: FakeStages,
+                                                                       redis: RedisProcess) -> None:
+    before = asyncio.all_tasks()
+    knobs = {"thinking": stages.voxtral, "speaking": stages.tts, "transcribing": stages.transcribe_knobs}[moment]
+    knobs.stall = asyncio.Event()  # never set: the stage is busy when the client goes
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    stage, what = {"thinking": (Stage.VOXTRAL, "respond"), "speaking": (Stage.TTS, "synthesize"),
+                   "transcribing": (Stage.VOXTRAL, "transcribe")}[moment]
+    await until(lambda: bool(stages.of(stage, what)))
+    client.task.cancel()
+    await asyncio.gather(client.task, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() - before == set()
+    assert "open" not in {c.ended for c in stages.calls}
+    assert stages.vad.cancelled and client.engine.sessions == 0
+
+
+async def test_end_of_input_finishes_the_reply_in_flight(stages: FakeStages, redis: RedisProcess) -> None:
+    stages.tts.delay_s = 0.002
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    await client.wait_for(SpeechEnded)
+    await client.end()
+    assert client.of(TurnCompleted)[0].assistant_text == REPLY
+
+
+async def test_reset_context_forgets_the_exchanges(stages: FakeStages, redis: RedisProcess) -> None:
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted)
+    client.control(Control.RESET_CONTEXT)
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted, 2)
+    await client.end()
+    assert stages.histories[1] == []
+
+
+async def test_a_second_config_and_unreadable_input_are_errors_and_the_session_goes_on(stages: FakeStages,
+                                                                                       redis: RedisProcess) -> None:
+    from services.gateway.engine.inputs import Unreadable
+
+    client = Client(engine(stages, redis))
+    client.send(SessionRequest(RATE))
+    client.send(Unreadable("cannot read that frame"))
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted)
+    await client.end()
+    errors = client.of(ErrorEvent)
+    assert [e.code for e in errors] == [ErrorCode.INVALID_ARGUMENT] * 2 and all(e.session_continues for e in errors)
+    assert "configured already" in errors[0].message and errors[1].message == "cannot read that frame"
+
+
+async def test_sessions_beyond_the_limit_and_while_draining_are_refused(stages: FakeStages,
+                                                                        redis: RedisProcess) -> None:
+    from services.common.errors import ResourceExhausted, Unavailable
+
+    conversations = engine(stages, redis, max_sessions=1)
+    first = Client(conversations)
+    await first.wait_for(SessionStarted)
+    second = Client(conversations)
+    with pytest.raises(ResourceExhausted, match="maximum of 1 sessions"):
+        await second.task
+    await conversations.drain(grace_s=1.0)
+    farewell = await first.wait_for(ErrorEvent)
+    assert farewell.code is ErrorCode.UNAVAILABLE and not farewell.session_continues
+    with pytest.raises(Unavailable, match="shutting down"):
+        await Client(conversations).task
