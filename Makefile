@@ -8,9 +8,11 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run bench bench-smoke bench-vad bench-tts \
-	bench-voxtral soak soak-short clean
-# Where `make tiny-voxtral` puts the small random-weight Voxtral (`make run` uses it unless VOXTRAL_MODEL_ID is set).
+	bench-voxtral bench-speech-rate soak soak-short clean
+# Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
+# The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
+ENGLISH_DIR := models/voxtral-english
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,8 +47,10 @@ lint: install
 assets: $(INSTALLED)
 	$(PY) tools/fetch_assets.py
 
+# Kokoro's real files, and the small English Voxtral (trained once, a few minutes; then cached by its recipe).
 models: $(INSTALLED)
 	$(PY) tools/fetch_models.py
+	HF_HUB_OFFLINE=1 $(PY) -m services.voxtral.english $(ENGLISH_DIR)
 
 tiny-voxtral: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(PY) -m services.voxtral.tiny $(DIR)
@@ -59,7 +63,6 @@ test-fast: install
 	$(PY) -m pytest -m "not system"
 
 run: install models
-	@if [ -z "$$VOXTRAL_MODEL_ID" ] && [ ! -f $(DIR)/config.json ]; then $(MAKE) --no-print-directory tiny-voxtral; fi
 	$(PY) -m tools.run_local
 
 # The whole stack vs the in-process baseline, and the concurrency sweep; results in bench/results/.
@@ -82,6 +85,10 @@ bench-vad: install assets
 
 bench-tts: install models
 	$(PY) -m bench.tts_latency
+
+# Letters per second of Kokoro's speech: the constant the gateway's clause budget uses.
+bench-speech-rate: install models
+	$(PY) -m bench.speech_rate
 
 bench-voxtral: install
 	HF_HUB_OFFLINE=1 $(PY) -m bench.voxtral_generation

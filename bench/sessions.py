@@ -54,14 +54,31 @@ async def one_session(stub, speech: list[np.ndarray], turns: int, offset: int, o
         out["errors"].append(f"{conv.error.code().name}: {conv.error.details()}")
     ended = {e.turn_id: e for e in conv.of("speech_ended")}
     first_audio: dict[str, float] = {}
+    chunks: dict[str, list[tuple[float, float]]] = {}  # per reply: (arrival, seconds of audio)
     for (kind, event), at in zip(conv.events, conv.event_times, strict=True):
-        if kind == "response_audio" and event.turn_id not in first_audio:
-            first_audio[event.turn_id] = at
+        if kind == "response_audio":
+            first_audio.setdefault(event.turn_id, at)
+            chunks.setdefault(event.turn_id, []).append((at, len(event.audio) / 2 / event.sample_rate_hz))
+    for reply in chunks.values():
+        out["stalls_ms"] += [gap * 1000 for gap in playback_stalls(reply)]
     for done in conv.of("turn_completed"):
         out["turns"].append(json_format.MessageToDict(done.metrics, preserving_proto_field_name=True))
         sent = conv.when_sent(ended[done.turn_id].end_sample - 1) if done.turn_id in ended else None
         if sent is not None and done.turn_id in first_audio:
             out["mouth_to_ear_ms"].append((first_audio[done.turn_id] - sent) * 1000)
+
+
+def playback_stalls(chunks: list[tuple[float, float]], tolerance_s: float = 0.02) -> list[float]:
+    """The gaps (seconds) a client playing one reply at real time meets: it starts playing the first
+    chunk as it arrives, and a chunk that arrives after everything before it has been played is a
+    stall (beyond `tolerance_s`, one packet's jitter)."""
+    gaps: list[float] = []
+    clock: float | None = None  # when what has arrived so far has been played
+    for arrival, seconds in chunks:
+        if clock is not None and arrival > clock + tolerance_s:
+            gaps.append(arrival - clock)
+        clock = max(clock if clock is not None else arrival, arrival) + seconds
+    return gaps
 
 
 def proc_usage(pid: int) -> tuple[float, float]:

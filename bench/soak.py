@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +18,8 @@ import grpc
 
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV, one_session, proc_usage, utterances
+from services.voxtral.english import build_english_voxtral
+from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.stack import Stack
 from voice.v1 import gateway_pb2_grpc
 
@@ -32,7 +33,7 @@ def gauge(stack: Stack, name: str) -> float:
 
 
 async def round_of_turns(stack: Stack, sessions: int, turns: int) -> dict[str, list]:
-    out: dict[str, list] = {"turns": [], "mouth_to_ear_ms": [], "errors": []}
+    out: dict[str, list] = {"turns": [], "mouth_to_ear_ms": [], "errors": [], "stalls_ms": []}
     speech = utterances()
     async with grpc.aio.insecure_channel(stack.gateway) as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
@@ -46,25 +47,22 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=25)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    from services.voxtral.tiny import build_tiny_voxtral
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model = build_tiny_voxtral(Path(tmp) / "voxtral-tiny")
-        stack = Stack(model, voxtral_env=VOXTRAL_ENV, tts_env={"TTS_TIMEOUT_S": "60", "TTS_MAX_QUEUE": "64"},
-                      GATEWAY_TTS_TIMEOUT_S="60", GATEWAY_VOXTRAL_TIMEOUT_S="60")
-        try:
-            started = time.monotonic()
-            warm = asyncio.run(round_of_turns(stack, args.sessions, 1))  # warm-up: every path once
-            pids = {name: svc.proc.pid for name, svc in stack.services.items()}
-            rss_warm = {name: proc_usage(pid)[1] for name, pid in pids.items()}
-            tasks_warm = gauge(stack, "voice_event_loop_tasks")
-            soak = asyncio.run(round_of_turns(stack, args.sessions, args.turns))
-            time.sleep(2)  # background bookkeeping (transcripts, Redis writes) settles
-            rss_end = {name: proc_usage(pid)[1] for name, pid in pids.items()}
-            sessions_left = gauge(stack, "voice_sessions_active")
-            tasks_end = gauge(stack, "voice_event_loop_tasks")
-        finally:
-            stack.stop()
+    model = build_english_voxtral(ENGLISH_VOXTRAL_DIR)  # a no-op once `make models` has trained it
+    stack = Stack(model, voxtral_env=VOXTRAL_ENV, tts_env={"TTS_TIMEOUT_S": "60", "TTS_MAX_QUEUE": "64"},
+                  GATEWAY_TTS_TIMEOUT_S="60", GATEWAY_VOXTRAL_TIMEOUT_S="60")
+    try:
+        started = time.monotonic()
+        warm = asyncio.run(round_of_turns(stack, args.sessions, 1))  # warm-up: every path once
+        pids = {name: svc.proc.pid for name, svc in stack.services.items()}
+        rss_warm = {name: proc_usage(pid)[1] for name, pid in pids.items()}
+        tasks_warm = gauge(stack, "voice_event_loop_tasks")
+        soak = asyncio.run(round_of_turns(stack, args.sessions, args.turns))
+        time.sleep(2)  # background bookkeeping (transcripts, Redis writes) settles
+        rss_end = {name: proc_usage(pid)[1] for name, pid in pids.items()}
+        sessions_left = gauge(stack, "voice_sessions_active")
+        tasks_end = gauge(stack, "voice_event_loop_tasks")
+    finally:
+        stack.stop()
     rows: list[dict[str, Any]] = [
         {"service": name, "rss_after_warm_up_mb": round(rss_warm[name], 1), "rss_end_mb": round(rss_end[name], 1),
          "growth_mb": round(rss_end[name] - rss_warm[name], 1)} for name in pids]

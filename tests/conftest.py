@@ -25,4 +25,4 @@ def redis_server() -> Iterator[RedisProcess]:
 
 # Shared fixtures, imported here so that every test module sees them.
 from tests.support.stack import faulty_stack, gateway, stack  # noqa: E402,F401  (fixtures are found by name)
-from tests.support.voxtral import tiny_voxtral  # noqa: E402,F401  (a fixture is found by name)
+from tests.support.voxtral import english_voxtral, tiny_voxtral  # noqa: E402,F401  (fixtures are found by name)

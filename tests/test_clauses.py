@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.clauses import ClauseSplitter, split_clauses
+from services.common.clauses import DIGIT_LETTERS, LETTERS_PER_S, ClauseSplitter, speech_seconds, split_clauses
 
 
 def test_sentences_and_long_clauses() -> None:
@@ -47,10 +48,43 @@ def test_streamed_first_clause_cut_at_first_comma() -> None:
         "that is a short one, but this is long enough to stand alone."]
 
 
+def stream(splitter: ClauseSplitter, text: str) -> list[str]:
+    """The text word by word, as a model streams it."""
+    out = [unit for word in text.split(" ") for unit in splitter.push(word + " ")]
+    return out + splitter.flush()
+
+
+def test_speech_length_is_estimated_from_letters_and_digits() -> None:
+    assert speech_seconds("Hello there.") == pytest.approx(10 / LETTERS_PER_S)
+    assert speech_seconds("Call 911") == pytest.approx((4 + 3 * DIGIT_LETTERS) / LETTERS_PER_S)
+    assert speech_seconds("Hello there.", speed=2.0) == pytest.approx(speech_seconds("Hello there.") / 2)
+
+
+def test_a_long_first_phrase_is_cut_by_how_long_it_takes_to_say() -> None:
+    splitter = ClauseSplitter(first_words=6, first_clause_s=1.2)
+    units = stream(splitter, "Extraordinarily complicated constitutional arrangements require patience")
+    assert units[0] == "Extraordinarily"  # one long word is over the budget alone: it goes by itself
+    text = "Computers perform very large numbers of calculations"
+    first = stream(ClauseSplitter(first_words=6, first_clause_s=1.2), text)[0]
+    one_more = text[: len(first) + 1 + len(text[len(first):].split()[0])]
+    assert text.startswith(first) and speech_seconds(first) <= 1.2 < speech_seconds(one_more)
+
+
+def test_later_clauses_grow_by_at_most_the_growth_factor() -> None:
+    text = ("Computers perform a very large number of calculations to get the result and then they keep "
+            "going on and on without a pause until somebody stops them")
+    units = stream(ClauseSplitter(first_words=6, first_clause_s=1.2, growth=2.0), text)
+    assert " ".join(units) == text
+    lengths = [speech_seconds(u) for u in units]
+    assert lengths[0] <= 1.2 and len(units) >= 3
+    assert all(later <= 2.0 * max(earlier, 1.2) for earlier, later in zip(lengths, lengths[1:], strict=False))
+
+
 @given(st.text(alphabet=st.sampled_from(list("abc .,!?;'\"")), max_size=200),
-       st.lists(st.integers(1, 7), min_size=1, max_size=60))
-def test_streaming_loses_and_invents_nothing(text: str, cuts: list[int]) -> None:
-    splitter = ClauseSplitter(first_words=3)
+       st.lists(st.integers(1, 7), min_size=1, max_size=60), st.sampled_from([0.0, 0.3, 1.2]),
+       st.sampled_from([0.0, 2.0]))
+def test_streaming_loses_and_invents_nothing(text: str, cuts: list[int], first_s: float, growth: float) -> None:
+    splitter = ClauseSplitter(first_words=3, first_clause_s=first_s, growth=growth)
     out, pos, k = [], 0, 0
     while pos < len(text):
         step = cuts[k % len(cuts)]

@@ -1,4 +1,4 @@
-"""`make run`: Redis plus every service that exists, as local processes, until Ctrl-C."""
+"""`make run`: Redis plus every service, as local processes, until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.healthcheck import check
+from services.voxtral.engine import model_note
+from tools.fetch_models import ENGLISH_VOXTRAL_DIR as ENGLISH_VOXTRAL
 from tools.local_redis import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,10 +26,6 @@ class LocalService:
     # Other services' addresses this one is told about: setting name -> service name.
     peers: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def exists(self) -> bool:
-        return (ROOT / "services" / self.name / "__main__.py").exists()
-
 
 SERVICES = (
     LocalService("vad", "VAD_", 50052),
@@ -38,18 +36,18 @@ SERVICES = (
 )
 
 
-TINY_VOXTRAL = ROOT / "models" / "voxtral-tiny"
 
 
 def main() -> None:
     host = os.environ.get("RUN_HOST", "127.0.0.1")
     if not {"GATEWAY_API_KEY", "GATEWAY_API_KEY_FILE"} & set(os.environ):
         os.environ.setdefault("GATEWAY_AUTH_DISABLED", "true")  # local use on loopback: no key
-    if "VOXTRAL_MODEL_ID" not in os.environ and (TINY_VOXTRAL / "config.json").exists():
-        # No model named: run offline on the small random-weight Voxtral (it speaks gibberish).
-        os.environ["VOXTRAL_MODEL_ID"] = str(TINY_VOXTRAL)
+    if "VOXTRAL_MODEL_ID" not in os.environ and (ENGLISH_VOXTRAL / "config.json").exists():
+        # No model named: run offline on the small Voxtral trained here (`make models`).
+        os.environ["VOXTRAL_MODEL_ID"] = str(ENGLISH_VOXTRAL)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        print(f"voxtral  model {TINY_VOXTRAL} (random weights; set VOXTRAL_MODEL_ID for a real one)", flush=True)
+        print(f"voxtral  model {ENGLISH_VOXTRAL}: {model_note(str(ENGLISH_VOXTRAL))}; "
+              "set VOXTRAL_MODEL_ID=mistralai/Voxtral-Mini-3B-2507 for the real one", flush=True)
     redis = RedisProcess(port=int(os.environ.get("RUN_REDIS_PORT", "6379")))
     redis.start()
     started: list[tuple[LocalService, subprocess.Popen[bytes]]] = []
@@ -62,14 +60,12 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        present = [svc for svc in SERVICES if svc.exists]
-        ports = {svc.name: svc.port for svc in present}
-        for svc in present:
+        ports = {svc.name: svc.port for svc in SERVICES}
+        for svc in SERVICES:
             env = {**os.environ, f"{svc.env_prefix}HOST": host, f"{svc.env_prefix}PORT": str(svc.port),
                    f"{svc.env_prefix}REDIS__URL": redis.url}
             for setting, peer in svc.peers:
-                if peer in ports:
-                    env[f"{svc.env_prefix}{setting}"] = f"{host}:{ports[peer]}"
+                env[f"{svc.env_prefix}{setting}"] = f"{host}:{ports[peer]}"
             proc = subprocess.Popen([sys.executable, "-m", f"services.{svc.name}"], cwd=ROOT, env=env)
             started.append((svc, proc))
         print(f"redis    {redis.url}", flush=True)
@@ -88,12 +84,8 @@ def main() -> None:
                 raise SystemExit(f"not serving in time: {sorted(waiting)}")
             time.sleep(0.2)
         if not stopping:
-            missing = [svc.name for svc in SERVICES if not svc.exists]
-            if missing:
-                print(f"(not built yet: {', '.join(missing)})", flush=True)
-            if any(svc.name == "gateway" for svc, _ in started):
-                web = os.environ.get("GATEWAY_WEB_PORT", "8080")
-                print(f"page     http://{host}:{web}/   (metrics: http://{host}:9464/metrics)", flush=True)
+            web = os.environ.get("GATEWAY_WEB_PORT", "8080")
+            print(f"page     http://{host}:{web}/   (metrics: http://{host}:9464/metrics)", flush=True)
             print("all up; Ctrl-C stops everything", flush=True)
         while not stopping:
             for svc, proc in started:

@@ -1,7 +1,9 @@
 """Cutting reply text into sentences and clauses, the units speech is synthesised in.
 
 `split_clauses` cuts a whole text; `ClauseSplitter` does the same on streamed text deltas and
-can cut the first clause early, so the first audio of a reply starts sooner.
+can cut the first clause early, so the first audio of a reply starts sooner, and bounds each
+clause by how long it will take to say, so its synthesis ends before the clause before it has
+been heard.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ CLOSERS = "\"')]”’»"
 ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "approx",
                            "no", "fig", "inc", "ltd", "co", "mt", "a.m", "p.m", "u.s"})
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
+# Speech length from text without a phonemizer: Kokoro at speed 1.0 says about this many letters
+# a second (measured on the training corpus: bench/results/speech_rate.json); a digit is read as
+# a word of about three letters' length, other characters as nothing.
+LETTERS_PER_S = 11.7
+DIGIT_LETTERS = 3.0
+
+
+def speech_seconds(text: str, speed: float = 1.0) -> float:
+    """About how long `text` takes to say."""
+    letters = sum(1 for c in text if c.isalpha()) + DIGIT_LETTERS * sum(1 for c in text if c.isdigit())
+    return letters / LETTERS_PER_S / speed
 
 
 def _is_boundary(text: str, i: int, *, clauses: bool) -> bool:
@@ -75,30 +88,55 @@ def _split_long(unit: str, max_chars: int) -> list[str]:
 
 class ClauseSplitter:
     """Incremental splitting of streamed text. The first clause may be cut early: at the first
-    punctuation mark, or after `first_words` words, so speech can start before the sentence ends."""
+    punctuation mark, after `first_words` words, or once it would take `first_clause_s` to say,
+    so speech can start before the sentence ends. Each later clause is cut at the latest once it
+    would take `growth` times as long to say as the one before: its synthesis then ends while
+    that one is still being heard (synthesis is faster than real time by more than `growth`)."""
 
-    def __init__(self, *, first_words: int = 6, min_clause_chars: int = 24, max_chars: int = 300) -> None:
+    def __init__(self, *, first_words: int = 6, first_clause_s: float = 0.0, growth: float = 0.0,
+                 min_clause_chars: int = 24, max_chars: int = 300) -> None:
         self.first_words = first_words
+        self.first_clause_s = first_clause_s
+        self.growth = growth
         self.min_clause_chars = min_clause_chars
         self.max_chars = max_chars
         self._buffer = ""
         self._emitted = 0
+        self._budget_s = first_clause_s  # how long the next clause may take to say; 0: no bound
 
     def push(self, delta: str) -> list[str]:
         self._buffer += delta
         out: list[str] = []
         while (unit := self._next_unit()) is not None:
             if unit:
-                out.append(unit)
-                self._emitted += 1
+                out.append(self._emit(unit))
         return out
 
     def flush(self) -> list[str]:
         rest, self._buffer = self._buffer.strip(), ""
-        if not rest:
-            return []
+        out: list[str] = []
+        while rest:
+            cut = self._budget_cut(rest + " ")
+            unit, rest = (rest[:cut].strip(), rest[cut:].strip()) if cut else (rest, "")
+            out += [self._emit(piece) for piece in _split_long(unit, self.max_chars)]
+        return out
+
+    def _emit(self, unit: str) -> str:
         self._emitted += 1
-        return _split_long(rest, self.max_chars)
+        if self.growth > 0:
+            self._budget_s = max(self.first_clause_s, self.growth * speech_seconds(unit))
+        return unit
+
+    def _budget_cut(self, text: str) -> int:
+        """Where to cut `text` so the clause stays within its budget: after the last whole word that
+        fits (at least one word); 0 while every whole word so far fits, or when there is no budget."""
+        if self._budget_s <= 0:
+            return 0
+        ends = [m.end() for m in re.finditer(r"\S+\s", text)]
+        fits = [end for end in ends if speech_seconds(text[:end]) <= self._budget_s]
+        if len(fits) == len(ends):
+            return 0
+        return fits[-1] if fits else ends[0]
 
     def _next_unit(self) -> str | None:
         text = self._buffer
@@ -117,6 +155,9 @@ class ClauseSplitter:
                 end = words[self.first_words - 1].end()
                 self._buffer = text[end:]
                 return text[:end].strip()
+        if cut := self._budget_cut(text):
+            self._buffer = text[cut:]
+            return text[:cut].strip()
         if len(text) > self.max_chars:
             cut = text.rfind(" ", 0, self.max_chars)
             cut = cut if cut > 0 else self.max_chars

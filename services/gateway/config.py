@@ -34,6 +34,11 @@ class GatewaySettings(ServerSettings):
     default_end_silence_ms: int = END_SILENCE_MS.field(800, "Seed: 800 ms.")
     max_instructions_chars: int = Field(2000, ge=0, le=100_000)
     first_clause_words: int = Field(6, ge=1, le=100, description="The first clause is cut after this many words.")
+    first_clause_s: float = Field(1.2, ge=0, le=30, description="...or once it would take this long to say "
+                                  "(estimated from its letters; 0: words only). Bounds the first audio's cost.")
+    clause_growth: float = Field(2.0, ge=0, le=20, description="A later clause takes at most this many times as "
+                                 "long to say as the one before (0: no bound), so its synthesis ends while that "
+                                 "one is heard when synthesis is faster than real time by more than this.")
     tts_prefetch: int = Field(0, ge=0, le=8, description="Clauses sent to TTS ahead of the one being sent: useful "
                               "with several TTS slots or replicas (each waits inside its own deadline).")
     vad_timeout_s: float = Field(5.0, gt=0, le=60, description="Opening a VAD stream.")

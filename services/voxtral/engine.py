@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,9 +90,10 @@ class VoxtralEngine:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.kv_cache = "static" if settings.static_cache else "dynamic"
-        self.compile_mode = "eager"
+        self.note = model_note(settings.model_id)
         log.info("model loaded", extra={"model_id": settings.model_id, "device": self.device, "dtype": self.dtype,
-                                        "seconds": round(time.perf_counter() - started, 2)})
+                                        "note": self.note, "seconds": round(time.perf_counter() - started, 2)})
+        self.compile_mode = "eager"
 
     def _device(self) -> str:
         if self.settings.device != "auto":
@@ -188,3 +190,11 @@ class VoxtralEngine:
 
 
 SAMPLE_WARMUP = 16000
+
+
+def model_note(model_id: str) -> str:
+    """What a model folder this project built says it is ("" for a hub id or a real checkpoint)."""
+    from services.voxtral.tiny import NOTE_FILE
+
+    path = Path(model_id) / NOTE_FILE
+    return path.read_text().strip() if path.is_file() else ""

@@ -102,6 +102,7 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
         return voxtral_pb2.GetInfoResponse(
             model_id=self.settings.model_id, dtype=engine.dtype, device=engine.device,
             compile_mode=engine.compile_mode, kv_cache=engine.kv_cache, attention=self.settings.attention,
+            model_note=engine.note,
             generation_slots=self.settings.slots, queue_size=self.settings.max_queue,
             generation_defaults=voxtral_pb2.GenerationOptions(
                 max_new_tokens=d.max_new_tokens, min_new_tokens=d.min_new_tokens, temperature=d.temperature,

@@ -12,6 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
+# A model this project built writes what it is here; the service reports it (GetInfo, logs).
+NOTE_FILE = "model_note.txt"
+TINY_NOTE = "small random-weight Voxtral built offline: its answers are random English-alphabet tokens"
 AUDIO_TOKEN_ID = 24
 BEGIN_AUDIO_ID = 25
 TRANSCRIBE_ID = 34
@@ -75,14 +78,25 @@ def speakable_token_ids(tekken: dict[str, object]) -> list[int]:
             if word.match(base64.b64decode(entry["token_bytes"]))]
 
 
-def build_tiny_voxtral(folder: Path, seed: int = DEFAULT_SEED) -> Path:
-    import torch
-    from transformers import VoxtralForConditionalGeneration, VoxtralProcessor, WhisperFeatureExtractor
+def save_processor(folder: Path, tekken: dict[str, object]) -> None:
+    """The v7 Tekken file and a VoxtralProcessor over it, as a hub checkpoint has them."""
+    from transformers import VoxtralProcessor, WhisperFeatureExtractor
     from transformers.tokenization_mistral_common import MistralCommonBackend
 
     folder.mkdir(parents=True, exist_ok=True)
-    tekken = tekken_v7()
     (folder / "tekken.json").write_text(json.dumps(tekken))
+    features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30,
+                                       n_fft=400, padding_value=0.0, return_attention_mask=False)
+    tokenizer = MistralCommonBackend(tokenizer_path=str(folder / "tekken.json"))
+    VoxtralProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def build_tiny_voxtral(folder: Path, seed: int = DEFAULT_SEED) -> Path:
+    import torch
+    from transformers import VoxtralForConditionalGeneration
+
+    tekken = tekken_v7()
+    save_processor(folder, tekken)
     torch.manual_seed(seed)
     model = VoxtralForConditionalGeneration(tiny_config())
     # Random weights, but only English-alphabet words can win: the replies stay speakable by an
@@ -95,10 +109,7 @@ def build_tiny_voxtral(folder: Path, seed: int = DEFAULT_SEED) -> Path:
         head[keep] *= 4.0
     model.generation_config.pad_token_id = 11
     model.save_pretrained(folder, safe_serialization=True)
-    features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30,
-                                       n_fft=400, padding_value=0.0, return_attention_mask=False)
-    tokenizer = MistralCommonBackend(tokenizer_path=str(folder / "tekken.json"))
-    VoxtralProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
+    (folder / NOTE_FILE).write_text(TINY_NOTE)
     return folder
 
 

@@ -14,9 +14,9 @@ from voice.v1 import gateway_pb2_grpc
 
 
 @pytest.fixture(scope="session")
-def stack(tiny_voxtral: Path) -> Iterator[Stack]:
-    """One running system shared by the system tests."""
-    running = Stack(tiny_voxtral)
+def stack(english_voxtral: Path) -> Iterator[Stack]:
+    """One running system shared by the system tests, on the small English Voxtral."""
+    running = Stack(english_voxtral)
     yield running
     running.stop()
 

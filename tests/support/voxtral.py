@@ -1,4 +1,5 @@
-"""The small random-weight Voxtral, built once per test session through the real builder."""
+"""The small Voxtral models, built through the real builders: the random-weight one once per test
+session, the English one trained once and cached by its recipe (`make models` trains it)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from services.voxtral.english import build_english_voxtral
 from services.voxtral.tiny import build_tiny_voxtral
+from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 
 
 @pytest.fixture(scope="session")
 def tiny_voxtral(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_voxtral(tmp_path_factory.mktemp("voxtral-tiny"))
+
+
+@pytest.fixture(scope="session")
+def english_voxtral() -> Path:
+    return build_english_voxtral(ENGLISH_VOXTRAL_DIR)

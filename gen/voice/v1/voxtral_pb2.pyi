@@ -340,6 +340,7 @@ class GetInfoResponse(_message.Message):
     GENERATION_SLOTS_FIELD_NUMBER: _builtins.int
     QUEUE_SIZE_FIELD_NUMBER: _builtins.int
     GENERATION_DEFAULTS_FIELD_NUMBER: _builtins.int
+    MODEL_NOTE_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     dtype: _builtins.str
     device: _builtins.str
@@ -349,6 +350,10 @@ class GetInfoResponse(_message.Message):
     attention: _builtins.str
     generation_slots: _builtins.int
     queue_size: _builtins.int
+    model_note: _builtins.str
+    """What the loaded model is when it is not a real Voxtral (one of this project's small offline
+    models, whose answers mean nothing); empty for a real checkpoint.
+    """
     @_builtins.property
     def generation_defaults(self) -> Global___GenerationOptions: ...
     def __init__(
@@ -363,10 +368,11 @@ class GetInfoResponse(_message.Message):
         generation_slots: _builtins.int = ...,
         queue_size: _builtins.int = ...,
         generation_defaults: Global___GenerationOptions | None = ...,
+        model_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["generation_defaults", b"generation_defaults"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attention", b"attention", "compile_mode", b"compile_mode", "device", b"device", "dtype", b"dtype", "generation_defaults", b"generation_defaults", "generation_slots", b"generation_slots", "kv_cache", b"kv_cache", "model_id", b"model_id", "queue_size", b"queue_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attention", b"attention", "compile_mode", b"compile_mode", "device", b"device", "dtype", b"dtype", "generation_defaults", b"generation_defaults", "generation_slots", b"generation_slots", "kv_cache", b"kv_cache", "model_id", b"model_id", "model_note", b"model_note", "queue_size", b"queue_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -75,7 +75,8 @@ class TurnRunner:
             await clauses.put(clause)
 
         async def generate() -> None:
-            splitter = ClauseSplitter(first_words=self.settings.first_clause_words)
+            splitter = ClauseSplitter(first_words=self.settings.first_clause_words,
+                                      first_clause_s=self.settings.first_clause_s, growth=self.settings.clause_growth)
             try:
                 async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
                                                        turn.session_id, turn.turn_id):
