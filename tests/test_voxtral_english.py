@@ -61,6 +61,14 @@ def test_answers_are_spoken_english_sentences(engine: VoxtralEngine) -> None:
     assert len(set(replies)) > 1  # the conversation so far changes what it says
 
 
+def test_transcriptions_are_short_english_too(engine: VoxtralEngine) -> None:
+    params = GenerationParams(engine.settings.transcribe_max_new_tokens, 0, 0.0, 1.0, 0, 1.0)  # as Transcribe
+    for pcm in heard()[:3]:
+        text = engine.generate(engine.prompts.transcription(pcm, "en"), params, lambda _: None,
+                               threading.Event()).text
+        assert MIN_WORDS <= len(words(text)) <= 25 and dictionary_share(text) >= 0.9, text
+
+
 def test_the_service_says_what_the_model_is(engine: VoxtralEngine) -> None:
     assert engine.note == NOTE and "not depend on what was said" in engine.note
 

@@ -26,7 +26,7 @@ from services.voxtral.corpus import SOURCE, sentences
 from services.voxtral.tiny import AUDIO_TOKEN_ID, NOTE_FILE, save_processor, tekken_v7
 
 RECIPE: dict[str, Any] = {
-    "version": 1, "seed": 11, "hidden": 128, "intermediate": 384, "layers": 2, "heads": 4, "kv_heads": 2,
+    "version": 2, "seed": 11, "hidden": 128, "intermediate": 384, "layers": 2, "heads": 4, "kv_heads": 2,
     "steps": 500, "batch": 8, "replies_per_row": 6, "lr": 6e-3, "warmup": 20, "prompts": 64, "max_reply_tokens": 23,
     "logit_scale": 8.0,
 }
@@ -80,7 +80,9 @@ def sounds(rng: np.random.Generator, count: int) -> list[np.ndarray]:
 
 
 def prompt_pool(folder: Path, corpus: list[str], recipe: dict[str, Any], rng: np.random.Generator) -> list[Any]:
-    """Production prompts (PromptBuilder, the default instructions) over varied audio and histories."""
+    """Production prompts (PromptBuilder, the default instructions) over varied audio and histories,
+    and transcription prompts, which get a sentence too (the user's words in the context then read
+    as English, as short as a reply)."""
     from transformers import AutoProcessor
 
     from services.voxtral.config import VoxtralSettings
@@ -93,6 +95,8 @@ def prompt_pool(folder: Path, corpus: list[str], recipe: dict[str, Any], rng: np
         history = [Turn(role, corpus[int(rng.integers(len(corpus)))])
                    for _ in range(n % 3) for role in ("user", "assistant")]
         prompts.append(builder.chat(clip, history, instructions, 4096))
+        if n % 4 == 0:
+            prompts.append(builder.transcription(clip, "en"))
     return prompts
 
 
