@@ -7,10 +7,11 @@ import asyncio
 import gc
 
 import numpy as np
+import pytest
 
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import ResponseAudio
-from services.gateway.engine.runner import TurnProgress, TurnRequest, TurnRunner
+from services.gateway.engine.runner import SynthesisPace, TurnProgress, TurnRequest, TurnRunner
 from services.gateway.engine.stages import ReplyDelta, SpeechChunk
 
 
@@ -129,3 +130,29 @@ async def test_a_failed_write_after_the_cut_is_not_left_unread(caplog) -> None:
     gc.collect()
     await asyncio.sleep(0)
     assert "exception was never retrieved" not in caplog.text
+
+
+def test_clause_growth_follows_the_synthesis_speed_measured() -> None:
+    pace = SynthesisPace()
+    assert pace.growth(2.0) == 2.0  # nothing measured yet: the setting
+    one_second = b"\x00\x00" * 24000
+    pace.observe(SpeechChunk(one_second, "fast", compute_ms=200.0), 24000)  # 5x real time
+    assert pace.growth(2.0) == 2.0
+    for _ in range(30):  # the machine slows down: 0.7 s to make a second of speech
+        pace.observe(SpeechChunk(one_second, "slow", compute_ms=700.0), 24000)
+    assert pace.growth(2.0) == pytest.approx(0.8 / 0.7, rel=0.01)
+    for _ in range(30):  # slower than real time: clauses stop growing (they never shrink)
+        pace.observe(SpeechChunk(one_second, "slower", compute_ms=1500.0), 24000)
+    assert pace.growth(2.0) == 1.0 and pace.growth(0.0) == 0.0
+
+
+async def test_a_turn_teaches_the_pace_what_it_measured() -> None:
+    stages = ScriptedStages()
+    stages.release.set()
+    pace = SynthesisPace()
+
+    async def emit(event) -> None:
+        pass
+
+    await TurnRunner(GatewaySettings(auth_disabled=True), stages, emit, pace).run(request(), TurnProgress())  # type: ignore[arg-type]  # scripted stand-in
+    assert pace.rtf == pytest.approx(3.0 / 10.0, rel=0.5)  # 3 ms of compute per 10 ms chunk

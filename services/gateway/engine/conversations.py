@@ -13,6 +13,7 @@ from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import Audio, ControlInput, Input, SessionRequest, Unreadable, configure
+from services.gateway.engine.runner import SynthesisPace
 from services.gateway.engine.session import ConversationSession
 from services.gateway.engine.stages import StageError, Stages
 from services.gateway.engine.vocabulary import Control, ErrorCode
@@ -29,6 +30,7 @@ class ConversationEngine:
         self.sessions = 0
         self.draining = False
         self._closing: set[asyncio.Event] = set()  # one per open session: set to end it
+        self.pace = SynthesisPace()  # how fast the TTS speaks, learnt from every session's clauses
 
     async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]]) -> None:
         """One session, whatever carries it. Raises a ServiceError when the session cannot start."""
@@ -56,7 +58,7 @@ class ConversationEngine:
                 raise InvalidArgument("the first message must be the session config (input_sample_rate_hz etc.)")
             self.stages.connect()
             config = configure(first, self.settings, await self._voices())
-            session = ConversationSession(self.settings, self.stages, self.store, config, emit)
+            session = ConversationSession(self.settings, self.stages, self.store, config, emit, self.pace)
             await emit(await session.start())
             await session.listen()
             serving = asyncio.ensure_future(self._serve(session, inputs, emit))

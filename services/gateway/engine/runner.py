@@ -42,11 +42,42 @@ class TurnProgress:
         return " ".join(self.spoken)
 
 
+# The share of a clause's playing time that the next clause's synthesis may take (the rest is
+# transport and scheduling).
+SYNTHESIS_HEADROOM = 0.8
+
+
+class SynthesisPace:
+    """Synthesis time per second of audio, as the TTS has delivered it to this gateway (a moving
+    average over every session's clauses; they share the TTS)."""
+
+    def __init__(self) -> None:
+        self.rtf: float | None = None  # None until the first clause
+
+    def observe(self, chunk: SpeechChunk, sample_rate_hz: int) -> None:
+        audio_ms = len(chunk.pcm) / 2 / sample_rate_hz * 1000
+        if audio_ms <= 0 or chunk.compute_ms <= 0:
+            return
+        rtf = chunk.compute_ms / audio_ms
+        self.rtf = rtf if self.rtf is None else 0.7 * self.rtf + 0.3 * rtf
+
+    def growth(self, setting: float) -> float:
+        """How much longer to say a clause may be than the one before: the setting, or less when the
+        TTS as measured would not finish it while the one before is being heard."""
+        if setting <= 0 or self.rtf is None or self.rtf <= 0:
+            return setting
+        return max(1.0, min(setting, SYNTHESIS_HEADROOM / self.rtf))
+
+
 class TurnRunner:
-    def __init__(self, settings: GatewaySettings, stages: Stages, emit: Callable[[Event], Awaitable[None]]) -> None:
+    """Runs a session's turns, one at a time."""
+
+    def __init__(self, settings: GatewaySettings, stages: Stages, emit: Callable[[Event], Awaitable[None]],
+                 pace: SynthesisPace | None = None) -> None:
         self.settings = settings
         self.stages = stages
         self.emit = emit
+        self.pace = pace or SynthesisPace()
 
     async def run(self, turn: TurnRequest, progress: TurnProgress,
                   on_voxtral_free: Callable[[], None] = lambda: None) -> None:
@@ -75,8 +106,9 @@ class TurnRunner:
             await clauses.put(clause)
 
         async def generate() -> None:
+            growth = self.pace.growth(self.settings.clause_growth)
             splitter = ClauseSplitter(first_words=self.settings.first_clause_words,
-                                      first_clause_s=self.settings.first_clause_s, growth=self.settings.clause_growth)
+                                      first_clause_s=self.settings.first_clause_s, growth=growth)
             try:
                 async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
                                                        turn.session_id, turn.turn_id):
@@ -128,6 +160,7 @@ class TurnRunner:
                 while (chunk := await chunks.get()) is not None:
                     if not chunk.pcm:
                         continue
+                    self.pace.observe(chunk, turn.output_rate_hz)
                     if "tts_ttfb_ms" not in m:
                         m["tts_ttfb_ms"] = (time.monotonic() - sent_at) * 1000
                         marks["tts_compute_ms"] = chunk.compute_ms

@@ -25,7 +25,7 @@ from services.gateway.engine.events import (
 )
 from services.gateway.engine.inputs import SessionConfig
 from services.gateway.engine.memory import Memory
-from services.gateway.engine.runner import TurnRequest, TurnRunner
+from services.gateway.engine.runner import SynthesisPace, TurnRequest, TurnRunner
 from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
@@ -44,7 +44,7 @@ def new_id() -> str:
 
 class ConversationSession:
     def __init__(self, settings: GatewaySettings, stages: Stages, store: SessionStore, config: SessionConfig,
-                 emit: Callable[[Event], Awaitable[None]]) -> None:
+                 emit: Callable[[Event], Awaitable[None]], pace: SynthesisPace | None = None) -> None:
         self.settings = settings
         self.stages = stages
         self.config = config
@@ -52,7 +52,7 @@ class ConversationSession:
         self.session_id = config.resume_id or new_id()
         self.timeline = InputTimeline(config.input_rate_hz, settings.buffer_s)
         self.memory = Memory(settings, store, self.session_id)
-        self.runner = TurnRunner(settings, stages, emit)
+        self.runner = TurnRunner(settings, stages, emit, pace)
         self.vad = VadLink(settings, stages, config.input_rate_hz, config.end_silence_ms, self.session_id,
                            self._on_vad, self._on_vad_outage)
         self._listening: Listening | None = None  # speech started, not ended yet
