@@ -22,7 +22,7 @@ from services.gateway.engine.events import (
     TurnCompleted,
 )
 from services.gateway.engine.inputs import SessionRequest
-from services.gateway.engine.vocabulary import Control, ErrorCode, EventType, Stage
+from services.gateway.engine.vocabulary import Control, ErrorCode, EventType, Stage, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, utter
 from tests.support.fake_stages import FakeStages
 from tools.local_redis import RedisProcess
@@ -286,3 +286,16 @@ async def test_sessions_beyond_the_limit_and_while_draining_are_refused(stages: 
     assert farewell.code is ErrorCode.UNAVAILABLE and not farewell.session_continues
     with pytest.raises(Unavailable, match="shutting down"):
         await Client(conversations).task
+
+
+async def test_speech_that_resumes_at_once_cancels_a_reply_that_never_ran(stages: FakeStages,
+                                                                          redis: RedisProcess) -> None:
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    stream = stages.vad
+    stream.event(VadEventKind.STARTED, stream.received, stream.received)  # right behind ENDED: no loop turn between
+    stopped = await client.wait_for(Interrupted)
+    await until(lambda: bool(stages.of(Stage.VOXTRAL, "transcribe")))  # its words are still asked for
+    await client.end()
+    assert stopped.spoken_text == "" and not client.of(ResponseAudio)
+    assert await stored_context(redis, client) == [(stages.transcript, "")]

@@ -45,7 +45,7 @@ class Turn:
         """Cancel the reply (the transcription goes on) and wait until it has stopped."""
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
-        self.voxtral_free()
+        self.voxtral_free()  # a task cancelled before it ran never reached its own `finally`
 
     async def _transcribe(self, transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str]]) -> str:
         await self._voxtral_free.wait()
