@@ -145,18 +145,19 @@ async def test_deadline_stops_generation(voxtral) -> None:
     assert len(await collect(stub, respond())) > 1  # the slot is free again
 
 
+# Each request is made when its test runs: the recording is read then, never at collection.
 @pytest.mark.parametrize(("request_", "detail"), [
-    (respond(audio=b""), "audio is empty"),
-    (voxtral_pb2.RespondRequest(audio=b"\x00\x00" * 1600, sample_rate_hz=8000), "sample_rate_hz=8000"),
-    (respond(audio=b"\x00" * 3201), "even byte count"),
-    (respond(audio=np.zeros(16000 * 31, dtype=np.int16).tobytes()), "the limit is 30 s"),
-    (respond(generation=voxtral_pb2.GenerationOptions(temperature=3.0)), "temperature=3"),
-    (respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=10000)), "max_new_tokens=10000"),
+    (lambda: respond(audio=b""), "audio is empty"),
+    (lambda: voxtral_pb2.RespondRequest(audio=b"\x00\x00" * 1600, sample_rate_hz=8000), "sample_rate_hz=8000"),
+    (lambda: respond(audio=b"\x00" * 3201), "even byte count"),
+    (lambda: respond(audio=np.zeros(16000 * 31, dtype=np.int16).tobytes()), "the limit is 30 s"),
+    (lambda: respond(generation=voxtral_pb2.GenerationOptions(temperature=3.0)), "temperature=3"),
+    (lambda: respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=10000)), "max_new_tokens=10000"),
 ])
 async def test_bad_requests_are_invalid_argument(voxtral, request_, detail: str) -> None:
     stub, _ = voxtral
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await collect(stub, request_)
+        await collect(stub, request_())
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert detail in err.value.details()
 
