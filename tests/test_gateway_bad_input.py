@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.speech import RATE, say, stream
 from tools.conversation import Conversation
+from tools.stack import Stack
 from voice.v1 import gateway_pb2
 
 pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
@@ -86,3 +87,32 @@ async def test_another_session_does_not_notice(gateway) -> None:
     done = await good.wait_for("turn_completed")
     await good.finish()
     assert good.error is None and done.assistant_text and not good.of("error")
+
+
+async def test_websocket_frames_that_are_no_request_are_errors_and_the_session_goes_on(stack: Stack) -> None:
+    """Text frames that parse as JSON but are no request object (a number, null, a list, deep
+    nesting, a wrong field type) each get an error event; the session then answers as usual."""
+    import aiohttp
+
+    bad = ["1", "null", "[]", "[" * 100_000 + "]" * 100_000, '{"config": 5}', '{"control": "NOPE"}', "{not json"]
+    async with aiohttp.ClientSession() as client, \
+            client.ws_connect(f"http://127.0.0.1:{stack.web_port}/ws", max_msg_size=0) as ws:
+        await ws.send_json({"config": {"input_sample_rate_hz": RATE}})
+        for frame in bad:
+            await ws.send_str(frame)
+        speech = np.concatenate([np.zeros(RATE * 3 // 10, np.int16), question(), np.zeros(RATE * 6 // 5, np.int16)])
+        for i in range(0, len(speech), RATE // 50):
+            await ws.send_bytes(speech[i:i + RATE // 50].tobytes())
+        events: list[dict] = []
+        async with asyncio.timeout(60):
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    events.append(message.json())
+                    if events[-1]["type"] == "turn_completed":
+                        break
+                elif message.type != aiohttp.WSMsgType.BINARY:
+                    break
+    errors = [e for e in events if e["type"] == "error"]
+    assert len(errors) == len(bad), errors
+    assert all(e["code"] == "ERROR_CODE_INVALID_ARGUMENT" and e["session_continues"] for e in errors)
+    assert events[-1]["type"] == "turn_completed" and events[-1]["assistant_text"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -128,3 +130,17 @@ async def test_tls(redis_server: RedisProcess, certificate: tuple[Path, Path]) -
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await server.stop(0)
+
+
+@pytest.mark.parametrize("how", ["empty key", "blank key", "empty key file"])
+def test_an_empty_key_stops_the_gateway_instead_of_turning_auth_off(how: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    if how == "empty key file":
+        (tmp_path / "key").write_text("  \n")
+        env["GATEWAY_API_KEY_FILE"] = str(tmp_path / "key")
+    else:
+        env["GATEWAY_API_KEY"] = "" if how == "empty key" else "   "
+    gateway = subprocess.run([sys.executable, "-m", "services.gateway"], env={**env, "GATEWAY_PORT": "0"},
+                             capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert gateway.returncode == 2
+    assert "is empty" in gateway.stderr

@@ -49,8 +49,14 @@ class GatewaySettings(ServerSettings):
 
     @model_validator(mode="after")
     def _auth_configured(self) -> GatewaySettings:
+        # An empty key would match nothing on one endpoint and, unchecked, could read as "no auth" on
+        # another: auth fails closed, so an empty key stops the gateway here.
         if self.api_key_file is not None and not self.api_key_file.is_file():
             raise ValueError(f"api_key_file {self.api_key_file} does not exist")
+        if self.api_key_file is not None and not self.api_key_file.read_text().strip():
+            raise ValueError(f"api_key_file {self.api_key_file} is empty: put the key in it")
+        if self.api_key is not None and not self.api_key.get_secret_value().strip():
+            raise ValueError("api_key (GATEWAY_API_KEY) is empty: set a key, or auth_disabled=true for local use")
         if not self.auth_disabled and self.api_key is None and self.api_key_file is None:
             raise ValueError("set api_key or api_key_file (GATEWAY_API_KEY, GATEWAY_API_KEY_FILE), "
                              "or auth_disabled=true (GATEWAY_AUTH_DISABLED) for local use")
