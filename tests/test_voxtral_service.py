@@ -166,10 +166,12 @@ async def test_transcribe(voxtral) -> None:
     stub, _ = voxtral
     reply = await stub.Transcribe(voxtral_pb2.TranscribeRequest(audio=utterance(), sample_rate_hz=16000), timeout=60)
     assert reply.language == "en" and reply.text and reply.compute_ms > 0
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.Transcribe(voxtral_pb2.TranscribeRequest(audio=utterance(), sample_rate_hz=16000,
-                                                            language="English"), timeout=60)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for language in ("English", "zz", "x" * 100_000):  # not a code, a well-formed unknown code, a huge one
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Transcribe(voxtral_pb2.TranscribeRequest(audio=utterance(), sample_rate_hz=16000,
+                                                                language=language), timeout=60)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "is not an ISO 639-1 code; accepted: aa, ab," in err.value.details() and ", en, " in err.value.details()
 
 
 async def test_a_queued_reply_goes_before_a_queued_transcription(tiny_voxtral: Path) -> None:

@@ -33,6 +33,22 @@ class ModelInputs:
     dropped_turns: int = 0
 
 
+def check_language(language: str) -> str:
+    """INVALID_ARGUMENT unless `language` is an ISO 639-1 code mistral-common accepts (checked with the
+    very type its transcription request uses, so the two never disagree)."""
+    import pycountry
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic_extra_types.language_code import LanguageAlpha2
+
+    try:
+        TypeAdapter(LanguageAlpha2).validate_python(language)
+    except ValidationError:
+        codes = sorted(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
+        raise InvalidArgument(f"language={language[:16]!r} is not an ISO 639-1 code; accepted: "
+                              f"{', '.join(codes)}") from None
+    return language
+
+
 def wav_bytes(pcm16: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, pcm16, SAMPLE_RATE, format="WAV", subtype="PCM_16")

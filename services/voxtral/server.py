@@ -17,7 +17,7 @@ from services.common.server import ServiceSpec
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.engine import VoxtralEngine
 from services.voxtral.generation import GenerationParams
-from services.voxtral.prompts import SAMPLE_RATE, Turn
+from services.voxtral.prompts import SAMPLE_RATE, Turn, check_language
 from services.voxtral.responder import Delta, Responder
 from voice.v1 import voxtral_pb2, voxtral_pb2_grpc
 
@@ -88,9 +88,7 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
                          context: grpc.aio.ServicerContext) -> voxtral_pb2.TranscribeResponse:
         responder = self.responder.get()
         samples = self._audio(request.audio, request.sample_rate_hz)
-        language = request.language or self.settings.transcribe_language
-        if len(language) != 2 or not language.isalpha() or not language.islower():
-            raise InvalidArgument(f"language={language!r} is not an ISO 639-1 code such as 'en' or 'fr'")
+        language = check_language(request.language or self.settings.transcribe_language)
         transcript = await responder.transcribe(samples, language, self._deadline(context))
         return voxtral_pb2.TranscribeResponse(text=transcript.text, language=language,
                                               compute_ms=transcript.compute_ms)
