@@ -45,6 +45,16 @@ class FailedPrecondition(ServiceError):
     status = Status.FAILED_PRECONDITION
 
 
+# How much of a caller's value an error message quotes: error texts travel in gRPC metadata,
+# whose size is limited, and a huge echo would replace the real error with "Stream removed".
+ECHO_CHARS = 64
+
+
+def echo(value: str) -> str:
+    """A caller's value as an error message quotes it: whole when short, else a prefix and its length."""
+    return repr(value) if len(value) <= ECHO_CHARS else f"{value[:ECHO_CHARS]!r}... ({len(value)} characters)"
+
+
 def status_for(exc: BaseException) -> tuple[Status, str]:
     """Map an exception to a status and message; never UNKNOWN."""
     if isinstance(exc, ServiceError):

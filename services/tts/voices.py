@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, echo
 
 LANGUAGES = {"a": "en-us", "b": "en-gb"}
 GENDERS = {"f": "female", "m": "male"}
@@ -44,7 +44,7 @@ class VoiceBank:
             return self._packs[name]
         except KeyError:
             raise InvalidArgument(
-                f"unknown voice {name!r}: call TtsService.ListVoices for the {len(self._packs)} voices "
+                f"unknown voice {echo(name)}: call TtsService.ListVoices for the {len(self._packs)} voices "
                 f"(e.g. {', '.join(self.names()[:4])})"
             ) from None
 

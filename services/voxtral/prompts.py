@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, echo
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 
 SAMPLE_RATE = VOXTRAL_SAMPLE_RATE_HZ
@@ -44,7 +44,7 @@ def check_language(language: str) -> str:
         TypeAdapter(LanguageAlpha2).validate_python(language)
     except ValidationError:
         codes = sorted(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
-        raise InvalidArgument(f"language={language[:16]!r} is not an ISO 639-1 code; accepted: "
+        raise InvalidArgument(f"language={echo(language)} is not an ISO 639-1 code; accepted: "
                               f"{', '.join(codes)}") from None
     return language
 

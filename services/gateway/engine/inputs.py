@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.audio import MAX_RATE_HZ, MIN_RATE_HZ, check_sample_rate
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, echo
 from services.common.limits import END_SILENCE_MS, SPEED
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.vocabulary import Control
@@ -67,7 +67,7 @@ def configure(request: SessionRequest, settings: GatewaySettings, voices: set[st
     output = request.output_rate_hz or settings.default_output_rate_hz
     check_sample_rate(output, what="output_sample_rate_hz")
     if request.voice and voices and request.voice not in voices:
-        raise InvalidArgument(f"voice {request.voice!r} is unknown: the TTS offers {', '.join(sorted(voices))}")
+        raise InvalidArgument(f"voice {echo(request.voice)} is unknown: the TTS offers {', '.join(sorted(voices))}")
     if request.speed is not None:
         SPEED.check("speed", request.speed)
     end_silence = settings.default_end_silence_ms if request.end_silence_ms is None else request.end_silence_ms

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, echo
 from services.common.store import Exchange, SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn
@@ -27,7 +27,7 @@ class Memory:
         """Record the session in the store; a resumed one gets its context back first."""
         if resume:
             if await self.store.session_exists(self.session_id) is False:
-                raise InvalidArgument(f"session {self.session_id!r} is unknown or has expired: "
+                raise InvalidArgument(f"session {echo(self.session_id)} is unknown or has expired: "
                                       "leave session_id empty to start a new one")
             self.context = await self.store.context(self.session_id)
         await self.store.open_session(self.session_id)
