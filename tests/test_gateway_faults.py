@@ -80,11 +80,19 @@ async def test_without_redis_turns_go_on_and_writes_resume_when_it_is_back(gatew
         first = await ask(conv, "Do you remember me?", 1)
         assert first.assistant_text and not conv.of("error")
         assert store_failures(faulty_stack) > before  # the loss is counted
+        made_up = open_session(gateway, session_id="0" * 32)  # cannot be checked now: not accepted
+        await made_up.wait_for("closed")
+        assert made_up.error is not None and made_up.error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "cannot be checked now" in made_up.error.details()
     finally:
         faulty_stack.redis.start()  # same port, empty
     second = await ask(conv, "And now?", 2)
     await conv.finish()
     session_id = conv.of("session_started")[0].session_id
+    resumed = open_session(gateway, session_id=session_id)  # its record was written again with its turn
+    started = await resumed.wait_for("session_started")
+    await resumed.finish()
+    assert started.resumed and started.context_exchanges == 1
     client = redis.Redis.from_url(faulty_stack.redis.url, decode_responses=True)
     stored = [json.loads(x) for x in client.lrange(f"voice:session:{session_id}:context", 0, -1)]
     assert [x["turn_id"] for x in stored] == [second.turn_id]

@@ -117,3 +117,16 @@ async def test_redis_stalled_calls_still_return_within_budget(redis_server: Redi
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
     assert await store.append_exchange("s5", Exchange(user="u", assistant="a"))
+
+
+async def test_every_write_keeps_the_session_record_after_redis_lost_it(store: SessionStore) -> None:
+    await store.open_session("s9")
+    await store.redis.flushall()  # a Redis restarted without persistence
+    assert await store.session_exists("s9") is False
+    await store.append_exchange("s9", Exchange(user="hi", assistant="hello"))
+    assert await store.session_exists("s9") is True
+    await store.redis.flushall()
+    await store.record_turn("s9", "t1", METRICS)
+    assert await store.session_exists("s9") is True
+    assert await store.context("never-written") == []
+    assert await store.session_exists("never-written") is False  # reading creates no session

@@ -117,7 +117,7 @@ class SessionStore:
         async def run() -> list[Exchange]:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.lrange(key, 0, -1)
-                self._touch(pipe, session_id)
+                self._touch(pipe, session_id, write=False)
                 raw, *_ = await pipe.execute()
             return [Exchange(**json.loads(item)) for item in raw]
 
@@ -174,7 +174,11 @@ class SessionStore:
 
         return await self._call("turns", run, [])
 
-    def _touch(self, pipe: Any, session_id: str) -> None:
+    def _touch(self, pipe: Any, session_id: str, *, write: bool = True) -> None:
+        """Activity: nothing of the session expires yet; a write also keeps its record whole (it is made
+        again when Redis lost it, so the session can still be resumed)."""
+        if write:
+            pipe.hsetnx(self._key(session_id, "meta"), "created", time.time())
         for kind in ("meta", "context", "turns"):
             pipe.expire(self._key(session_id, kind), self.settings.session_ttl_s)
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from services.common.errors import InvalidArgument, echo
+from services.common.errors import InvalidArgument, Unavailable, echo
 from services.common.store import Exchange, SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn
@@ -26,7 +26,11 @@ class Memory:
     async def open(self, resume: bool) -> None:
         """Record the session in the store; a resumed one gets its context back first."""
         if resume:
-            if await self.store.session_exists(self.session_id) is False:
+            known = await self.store.session_exists(self.session_id)
+            if known is None:
+                raise Unavailable(f"session {echo(self.session_id)} cannot be checked now (the conversation "
+                                  "store is unreachable): retry shortly, or leave session_id empty to start anew")
+            if not known:
                 raise InvalidArgument(f"session {echo(self.session_id)} is unknown or has expired: "
                                       "leave session_id empty to start a new one")
             self.context = await self.store.context(self.session_id)
