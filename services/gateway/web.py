@@ -24,7 +24,7 @@ from services.gateway.auth import key_matches, offered_key
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.engine.events import ErrorEvent, Event, ResponseAudio
-from services.gateway.engine.inputs import Input, SessionRequest, Unreadable
+from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
 from services.gateway.engine.vocabulary import ErrorCode
 from services.gateway.messages import to_input, to_message
 from voice.v1 import gateway_pb2
@@ -107,7 +107,7 @@ class WebBridge:
             configured = False
             async for frame in ws:
                 if frame.type == WSMsgType.BINARY:
-                    yield to_input(gateway_pb2.ConverseRequest(audio=frame.data))
+                    yield Audio(frame.data)
                 elif frame.type == WSMsgType.TEXT:
                     item = read_frame(frame.data)
                     if isinstance(item, Unreadable) and not configured:
