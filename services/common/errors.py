@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from enum import StrEnum
 
+from google.protobuf.message import DecodeError
+
 
 class Status(StrEnum):
     """The status names this project answers with (gRPC's names)."""
@@ -55,10 +57,17 @@ def echo(value: str) -> str:
     return repr(value) if len(value) <= ECHO_CHARS else f"{value[:ECHO_CHARS]!r}... ({len(value)} characters)"
 
 
+def unreadable(exc: BaseException) -> str:
+    """What a caller is told when the bytes it sent are no message of the method's request type."""
+    return f"the request could not be read: {echo(str(exc))}"
+
+
 def status_for(exc: BaseException) -> tuple[Status, str]:
     """Map an exception to a status and message; never UNKNOWN."""
     if isinstance(exc, ServiceError):
         return exc.status, str(exc)
+    if isinstance(exc, DecodeError):  # bytes that are no message of the method's request type
+        return Status.INVALID_ARGUMENT, unreadable(exc)
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return Status.DEADLINE_EXCEEDED, str(exc) or "operation timed out"
     if isinstance(exc, MemoryError):

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from services.common.errors import ServiceError, status_for
+from services.common.errors import InvalidArgument, ServiceError, status_for, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,33 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: 
     await context.abort(grpc.StatusCode[status.value], message)
 
 
+class Malformed:
+    """A unary request whose bytes are no message of its type: gRPC would answer UNKNOWN before any
+    handler runs, so the deserializer hands this on and the handler answers INVALID_ARGUMENT."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # noqa: BLE001 (whatever the parser raises, the caller sent a bad message)
+            return Malformed(exc)
+
+    return parse
+
+
+def _refused(request: Any) -> InvalidArgument | None:
+    if isinstance(request, Malformed):
+        return InvalidArgument(unreadable(request.error))
+    return None
+
+
 def _passes_through(exc: BaseException) -> bool:
     # Aborts already carry a status; cancellation must propagate.
     return isinstance(exc, (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit))
@@ -33,6 +60,8 @@ def _wrap(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if refused := _refused(request):
+                await _abort(context, refused, method)
             try:
                 async for item in behavior(request, context):
                     yield item
@@ -44,6 +73,8 @@ def _wrap(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if refused := _refused(request):
+            await _abort(context, refused, method)
         try:
             return await behavior(request, context)
         except BaseException as exc:
@@ -54,11 +85,15 @@ def _wrap(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
     return unary
 
 
-def rebuild(handler: grpc.RpcMethodHandler,
-            wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> grpc.RpcMethodHandler:
-    """A handler of the same kind and serializers whose behaviour is wrap(the original's)."""
+def rebuild(handler: grpc.RpcMethodHandler, wrap: Callable[[Callable[..., Any]], Callable[..., Any]],
+            *, tolerant: bool = False) -> grpc.RpcMethodHandler:
+    """A handler of the same kind and serializers whose behaviour is wrap(the original's); `tolerant`:
+    a unary request that cannot be parsed reaches the behaviour as Malformed."""
+    deserializer = handler.request_deserializer
+    if tolerant and not handler.request_streaming:
+        deserializer = _tolerant(deserializer)
     kwargs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
@@ -80,4 +115,4 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        return rebuild(handler, lambda behavior: _wrap(behavior, method))
+        return rebuild(handler, lambda behavior: _wrap(behavior, method), tolerant=True)
