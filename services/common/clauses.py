@@ -132,11 +132,16 @@ class ClauseSplitter:
         fits (at least one word); 0 while every whole word so far fits, or when there is no budget."""
         if self._budget_s <= 0:
             return 0
-        ends = [m.end() for m in re.finditer(r"\S+\s", text)]
-        fits = [end for end in ends if speech_seconds(text[:end]) <= self._budget_s]
-        if len(fits) == len(ends):
-            return 0
-        return fits[-1] if fits else ends[0]
+        # One pass: the estimate is a sum over characters, so each word adds its own share.
+        seconds, start, last_fit, first_end = 0.0, 0, 0, 0
+        for match in re.finditer(r"\S+\s", text):
+            seconds += speech_seconds(text[start:match.end()])
+            start = match.end()
+            first_end = first_end or start
+            if seconds > self._budget_s:
+                return last_fit or first_end
+            last_fit = start
+        return 0
 
     def _next_unit(self) -> str | None:
         text = self._buffer

@@ -48,7 +48,6 @@ class Responder:
         self.settings = settings
         self.engine = engine
         self.pool = SlotPool(settings.slots, settings.max_queue, "voxtral")
-        self.defaults = GenerationParams.defaults(settings)
 
     async def respond(self, samples: np.ndarray, history: Sequence[Turn], instructions: str,
                       params: GenerationParams, deadline: float) -> AsyncIterator[Delta | ReplyDone]:
