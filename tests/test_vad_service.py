@@ -11,8 +11,8 @@ import pytest
 
 from services.common.channels import open_channel
 from services.vad.config import VadSettings
-from services.vad.endpointer import Endpointer, EndpointerConfig
-from services.vad.server import SERVICE_NAME, vad_service
+from services.vad.endpointer import Endpointer, EndpointerConfig, SpeechEvent
+from services.vad.server import SERVICE_NAME, endpointer_config, vad_service
 from tests.support.serving import serve
 from tools.recordings import recording
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
@@ -23,10 +23,13 @@ pytestmark = pytest.mark.system
 VAD = vad_pb2.DESCRIPTOR.services_by_name["VadService"]
 
 
+SETTINGS = VadSettings(port=0, max_streams=4, grace_s=0)
+SILENCE = vad_pb2.END_OF_TURN_DETECTOR_SILENCE
+
+
 @pytest.fixture
 async def vad() -> AsyncIterator[vad_pb2_grpc.VadServiceStub]:
-    settings = VadSettings(port=0, max_streams=4, grace_s=0)
-    server, target = await serve(settings, vad_service(settings))
+    server, target = await serve(SETTINGS, vad_service(SETTINGS))
     channel = open_channel(target, VAD, max_message_bytes=16 * 1024 * 1024)
     yield vad_pb2_grpc.VadServiceStub(channel)
     await channel.close()
@@ -54,16 +57,16 @@ def as_tuples(events) -> list[tuple[int, int, int, int]]:
 async def test_events_over_grpc_match_the_endpointer_for_any_chunking(vad) -> None:
     samples, rate = recording("beckett.wav")
     data = samples.tobytes()
-    endpointer = Endpointer(EndpointerConfig(sample_rate_hz=rate))
+    endpointer = Endpointer(endpointer_config(config(rate, detector=SILENCE).config, SETTINGS))
     expected = endpointer.push(data) + endpointer.finish()
     results = []
     for size in (7, rate // 50 * 2, rate * 2):
-        results.append(as_tuples(await detect(vad, [config(rate), *chunks(data, size)])))
+        results.append(as_tuples(await detect(vad, [config(rate, detector=SILENCE), *chunks(data, size)])))
     assert results[0] == results[1] == results[2]
     kinds = [vad_pb2.SpeechEventType.Name(vad_pb2.SpeechEventType.ValueType(t[0])) for t in results[0]]
-    assert kinds[0] == "SPEECH_EVENT_TYPE_STARTED" and kinds.count("SPEECH_EVENT_TYPE_ENDED") == 2
+    assert kinds[0] == "SPEECH_EVENT_TYPE_STARTED" and kinds.count("SPEECH_EVENT_TYPE_ENDED") >= 2
     assert [(t[1], t[2], t[3]) for t in results[0]] == [(e.start_sample, e.end_sample, e.decided_at_sample)
-                                                         for e in expected]
+                                                         for e in expected if isinstance(e, SpeechEvent)]
 
 
 async def test_events_stream_while_audio_is_still_being_sent(vad) -> None:
@@ -88,8 +91,8 @@ async def test_events_stream_while_audio_is_still_being_sent(vad) -> None:
 async def test_per_stream_end_silence_override(vad) -> None:
     samples, rate = recording("endgame_nagg_nell.wav")
     data = samples.tobytes()
-    default = await detect(vad, [config(rate), *chunks(data, 9600)])
-    short = await detect(vad, [config(rate, end_silence_ms=300), *chunks(data, 9600)])
+    default = await detect(vad, [config(rate, detector=SILENCE), *chunks(data, 9600)])
+    short = await detect(vad, [config(rate, detector=SILENCE, end_silence_ms=300), *chunks(data, 9600)])
     ended = vad_pb2.SPEECH_EVENT_TYPE_ENDED
     assert sum(e.type == ended for e in short) > sum(e.type == ended for e in default) >= 1
 

@@ -75,3 +75,7 @@ def status_for(exc: BaseException) -> tuple[Status, str]:
     if isinstance(exc, NotImplementedError):
         return Status.UNIMPLEMENTED, str(exc) or "not implemented"
     return Status.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+
+
+class StartupRefused(RuntimeError):
+    """A service cannot start (a model file missing, say); the message says what to do."""

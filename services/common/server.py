@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.errors import StartupRefused
 from services.common.interceptor import ErrorInterceptor
 from services.common.settings import ServerSettings
 
@@ -149,5 +151,10 @@ def serve_main(name: str, settings_class: type[S], service: Callable[[S], Servic
         # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.
         await run_service(settings, [service(settings)])
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except StartupRefused as err:
+        log.error("cannot start: %s", err)
+        print(f"{name}: cannot start: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     return settings

