@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -30,7 +32,7 @@ def run(samples: np.ndarray, config: EndpointerConfig, chunk_bytes: int) -> list
     data = samples.tobytes()
     events: list[SpeechEvent] = []
     for i in range(0, len(data), chunk_bytes):
-        events += endpointer.push(data[i : i + chunk_bytes])
+        events += [e for e in endpointer.push(data[i : i + chunk_bytes]) if isinstance(e, SpeechEvent)]
     return events + endpointer.finish()
 
 
@@ -139,6 +141,6 @@ def test_voiced_run_shorter_than_min_speech_gives_no_events() -> None:
     ("end_silence_ms", 50, "use 100 to 10000"),
 ])
 def test_bad_config_names_what_is_accepted(field: str, value: int, message: str) -> None:
-    kwargs = {"sample_rate_hz": 16000, field: value}
+    kwargs: dict[str, Any] = {"sample_rate_hz": 16000, field: value}
     with pytest.raises(InvalidArgument, match=message):
         EndpointerConfig(**kwargs)

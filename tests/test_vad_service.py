@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import grpc
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from services.common.channels import open_channel
 from services.vad.config import VadSettings
-from services.vad.endpointer import Endpointer, EndpointerConfig, SpeechEvent
+from services.vad.endpointer import Endpointer, SpeechEvent
 from services.vad.server import SERVICE_NAME, endpointer_config, vad_service
 from tests.support.serving import serve
 from tools.recordings import recording
@@ -36,7 +37,7 @@ async def vad() -> AsyncIterator[vad_pb2_grpc.VadServiceStub]:
     await server.stop(0)
 
 
-def config(rate: int, **fields: int) -> vad_pb2.StreamDetectRequest:
+def config(rate: int, **fields: Any) -> vad_pb2.StreamDetectRequest:
     return vad_pb2.StreamDetectRequest(config=vad_pb2.VadConfig(
         format=audio_pb2.AudioFormat(sample_rate_hz=rate, encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, channels=1),
         **fields))

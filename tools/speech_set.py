@@ -20,6 +20,7 @@ NAMES = ("beckett.wav", "two_cities.wav", "endgame_nagg_nell.wav")
 FRAME = RATE // 100  # 10 ms
 # A frame this far above the recording's noise floor is speech (for the true end only).
 SPEECH_ABOVE_FLOOR_DB = 20.0
+BELOW_PEAK_DB = 35.0
 SENTENCE_END = (".", "?", "!")
 PHRASE_BREAK = (",", ";", ":", "-") + SENTENCE_END
 
@@ -38,6 +39,7 @@ class Sentence:
     start: int  # samples: where the cut begins (before the first word)
     end: int  # samples: the true end of speech
     breaks: tuple[int, ...]  # samples: mid-phrase word boundaries (a pause may be inserted there)
+    longest_gap: int  # samples: the longest silence between its words
 
 
 @functools.cache
@@ -74,9 +76,11 @@ def words(name: str) -> tuple[Word, ...]:
 
 
 def true_end(x: np.ndarray, near: int, floor_db: float) -> int:
-    """The end of the last 10 ms frame above floor + 20 dB within 0.4 s either side of `near`."""
+    """The end of the last 10 ms frame within 0.4 s either side of `near` that is above floor + 20 dB
+    and within 35 dB of the loudest frame there (a breath after the word is not speech)."""
     lo, hi = max(0, near - RATE * 4 // 10), min(len(x), near + RATE * 4 // 10)
-    loud = np.flatnonzero(levels_db(x[lo:hi]) > floor_db + SPEECH_ABOVE_FLOOR_DB)
+    db = levels_db(x[lo:hi])
+    loud = np.flatnonzero(db > max(floor_db + SPEECH_ABOVE_FLOOR_DB, float(db.max()) - BELOW_PEAK_DB))
     return lo + (int(loud[-1]) + 1) * FRAME if len(loud) else near
 
 
@@ -99,7 +103,8 @@ def sentences(name: str) -> tuple[Sentence, ...]:
             if not a.text.endswith(PHRASE_BREAK) and b.start - a.end < RATE // 4
         )
         if end <= nxt and end - start > RATE // 4:
-            out.append(Sentence(name, " ".join(g.text for g in group), start, end, breaks))
+            gap = max((b.start - a.end for a, b in zip(group, group[1:], strict=False)), default=0)
+            out.append(Sentence(name, " ".join(g.text for g in group), start, end, breaks, gap))
         first = i + 1
     return tuple(out)
 
@@ -143,7 +148,8 @@ def babble(n: int, dbfs: float, seed: int = 0) -> np.ndarray:
     mix = np.zeros(n, np.float32)
     for k in range(6):
         src = audio(NAMES[k % len(NAMES)])
-        mix += np.roll(loop(src, n), int(rng.integers(0, len(src))))
+        talker = at_level(src, -20.0)  # each talker equally loud
+        mix += np.roll(loop(talker, n), int(rng.integers(0, len(src))))
     return at_level(mix, dbfs)
 
 
@@ -153,3 +159,27 @@ def clip(x: np.ndarray) -> np.ndarray:
 
 def pcm16(x: np.ndarray) -> bytes:
     return (clip(x) * 32767).astype("<i2").tobytes()
+
+
+def quietest_point(x: np.ndarray, near: int) -> int:
+    """The middle of the quietest 10 ms within 125 ms of `near` (where a pause can be inserted)."""
+    lo = max(0, near - RATE // 8)
+    db = levels_db(x[lo : near + RATE // 8])
+    return lo + int(np.argmin(db)) * FRAME + FRAME // 2
+
+
+def sentence(name: str, prefix: str) -> Sentence:
+    """The sentence of `name` that starts with `prefix` (as the recogniser wrote it)."""
+    for s in sentences(name):
+        if s.text.lower().startswith(prefix.lower()):
+            return s
+    raise LookupError(f"{name} has no sentence starting {prefix!r}: {[s.text for s in sentences(name)]}")
+
+
+def cut_after(name: str, s: Sentence, word: str) -> int:
+    """The quietest point between `word` (within sentence s) and the word after it."""
+    inside = [w for w in words(name) if s.start <= w.start < s.end]
+    for a, b in zip(inside, inside[1:], strict=False):
+        if a.text.lower().strip(".,?!;:") == word.lower():
+            return quietest_point(audio(name), (a.end + b.start) // 2)
+    raise LookupError(f"{word!r} is not followed by another word in {s.text!r}")

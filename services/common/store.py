@@ -143,10 +143,13 @@ class SessionStore:
 
         return await self._call("reset_context", run, False)
 
-    async def record_turn(self, session_id: str, turn_id: str, metrics: Mapping[str, float]) -> bool:
+    async def record_turn(self, session_id: str, turn_id: str, metrics: Mapping[str, float],
+                          end_of_turn_probability: float | None = None) -> bool:
         """Keep the turn's latency record (last N per session) and add it to each stage's stream."""
         values = check_metrics(metrics)
-        record = {"turn_id": turn_id, "at": time.time(), **values}
+        record: dict[str, object] = {"turn_id": turn_id, "at": time.time(), **values}
+        if end_of_turn_probability is not None:
+            record["end_of_turn_probability"] = round(end_of_turn_probability, 4)
         key = self._key(session_id, "turns")
 
         async def run() -> bool:

@@ -55,7 +55,9 @@ class GrpcVadStream:
                 event = reply.event
                 kind = VAD_KINDS.get(event.type)
                 if kind is not None:  # a kind this gateway does not know yet is not acted on
-                    yield VadEvent(kind, event.start_sample, event.end_sample)
+                    probability = event.end_of_turn_probability if event.HasField("end_of_turn_probability") \
+                        else None
+                    yield VadEvent(kind, event.start_sample, event.end_sample, probability)
         except grpc.aio.AioRpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
                 raise stage_error(Stage.VAD, err) from None

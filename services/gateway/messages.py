@@ -52,7 +52,8 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
                 turn_id=event.turn_id, start_sample=event.start_sample))
         case ev.SpeechEnded():
             return gateway_pb2.ConverseResponse(speech_ended=gateway_pb2.SpeechEnded(
-                turn_id=event.turn_id, start_sample=event.start_sample, end_sample=event.end_sample))
+                turn_id=event.turn_id, start_sample=event.start_sample, end_sample=event.end_sample,
+                end_of_turn_probability=event.end_of_turn_probability))
         case ev.ResponseText():
             return gateway_pb2.ConverseResponse(response_text=gateway_pb2.ResponseText(
                 turn_id=event.turn_id, delta=event.delta))

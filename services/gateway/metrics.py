@@ -13,6 +13,9 @@ BUCKETS_MS = (5, 10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000,
 STAGE_HISTOGRAMS = {name: Histogram(f"voice_{name}", f"Turn latency {name} (milliseconds)", buckets=BUCKETS_MS)
                     for name in METRICS}
 TURNS = Counter("voice_turns_total", "Turns by outcome", ["outcome"])
+END_OF_TURN_PROBABILITY = Histogram(
+    "voice_end_of_turn_probability", "The end-of-turn model's probability when a turn ended",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
 SESSIONS = Gauge("voice_sessions_active", "Open conversation sessions")
 STAGE_ERRORS = Counter("voice_stage_errors_total", "Failed calls to a stage", ["stage", "code"])
 

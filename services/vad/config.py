@@ -45,7 +45,7 @@ class VadSettings(ServerSettings):
     backend: Backend = Field(Backend.WEBRTC, description="Voice detector per frame: webrtc or silero.")
     silero_threshold: float = Field(0.5, gt=0, lt=1, description="Silero probability that counts as voice.")
     snr_db: float = Field(9.0, ge=0, le=40, description="A frame is voice only this far above the noise floor; 0: off.")
-    floor_window_ms: int = Field(400, ge=100, le=10000, description="The noise floor is the quietest frame in this.")
+    floor_window_ms: int = Field(1500, ge=100, le=10000, description="The noise floor is the quietest frame in this.")
     turn_ask_after_ms: int = ASK_AFTER_MS.field(_POLICY.ask_after_ms, "Silence before the model is first asked.")
     turn_ask_every_ms: int = ASK_EVERY_MS.field(_POLICY.ask_every_ms, "Then it is asked again this often ...")
     turn_ask_until_ms: int = ASK_UNTIL_MS.field(_POLICY.ask_until_ms, "... until the silence is this long.")

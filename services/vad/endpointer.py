@@ -11,6 +11,7 @@ of the stream it arrives.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,16 @@ HANGOVER_GATE_DB = 40.0
 FLOOR_DBFS = -70.0
 # Silence frames this sure of voice make a pause "not clean" (breath, murmur, a far talker).
 UNCLEAN_CONFIDENCE = 0.3
+# Once the voice has been silent this long the speaker is in a pause, and taking the turn back
+# takes more than a stray frame: RESUME_MS of voice within RESUME_BELOW_PEAK_DB of the
+# utterance's loudest frame (a far talker, babble or a clatter does not resume a turn).
+PAUSE_GUARD_MS = 250
+# Speech is modulated (syllables): over MODULATION_MS its frame levels spread by several dB, steady
+# noise of any colour by well under one. Voice that is this flat neither starts nor resumes a turn.
+MODULATION_MS = 210
+MIN_MODULATION_DB = 1.0
+RESUME_MS = 90
+RESUME_BELOW_PEAK_DB = 30.0
 
 
 class EventKind(enum.Enum):
@@ -76,7 +87,7 @@ class EndpointerConfig:
     backend: Backend = Backend.WEBRTC
     silero_threshold: float = 0.5
     snr_db: float = 0.0  # 0: no noise-floor gate (the seed's behaviour)
-    floor_window_ms: int = 400
+    floor_window_ms: int = 1500
     policy: TurnPolicy = TurnPolicy()
 
     def __post_init__(self) -> None:
@@ -137,6 +148,9 @@ class Endpointer:
         self._voiced_end = 0  # vad samples: end of the last voiced frame
         self._voiced_total = 0  # vad samples voiced in the current candidate
         self._peak_db = FLOOR_DBFS  # loudest voiced frame of the current utterance
+        self._levels: deque[float] = deque(maxlen=max(2, round(MODULATION_MS / frame_ms)))
+        self._resume_run = 0  # vad samples of voice in the current try at taking the turn back
+        self._resume_last = 0
         self._utterance = 0
         self._asking = False
         self._next_ask_ms = 0.0
@@ -154,7 +168,7 @@ class Endpointer:
             out += self._analyse(resampled.tobytes())
         return out
 
-    def finish(self) -> list[SpeechEvent | Ask]:
+    def finish(self) -> list[SpeechEvent]:
         """End of input: an utterance in progress ends at its last voiced frame."""
         out: list[SpeechEvent | Ask] = []
         if self._resampler is not None and self._block is not None:
@@ -193,8 +207,11 @@ class Endpointer:
             confidence = self._voice.confidence(frame)
             level = level_db(frame)
             above_floor = self._gate.admit(level) if self._gate is not None else True
-            voiced = confidence >= self._threshold and above_floor and self._loud_enough(level)
-            if not voiced and confidence >= UNCLEAN_CONFIDENCE and above_floor:
+            self._levels.append(level)
+            voiced = confidence >= self._threshold and above_floor and self._modulated() and self._loud_enough(level)
+            if voiced and not self._takes_turn_back(level, start):
+                voiced, self._clean = False, False
+            elif not voiced and confidence >= UNCLEAN_CONFIDENCE and above_floor:
                 self._clean = False
             out += self._step(voiced, start, self._pos)
         return out
@@ -204,6 +221,25 @@ class Endpointer:
         if self._to_turn_rate is not None:
             pcm = self._to_turn_rate.process(pcm)
         self._heard.write(pcm.astype(np.float32) / 32768.0)
+
+    def _takes_turn_back(self, level: float, frame_start: int) -> bool:
+        """In a pause, only a run of voice near the utterance's own level counts as voice."""
+        in_pause = frame_start - self._voiced_end >= PAUSE_GUARD_MS * self._ms
+        if self._state not in (_State.SPEECH, _State.PAUSED) or not in_pause:
+            return True
+        if level < self._peak_db - RESUME_BELOW_PEAK_DB:
+            return False
+        if frame_start - self._resume_last > CANDIDATE_GAP_MS * self._ms:
+            self._resume_run = 0
+        self._resume_run += self._frame
+        self._resume_last = frame_start + self._frame
+        if self._resume_run < RESUME_MS * self._ms:
+            return False
+        self._resume_run = 0
+        return True
+
+    def _modulated(self) -> bool:
+        return self._gate is None or float(np.std(self._levels)) >= MIN_MODULATION_DB
 
     def _loud_enough(self, level: float) -> bool:
         if level < max(FLOOR_DBFS, self._peak_db - HANGOVER_GATE_DB):
@@ -253,10 +289,11 @@ class Endpointer:
         policy = self.config.policy
         if silence >= policy.fallback(self._answers, self._clean):
             return [self._end(frame_end, EndReason.FALLBACK, self._answers[-1] if self._answers else None)]
-        if self._asking or silence < max(policy.ask_after_ms, self._next_ask_ms) or silence > policy.ask_until_ms:
+        due = max(policy.ask_after_ms, self._next_ask_ms)  # the schedule's point, not the frame's
+        if self._asking or silence < due or due > policy.ask_until_ms:
             return []
         self._asking = True
-        self._next_ask_ms = silence + policy.ask_every_ms
+        self._next_ask_ms = due + policy.ask_every_ms
         return [Ask(self._utterance, self._heard.last(WINDOW_SAMPLES + int(silence * TURN_RATE / 1000)), silence)]
 
     def _new_utterance(self) -> None:

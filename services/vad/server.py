@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import grpc
 
@@ -35,7 +36,7 @@ REASONS = {EndReason.SILENCE: vad_pb2.END_OF_TURN_REASON_SILENCE, EndReason.MODE
            EndReason.INPUT_END: vad_pb2.END_OF_TURN_REASON_INPUT_END}
 
 
-def _enum_field(config: vad_pb2.VadConfig, name: str, table: dict, default):  # type: ignore[no-untyped-def]  # generic over the two enums
+def _enum_field(config: vad_pb2.VadConfig, name: str, table: Mapping[Any, Any], default: Any) -> Any:
     if not config.HasField(name):  # type: ignore[arg-type]  # name is one of the optional enum fields
         return default
     value = getattr(config, name)
@@ -115,8 +116,8 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
             raise ResourceExhausted(f"VAD is serving its maximum of {self.settings.max_streams} streams; retry later")
         self.active_streams += 1
         requests = aiter(request_iterator)
-        reading: asyncio.Future[vad_pb2.StreamDetectRequest | None] = asyncio.ensure_future(anext(requests, None))
-        deciding: dict[asyncio.Future[tuple[float | None, float]], Ask] = {}
+        reading: asyncio.Future[Any] = asyncio.ensure_future(anext(requests, None))
+        deciding: dict[asyncio.Future[Any], Ask] = {}
         try:
             endpointer: Endpointer | None = None
             while True:

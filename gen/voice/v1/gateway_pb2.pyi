@@ -197,21 +197,27 @@ class SpeechEnded(_message.Message):
     TURN_ID_FIELD_NUMBER: _builtins.int
     START_SAMPLE_FIELD_NUMBER: _builtins.int
     END_SAMPLE_FIELD_NUMBER: _builtins.int
+    END_OF_TURN_PROBABILITY_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
     start_sample: _builtins.int
     end_sample: _builtins.int
+    end_of_turn_probability: _builtins.float
+    """The end-of-turn model's probability that the turn was complete (absent: the silence detector)."""
     def __init__(
         self,
         *,
         turn_id: _builtins.str = ...,
         start_sample: _builtins.int = ...,
         end_sample: _builtins.int = ...,
+        end_of_turn_probability: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability", "end_of_turn_probability", b"end_of_turn_probability"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_sample", b"end_sample", "start_sample", b"start_sample", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability", "end_of_turn_probability", b"end_of_turn_probability", "end_sample", b"end_sample", "start_sample", b"start_sample", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__end_of_turn_probability: _TypeAlias = _typing.Literal["end_of_turn_probability"]  # noqa: Y015
+    _WhichOneofArgType__end_of_turn_probability: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__end_of_turn_probability) -> _WhichOneofReturnType__end_of_turn_probability | None: ...
 
 Global___SpeechEnded: _TypeAlias = SpeechEnded  # noqa: Y015
 

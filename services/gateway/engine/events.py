@@ -29,6 +29,7 @@ class SpeechEnded:
     turn_id: str
     start_sample: int
     end_sample: int
+    end_of_turn_probability: float | None = None
 
 
 @dataclass(frozen=True)

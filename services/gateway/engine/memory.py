@@ -51,8 +51,10 @@ class Memory:
         self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
         await self.store.append_exchange(self.session_id, exchange)
 
-    async def record(self, turn_id: str, metrics: Mapping[str, float]) -> None:
+    async def record(self, turn_id: str, metrics: Mapping[str, float],
+                     end_of_turn_probability: float | None = None) -> None:
         """A completed turn's latency record: Redis, Prometheus and the log."""
-        await self.store.record_turn(self.session_id, turn_id, metrics)
+        await self.store.record_turn(self.session_id, turn_id, metrics, end_of_turn_probability)
         observe_turn(metrics)
-        log.info("turn completed", extra={"turn_id": turn_id, **metrics})
+        log.info("turn completed", extra={"turn_id": turn_id, "end_of_turn_probability": end_of_turn_probability,
+                                          **metrics})

@@ -28,6 +28,7 @@ class TurnRequest:
     output_rate_hz: int
     ended_at: float  # speech-ended event received (monotonic)
     endpoint_ms: float
+    end_of_turn_probability: float | None = None  # the VAD model's answer that ended the turn
 
 
 @dataclass

@@ -32,7 +32,7 @@ from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.turn import Listening, Turn
 from services.gateway.engine.vad_link import VadLink
 from services.gateway.engine.vocabulary import ErrorCode, TurnOutcome, VadEventKind
-from services.gateway.metrics import TURNS
+from services.gateway.metrics import END_OF_TURN_PROBABILITY, TURNS
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,11 @@ class ConversationSession:
             listening, self._listening = self._listening, None
             voiced_end_at = self.timeline.arrival_of(event.end_sample - 1)  # when the last voiced sample came in
             endpoint_ms = max(0.0, (received - voiced_end_at) * 1000) if voiced_end_at else 0.0
-            await self.emit(SpeechEnded(listening.turn_id, event.start_sample, event.end_sample))
-            self._begin_answer(listening.turn_id, event.start_sample, event.end_sample, received, endpoint_ms)
+            if event.probability is not None:
+                END_OF_TURN_PROBABILITY.observe(event.probability)
+            await self.emit(SpeechEnded(listening.turn_id, event.start_sample, event.end_sample, event.probability))
+            self._begin_answer(listening.turn_id, event.start_sample, event.end_sample, received, endpoint_ms,
+                               event.probability)
 
     async def _on_vad_outage(self, err: StageError) -> None:
         self._listening = None
@@ -118,13 +121,14 @@ class ConversationSession:
 
     # --- turns ---------------------------------------------------------------------------------
 
-    def _begin_answer(self, turn_id: str, start: int, end: int, ended_at: float, endpoint_ms: float) -> None:
+    def _begin_answer(self, turn_id: str, start: int, end: int, ended_at: float, endpoint_ms: float,
+                      end_of_turn_probability: float | None) -> None:
         max_samples = int(self.settings.max_utterance_s * self.config.input_rate_hz)
         pcm = self.timeline.cut(max(start, end - max_samples), end)
         utterance = resample(pcm, self.config.input_rate_hz, VOXTRAL_SAMPLE_RATE_HZ)
         request = TurnRequest(turn_id, self.session_id, utterance, self.memory.history(), self.config.instructions,
                               self.config.voice, self.config.speed, self.config.output_rate_hz, ended_at,
-                              endpoint_ms)
+                              endpoint_ms, end_of_turn_probability)
         self._answering = Turn(request, self._tasks, self._answer, self._transcribe)
 
     async def _answer(self, turn: Turn) -> None:
@@ -176,7 +180,7 @@ class ConversationSession:
             return
         metrics = dict(turn.progress.metrics)
         if "e2e_ms" in metrics:
-            await self.memory.record(turn.turn_id, metrics)
+            await self.memory.record(turn.turn_id, metrics, turn.request.end_of_turn_probability)
         await self.emit(TurnCompleted(turn.turn_id, user, spoken, metrics))
 
     async def _error(self, err: StageError, turn_id: str) -> None:

@@ -25,6 +25,7 @@ class VadEvent:
     kind: VadEventKind
     start_sample: int  # on the stream's own timeline (sample 0: the first audio sent to it)
     end_sample: int
+    probability: float | None = None  # the end-of-turn model's latest answer (PAUSED, ENDED)
 
 
 @dataclass(frozen=True)
