@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
-.PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run bench bench-smoke bench-vad bench-tts \
+.PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run bench bench-smoke bench-vad bench-endpoint bench-tts \
 	bench-voxtral bench-speech-rate soak soak-short clean
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
@@ -47,9 +47,11 @@ lint: install
 assets: $(INSTALLED)
 	$(PY) tools/fetch_assets.py
 
-# Kokoro's real files, and the small English Voxtral (trained once, a few minutes; then cached by its recipe).
+# Kokoro's real files, the VAD's turn models (Smart Turn v3.2, Silero), and the small English Voxtral
+# (trained once, a few minutes; then cached by its recipe).
 models: $(INSTALLED)
 	$(PY) tools/fetch_models.py
+	$(PY) -m services.vad.models models/turn
 	HF_HUB_OFFLINE=1 $(PY) -m services.voxtral.english $(ENGLISH_DIR)
 
 tiny-voxtral: $(INSTALLED)
@@ -80,8 +82,12 @@ soak: install system-deps assets models
 soak-short: install system-deps assets models
 	HF_HUB_OFFLINE=1 $(PY) -m bench.soak --sessions 2 --turns 3 --out $${BENCH_OUT:-/tmp/voice-soak-short}
 
-bench-vad: install assets
+bench-vad: install assets models
 	$(PY) -m bench.vad_streams
+
+# End of turn, detector by detector, on real recordings (bench/results/endpointing.*).
+bench-endpoint: install system-deps assets models
+	$(PY) -m bench.endpointing
 
 bench-tts: install models
 	$(PY) -m bench.tts_latency

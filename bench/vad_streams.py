@@ -107,9 +107,18 @@ async def run_level(target: str, streams: int, seconds: float, audio: bytes, rat
     }
 
 
-def start_vad() -> ServiceProcess:
+def conversation(samples: np.ndarray, rate: int, listen_s: float) -> np.ndarray:
+    """A conversational stream: beckett's six phrases as three turns of two, each followed by
+    `listen_s` of silence (the user listening to the reply)."""
+    quiet = np.zeros(int(listen_s * rate), dtype=samples.dtype)
+    turns = [samples[round(a * rate) : round(b * rate)] for a, b in ((0.0, 2.9), (3.4, 6.2), (6.7, 10.0))]
+    return np.concatenate([part for turn in turns for part in (turn, quiet)])
+
+
+def start_vad(detector: str) -> ServiceProcess:
     """The VAD service pinned to CPU 0."""
-    service = ServiceProcess("services.vad", "VAD_", {"VAD_MAX_STREAMS": "10000"}, launcher=("taskset", "-c", "0"))
+    service = ServiceProcess("services.vad", "VAD_", {"VAD_MAX_STREAMS": "10000", "VAD_DETECTOR": detector},
+                             launcher=("taskset", "-c", "0"))
     service.wait_serving(30)
     return service
 
@@ -118,11 +127,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--levels", default="100,200,300,400,500,600")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--detector", choices=("smart_turn", "silence"), default="silence")
+    parser.add_argument("--conversation", action="store_true",
+                        help="turns of speech with pauses, then silence while the reply plays (not continuous talk)")
+    parser.add_argument("--name", default="vad_streams", help="results file name")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1 % (os.cpu_count() or 1)})
     samples, rate = recording("beckett.wav")
-    vad = start_vad()
+    if args.conversation:
+        samples = conversation(samples, rate, listen_s=6.0)
+    vad = start_vad(args.detector)
     pid = vad.proc.pid
     rows = []
     try:
@@ -144,7 +159,9 @@ def main() -> None:
         "device": f"{platform.processor() or platform.machine()}, VAD pinned to 1 core",
         "chunk_ms": CHUNK_MS,
         "seconds_per_level": args.seconds,
-        "recording": "beckett.wav (16 kHz)",
+        "recording": "beckett.wav (16 kHz)" + (", as 3 turns each followed by 6 s of silence" if args.conversation
+                                               else ", looped"),
+        "detector": args.detector,
         "target": f"p99 event delay < {TARGET_P99_MS:.0f} ms at >= 200 streams",
         "max_streams_passing": max(passing) if passing else 0,
         "levels": rows,
@@ -152,7 +169,7 @@ def main() -> None:
     columns = ["streams", "events", "delay_p50_ms", "delay_p99_ms", "client_late_p99_ms", "client_bound", "vad_cpu_pct",
                "errors",
                "passes"]
-    write_results(args.out, "vad_streams", summary, rows, columns)
+    write_results(args.out, args.name, summary, rows, columns)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.support.speech import RATE, say, stream
-from tools.conversation import Conversation
+from tools.conversation import ENDS_TURN_MS, Conversation
 from tools.stack import Stack
 from voice.v1 import gateway_pb2
 
@@ -89,7 +89,7 @@ async def test_another_session_does_not_notice(gateway) -> None:
                stream(gateway, [gateway_pb2.ConverseRequest(audio=b"xx")]),
                stream(gateway, [CONFIG, *[gateway_pb2.ConverseRequest(audio=b"\x7f") for _ in range(3000)]])]
     await asyncio.gather(*abusers)
-    await good.silence(1200)
+    await good.silence(ENDS_TURN_MS)
     done = await good.wait_for("turn_completed")
     await good.finish()
     assert good.error is None and done.assistant_text and not good.of("error")
@@ -106,7 +106,8 @@ async def test_websocket_frames_that_are_no_request_are_errors_and_the_session_g
         await ws.send_json({"config": {"input_sample_rate_hz": RATE}})
         for frame in bad:
             await ws.send_str(frame)
-        speech = np.concatenate([np.zeros(RATE * 3 // 10, np.int16), question(), np.zeros(RATE * 6 // 5, np.int16)])
+        speech = np.concatenate([np.zeros(RATE * 3 // 10, np.int16), question(),
+                                 np.zeros(RATE * ENDS_TURN_MS // 1000, np.int16)])
         for i in range(0, len(speech), RATE // 50):
             await ws.send_bytes(speech[i:i + RATE // 50].tobytes())
         events: list[dict] = []

@@ -14,7 +14,7 @@ import redis
 
 from services.common.latency import METRICS
 from tests.support.speech import open_session, say
-from tools.conversation import Conversation
+from tools.conversation import ENDS_TURN_MS, Conversation
 from tools.stack import Stack
 from voice.v1 import gateway_pb2
 
@@ -27,7 +27,7 @@ converse = open_session
 async def ask(conv: Conversation, text: str, turn: int, pace: float = 0.0) -> gateway_pb2.TurnCompleted:
     await conv.silence(300)
     await conv.send(say(text))
-    await conv.silence(1200, pace=pace)
+    await conv.silence(ENDS_TURN_MS, pace=pace)
     return await conv.wait_for("turn_completed", turn)
 
 
@@ -99,11 +99,11 @@ async def test_barge_in_stops_the_reply_and_keeps_only_what_was_spoken(gateway, 
     conv = converse(gateway)
     await conv.silence(300)
     await conv.send(say(QUESTIONS[2]))
-    await conv.silence(1000)
+    await conv.silence(ENDS_TURN_MS)
     first_audio = await conv.wait_for("response_audio")
     await conv.send(say(QUESTIONS[3]))  # the user talks over the reply
     interrupted = await conv.wait_for("interrupted")
-    await conv.silence(1200)
+    await conv.silence(ENDS_TURN_MS)
     await conv.wait_for("turn_completed")
     await conv.finish()
     assert interrupted.turn_id == first_audio.turn_id
@@ -124,7 +124,7 @@ async def test_tts_killed_mid_turn_gives_an_error_and_the_next_turn_works(gatewa
     await conv.silence(300)
     await conv.send(say(QUESTIONS[4]))
     stack.services["tts"].kill()
-    await conv.silence(1200)
+    await conv.silence(ENDS_TURN_MS)
     error = await conv.wait_for("error")
     assert error.code == gateway_pb2.ERROR_CODE_UNAVAILABLE and error.session_continues and error.turn_id
     assert "tts" in error.message
@@ -148,7 +148,7 @@ async def test_a_client_that_vanishes_mid_turn_leaves_nothing_behind(gateway, st
     conv = converse(gateway)
     await conv.silence(300)
     await conv.send(say(QUESTIONS[1]))
-    await conv.silence(1200)
+    await conv.silence(ENDS_TURN_MS)
     await conv.wait_for("response_text")
     conv.cancel()
     await asyncio.sleep(1.0)

@@ -15,7 +15,7 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.speech import open_session, say
-from tools.conversation import Conversation
+from tools.conversation import ENDS_TURN_MS, Conversation
 from tools.stack import Stack
 from voice.v1 import gateway_pb2
 
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 async def ask(conv: Conversation, text: str, count: int, pace: float = 0.0) -> gateway_pb2.TurnCompleted:
     await conv.silence(300, pace=pace)
     await conv.send(say(text), pace=pace)
-    await conv.silence(1200, pace=pace)
+    await conv.silence(ENDS_TURN_MS, pace=pace)
     return await conv.wait_for("turn_completed", count)
 
 
@@ -37,7 +37,7 @@ async def test_stage_killed_mid_turn_then_back(gateway, faulty_stack: Stack, sta
     await conv.wait_for(after)
     faulty_stack.services[stage].kill()
     await sending
-    await conv.silence(1200, pace=1.0)
+    await conv.silence(ENDS_TURN_MS, pace=1.0)
     error = await conv.wait_for("error")
     assert error.code == gateway_pb2.ERROR_CODE_UNAVAILABLE and error.session_continues
     assert error.message.startswith(f"{stage} failed")
@@ -56,7 +56,7 @@ async def test_stalled_stage_gives_a_deadline_error_and_the_session_goes_on(gate
     await conv.wait_for("speech_started")
     tts.send_signal(signal.SIGSTOP)  # accepts connections, never answers
     try:
-        await conv.silence(1200)
+        await conv.silence(ENDS_TURN_MS)
         error = await conv.wait_for("error", timeout=60)
     finally:
         tts.send_signal(signal.SIGCONT)
@@ -105,7 +105,7 @@ async def test_sigterm_lets_the_turn_in_flight_finish_and_refuses_new_sessions(g
         conv = open_session(gateway)
         await conv.silence(300)
         await conv.send(say("What happens when you stop?"))
-        await conv.silence(1200)
+        await conv.silence(ENDS_TURN_MS)
         await conv.wait_for("speech_ended")
         faulty_stack.services["gateway"].terminate()
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -129,7 +129,7 @@ async def test_more_turns_than_voxtral_can_queue_get_resource_exhausted(gateway,
     for conv in sessions:  # six people finish speaking at the same moment
         await conv.silence(300)
         await conv.send(question)
-        await conv.silence(1200)
+        await conv.silence(ENDS_TURN_MS)
     outcomes = await asyncio.gather(*(
         asyncio.wait({asyncio.ensure_future(c.wait_for("turn_completed")),
                       asyncio.ensure_future(c.wait_for("error"))}, return_when=asyncio.FIRST_COMPLETED)

@@ -10,7 +10,11 @@ from typing import Any
 import grpc
 import numpy as np
 
+from services.vad.config import VadSettings
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
+
+# Silence after speech that ends any turn whatever the end-of-turn model says (the VAD's fallback, and margin).
+ENDS_TURN_MS = VadSettings().turn_fallback_ms + 400
 
 
 class Conversation:
