@@ -118,24 +118,28 @@ def first_end_after(events: list[SpeechEvent], sample: int) -> float | None:
     return (min(later) - sample) * 1000 / RATE if later else None
 
 
+def tally(events: list[SpeechEvent], true_end: int, delays: list[float], counts: dict[str, int]) -> None:
+    """Ends decided before the true end are premature; the first one after it gives the delay."""
+    counts["premature"] += sum(e.decided_at_sample < true_end for e in ends(events))
+    delay = first_end_after(events, true_end)
+    if delay is None:
+        counts["never"] += 1
+    else:
+        delays.append(delay)
+
+
 def complete_sentences(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> dict[str, Any]:
     delays: list[float] = []
-    never = premature = 0
+    counts = {"never": 0, "premature": 0}
     for name in ss.NAMES:
         x, tone = ss.audio(name), ss.room_tone(name)
         for s in ss.sentences(name):
             pre = lead(name)
             audio = np.concatenate([pre, x[s.start : s.end], ss.loop(tone, int(TAIL_S * RATE))])
             true_end = len(pre) + s.end - s.start
-            events = play(audio, config, judge, silero)
-            premature += sum(e.decided_at_sample < true_end for e in ends(events))
-            delay = first_end_after(events, true_end)
-            if delay is None:
-                never += 1
-            else:
-                delays.append(delay)
-    return {"end_delay_ms": pct(delays), "sentences": len(delays) + never, "never_ended": never,
-            "premature_ends": premature}
+            tally(play(audio, config, judge, silero), true_end, delays, counts)
+    return {"end_delay_ms": pct(delays), "sentences": len(delays) + counts["never"], "never_ended": counts["never"],
+            "premature_ends": counts["premature"]}
 
 
 def mid_phrase_pauses(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> dict[str, Any]:
@@ -227,21 +231,15 @@ def room_tone(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> di
 
 def steady_noise(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> dict[str, Any]:
     delays: list[float] = []
-    never = premature = 0
+    counts = {"never": 0, "premature": 0}
     for i, (name, s) in enumerate(noise_sentences()):
         x = ss.audio(name)
         speech = np.concatenate([np.zeros(RATE // 2, np.float32), x[s.start : s.end], np.zeros(int(TAIL_S * RATE),
                                                                                                 np.float32)])
         audio = speech + ss.white(len(speech), STEADY_DBFS, 100 + i)
         true_end = RATE // 2 + s.end - s.start
-        events = play(audio, config, judge, silero)
-        premature += sum(e.decided_at_sample < true_end for e in ends(events))
-        delay = first_end_after(events, true_end)
-        if delay is None:
-            never += 1
-        else:
-            delays.append(delay)
-    return {"end_ms": pct(delays), "never_ended": never, "premature_ends": premature}
+        tally(play(audio, config, judge, silero), true_end, delays, counts)
+    return {"end_ms": pct(delays), "never_ended": counts["never"], "premature_ends": counts["premature"]}
 
 
 def decision_cost(model: SmartTurn, n: int) -> dict[str, Any]:

