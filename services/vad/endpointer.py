@@ -225,8 +225,8 @@ class Endpointer:
     def _takes_turn_back(self, level: float, frame_start: int) -> bool:
         """In a pause, only a run of voice near the utterance's own level counts as voice."""
         in_pause = frame_start - self._voiced_end >= PAUSE_GUARD_MS * self._ms
-        if self._state not in (_State.SPEECH, _State.PAUSED) or not in_pause:
-            return True
+        if self._gate is None or self._state not in (_State.SPEECH, _State.PAUSED) or not in_pause:
+            return True  # no gate: the seed's behaviour, any voiced frame resumes
         if level < self._peak_db - RESUME_BELOW_PEAK_DB:
             return False
         if frame_start - self._resume_last > CANDIDATE_GAP_MS * self._ms:
