@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import grpc
+import numpy as np
 
 from services.common.audio import check_mono_pcm16
 from services.common.errors import InvalidArgument, ResourceExhausted
@@ -188,7 +189,7 @@ def vad_service(settings: VadSettings) -> ServiceSpec:
         # One frame through each detector and one decision, so a broken module fails the start, not a call.
         Endpointer(EndpointerConfig(sample_rate_hz=16000)).push(bytes(960))
         Endpointer(EndpointerConfig(sample_rate_hz=16000, backend=Backend.SILERO), turn_models.silero).push(bytes(1024))
-        probability, _ = await turn_models.decisions.probability(__import__("numpy").zeros(16000, "float32"))
+        probability, _ = await turn_models.decisions.probability(np.zeros(16000, np.float32))
         if probability is None:
             raise RuntimeError("the Smart Turn pool refused its warm-up decision")
 
