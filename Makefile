@@ -85,8 +85,15 @@ soak-short: install system-deps assets models
 bench-vad: install assets models
 	$(PY) -m bench.vad_streams
 
-# End of turn, detector by detector, on real recordings (bench/results/endpointing.*).
-bench-endpoint: install system-deps assets models
+# End of turn, detector by detector, on real recordings (bench/results/endpointing.*). The peer row
+# runs Pipecat's own analyzers from a separate environment: pipecat is no dependency of the services.
+PEER_VENV := .venv-peer
+$(PEER_VENV)/.installed:
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q pipecat-ai==1.14.0
+	touch $@
+
+bench-endpoint: install system-deps assets models $(PEER_VENV)/.installed
 	$(PY) -m bench.endpointing
 
 bench-tts: install models

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
+import json
 import os
 import platform
+import struct
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +55,7 @@ STEADY_DBFS = -40
 NOISE_SENTENCES = 5
 
 Judge = Callable[[np.ndarray], tuple[float, float]]
+Player = Callable[[np.ndarray], list[SpeechEvent]]
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,8 @@ DETECTORS = [
 ]
 
 
-def play(audio: np.ndarray, config: EndpointerConfig, judge: Judge, silero: SileroModel) -> list[SpeechEvent]:
+def play_endpointer(audio: np.ndarray, config: EndpointerConfig, judge: Judge,
+                    silero: SileroModel) -> list[SpeechEvent]:
     """Events for `audio`, with decided_at_sample where a real-time service would decide."""
     endpointer = Endpointer(config, silero)
     pcm = ss.pcm16(audio)
@@ -128,7 +134,7 @@ def tally(events: list[SpeechEvent], true_end: int, delays: list[float], counts:
         delays.append(delay)
 
 
-def complete_sentences(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> dict[str, Any]:
+def complete_sentences(play: Player) -> dict[str, Any]:
     delays: list[float] = []
     counts = {"never": 0, "premature": 0}
     for name in ss.NAMES:
@@ -137,12 +143,12 @@ def complete_sentences(config: EndpointerConfig, judge: Judge, silero: SileroMod
             pre = lead(name)
             audio = np.concatenate([pre, x[s.start : s.end], ss.loop(tone, int(TAIL_S * RATE))])
             true_end = len(pre) + s.end - s.start
-            tally(play(audio, config, judge, silero), true_end, delays, counts)
+            tally(play(audio), true_end, delays, counts)
     return {"end_delay_ms": pct(delays), "sentences": len(delays) + counts["never"], "never_ended": counts["never"],
             "premature_ends": counts["premature"]}
 
 
-def mid_phrase_pauses(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> dict[str, Any]:
+def mid_phrase_pauses(play: Player) -> dict[str, Any]:
     ended = total = 0
     lengths = itertools.cycle(PAUSES_S)
     for name in ss.NAMES:
@@ -155,7 +161,7 @@ def mid_phrase_pauses(config: EndpointerConfig, judge: Judge, silero: SileroMode
                 audio = np.concatenate([pre, x[s.start : cut], ss.loop(tone, pause), x[cut : s.end],
                                         ss.loop(tone, RATE)])
                 cut_at = len(pre) + cut - s.start
-                events = play(audio, config, judge, silero)
+                events = play(audio)
                 total += 1
                 ended += any(cut_at - RATE // 10 <= e.decided_at_sample <= cut_at + pause for e in ends(events))
     return {"false_end_rate": round(ended / max(1, total), 3), "pauses": total}
@@ -174,7 +180,7 @@ def noise(kind: str, n: int, level: float, seed: int) -> np.ndarray:
     return ss.white(n, level, seed) if kind == "white" else ss.babble(n, level, seed)
 
 
-def rising_noise(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> dict[str, Any]:
+def rising_noise(play: Player) -> dict[str, Any]:
     out: dict[str, Any] = {}
     picked = noise_sentences()
     for kind, level in itertools.product(("white", "babble"), LEVELS_DBFS):
@@ -183,7 +189,7 @@ def rising_noise(config: EndpointerConfig, judge: Judge, silero: SileroModel) ->
             x = ss.audio(name)
             pre = lead(name)
             audio = np.concatenate([pre, x[s.start : s.end], noise(kind, int(TAIL_S * RATE), level, i)])
-            delays.append(first_end_after(play(audio, config, judge, silero), len(pre) + s.end - s.start))
+            delays.append(first_end_after(play(audio), len(pre) + s.end - s.start))
         # Five utterances separated by the noise (the noise fills the gaps).
         parts, spans, at = [lead(picked[0][0])], [], RATE // 2
         for i, (name, s) in enumerate(picked):
@@ -191,7 +197,7 @@ def rising_noise(config: EndpointerConfig, judge: Judge, silero: SileroModel) ->
             spans.append((at, at + len(speech)))
             parts += [speech, noise(kind, int(GAP_S * RATE), level, 10 + i)]
             at += len(speech) + int(GAP_S * RATE)
-        events = play(np.concatenate(parts), config, judge, silero)
+        events = play(np.concatenate(parts))
         found, premature, late, spurious = 0, 0, [], 0
         for start, end in spans:
             inside = [e for e in ends(events) if start <= e.decided_at_sample < end]
@@ -211,7 +217,7 @@ def rising_noise(config: EndpointerConfig, judge: Judge, silero: SileroModel) ->
     return out
 
 
-def room_tone(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> dict[str, Any]:
+def room_tone(play: Player) -> dict[str, Any]:
     own: list[float | None] = []
     coloured: list[float | None] = []
     for name, s in noise_sentences():
@@ -219,17 +225,16 @@ def room_tone(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> di
         pre = lead(name)
         speech = x[s.start : s.end]
         end = len(pre) + len(speech)
-        own.append(first_end_after(play(np.concatenate([pre, speech, ss.loop(tone, int(TAIL_S * RATE))]),
-                                        config, judge, silero), end))
+        own.append(first_end_after(play(np.concatenate([pre, speech, ss.loop(tone, int(TAIL_S * RATE))])), end))
         tail = ss.coloured_like(tone, int(TAIL_S * RATE), -45)
-        coloured.append(first_end_after(play(np.concatenate([pre, speech, tail]), config, judge, silero), end))
+        coloured.append(first_end_after(play(np.concatenate([pre, speech, tail])), end))
     return {
         "own_room_tone": {"end_ms": pct([d for d in own if d is not None]), "never_ended": own.count(None)},
         "coloured_45": {"end_ms": pct([d for d in coloured if d is not None]), "never_ended": coloured.count(None)},
     }
 
 
-def steady_noise(config: EndpointerConfig, judge: Judge, silero: SileroModel) -> dict[str, Any]:
+def steady_noise(play: Player) -> dict[str, Any]:
     delays: list[float] = []
     counts = {"never": 0, "premature": 0}
     for i, (name, s) in enumerate(noise_sentences()):
@@ -238,8 +243,37 @@ def steady_noise(config: EndpointerConfig, judge: Judge, silero: SileroModel) ->
                                                                                                 np.float32)])
         audio = speech + ss.white(len(speech), STEADY_DBFS, 100 + i)
         true_end = RATE // 2 + s.end - s.start
-        tally(play(audio, config, judge, silero), true_end, delays, counts)
+        tally(play(audio), true_end, delays, counts)
     return {"end_ms": pct(delays), "never_ended": counts["never"], "premature_ends": counts["premature"]}
+
+
+PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+PEER_NAME = "peer: pipecat 1.14 Silero (stop 0.2 s) + Smart Turn v3.2"
+
+
+class PeerPlayer:
+    """bench/peer_pipecat.py in its own environment, one case at a time over a pipe."""
+
+    def __enter__(self) -> PeerPlayer:
+        self._proc = subprocess.Popen([str(PEER_PYTHON), str(ROOT / "bench" / "peer_pipecat.py")],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ,
+                                      "LOGURU_LEVEL": "WARNING"})
+        return self
+
+    def __call__(self, audio: np.ndarray) -> list[SpeechEvent]:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        pcm = ss.pcm16(audio)
+        self._proc.stdin.write(struct.pack("<I", len(pcm) // 2) + pcm)
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the peer process ended")
+        return [SpeechEvent(EventKind[kind], start, end, at) for kind, start, end, at in json.loads(line)]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        self._proc.wait(30)
 
 
 def decision_cost(model: SmartTurn, n: int) -> dict[str, Any]:
@@ -289,23 +323,33 @@ def main() -> None:
 
     cost = decision_cost(model, args.decisions)
     rows, detectors = [], []
+
+    def measure(name: str, play: Player) -> dict[str, Any]:
+        started = time.perf_counter()
+        entry: dict[str, Any] = {"name": name, **complete_sentences(play), **mid_phrase_pauses(play),
+                                 "rising_noise": rising_noise(play), "room_tone": room_tone(play),
+                                 "steady_noise": steady_noise(play)}
+        entry["seconds"] = round(time.perf_counter() - started, 1)
+        return entry
+
     for d in DETECTORS:
         if args.only and args.only not in d.name:
             continue
         config = d.config()
-        started = time.perf_counter()
-        entry: dict[str, Any] = {"name": d.name, **complete_sentences(config, judge, silero),
-                                 **mid_phrase_pauses(config, judge, silero),
-                                 "rising_noise": rising_noise(config, judge, silero),
-                                 "room_tone": room_tone(config, judge, silero),
-                                 "steady_noise": steady_noise(config, judge, silero)}
+        entry = measure(d.name, functools.partial(play_endpointer, config=config, judge=judge, silero=silero))
         frame_s = frame_cost(config, silero)
         entry["frame_cpu_per_audio_s"] = round(frame_s, 4)
         entry["streams_per_core_voice_only"] = int(1 / frame_s) if frame_s else None
-        entry["seconds"] = round(time.perf_counter() - started, 1)
         detectors.append(entry)
         rows.append(summary_row(entry))
         print(rows[-1], flush=True)
+    if (not args.only or args.only in PEER_NAME) and PEER_PYTHON.exists():
+        with PeerPlayer() as peer:
+            detectors.append(measure(PEER_NAME, peer))
+        rows.append(summary_row(detectors[-1]))
+        print(rows[-1], flush=True)
+    elif not PEER_PYTHON.exists():
+        print(f"peer row left out: {PEER_PYTHON} is missing (make bench-endpoint builds it)", flush=True)
     summary = {
         "benchmark": "endpointing",
         "device": f"{platform.processor() or platform.machine()}, one core",

@@ -46,6 +46,12 @@ MODULATION_MS = 210
 MIN_MODULATION_DB = 1.0
 RESUME_MS = 90
 RESUME_BELOW_PEAK_DB = 30.0
+# A voice keeps the turn only while it is near the speaker's own level: frames more than
+# STRONG_BELOW_PEAK_DB under the utterance's peak count for WEAK_TAIL_MS after the last frame that
+# is not (soft word endings do); beyond that they are taken for what follows the speaker (babble,
+# a far talker), and the silence count runs.
+STRONG_BELOW_PEAK_DB = 20.0
+WEAK_TAIL_MS = 300
 
 
 class EventKind(enum.Enum):
@@ -151,6 +157,7 @@ class Endpointer:
         self._levels: deque[float] = deque(maxlen=max(2, round(MODULATION_MS / frame_ms)))
         self._resume_run = 0  # vad samples of voice in the current try at taking the turn back
         self._resume_last = 0
+        self._strong_end = 0  # vad samples: end of the last voiced frame near the utterance's peak
         self._utterance = 0
         self._asking = False
         self._next_ask_ms = 0.0
@@ -223,10 +230,16 @@ class Endpointer:
         self._heard.write(pcm.astype(np.float32) / 32768.0)
 
     def _takes_turn_back(self, level: float, frame_start: int) -> bool:
-        """In a pause, only a run of voice near the utterance's own level counts as voice."""
-        in_pause = frame_start - self._voiced_end >= PAUSE_GUARD_MS * self._ms
-        if self._gate is None or self._state not in (_State.SPEECH, _State.PAUSED) or not in_pause:
-            return True  # no gate: the seed's behaviour, any voiced frame resumes
+        """Does this voiced frame hold (or, in a pause, take back) the turn? Only voice near the
+        utterance's own level does: see STRONG_BELOW_PEAK_DB and RESUME_BELOW_PEAK_DB."""
+        if self._gate is None:
+            return True  # no gate: the seed's behaviour, any voiced frame holds or resumes the turn
+        if level >= self._peak_db - STRONG_BELOW_PEAK_DB:
+            self._strong_end = frame_start + self._frame
+        if self._state not in (_State.SPEECH, _State.PAUSED):
+            return True
+        if frame_start - self._voiced_end < PAUSE_GUARD_MS * self._ms:  # still speaking
+            return frame_start - self._strong_end <= WEAK_TAIL_MS * self._ms
         if level < self._peak_db - RESUME_BELOW_PEAK_DB:
             return False
         if frame_start - self._resume_last > CANDIDATE_GAP_MS * self._ms:
@@ -236,6 +249,7 @@ class Endpointer:
         if self._resume_run < RESUME_MS * self._ms:
             return False
         self._resume_run = 0
+        self._strong_end = frame_start + self._frame
         return True
 
     def _modulated(self) -> bool:
