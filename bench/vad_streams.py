@@ -1,7 +1,8 @@
 """How many concurrent real-time streams one VAD process on one core sustains (`make bench-vad`).
 
 The VAD service runs as its own process pinned to CPU 0; this client is pinned to CPU 1. Each
-stream plays beckett.wav in real time, in 20 ms chunks, starting at a random phase. An event's
+stream plays beckett.wav in real time, in 20 ms chunks, starting at a random phase and from a random
+point of the audio (so the streams' pauses, and their end-of-turn decisions, are not in step). An event's
 delay is its arrival time minus the time the chunk holding its `decided_at_sample` was sent.
 A level passes when p99 delay is under 20 ms with no errors; the client's own lateness is
 reported so a client-bound run is never mistaken for a server limit.
@@ -36,7 +37,7 @@ CLIENT_LATE_LIMIT_MS = 5.0
 
 
 async def one_stream(stub, audio: bytes, rate: int, seconds: float, phase: float, delays: list[float],
-                     lateness: list[float], errors: list[str]) -> None:
+                     lateness: list[float], errors: list[str], model_ends: list[float]) -> None:
     chunk = rate * CHUNK_MS // 1000 * 2
     sent_at: dict[int, float] = {}  # sample index at end of chunk -> send time
     config = vad_pb2.StreamDetectRequest(config=vad_pb2.VadConfig(
@@ -58,21 +59,27 @@ async def one_stream(stub, audio: bytes, rate: int, seconds: float, phase: float
                 ends[:] = sorted(sent_at)
             at = reply.event.decided_at_sample
             idx = np.searchsorted(ends, at)
-            if idx < len(ends):
+            # The voice detection's own delay: events decided by the audio itself. A model answer
+            # (PAUSED, ENDED by the model) comes when the decision is done: model_end says how long.
+            by_audio = reply.event.type != vad_pb2.SPEECH_EVENT_TYPE_PAUSED or \
+                not reply.event.HasField("end_of_turn_probability")
+            if idx < len(ends) and by_audio and reply.event.end_reason != vad_pb2.END_OF_TURN_REASON_MODEL:
                 delays.append((now - sent_at[ends[idx]]) * 1000)
+            if reply.event.end_reason == vad_pb2.END_OF_TURN_REASON_MODEL:  # silence the model's answer took
+                model_ends.append((at - reply.event.end_sample) * 1000 / rate)
 
     read = asyncio.ensure_future(reader())
     try:
         await call.write(config)
         start = time.perf_counter()
-        position, n = 0, 0
+        position, n = random.Random(phase).randrange(0, len(audio) // chunk) * chunk, 0
         while time.perf_counter() - start < seconds:
             due = start + n * CHUNK_MS / 1000
             wait = due - time.perf_counter()
             lateness.append(max(0.0, -wait) * 1000)
             if wait > 0:
                 await asyncio.sleep(wait)
-            piece = audio[position : position + chunk]
+            piece = (audio[position:] + audio)[:chunk]  # always a whole chunk, across the loop's end too
             position = (position + chunk) % len(audio)
             await call.write(vad_pb2.StreamDetectRequest(audio=piece))
             sent_at[(n + 1) * chunk // 2] = time.perf_counter()
@@ -88,11 +95,13 @@ async def run_level(target: str, streams: int, seconds: float, audio: bytes, rat
     delays: list[float] = []
     lateness: list[float] = []
     errors: list[str] = []
+    model_ends: list[float] = []
     vad = vad_pb2.DESCRIPTOR.services_by_name["VadService"]
     async with open_channel(target, vad) as channel:
         stub = vad_pb2_grpc.VadServiceStub(channel)
         rng = random.Random(streams)
-        await asyncio.gather(*(one_stream(stub, audio, rate, seconds, rng.uniform(0, 1.0), delays, lateness, errors)
+        await asyncio.gather(*(one_stream(stub, audio, rate, seconds, rng.uniform(0, 1.0), delays, lateness, errors,
+                                          model_ends)
                                for _ in range(streams)))
     late = np.array(lateness) if lateness else np.zeros(1)
     d = np.array(delays) if delays else np.full(1, np.nan)
@@ -102,6 +111,8 @@ async def run_level(target: str, streams: int, seconds: float, audio: bytes, rat
         "delay_p50_ms": round(float(np.percentile(d, 50)), 2),
         "delay_p99_ms": round(float(np.percentile(d, 99)), 2),
         "client_late_p99_ms": round(float(np.percentile(late, 99)), 2),
+        "model_end_p50_ms": round(float(np.percentile(model_ends, 50)), 1) if model_ends else None,
+        "model_end_p99_ms": round(float(np.percentile(model_ends, 99)), 1) if model_ends else None,
         "errors": len(errors),
         "first_error": errors[0] if errors else "",
     }
@@ -166,8 +177,8 @@ def main() -> None:
         "max_streams_passing": max(passing) if passing else 0,
         "levels": rows,
     }
-    columns = ["streams", "events", "delay_p50_ms", "delay_p99_ms", "client_late_p99_ms", "client_bound", "vad_cpu_pct",
-               "errors",
+    columns = ["streams", "events", "delay_p50_ms", "delay_p99_ms", "model_end_p50_ms", "model_end_p99_ms",
+               "client_late_p99_ms", "client_bound", "vad_cpu_pct", "errors",
                "passes"]
     write_results(args.out, args.name, summary, rows, columns)
 

@@ -57,7 +57,8 @@ class VadSettings(ServerSettings):
     turn_lean_complete: float = PROBABILITY.field(_POLICY.lean_complete, "An answer this high leans complete.")
     models_dir: Path = Field(MODELS_DIR, description="Holds smart-turn-v3.2-cpu.onnx, silero_vad.onnx (make models).")
     decision_workers: int = Field(os.cpu_count() or 1, ge=1, le=256, description="Threads running Smart Turn.")
-    decision_queue: int = Field(64, ge=1, le=10_000, description="Decisions waiting at most; more are skipped.")
+    # An answer that comes after the fallback is worth nothing: keep the queue to what a few workers clear quickly.
+    decision_queue: int = Field(8, ge=1, le=10_000, description="Decisions in flight at most; more are skipped.")
 
     @model_validator(mode="after")
     def _policy_holds(self) -> VadSettings:
