@@ -79,7 +79,9 @@ async def one_stream(stub, audio: bytes, rate: int, seconds: float, phase: float
             lateness.append(max(0.0, -wait) * 1000)
             if wait > 0:
                 await asyncio.sleep(wait)
-            piece = (audio[position:] + audio)[:chunk]  # always a whole chunk, across the loop's end too
+            piece = audio[position : position + chunk]
+            if len(piece) < chunk:  # always a whole chunk, across the loop's end too
+                piece += audio[: chunk - len(piece)]
             position = (position + chunk) % len(audio)
             await call.write(vad_pb2.StreamDetectRequest(audio=piece))
             sent_at[(n + 1) * chunk // 2] = time.perf_counter()

@@ -11,7 +11,6 @@ of the stream it arrives.
 from __future__ import annotations
 
 import enum
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +22,7 @@ from services.vad import voice as voices
 from services.vad.smart_turn import SAMPLE_RATE_HZ as TURN_RATE
 from services.vad.smart_turn import WINDOW_SAMPLES
 from services.vad.turn_policy import Detector, EndReason, TurnPolicy
-from services.vad.voice import Backend, NoiseFloor, Voice, level_db
+from services.vad.voice import Backend, NoiseFloor, Spread, Voice, level_db
 
 FRAME_MS = (10, 20, 30)
 # A speech candidate survives unvoiced gaps this short (stop consonants, breaths).
@@ -154,7 +153,7 @@ class Endpointer:
         self._voiced_end = 0  # vad samples: end of the last voiced frame
         self._voiced_total = 0  # vad samples voiced in the current candidate
         self._peak_db = FLOOR_DBFS  # loudest voiced frame of the current utterance
-        self._levels: deque[float] = deque(maxlen=max(2, round(MODULATION_MS / frame_ms)))
+        self._levels = Spread(max(2, round(MODULATION_MS / frame_ms)))
         self._resume_run = 0  # vad samples of voice in the current try at taking the turn back
         self._resume_last = 0
         self._strong_end = 0  # vad samples: end of the last voiced frame near the utterance's peak
@@ -214,7 +213,7 @@ class Endpointer:
             confidence = self._voice.confidence(frame)
             level = level_db(frame)
             above_floor = self._gate.admit(level) if self._gate is not None else True
-            self._levels.append(level)
+            self._levels.push(level)
             voiced = confidence >= self._threshold and above_floor and self._modulated() and self._loud_enough(level)
             if voiced and not self._takes_turn_back(level, start):
                 voiced, self._clean = False, False
@@ -253,7 +252,7 @@ class Endpointer:
         return True
 
     def _modulated(self) -> bool:
-        return self._gate is None or float(np.std(self._levels)) >= MIN_MODULATION_DB
+        return self._gate is None or self._levels.spread() >= MIN_MODULATION_DB
 
     def _loud_enough(self, level: float) -> bool:
         if level < max(FLOOR_DBFS, self._peak_db - HANGOVER_GATE_DB):

@@ -4,7 +4,6 @@ the logic is in endpointer.py."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -116,49 +115,59 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
         if self.active_streams >= self.settings.max_streams:
             raise ResourceExhausted(f"VAD is serving its maximum of {self.settings.max_streams} streams; retry later")
         self.active_streams += 1
-        requests = aiter(request_iterator)
-        reading: asyncio.Future[Any] = asyncio.ensure_future(anext(requests, None))
-        deciding: dict[asyncio.Future[Any], Ask] = {}
-        try:
-            endpointer: Endpointer | None = None
-            while True:
-                done, _ = await asyncio.wait({reading, *deciding}, return_when=asyncio.FIRST_COMPLETED)
-                for decision in [d for d in deciding if d in done]:  # answers first: they were asked earlier
-                    ask = deciding.pop(decision)
-                    if endpointer is not None:
-                        for event in endpointer.answer(ask, decision.result()[0]):
-                            yield to_message(event)
-                if reading not in done:
-                    continue
-                request = reading.result()
-                if request is None:
-                    break
-                reading = asyncio.ensure_future(anext(requests, None))
-                kind = request.WhichOneof("payload")
-                if kind == "config":
-                    if endpointer is not None:
-                        raise InvalidArgument("config was already sent: send it once, as the first message")
-                    endpointer = Endpointer(endpointer_config(request.config, self.settings), self.models.silero)
-                elif kind == "audio":
-                    if endpointer is None:
-                        raise InvalidArgument("the first message must be config (sample rate etc.), not audio")
-                    for item in endpointer.push(request.audio):
-                        if isinstance(item, Ask):
-                            deciding[asyncio.ensure_future(self.models.decisions.probability(item.audio))] = item
-                        else:
-                            yield to_message(item)
-                else:
-                    raise InvalidArgument("empty request: set config or audio")
+        # Audio is read on its own task (a plain `async for`: cheap per message); events from the
+        # audio and from the model's answers meet in one queue that this generator drains.
+        out: asyncio.Queue[SpeechEvent | BaseException | None] = asyncio.Queue()
+        decisions: set[asyncio.Task[None]] = set()
+        endpointer: Endpointer | None = None
+
+        async def decide(ask: Ask) -> None:
+            probability, _ = await self.models.decisions.probability(ask.audio)
             if endpointer is not None:
-                for event in endpointer.finish():
-                    yield to_message(event)
+                for event in endpointer.answer(ask, probability):
+                    out.put_nowait(event)
+
+        def handle(items: list[SpeechEvent | Ask]) -> None:
+            for item in items:
+                if isinstance(item, Ask):
+                    task = asyncio.create_task(decide(item))
+                    decisions.add(task)
+                    task.add_done_callback(decisions.discard)
+                else:
+                    out.put_nowait(item)
+
+        async def read() -> None:
+            nonlocal endpointer
+            try:
+                async for request in request_iterator:
+                    kind = request.WhichOneof("payload")
+                    if kind == "config":
+                        if endpointer is not None:
+                            raise InvalidArgument("config was already sent: send it once, as the first message")
+                        endpointer = Endpointer(endpointer_config(request.config, self.settings), self.models.silero)
+                    elif kind == "audio":
+                        if endpointer is None:
+                            raise InvalidArgument("the first message must be config (sample rate etc.), not audio")
+                        handle(endpointer.push(request.audio))
+                    else:
+                        raise InvalidArgument("empty request: set config or audio")
+                if endpointer is not None:
+                    handle(list(endpointer.finish()))
+                out.put_nowait(None)
+            except Exception as err:  # noqa: BLE001  # handed to the generator, which raises it for the interceptor
+                out.put_nowait(err)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await out.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield to_message(item)
         finally:
             self.active_streams -= 1
-            for pending in (reading, *deciding):
-                pending.cancel()
-            for pending in (reading, *deciding):
-                with contextlib.suppress(BaseException):  # cancelled, or the stream's own error already raised
-                    await pending
+            for task in (reader, *decisions):
+                task.cancel()
+            await asyncio.gather(reader, *decisions, return_exceptions=True)
 
     async def GetInfo(self, request: vad_pb2.VadServiceGetInfoRequest, context: grpc.aio.ServicerContext):
         s = self.settings

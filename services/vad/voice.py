@@ -5,6 +5,7 @@ passes either detector; it does not stand above its own floor)."""
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from pathlib import Path
 from typing import Any, Protocol
@@ -101,6 +102,31 @@ class NoiseFloor:
         return above
 
 
+class Spread:
+    """Standard deviation of the last `window` values, kept as running sums (runs on every frame)."""
+
+    def __init__(self, window: int) -> None:
+        self._values: deque[float] = deque(maxlen=window)
+        self._sum = self._squares = 0.0
+
+    def push(self, value: float) -> None:
+        if len(self._values) == self._values.maxlen:
+            old = self._values[0]
+            self._sum -= old
+            self._squares -= old * old
+        self._values.append(value)
+        self._sum += value
+        self._squares += value * value
+
+    def spread(self) -> float:
+        n = len(self._values)
+        if n == 0:
+            return 0.0
+        mean = self._sum / n
+        return math.sqrt(max(0.0, self._squares / n - mean * mean))
+
+
 def level_db(frame: bytes) -> float:
     samples = np.frombuffer(frame, dtype=PCM16).astype(np.float32)
-    return float(10 * np.log10(float(np.mean(samples * samples)) / 32768.0**2 + 1e-12))
+    power = float(np.dot(samples, samples)) / max(1, len(samples))  # one BLAS call: this runs on every frame
+    return 10 * math.log10(power / 32768.0**2 + 1e-12)
