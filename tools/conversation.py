@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 import numpy as np
 
-from services.vad.config import VadSettings
+from services.common.limits import END_OF_TURN_FALLBACK_MS
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 # Silence after speech that ends any turn whatever the end-of-turn model says (the VAD's fallback, and margin).
-ENDS_TURN_MS = VadSettings().turn_fallback_ms + 400
+ENDS_TURN_MS = END_OF_TURN_FALLBACK_MS + 400
 
 
 class Conversation:

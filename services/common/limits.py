@@ -34,5 +34,8 @@ class Range(Generic[N]):
 SPEED = Range(0.5, 2.0)
 # Silence that ends a turn with the `silence` detector (the seed's is 800 ms).
 END_SILENCE_MS = Range(100, 10000)
+# Silence that ends a turn whatever the end-of-turn model says (the VAD's default fallback): a
+# client that wants its turn to end sends at least this much silence after speaking.
+END_OF_TURN_FALLBACK_MS = 1600
 # Voxtral's audio input: PCM16 mono at this rate, nothing else.
 VOXTRAL_SAMPLE_RATE_HZ = 16000

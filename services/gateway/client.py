@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from services.common.latency import METRICS
+from services.common.limits import END_OF_TURN_FALLBACK_MS
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 CHUNK_MS = 20
@@ -101,7 +102,8 @@ def main() -> None:
     parser.add_argument("--end-silence-ms", type=int, default=0)
     parser.add_argument("--realtime", type=float, default=1.0,
                         help="1 plays the file in real time; 0.5 twice as fast; 0 as fast as possible")
-    parser.add_argument("--tail-s", type=float, default=1.5, help="silence sent after the file")
+    parser.add_argument("--tail-s", type=float, default=END_OF_TURN_FALLBACK_MS / 1000 + 0.4,
+                        help="silence sent after the file (enough for the VAD's fallback to end the turn)")
     parser.add_argument("--timeout", type=float, default=300.0)
     raise SystemExit(asyncio.run(converse(parser.parse_args())))
 

@@ -19,7 +19,7 @@ import enum
 from dataclasses import dataclass
 
 from services.common.errors import InvalidArgument
-from services.common.limits import Range
+from services.common.limits import END_OF_TURN_FALLBACK_MS, Range
 
 ASK_AFTER_MS = Range(60, 2000)
 ASK_EVERY_MS = Range(30, 2000)
@@ -47,7 +47,7 @@ class TurnPolicy:
     ask_until_ms: int = 200
     threshold_start: float = 0.9
     threshold_end: float = 0.9
-    fallback_ms: int = 1600
+    fallback_ms: int = END_OF_TURN_FALLBACK_MS
     clean_fallback_ms: int = 1300
     # An answer at or above this leans towards "complete" (counts for the clean fallback).
     lean_complete: float = 0.3
