@@ -191,9 +191,7 @@ class Endpointer:
         model was too busy); the silence keeps growing and the next ask or the fallback decides."""
         if ask.utterance != self._utterance:
             return []  # that utterance already ended (fallback, input end) or speech resumed
-        self._asking = False
-        if self._state not in (_State.SPEECH, _State.PAUSED) or self._silence_ms() < ask.silence_ms:
-            return []  # the voice came back after the ask: the question is void
+        self._asking = False  # voice since the ask, or the end of that utterance, changed the id above
         if probability is None:
             return []
         self._answers.append(probability)
