@@ -98,10 +98,12 @@ async def test_barge_in_stops_the_reply_and_keeps_what_was_said(phase: str, stag
     else:
         stages.tts.stall, stages.tts.stall_after = gate, 2  # two words played, then mid-clause
     said = {"thinking": "", "first clause synthesising": "", "speaking": "Paris is"}[phase]
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages, redis, barge_in_reversible=False))
     await utter(client, stages)
     await until(lambda: len(client.of(ResponseAudio)) == len(said.split()) and (
         stages.of(Stage.TTS) if phase != "thinking" else stages.of(Stage.VOXTRAL)))
+    if said:
+        client.played(client.of(SpeechStarted)[0].turn_id, 20.0)  # both words played: 10 ms each
     await utter(client, stages)  # the user talks over the reply
     stopped = await client.wait_for(Interrupted)
     gate.set()

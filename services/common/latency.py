@@ -14,6 +14,7 @@ METRICS: tuple[str, ...] = (
     "e2e_ms",
     "turn_ms",
     "overhead_ms",
+    "first_audible_ms",
 )
 
 

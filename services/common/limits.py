@@ -39,3 +39,7 @@ END_SILENCE_MS = Range(100, 10000)
 END_OF_TURN_FALLBACK_MS = 1600
 # Voxtral's audio input: PCM16 mono at this rate, nothing else.
 VOXTRAL_SAMPLE_RATE_HZ = 16000
+# A sample at or above this level (dBFS, of PCM16 full scale) is audible: it bounds trimmed speech
+# and marks the first audible reply sample (first_audible_ms, the conversation benchmark).
+AUDIBLE_DBFS = -45.0
+AUDIBLE_AMPLITUDE = 10 ** (AUDIBLE_DBFS / 20)  # of full scale (1.0 for float audio)

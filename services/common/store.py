@@ -40,6 +40,7 @@ class Exchange:
     assistant: str
     turn_id: str = ""
     at: float = 0.0
+    cut_off: bool = False  # the listener did not hear all of `assistant` (barge-in)
 
 
 class SessionStore:
@@ -144,12 +145,11 @@ class SessionStore:
         return await self._call("reset_context", run, False)
 
     async def record_turn(self, session_id: str, turn_id: str, metrics: Mapping[str, float],
-                          end_of_turn_probability: float | None = None) -> bool:
-        """Keep the turn's latency record (last N per session) and add it to each stage's stream."""
+                          details: Mapping[str, object] | None = None) -> bool:
+        """Keep the turn's latency record (last N per session) and add it to each stage's stream;
+        `details` (JSON values: outcome, speculation, end-of-turn probability) ride along."""
         values = check_metrics(metrics)
-        record: dict[str, object] = {"turn_id": turn_id, "at": time.time(), **values}
-        if end_of_turn_probability is not None:
-            record["end_of_turn_probability"] = round(end_of_turn_probability, 4)
+        record: dict[str, object] = {**(details or {}), "turn_id": turn_id, "at": time.time(), **values}
         key = self._key(session_id, "turns")
 
         async def run() -> bool:

@@ -41,6 +41,23 @@ class GatewaySettings(ServerSettings):
                                  "one is heard when synthesis is faster than real time by more than this.")
     tts_prefetch: int = Field(0, ge=0, le=8, description="Clauses sent to TTS ahead of the one being sent: useful "
                               "with several TTS slots or replicas (each waits inside its own deadline).")
+    reply_lead_ms: int = Field(200, ge=0, le=10_000, description="Reply audio is sent at real time, at most this "
+                               "far ahead of what the listener has heard (what a barge-in cannot take back).")
+    reply_piece_ms: int = Field(40, ge=5, le=1000, description="Reply audio goes out in pieces of this length.")
+    barge_in_reversible: bool = Field(True, description="Speech during a reply pauses it (reply_paused) until it "
+                                      "is known to be a turn; off: any speech cancels the reply at once.")
+    barge_in_min_voiced_ms: int = Field(700, ge=0, le=10_000, description="Sound over a reply with less voice "
+                                        "than this is not a turn (a cough, a door, \"mm-hm\"): the reply resumes.")
+    barge_in_timeout_ms: int = Field(1500, ge=100, le=30_000, description="Speech still going this long after it "
+                                     "paused a reply is a turn: the reply is cancelled without waiting for its end.")
+    backchannels: tuple[str, ...] = Field(
+        ("mm-hm", "mhm", "mm", "hmm", "uh-huh", "uh huh", "yeah", "yes", "yep", "yup", "ok", "okay", "right",
+         "sure", "i see", "got it", "alright", "all right", "oh", "ah", "wow", "cool", "nice", "true", "exactly"),
+        description="Words that alone, over a reply, are listening and not a turn (compared without case and "
+                    "punctuation).")
+    speculate: bool = Field(True, description="Start the reply on a pause hint; its output waits for speech-ended.")
+    speculate_min_probability: float = Field(0.3, ge=0, le=1, description="...when the end-of-turn model leans "
+                                             "complete at least this much (a hint with no probability: always).")
     vad_timeout_s: float = Field(5.0, gt=0, le=60, description="Opening a VAD stream.")
     voxtral_timeout_s: float = Field(15.0, gt=0, le=600, description="One reply, first token to last.")
     tts_timeout_s: float = Field(3.0, gt=0, le=120, description="One clause (seed: 3 s).")

@@ -57,7 +57,7 @@ class GrpcVadStream:
                 if kind is not None:  # a kind this gateway does not know yet is not acted on
                     probability = event.end_of_turn_probability if event.HasField("end_of_turn_probability") \
                         else None
-                    yield VadEvent(kind, event.start_sample, event.end_sample, probability)
+                    yield VadEvent(kind, event.start_sample, event.end_sample, probability, event.voiced_ms)
         except grpc.aio.AioRpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
                 raise stage_error(Stage.VAD, err) from None
@@ -125,9 +125,9 @@ class GrpcStages:
             call.cancel()  # a turn that stops early frees Voxtral's slot at once
 
     async def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-                         session_id: str, turn_id: str) -> AsyncIterator[SpeechChunk]:
+                         session_id: str, turn_id: str, continues: bool = False) -> AsyncIterator[SpeechChunk]:
         request = tts_pb2.SynthesizeRequest(text=text, voice=voice, sample_rate_hz=sample_rate_hz,
-                                            session_id=session_id, turn_id=turn_id)
+                                            session_id=session_id, turn_id=turn_id, continues=continues)
         if speed is not None:
             request.speed = speed
         call = self.tts.Synthesize(request, timeout=self.settings.tts_timeout_s)

@@ -4,7 +4,7 @@ servicer and the WebSocket bridge (whose JSON is the proto's) both translate her
 from __future__ import annotations
 
 from services.gateway.engine import events as ev
-from services.gateway.engine.inputs import Audio, ControlInput, Input, SessionRequest, Unreadable
+from services.gateway.engine.inputs import Audio, ControlInput, Input, PlaybackReport, SessionRequest, Unreadable
 from services.gateway.engine.vocabulary import Control
 from voice.v1 import gateway_pb2
 
@@ -39,7 +39,9 @@ def to_input(request: gateway_pb2.ConverseRequest) -> Input:
             return Unreadable(f"unknown control action {request.control}: use INTERRUPT, RESET_CONTEXT or "
                               "END_OF_INPUT")
         return ControlInput(action)
-    return Unreadable("empty request: set audio or control")
+    if kind == "playback":
+        return PlaybackReport(request.playback.turn_id, request.playback.played_ms)
+    return Unreadable("empty request: set audio, control or playback")
 
 
 def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
@@ -59,14 +61,21 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
                 turn_id=event.turn_id, delta=event.delta))
         case ev.ResponseAudio():
             return gateway_pb2.ConverseResponse(response_audio=gateway_pb2.ResponseAudio(
-                turn_id=event.turn_id, audio=event.pcm, sample_rate_hz=event.sample_rate_hz, text=event.text))
+                turn_id=event.turn_id, audio=event.pcm, sample_rate_hz=event.sample_rate_hz, text=event.text,
+                offset_ms=event.offset_ms))
         case ev.TurnCompleted():
             return gateway_pb2.ConverseResponse(turn_completed=gateway_pb2.TurnCompleted(
                 turn_id=event.turn_id, user_text=event.user_text, assistant_text=event.assistant_text,
                 metrics=gateway_pb2.TurnMetrics(**event.metrics)))
         case ev.Interrupted():
             return gateway_pb2.ConverseResponse(interrupted=gateway_pb2.Interrupted(
-                turn_id=event.turn_id, spoken_text=event.spoken_text))
+                turn_id=event.turn_id, spoken_text=event.spoken_text, heard_ms=event.heard_ms))
+        case ev.ReplyPaused():
+            return gateway_pb2.ConverseResponse(reply_paused=gateway_pb2.ReplyPaused(
+                turn_id=event.turn_id, heard_ms=event.heard_ms))
+        case ev.ReplyResumed():
+            return gateway_pb2.ConverseResponse(reply_resumed=gateway_pb2.ReplyResumed(
+                turn_id=event.turn_id, heard_ms=event.heard_ms))
         case ev.ErrorEvent():
             return gateway_pb2.ConverseResponse(error=gateway_pb2.Error(
                 code=gateway_pb2.ErrorCode.Value(event.code.wire), message=event.message,

@@ -16,6 +16,9 @@ TURNS = Counter("voice_turns_total", "Turns by outcome", ["outcome"])
 END_OF_TURN_PROBABILITY = Histogram(
     "voice_end_of_turn_probability", "The end-of-turn model's probability when a turn ended",
     buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
+SPECULATIONS = Counter("voice_speculations_total", "Replies started on a pause hint: started, used, wasted",
+                       ["result"])
+BARGE_INS = Counter("voice_barge_ins_total", "Speech over a reply: the reply resumed or was interrupted", ["result"])
 SESSIONS = Gauge("voice_sessions_active", "Open conversation sessions")
 STAGE_ERRORS = Counter("voice_stage_errors_total", "Failed calls to a stage", ["stage", "code"])
 

@@ -35,6 +35,13 @@ class TtsSettings(ServerSettings):
     max_text_chars: int = Field(2000, ge=1, le=100_000, description="Longer text is INVALID_ARGUMENT.")
     emotional: bool = Field(False, description="Pick voice and speed from the text (seed: off).")
     mood_voices: dict[str, str] = Field(default_factory=dict, description="Mood -> voice, for emotional mode.")
+    lead_ms: int = Field(20, ge=0, le=1000, description="Silence kept before a clause's first audible sample "
+                         "(Kokoro pads ~350 ms).")
+    tail_ms: int = Field(40, ge=0, le=1000, description="Audio kept after a clause's last audible sample: its "
+                         "decay (Kokoro pads ~500 ms).")
+    clause_pause_ms: int = Field(220, ge=0, le=2000, description="Silence a listener hears between two clauses "
+                                 "of one reply (a natural comma is ~170 ms); a request that `continues` a reply "
+                                 "begins with it.")
     slots: int = Field(1, ge=1, le=64, description="Requests synthesised at once.")
     max_queue: int = Field(16, ge=0, le=10_000, description="Requests waiting for a slot; more: RESOURCE_EXHAUSTED.")
 

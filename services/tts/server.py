@@ -61,7 +61,8 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
     ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
         synthesizer = self.synthesizer.get()
         speech = synthesizer.check(request.text, request.voice,
-                                        request.speed if request.HasField("speed") else None, request.sample_rate_hz)
+                                        request.speed if request.HasField("speed") else None, request.sample_rate_hz,
+                                   request.continues)
         if speech is None:
             return
         async for chunk in synthesizer.stream(speech, context.time_remaining()):

@@ -17,6 +17,7 @@ from services.common.errors import InvalidArgument
 from services.common.limits import SPEED
 from services.common.slots import SlotPool
 from services.tts.config import TtsSettings
+from services.tts.edges import shape
 from services.tts.emotion import choose_delivery
 from services.tts.engine import MAX_PHONEMES, SAMPLE_RATE, SpeechEngine, count_phonemes
 from services.tts.phonemes import EnglishPhonemizer
@@ -42,6 +43,7 @@ class SpeechRequest:
     voice: str
     speed: float
     sample_rate_hz: int
+    continues: bool = False  # a later clause of an utterance already spoken: begin with the pause
 
 
 class Synthesizer:
@@ -53,7 +55,8 @@ class Synthesizer:
         self.phonemizer = phonemizer
         self.pool = SlotPool(settings.slots, settings.max_queue, "tts")
 
-    def check(self, text: str, voice: str, speed: float | None, sample_rate_hz: int) -> SpeechRequest | None:
+    def check(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
+              continues: bool = False) -> SpeechRequest | None:
         """A validated request, or None when the text is too short to speak (the seed's skip)."""
         if len(text) > self.settings.max_text_chars:
             raise InvalidArgument(f"text has {len(text)} characters; the limit is {self.settings.max_text_chars}")
@@ -64,7 +67,7 @@ class Synthesizer:
         self.voices.pack(voice)
         if len(text.strip()) < self.settings.min_chars or not any(c.isalnum() for c in text):
             return None
-        return SpeechRequest(text.strip(), voice, speed, rate)
+        return SpeechRequest(text.strip(), voice, speed, rate, continues)
 
     async def stream(self, request: SpeechRequest, timeout_s: float | None = None) -> AsyncIterator[SpeechChunk]:
         """Speech clause by clause: each clause's audio is yielded as soon as it is synthesised."""
@@ -81,8 +84,15 @@ class Synthesizer:
                 started = time.perf_counter()
                 audio = await slot.run(functools.partial(self.render, text, voice, speed), deadline)
                 compute_ms = (time.perf_counter() - started) * 1000
+                audio = self.edges(audio, continues=index > 0 or request.continues)
                 pcm = resampler.process(to_pcm16(audio), last=index == len(clauses) - 1)
                 yield SpeechChunk(pcm.tobytes(), text, request.sample_rate_hz, index, compute_ms, voice, speed)
+
+    def edges(self, audio: np.ndarray, continues: bool) -> np.ndarray:
+        """A clause's audio with natural edges; a continuing clause opens with the clause pause."""
+        s = self.settings
+        pause = max(0, s.clause_pause_ms - s.lead_ms - s.tail_ms) if continues else 0
+        return shape(audio, SAMPLE_RATE, s.lead_ms, s.tail_ms, pause)
 
     def render(self, text: str, voice: str, speed: float) -> np.ndarray:
         """Blocking: one clause to 24 kHz float audio (split further if over the model's context)."""

@@ -67,6 +67,7 @@ class SpeechEvent:
     end_sample: int
     decided_at_sample: int
     probability: float | None = None  # the model's latest answer (PAUSED, ENDED; smart_turn only)
+    voiced_ms: float = 0.0  # voiced time of the utterance so far
     reason: EndReason | None = None  # ENDED only
 
 
@@ -151,7 +152,7 @@ class Endpointer:
         self._state = _State.SILENCE
         self._start = 0  # vad samples: first voiced frame of the utterance or candidate
         self._voiced_end = 0  # vad samples: end of the last voiced frame
-        self._voiced_total = 0  # vad samples voiced in the current candidate
+        self._voiced_total = 0  # vad samples voiced in the current utterance (candidate included)
         self._peak_db = FLOOR_DBFS  # loudest voiced frame of the current utterance
         self._levels = Spread(max(2, round(MODULATION_MS / frame_ms)))
         self._resume_run = 0  # vad samples of voice in the current try at taking the turn back
@@ -269,8 +270,8 @@ class Endpointer:
                 self._state, self._start, self._voiced_total = _State.CANDIDATE, frame_start, 0
                 self._peak_db = FLOOR_DBFS
             self._voiced_end = frame_end
+            self._voiced_total += self._frame
             if self._state is _State.CANDIDATE:
-                self._voiced_total += self._frame
                 if self._voiced_total >= cfg.min_speech_ms * self._ms:
                     self._state = _State.SPEECH
                     self._new_utterance()
@@ -332,6 +333,7 @@ class Endpointer:
             decided_at_sample=self._to_input(decided_at),
             probability=probability,
             reason=reason,
+            voiced_ms=self._voiced_total / self._ms,
         )
 
     def _to_input(self, vad_samples: int) -> int:

@@ -83,7 +83,7 @@ def endpointer_config(config: vad_pb2.VadConfig, defaults: VadSettings) -> Endpo
 def to_message(event: SpeechEvent) -> vad_pb2.StreamDetectResponse:
     message = vad_pb2.SpeechEvent(
         type=EVENT_TYPES[event.kind], start_sample=event.start_sample,
-        end_sample=event.end_sample, decided_at_sample=event.decided_at_sample,
+        end_sample=event.end_sample, decided_at_sample=event.decided_at_sample, voiced_ms=round(event.voiced_ms),
     )
     if event.probability is not None:
         message.end_of_turn_probability = event.probability

@@ -14,7 +14,7 @@ from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.engine.events import Event, SessionStarted
-from services.gateway.engine.inputs import Audio, ControlInput, Input, SessionRequest
+from services.gateway.engine.inputs import Audio, ControlInput, Input, PlaybackReport, SessionRequest
 from services.gateway.engine.vocabulary import Control, VadEventKind
 from tests.support.fake_stages import FakeStages
 from tools.local_redis import RedisProcess
@@ -60,6 +60,10 @@ class Client:
     def control(self, action: Control) -> None:
         self.send(ControlInput(action))
 
+    def played(self, turn_id: str, ms: float) -> None:
+        """Report that `ms` of reply `turn_id` have been played."""
+        self.send(PlaybackReport(turn_id, ms))
+
     def of(self, kind: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, kind)]
 
@@ -78,8 +82,9 @@ class Client:
             await self.task
 
 
-async def utter(client: Client, stages: FakeStages, ms: int = 600) -> None:
-    """The user says something: audio goes in and the (fake) VAD hears speech in all of it."""
+async def utter(client: Client, stages: FakeStages, ms: int = 1200, ends: bool = True) -> tuple[int, int]:
+    """The user says something: audio goes in and the (fake) VAD hears speech in all of it (and
+    the end of the turn after it, when `ends`). Returns the utterance's first and last sample."""
     await client.wait_for(SessionStarted)
     async with asyncio.timeout(5):
         while not stages.streams:  # the VAD stream opens once the client has session_started
@@ -89,4 +94,6 @@ async def utter(client: Client, stages: FakeStages, ms: int = 600) -> None:
     samples = client.audio(ms)
     await stream.heard(start + samples)
     stream.event(VadEventKind.STARTED, start, start)
-    stream.event(VadEventKind.ENDED, start, start + samples)
+    if ends:
+        stream.event(VadEventKind.ENDED, start, start + samples)
+    return start, start + samples

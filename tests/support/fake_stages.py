@@ -73,8 +73,11 @@ class FakeVadStream:
         async with self._heard:
             await self._heard.wait_for(lambda: self.received >= samples)
 
-    def event(self, kind: VadEventKind, start: int, end: int) -> None:
-        self._events.put_nowait(VadEvent(kind, start, end))
+    def event(self, kind: VadEventKind, start: int, end: int, probability: float | None = None,
+              voiced_ms: float | None = None) -> None:
+        """An event; voiced_ms defaults to all of start..end (at the tests' 16 kHz)."""
+        voiced = (end - start) / 16 if voiced_ms is None else voiced_ms
+        self._events.put_nowait(VadEvent(kind, start, end, probability, voiced))
 
     def fail(self, code: str = "UNAVAILABLE") -> None:
         self._events.put_nowait(StageError(Stage.VAD, code, "the fake VAD went away"))
@@ -84,6 +87,7 @@ class FakeVadStream:
 class FakeStages:
     reply: Sequence[str] = ("Paris is lovely today, ", "you should go ", "and walk by the river.")
     transcript: str = "what should I do in Paris"
+    heard_as: dict[int, str] = field(default_factory=dict)  # samples (16 kHz) -> words, else `transcript`
     voice_names: set[str] = field(default_factory=lambda: {"af_heart", "bf_emma"})
     voxtral: Knobs = field(default_factory=Knobs)
     tts: Knobs = field(default_factory=Knobs)
@@ -141,14 +145,16 @@ class FakeStages:
             yield ReplyDelta(str(text), elapsed_ms=1.0)
 
     async def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-                         session_id: str, turn_id: str) -> AsyncIterator[SpeechChunk]:
-        call = Call(Stage.TTS, "synthesize", {"text": text, "voice": voice, "turn_id": turn_id})
+                         session_id: str, turn_id: str, continues: bool = False) -> AsyncIterator[SpeechChunk]:
+        call = Call(Stage.TTS, "synthesize", {"text": text, "voice": voice, "turn_id": turn_id,
+                                              "continues": continues})
         async for word in self._paced(call, self.tts, text.split()):
             yield SpeechChunk(b"\x10\x00" * SAMPLES_PER_WORD, str(word), compute_ms=1.0)
 
     async def transcribe(self, pcm16k: np.ndarray, session_id: str, turn_id: str) -> str:
         call = Call(Stage.VOXTRAL, "transcribe", {"samples": len(pcm16k), "turn_id": turn_id})
-        words = [w async for w in self._paced(call, self.transcribe_knobs, [self.transcript])]
+        said = self.heard_as.get(len(pcm16k), self.transcript)
+        words = [w async for w in self._paced(call, self.transcribe_knobs, [said])]
         return "".join(str(w) for w in words)
 
     async def voices(self) -> set[str]:

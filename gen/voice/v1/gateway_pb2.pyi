@@ -115,29 +115,58 @@ class SessionConfig(_message.Message):
 Global___SessionConfig: _TypeAlias = SessionConfig  # noqa: Y015
 
 @_typing.final
+class PlaybackReport(_message.Message):
+    """How much of a reply the client has played: the context keeps the words heard by it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    PLAYED_MS_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    played_ms: _builtins.float
+    """Position on the reply's own timeline (ResponseAudio.offset_ms plus what was played of it)."""
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+        played_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["played_ms", b"played_ms", "turn_id", b"turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaybackReport: _TypeAlias = PlaybackReport  # noqa: Y015
+
+@_typing.final
 class ConverseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONFIG_FIELD_NUMBER: _builtins.int
     AUDIO_FIELD_NUMBER: _builtins.int
     CONTROL_FIELD_NUMBER: _builtins.int
+    PLAYBACK_FIELD_NUMBER: _builtins.int
     audio: _builtins.bytes
     """PCM16LE mono at input_sample_rate_hz, any length."""
     control: Global___ControlAction.ValueType
     @_builtins.property
     def config(self) -> Global___SessionConfig: ...
+    @_builtins.property
+    def playback(self) -> Global___PlaybackReport: ...
     def __init__(
         self,
         *,
         config: Global___SessionConfig | None = ...,
         audio: _builtins.bytes = ...,
         control: Global___ControlAction.ValueType = ...,
+        playback: Global___PlaybackReport | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["config", "audio", "control"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["config", "audio", "control", "playback"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -251,11 +280,14 @@ class ResponseAudio(_message.Message):
     AUDIO_FIELD_NUMBER: _builtins.int
     SAMPLE_RATE_HZ_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    OFFSET_MS_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
     audio: _builtins.bytes
     sample_rate_hz: _builtins.int
     text: _builtins.str
-    """The text this audio speaks."""
+    """The clause this audio begins (set on a clause's first piece only)."""
+    offset_ms: _builtins.float
+    """Where this audio starts on the reply's timeline; audio sent again after a resume repeats offsets."""
     def __init__(
         self,
         *,
@@ -263,14 +295,68 @@ class ResponseAudio(_message.Message):
         audio: _builtins.bytes = ...,
         sample_rate_hz: _builtins.int = ...,
         text: _builtins.str = ...,
+        offset_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "sample_rate_hz", b"sample_rate_hz", "text", b"text", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "offset_ms", b"offset_ms", "sample_rate_hz", b"sample_rate_hz", "text", b"text", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResponseAudio: _TypeAlias = ResponseAudio  # noqa: Y015
+
+@_typing.final
+class ReplyPaused(_message.Message):
+    """Speech started during a reply: stop (or duck) playback now and drop what is queued. Generation
+    goes on; the reply resumes or is interrupted once the speech is understood.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    HEARD_MS_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    heard_ms: _builtins.float
+    """What the listener had heard of the reply."""
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+        heard_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heard_ms", b"heard_ms", "turn_id", b"turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplyPaused: _TypeAlias = ReplyPaused  # noqa: Y015
+
+@_typing.final
+class ReplyResumed(_message.Message):
+    """The sound was not a turn (too short, no words, a backchannel): the audio that follows starts
+    again at heard_ms on the reply's timeline.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    HEARD_MS_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    heard_ms: _builtins.float
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+        heard_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heard_ms", b"heard_ms", "turn_id", b"turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplyResumed: _TypeAlias = ReplyResumed  # noqa: Y015
 
 @_typing.final
 class TurnMetrics(_message.Message):
@@ -285,6 +371,7 @@ class TurnMetrics(_message.Message):
     E2E_MS_FIELD_NUMBER: _builtins.int
     TURN_MS_FIELD_NUMBER: _builtins.int
     OVERHEAD_MS_FIELD_NUMBER: _builtins.int
+    FIRST_AUDIBLE_MS_FIELD_NUMBER: _builtins.int
     endpoint_ms: _builtins.float
     voxtral_ttft_ms: _builtins.float
     first_clause_ms: _builtins.float
@@ -292,6 +379,7 @@ class TurnMetrics(_message.Message):
     e2e_ms: _builtins.float
     turn_ms: _builtins.float
     overhead_ms: _builtins.float
+    first_audible_ms: _builtins.float
     def __init__(
         self,
         *,
@@ -302,10 +390,11 @@ class TurnMetrics(_message.Message):
         e2e_ms: _builtins.float = ...,
         turn_ms: _builtins.float = ...,
         overhead_ms: _builtins.float = ...,
+        first_audible_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["e2e_ms", b"e2e_ms", "endpoint_ms", b"endpoint_ms", "first_clause_ms", b"first_clause_ms", "overhead_ms", b"overhead_ms", "tts_ttfb_ms", b"tts_ttfb_ms", "turn_ms", b"turn_ms", "voxtral_ttft_ms", b"voxtral_ttft_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["e2e_ms", b"e2e_ms", "endpoint_ms", b"endpoint_ms", "first_audible_ms", b"first_audible_ms", "first_clause_ms", b"first_clause_ms", "overhead_ms", b"overhead_ms", "tts_ttfb_ms", b"tts_ttfb_ms", "turn_ms", b"turn_ms", "voxtral_ttft_ms", b"voxtral_ttft_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -346,18 +435,21 @@ class Interrupted(_message.Message):
 
     TURN_ID_FIELD_NUMBER: _builtins.int
     SPOKEN_TEXT_FIELD_NUMBER: _builtins.int
+    HEARD_MS_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
     spoken_text: _builtins.str
-    """What had been sent before the interruption: kept as the assistant's turn."""
+    """What the listener heard before the interruption: kept as the assistant's turn."""
+    heard_ms: _builtins.float
     def __init__(
         self,
         *,
         turn_id: _builtins.str = ...,
         spoken_text: _builtins.str = ...,
+        heard_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["spoken_text", b"spoken_text", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heard_ms", b"heard_ms", "spoken_text", b"spoken_text", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -404,6 +496,8 @@ class ConverseResponse(_message.Message):
     TURN_COMPLETED_FIELD_NUMBER: _builtins.int
     INTERRUPTED_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    REPLY_PAUSED_FIELD_NUMBER: _builtins.int
+    REPLY_RESUMED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def session_started(self) -> Global___SessionStarted: ...
     @_builtins.property
@@ -420,6 +514,10 @@ class ConverseResponse(_message.Message):
     def interrupted(self) -> Global___Interrupted: ...
     @_builtins.property
     def error(self) -> Global___Error: ...
+    @_builtins.property
+    def reply_paused(self) -> Global___ReplyPaused: ...
+    @_builtins.property
+    def reply_resumed(self) -> Global___ReplyResumed: ...
     def __init__(
         self,
         *,
@@ -431,12 +529,14 @@ class ConverseResponse(_message.Message):
         turn_completed: Global___TurnCompleted | None = ...,
         interrupted: Global___Interrupted | None = ...,
         error: Global___Error | None = ...,
+        reply_paused: Global___ReplyPaused | None = ...,
+        reply_resumed: Global___ReplyResumed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "turn_completed", b"turn_completed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "turn_completed", b"turn_completed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "turn_completed", b"turn_completed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "turn_completed", b"turn_completed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["session_started", "speech_started", "speech_ended", "response_text", "response_audio", "turn_completed", "interrupted", "error"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["session_started", "speech_started", "speech_ended", "response_text", "response_audio", "turn_completed", "interrupted", "error", "reply_paused", "reply_resumed"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -345,6 +345,7 @@ class SpeechEvent(_message.Message):
     DECIDED_AT_SAMPLE_FIELD_NUMBER: _builtins.int
     END_OF_TURN_PROBABILITY_FIELD_NUMBER: _builtins.int
     END_REASON_FIELD_NUMBER: _builtins.int
+    VOICED_MS_FIELD_NUMBER: _builtins.int
     type: Global___SpeechEventType.ValueType
     start_sample: _builtins.int
     """Utterance start, pre-roll included."""
@@ -356,6 +357,8 @@ class SpeechEvent(_message.Message):
     """Smart Turn's latest probability that the turn is complete (PAUSED and ENDED, smart_turn only)."""
     end_reason: Global___EndOfTurnReason.ValueType
     """Why the utterance ended (ENDED only)."""
+    voiced_ms: _builtins.int
+    """Voiced time of the utterance so far (a cough has little; a sentence has much)."""
     def __init__(
         self,
         *,
@@ -365,10 +368,11 @@ class SpeechEvent(_message.Message):
         decided_at_sample: _builtins.int = ...,
         end_of_turn_probability: _builtins.float | None = ...,
         end_reason: Global___EndOfTurnReason.ValueType = ...,
+        voiced_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability", "end_of_turn_probability", b"end_of_turn_probability"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability", "decided_at_sample", b"decided_at_sample", "end_of_turn_probability", b"end_of_turn_probability", "end_reason", b"end_reason", "end_sample", b"end_sample", "start_sample", b"start_sample", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability", "decided_at_sample", b"decided_at_sample", "end_of_turn_probability", b"end_of_turn_probability", "end_reason", b"end_reason", "end_sample", b"end_sample", "start_sample", b"start_sample", "type", b"type", "voiced_ms", b"voiced_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__end_of_turn_probability: _TypeAlias = _typing.Literal["end_of_turn_probability"]  # noqa: Y015
     _WhichOneofArgType__end_of_turn_probability: _TypeAlias = _typing.Literal["_end_of_turn_probability", b"_end_of_turn_probability"]  # noqa: Y015

@@ -12,7 +12,16 @@ from services.common.errors import InvalidArgument, ResourceExhausted, Unavailab
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import ErrorEvent, Event
-from services.gateway.engine.inputs import Audio, ControlInput, Input, SessionRequest, Unreadable, configure
+from services.gateway.engine.inputs import (
+    Audio,
+    ControlInput,
+    Input,
+    PlaybackReport,
+    SessionRequest,
+    Unreadable,
+    check_playback,
+    configure,
+)
 from services.gateway.engine.runner import SynthesisPace
 from services.gateway.engine.session import ConversationSession
 from services.gateway.engine.stages import StageError, Stages
@@ -101,6 +110,12 @@ class ConversationEngine:
                 case SessionRequest():
                     await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, "the session is configured already: "
                                           "send the config once, first"))
+                case PlaybackReport():
+                    problem = check_playback(item)
+                    if problem:
+                        await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, problem))
+                    else:
+                        session.playback(item)
                 case Unreadable():
                     await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, item.message))
 

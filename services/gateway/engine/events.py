@@ -45,7 +45,8 @@ class ResponseAudio:
     turn_id: str
     pcm: bytes
     sample_rate_hz: int
-    text: str
+    text: str  # the clause this audio begins; "" for its later pieces
+    offset_ms: float = 0.0  # where the audio starts on the reply's timeline
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,22 @@ class TurnCompleted:
 class Interrupted:
     type: ClassVar[EventType] = EventType.INTERRUPTED
     turn_id: str
-    spoken_text: str
+    spoken_text: str  # what the listener heard
+    heard_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReplyPaused:
+    type: ClassVar[EventType] = EventType.REPLY_PAUSED
+    turn_id: str
+    heard_ms: float
+
+
+@dataclass(frozen=True)
+class ReplyResumed:
+    type: ClassVar[EventType] = EventType.REPLY_RESUMED
+    turn_id: str
+    heard_ms: float
 
 
 @dataclass(frozen=True)
@@ -74,4 +90,4 @@ class ErrorEvent:
 
 
 Event = (SessionStarted | SpeechStarted | SpeechEnded | ResponseText | ResponseAudio | TurnCompleted | Interrupted
-         | ErrorEvent)
+         | ErrorEvent | ReplyPaused | ReplyResumed)

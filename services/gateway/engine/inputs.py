@@ -3,6 +3,7 @@ and controls. `configure` checks a request against the settings; each rule is wr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from services.common.audio import MAX_RATE_HZ, MIN_RATE_HZ, check_sample_rate
@@ -36,13 +37,30 @@ class ControlInput:
 
 
 @dataclass(frozen=True)
+class PlaybackReport:
+    """The client has played `played_ms` of reply `turn_id` (on the reply's timeline)."""
+
+    turn_id: str
+    played_ms: float
+
+
+def check_playback(report: PlaybackReport) -> str:
+    """What is wrong with a playback report ("" when nothing is)."""
+    if not math.isfinite(report.played_ms) or report.played_ms < 0:
+        return f"playback.played_ms={report.played_ms} must be a finite number of milliseconds, 0 or more"
+    if not report.turn_id:
+        return "playback.turn_id is required: the turn_id of the reply being played"
+    return ""
+
+
+@dataclass(frozen=True)
 class Unreadable:
     """An input the adapter could not make sense of: an error event, and the session goes on."""
 
     message: str
 
 
-Input = SessionRequest | Audio | ControlInput | Unreadable
+Input = SessionRequest | Audio | ControlInput | PlaybackReport | Unreadable
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from services.gateway.engine.stages import HistoryTurn
 from services.gateway.metrics import observe_turn
 
 log = logging.getLogger(__name__)
+# Ends a reply in the context when the listener did not hear all of it.
+CUT_OFF_MARK = " —"
 
 
 class Memory:
@@ -39,22 +41,21 @@ class Memory:
     def history(self) -> list[HistoryTurn]:
         """The context as the prior turns Voxtral is given."""
         return [HistoryTurn(role, text) for ex in self.context
-                for role, text in (("user", ex.user), ("assistant", ex.assistant))]
+                for role, text in (("user", ex.user), ("assistant", ex.assistant + CUT_OFF_MARK * ex.cut_off))]
 
     async def reset(self) -> None:
         self.context = []
         await self.store.reset_context(self.session_id)
 
-    async def remember(self, turn_id: str, user: str, spoken: str) -> None:
-        """Keep the exchange: the user's words and what the assistant really said."""
-        exchange = Exchange(user=user, assistant=spoken, turn_id=turn_id, at=time.time())
+    async def remember(self, turn_id: str, user: str, spoken: str, cut_off: bool = False) -> None:
+        """Keep the exchange: the user's words and what the listener heard of the reply."""
+        exchange = Exchange(user=user, assistant=spoken, turn_id=turn_id, at=time.time(), cut_off=cut_off)
         self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
         await self.store.append_exchange(self.session_id, exchange)
 
     async def record(self, turn_id: str, metrics: Mapping[str, float],
-                     end_of_turn_probability: float | None = None) -> None:
-        """A completed turn's latency record: Redis, Prometheus and the log."""
-        await self.store.record_turn(self.session_id, turn_id, metrics, end_of_turn_probability)
+                     details: Mapping[str, object] | None = None) -> None:
+        """A turn's latency record, with what else is known of it: Redis, Prometheus and the log."""
+        await self.store.record_turn(self.session_id, turn_id, metrics, details)
         observe_turn(metrics)
-        log.info("turn completed", extra={"turn_id": turn_id, "end_of_turn_probability": end_of_turn_probability,
-                                          **metrics})
+        log.info("turn recorded", extra={"turn_id": turn_id, **(details or {}), **metrics})

@@ -13,7 +13,8 @@ import numpy as np
 from services.common.clauses import ClauseSplitter
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import Event, ResponseAudio, ResponseText
-from services.gateway.engine.stages import HistoryTurn, SpeechChunk, Stages
+from services.gateway.engine.playout import Piece, Playout
+from services.gateway.engine.stages import HistoryTurn, SpeechChunk, StageError, Stages
 
 
 @dataclass
@@ -29,18 +30,25 @@ class TurnRequest:
     ended_at: float  # speech-ended event received (monotonic)
     endpoint_ms: float
     end_of_turn_probability: float | None = None  # the VAD model's answer that ended the turn
+    speculative: bool = False  # started on a pause hint: its output waits for the speech-ended event
+    utterance_end: int = 0  # input sample where the utterance answered ends
 
 
 @dataclass
 class TurnProgress:
     """What happened so far: survives cancellation (barge-in) so the spoken part can be kept."""
 
-    spoken: list[str] = field(default_factory=list)
+    playout: Playout | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def spoken_text(self) -> str:
-        return " ".join(self.spoken)
+        """What the listener heard."""
+        return self.playout.heard_text() if self.playout is not None else ""
+
+    @property
+    def cut_off(self) -> bool:
+        return self.playout is not None and self.playout.cut_off
 
 
 # The share of a clause's playing time that the next clause's synthesis may take (the rest is
@@ -95,6 +103,16 @@ class TurnRunner:
 
         marks: dict[str, float] = {}
         m = progress.metrics
+        playout = progress.playout
+        assert playout is not None, "a turn's progress holds its playout"
+        held_text: list[ResponseText] = []  # a held (speculative) reply's text waits for its release
+
+        async def text_out(event: ResponseText | None) -> None:
+            if event is not None:
+                held_text.append(event)
+            while held_text and not playout.held:
+                await self.emit(held_text.pop(0))
+
         m["endpoint_ms"] = turn.endpoint_ms
         requested = time.monotonic()
 
@@ -115,7 +133,7 @@ class TurnRunner:
                                                        turn.session_id, turn.turn_id):
                     if "voxtral_ttft_ms" not in m:
                         m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
-                    await self.emit(ResponseText(turn.turn_id, delta.text))
+                    await text_out(ResponseText(turn.turn_id, delta.text))
                     for clause in splitter.push(delta.text):
                         await hand_on(clause, delta.elapsed_ms)
                 done("text")
@@ -126,38 +144,57 @@ class TurnRunner:
 
         producer = asyncio.create_task(generate())
         try:
-            await self._speak(turn, clauses, progress, marks, lambda: done("audio"))
+            await self._speak(turn, clauses, progress, marks, lambda: done("audio"), text_out)
             await producer
         finally:
             producer.cancel()
+        await text_out(None)
         if "e2e_ms" in m:
-            m["turn_ms"] = (time.monotonic() - turn.ended_at) * 1000
             # What the stages report as their own work; the rest of e2e is transport and orchestration.
             stage_ms = marks.get("voxtral_compute_ms", 0.0) + marks.get("tts_compute_ms", 0.0)
             m["overhead_ms"] = max(0.0, m["e2e_ms"] - stage_ms)
 
     async def _speak(self, turn: TurnRequest, clauses: asyncio.Queue[str | None], progress: TurnProgress,
-                     marks: dict[str, float], on_first_audio: Callable[[], None]) -> None:
-        """Clause k+1 is synthesised while clause k is sent; audio goes out in clause order."""
+                     marks: dict[str, float], on_first_audio: Callable[[], None],
+                     text_out: Callable[[ResponseText | None], Awaitable[None]]) -> None:
+        """Clauses are synthesised one after another as fast as the TTS goes; the playout sends their
+        audio in clause order, paced as the listener hears it."""
         m = progress.metrics
+        playout = progress.playout
+        assert playout is not None
         window = asyncio.Semaphore(self.settings.tts_prefetch + 1)
-        ordered: asyncio.Queue[tuple[str, asyncio.Queue[SpeechChunk | None], asyncio.Task[None], float] | None]
+        ordered: asyncio.Queue[tuple[asyncio.Queue[SpeechChunk | None], asyncio.Task[None], float] | None]
         ordered = asyncio.Queue()
         tasks: list[asyncio.Task[None]] = []
 
         async def feed() -> None:
+            index = 0
             while (clause := await clauses.get()) is not None:
                 await window.acquire()
                 chunks: asyncio.Queue[SpeechChunk | None] = asyncio.Queue()
-                task = asyncio.create_task(self._synthesize(turn, clause, chunks))
+                task = asyncio.create_task(self._synthesize(turn, clause, index > 0, chunks))
                 tasks.append(task)
-                await ordered.put((clause, chunks, task, time.monotonic()))
+                await ordered.put((chunks, task, time.monotonic()))
+                index += 1
             await ordered.put(None)
 
+        async def send(piece: Piece) -> None:
+            await text_out(None)  # text held with a speculative reply goes first
+            await self.emit(ResponseAudio(turn.turn_id, piece.pcm, turn.output_rate_hz, piece.text, piece.offset_ms))
+            now = time.monotonic()
+            if "e2e_ms" not in m:
+                m["e2e_ms"] = (now - turn.ended_at) * 1000
+                on_first_audio()
+            if "first_audible_ms" not in m and playout.audible_heard_at is not None:
+                m["first_audible_ms"] = (playout.audible_heard_at - turn.ended_at) * 1000
+            m["turn_ms"] = (now - turn.ended_at) * 1000
+
+        playout.attach(send)
         feeder = asyncio.create_task(feed())
+        pump = asyncio.create_task(playout.run())
         try:
             while (item := await ordered.get()) is not None:
-                _clause, chunks, task, sent_at = item
+                chunks, task, sent_at = item
                 while (chunk := await chunks.get()) is not None:
                     if not chunk.pcm:
                         continue
@@ -165,33 +202,29 @@ class TurnRunner:
                     if "tts_ttfb_ms" not in m:
                         m["tts_ttfb_ms"] = (time.monotonic() - sent_at) * 1000
                         marks["tts_compute_ms"] = chunk.compute_ms
-                    # Shielded: a chunk that starts going out goes out whole (and before any Interrupted
-                    # event, which waits behind it for the writer), so `spoken` is exactly what was sent.
-                    write = asyncio.ensure_future(
-                        self.emit(ResponseAudio(turn.turn_id, chunk.pcm, turn.output_rate_hz, chunk.text)))
-                    # Read the outcome of a write nobody awaits any more (a client gone mid-chunk).
-                    write.add_done_callback(lambda w: w.cancelled() or w.exception())
-                    try:
-                        await asyncio.shield(write)
-                    except asyncio.CancelledError:
-                        progress.spoken.append(chunk.text)
-                        raise
-                    progress.spoken.append(chunk.text)
-                    if "e2e_ms" not in m:
-                        m["e2e_ms"] = (time.monotonic() - turn.ended_at) * 1000
-                        on_first_audio()
-                await task  # a failed clause fails the turn
+                    playout.add(chunk.pcm, chunk.text)
+                try:
+                    await task  # a failed clause fails the turn...
+                except StageError:
+                    feeder.cancel()
+                    playout.complete()  # ...once the audio it has is heard
+                    await pump
+                    raise
                 window.release()
             await feeder
+            playout.complete()
+            await pump  # the listener has heard it all
         finally:
             feeder.cancel()
+            pump.cancel()
             for task in tasks:
                 task.cancel()
 
-    async def _synthesize(self, turn: TurnRequest, clause: str, chunks: asyncio.Queue[SpeechChunk | None]) -> None:
+    async def _synthesize(self, turn: TurnRequest, clause: str, continues: bool,
+                          chunks: asyncio.Queue[SpeechChunk | None]) -> None:
         try:
             async for chunk in self.stages.synthesize(clause, turn.voice, turn.speed, turn.output_rate_hz,
-                                                      turn.session_id, turn.turn_id):
+                                                      turn.session_id, turn.turn_id, continues):
                 await chunks.put(chunk)
         finally:
             chunks.put_nowait(None)

@@ -26,6 +26,7 @@ class VadEvent:
     start_sample: int  # on the stream's own timeline (sample 0: the first audio sent to it)
     end_sample: int
     probability: float | None = None  # the end-of-turn model's latest answer (PAUSED, ENDED)
+    voiced_ms: float = 0.0  # voiced time of the utterance so far
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ class Stages(Protocol):
                 session_id: str, turn_id: str) -> AsyncIterator[ReplyDelta]: ...
 
     def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-                   session_id: str, turn_id: str) -> AsyncIterator[SpeechChunk]: ...
+                   session_id: str, turn_id: str, continues: bool = False) -> AsyncIterator[SpeechChunk]:
+        """`continues`: a later clause of one reply (its audio opens with the clause pause)."""
 
     async def transcribe(self, pcm16k: np.ndarray, session_id: str, turn_id: str) -> str: ...
 

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from services.gateway.engine.playout import Playout
 from services.gateway.engine.runner import TurnProgress, TurnRequest
 from services.gateway.engine.tasks import TaskSet
 
 
-@dataclass(frozen=True)
+@dataclass
 class Listening:
-    """Speech has started and not ended yet."""
+    """Speech has started and not ended yet. Over a reply (`over`), it is judged: not a turn
+    (`dismissed`: the reply resumed and the speech is not answered) or a turn (the reply cancelled)."""
 
     turn_id: str
     start_sample: int
+    over: Turn | None = None  # the reply this speech paused
+    dismissed: bool = False
+    timer: asyncio.Task[None] | None = None  # ends the judging: speech this long is a turn
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class Turn:
@@ -24,11 +35,15 @@ class Turn:
     runs it, and the transcription of the user's words. The turn alone starts that transcription,
     once Voxtral is free (the reply text done and its first audio out) or the reply has ended."""
 
-    def __init__(self, request: TurnRequest, tasks: TaskSet,
+    def __init__(self, request: TurnRequest, playout: Playout, tasks: TaskSet,
                  answer: Callable[[Turn], Coroutine[Any, Any, None]],
                  transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str]]) -> None:
         self.request = request
-        self.progress = TurnProgress()
+        self.playout = playout
+        self.progress = TurnProgress(playout)
+        self.confirmed = asyncio.Event()  # a speculative reply is confirmed by the speech-ended event
+        if not request.speculative:
+            self.confirmed.set()
         self._voxtral_free = asyncio.Event()
         self.transcript: asyncio.Task[str] = tasks.spawn(self._transcribe(transcribe))
         self.task: asyncio.Task[None] = tasks.spawn(answer(self))
@@ -47,6 +62,32 @@ class Turn:
         await asyncio.gather(self.task, return_exceptions=True)
         self.voxtral_free()  # a task cancelled before it ran never reached its own `finally`
 
+    def confirm(self) -> None:
+        """The speech-ended event came where the speculation stopped listening: let it out."""
+        self.confirmed.set()
+        self.playout.release()
+
+    async def discard(self) -> None:
+        """A speculative reply nobody will hear: cancel it and its transcription."""
+        self.transcript.cancel()
+        await self.stop()
+        await asyncio.gather(self.transcript, return_exceptions=True)
+
     async def _transcribe(self, transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str]]) -> str:
         await self._voxtral_free.wait()
         return await transcribe(self.request)
+
+
+def is_backchannel(words: str, backchannels: tuple[str, ...]) -> bool:
+    """Are `words` nothing, or only listening sounds ("mm-hm", "yeah, okay")? Compared without case
+    or punctuation; every part between commas must be one of `backchannels`."""
+    known = {normal(b) for b in backchannels}
+    parts = [normal(part) for part in re.split(r"[,.;!?]+", words)]
+    parts = [part for part in parts if part]
+    if not parts:
+        return True
+    return all(part in known or all(word in known for word in part.split()) for part in parts)
+
+
+def normal(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s-]", " ", text.lower()).replace("-", " ").split())

@@ -52,12 +52,22 @@ class EventType(StrEnum):
     TURN_COMPLETED = "turn_completed"
     INTERRUPTED = "interrupted"
     ERROR = "error"
+    REPLY_PAUSED = "reply_paused"
+    REPLY_RESUMED = "reply_resumed"
 
 
 class Control(StrEnum):
     INTERRUPT = "interrupt"  # stop the reply in progress
     RESET_CONTEXT = "reset_context"  # forget the exchanges so far
     END_OF_INPUT = "end_of_input"  # no more audio: finish the turn in progress, then end
+
+
+class Speculation(StrEnum):
+    """What became of a reply started on a pause hint."""
+
+    STARTED = "started"
+    USED = "used"  # the speech-ended event confirmed it: its audio went out
+    WASTED = "wasted"  # the user went on: cancelled
 
 
 class TurnOutcome(StrEnum):
