@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -88,13 +88,19 @@ bench-vad: install assets models
 # End of turn, detector by detector, on real recordings (bench/results/endpointing.*). The peer row
 # runs Pipecat's own analyzers from a separate environment: pipecat is no dependency of the services.
 PEER_VENV := .venv-peer
-$(PEER_VENV)/.installed:
+PEER_READY := $(PEER_VENV)/.installed-kokoro
+$(PEER_READY):
 	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
-	$(PEER_VENV)/bin/python -m pip install -q pipecat-ai==1.14.0
+	$(PEER_VENV)/bin/python -m pip install -q "pipecat-ai[kokoro]==1.14.0" kokoro-onnx==0.6.1
 	touch $@
 
-bench-endpoint: install system-deps assets models $(PEER_VENV)/.installed
+bench-endpoint: install system-deps assets models $(PEER_READY)
 	$(PY) -m bench.endpointing
+
+# Taking turns as a person meets it: mouth-to-ear, junctions, barge-in, coughs and backchannels,
+# speculation on and off, and Pipecat's Kokoro path beside ours (bench/results/conversation.*).
+bench-conversation: install system-deps assets models $(PEER_READY)
+	$(PY) -m bench.conversation
 
 bench-tts: install models
 	$(PY) -m bench.tts_latency

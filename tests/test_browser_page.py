@@ -37,9 +37,10 @@ def chromium() -> str:
 
 
 def microphone_file(folder: Path) -> Path:
-    """What the fake microphone says, looped: a question, then silence for the reply."""
+    """What the fake microphone says, looped: a question, then silence for the reply (heard at real
+    time, so it lasts as long as its audio)."""
     speech, rate = espeak("What is the weather like today?")
-    audio = np.concatenate([silence(rate, 500), speech, silence(rate, 4000)])
+    audio = np.concatenate([silence(rate, 500), speech, silence(rate, 15000)])
     path = folder / "microphone.wav"
     sf.write(path, resample(audio, rate, 48000), 48000, subtype="PCM_16")
     return path

@@ -50,12 +50,14 @@ async def test_a_question_gets_a_spoken_answer_with_consistent_metrics(gateway, 
     assert text.strip() and audio and all(a.sample_rate_hz == 16000 for a in audio)
     pcm = np.frombuffer(b"".join(a.audio for a in audio), dtype="<i2")
     assert len(pcm) > 16000 * 0.3 and np.abs(pcm).max() > 1000  # real speech, not silence
-    assert done.assistant_text == " ".join(a.text for a in audio)
+    assert done.assistant_text == " ".join(a.text for a in audio if a.text)  # each clause's first piece
     assert done.assistant_text.replace(" ", "") == text.replace(" ", "")
     m = done.metrics
-    assert all(getattr(m, name) > 0 for name in METRICS)
+    assert all(getattr(m, name) > 0 for name in METRICS if name != "overhead_ms"), m
+    assert m.first_audible_ms >= m.e2e_ms
     assert m.first_clause_ms >= m.voxtral_ttft_ms
-    assert m.e2e_ms >= m.tts_ttfb_ms and m.e2e_ms >= m.first_clause_ms
+    if not done.speculative:  # a speculative reply's stage times began before speech-ended
+        assert m.e2e_ms >= m.tts_ttfb_ms and m.e2e_ms >= m.first_clause_ms
     assert m.turn_ms >= m.e2e_ms >= m.overhead_ms
     assert m.endpoint_ms >= 700  # the seed's 800 ms of end silence, waited for in real time
     kinds = [k for k, _ in conv.events]
@@ -95,28 +97,32 @@ async def test_unknown_session_id_is_refused(gateway) -> None:
     assert "unknown or has expired" in conv.error.details()
 
 
-async def test_barge_in_stops_the_reply_and_keeps_only_what_was_spoken(gateway, stack) -> None:
-    conv = converse(gateway)
+async def test_barge_in_stops_the_reply_and_keeps_only_what_was_heard(gateway, stack) -> None:
+    conv = converse(gateway, listen=True)
     await conv.silence(300)
     await conv.send(say(QUESTIONS[2]))
     await conv.silence(ENDS_TURN_MS)
     first_audio = await conv.wait_for("response_audio")
-    await conv.send(say(QUESTIONS[3]))  # the user talks over the reply
+    await conv.silence(700, pace=1.0)  # the reply plays for a while
+    await conv.send(say(QUESTIONS[3]), pace=1.0)  # then the user talks over it
     interrupted = await conv.wait_for("interrupted")
     await conv.silence(ENDS_TURN_MS)
     await conv.wait_for("turn_completed")
     await conv.finish()
     assert interrupted.turn_id == first_audio.turn_id
     kinds = [(k, getattr(e, "turn_id", "")) for k, e in conv.events]
-    cut = kinds.index(("interrupted", interrupted.turn_id))
-    assert ("response_audio", interrupted.turn_id) not in kinds[cut:]
-    sent = [e.text for e in conv.of("response_audio") if e.turn_id == interrupted.turn_id]
-    assert interrupted.spoken_text == " ".join(sent)
-    full = "".join(e.delta for e in conv.of("response_text") if e.turn_id == interrupted.turn_id)
-    assert len(interrupted.spoken_text.replace(" ", "")) < len(full.replace(" ", ""))
+    paused, cut = kinds.index(("reply_paused", interrupted.turn_id)), kinds.index(("interrupted", interrupted.turn_id))
+    assert paused < cut and ("response_audio", interrupted.turn_id) not in kinds[paused:]
+    full = "".join(e.delta for e in conv.of("response_text") if e.turn_id == interrupted.turn_id).split()
+    heard = interrupted.spoken_text.split()
+    assert heard and heard == full[:len(heard)] and len(heard) < len(full)  # the words heard, no more
+    assert conv.listener is not None
+    played = sum(p.samples for p in conv.listener.log if p.turn_id == interrupted.turn_id) / first_audio.sample_rate_hz
+    assert abs(interrupted.heard_ms / 1000 - played) < 0.25  # the gateway knows what the client played
     await asyncio.sleep(1.0)  # the interrupted exchange is stored once its transcript is in
     stored = {x["turn_id"]: x for x in context_of(stack, conv.of("session_started")[0].session_id)}
     assert stored[interrupted.turn_id]["assistant"] == interrupted.spoken_text
+    assert stored[interrupted.turn_id]["cut_off"] is True
 
 
 async def test_tts_killed_mid_turn_gives_an_error_and_the_next_turn_works(gateway, stack) -> None:

@@ -1,5 +1,6 @@
-"""TurnRunner alone: what counts as spoken when a turn is cut off mid-clause.
-The stages here are scripted in-process stand-ins; the end-to-end barge-in test uses the real services."""
+"""TurnRunner alone: what counts as heard when a turn is cut off mid-clause, writes cut by a
+cancellation, the pace it learns. The stages here are scripted in-process stand-ins; the
+end-to-end barge-in test uses the real services."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import ResponseAudio
+from services.gateway.engine.playout import Playout
 from services.gateway.engine.runner import SynthesisPace, TurnProgress, TurnRequest, TurnRunner
 from services.gateway.engine.stages import ReplyDelta, SpeechChunk
 
@@ -35,18 +37,27 @@ def request() -> TurnRequest:
                        ended_at=0.0, endpoint_ms=1.0)
 
 
-async def cut_when(stages, emit, moment: asyncio.Event) -> TurnProgress:
-    """Run a turn and cancel it (a barge-in) at `moment`; returns what it had done."""
-    progress = TurnProgress()
+def progress() -> TurnProgress:
+    return TurnProgress(Playout(24000, lead_ms=200, piece_ms=40))
+
+
+async def cut_when(stages, emit, moment: asyncio.Event, played_ms: float | None = None) -> TurnProgress:
+    """Run a turn and cancel it (a barge-in) at `moment`, the client having played `played_ms`;
+    returns what it had done."""
+    done = progress()
     runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)
-    task = asyncio.create_task(runner.run(request(), progress))
+    task = asyncio.create_task(runner.run(request(), done))
     await moment.wait()
+    assert done.playout is not None
+    if played_ms is not None:
+        done.playout.report(played_ms)
+    done.playout.pause()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    return progress
+    return done
 
 
-async def test_a_turn_cut_mid_clause_keeps_the_chunks_already_sent() -> None:
+async def test_a_turn_cut_after_its_first_clause_was_played_keeps_that_clause() -> None:
     stages = ScriptedStages()
     sent: list[str] = []
     first_sent = asyncio.Event()
@@ -56,9 +67,9 @@ async def test_a_turn_cut_mid_clause_keeps_the_chunks_already_sent() -> None:
             sent.append(event.text)
             first_sent.set()
 
-    progress = await cut_when(stages, emit, first_sent)
+    cut = await cut_when(stages, emit, first_sent, played_ms=10.0)  # all of the first chunk's 10 ms
     assert sent == ["Paris is lovely today,"]
-    assert progress.spoken_text == "Paris is lovely today,"
+    assert cut.spoken_text == "Paris is lovely today," and cut.cut_off
 
 
 async def test_a_chunk_being_written_when_the_turn_is_cut_still_goes_out_whole() -> None:
@@ -74,11 +85,10 @@ async def test_a_chunk_being_written_when_the_turn_is_cut_still_goes_out_whole()
             await gate.wait()  # a slow client: the write is in progress when the cancel lands
             sent.append(event.text)
 
-    progress = await cut_when(stages, emit, writing)
+    await cut_when(stages, emit, writing)
     gate.set()
     await asyncio.sleep(0.01)
     assert sent == ["Paris is lovely today,"]
-    assert progress.spoken_text == "Paris is lovely today,"
 
 
 class SlowTextStages(ScriptedStages):
@@ -104,7 +114,7 @@ async def test_voxtral_is_called_free_only_once_the_text_is_done_and_the_first_a
             order.append("audio")
 
     runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]  # scripted stand-in
-    task = asyncio.create_task(runner.run(request(), TurnProgress(), lambda: order.append("free")))
+    task = asyncio.create_task(runner.run(request(), progress(), lambda: order.append("free")))
     while "audio" not in order:
         await asyncio.sleep(0.001)
     await asyncio.sleep(0.05)
@@ -154,5 +164,5 @@ async def test_a_turn_teaches_the_pace_what_it_measured() -> None:
     async def emit(event) -> None:
         pass
 
-    await TurnRunner(GatewaySettings(auth_disabled=True), stages, emit, pace).run(request(), TurnProgress())  # type: ignore[arg-type]  # scripted stand-in
+    await TurnRunner(GatewaySettings(auth_disabled=True), stages, emit, pace).run(request(), progress())  # type: ignore[arg-type]  # scripted stand-in
     assert pace.rtf == pytest.approx(3.0 / 10.0, rel=0.5)  # 3 ms of compute per 10 ms chunk

@@ -1,4 +1,5 @@
-"""A test client for GatewayService.Converse that can react to what it hears."""
+"""A test client for GatewayService.Converse that can react to what it hears, and (with `listen`)
+plays each reply at real time as a speaker would, reporting its playback position."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ import grpc
 import numpy as np
 
 from services.common.limits import END_OF_TURN_FALLBACK_MS
+from services.gateway.listener import Listener
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 # Silence after speech that ends any turn whatever the end-of-turn model says (the VAD's fallback, and margin).
 ENDS_TURN_MS = END_OF_TURN_FALLBACK_MS + 400
 
 
+REPORT_EVERY_S = 0.2
+
+
 class Conversation:
     def __init__(self, stub: gateway_pb2_grpc.GatewayServiceStub, config: gateway_pb2.SessionConfig,
-                 timeout: float = 120) -> None:
+                 timeout: float = 120, listen: bool = False) -> None:
+        self.listener = Listener() if listen else None
         self.config = config
         self.rate = config.input_sample_rate_hz
         self._requests: asyncio.Queue[gateway_pb2.ConverseRequest | None] = asyncio.Queue()
@@ -33,6 +39,7 @@ class Conversation:
         self._next_send = 0.0
         self.sent_at: list[tuple[int, float]] = []  # (samples sent so far, when), per audio message
         self._reader = asyncio.ensure_future(self._read())
+        self._reporter = asyncio.ensure_future(self._report()) if listen else None
 
     async def _stream(self):
         while (request := await self._requests.get()) is not None:
@@ -50,6 +57,7 @@ class Conversation:
         try:
             async for message in self.call:
                 kind = message.WhichOneof("payload")
+                self._play(kind, getattr(message, kind))
                 async with self._changed:
                     self.events.append((kind, getattr(message, kind)))
                     self.event_times.append(time.monotonic())
@@ -60,6 +68,26 @@ class Conversation:
             self.events.append(("closed", None))
             self.event_times.append(time.monotonic())
             self._changed.notify_all()
+
+    def _play(self, kind: str, event: Any) -> None:
+        if self.listener is None:
+            return
+        if kind == "response_audio":
+            self.listener.audio(event.turn_id, event.audio, event.sample_rate_hz, event.offset_ms, event.text)
+        elif kind in ("reply_paused", "interrupted"):
+            stopped = self.listener.stop()  # a player stops at once and drops its queue
+            if stopped is not None and stopped[0] == event.turn_id:
+                self._requests.put_nowait(gateway_pb2.ConverseRequest(playback=gateway_pb2.PlaybackReport(
+                    turn_id=stopped[0], played_ms=stopped[1])))
+
+    async def _report(self) -> None:
+        """Where playback is, every REPORT_EVERY_S while a reply plays."""
+        assert self.listener is not None
+        while True:
+            await asyncio.sleep(REPORT_EVERY_S)
+            if self.listener.playing() and (position := self.listener.position()) is not None:
+                self._requests.put_nowait(gateway_pb2.ConverseRequest(playback=gateway_pb2.PlaybackReport(
+                    turn_id=position[0], played_ms=position[1])))
 
     async def send(self, samples: np.ndarray, chunk_ms: int = 20, pace: float = 0.0) -> None:
         """Audio in chunks; pace 1.0 is real time on one clock across calls (no drift, no catching up
@@ -99,9 +127,13 @@ class Conversation:
         return any(k == "closed" for k, _ in self.events)
 
     async def finish(self, timeout: float = 60) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
         await self.control(gateway_pb2.CONTROL_ACTION_END_OF_INPUT)
         await self._requests.put(None)
         await asyncio.wait_for(self._reader, timeout)
 
     def cancel(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
         self.call.cancel()

@@ -2,7 +2,9 @@
 
     python -m services.gateway.client question.wav --out reply.wav [--target host:port]
 
-Prints every event as it comes and a table of each turn's latency metrics.
+Prints every event as it comes and a table of each turn's latency metrics. Replies are played on
+the clock as a speaker would (paused and dropped on reply_paused and interrupted), their position
+is reported to the gateway, and --out holds the audio as it was played.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ import soundfile as sf
 
 from services.common.latency import METRICS
 from services.common.limits import END_OF_TURN_FALLBACK_MS
+from services.gateway.listener import Listener
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 CHUNK_MS = 20
 
 
-async def requests(audio: np.ndarray, rate: int, args: argparse.Namespace):
+REPORT_EVERY_S = 0.2
+
+
+async def requests(audio: np.ndarray, rate: int, args: argparse.Namespace,
+                   reports: asyncio.Queue[gateway_pb2.PlaybackReport], listener: Listener):
     config = gateway_pb2.SessionConfig(input_sample_rate_hz=rate, output_sample_rate_hz=args.output_rate,
                                        voice=args.voice, instructions=args.instructions, session_id=args.session)
     if args.end_silence_ms:
@@ -34,11 +41,18 @@ async def requests(audio: np.ndarray, rate: int, args: argparse.Namespace):
     step = rate * CHUNK_MS // 1000
     # Trailing silence lets the VAD hear the end of the last utterance.
     padded = np.concatenate([audio, np.zeros(int(rate * args.tail_s), dtype=np.int16)])
-    started = time.monotonic()
+    started = reported = time.monotonic()
     for n, i in enumerate(range(0, len(padded), step)):
         if args.realtime:
             await asyncio.sleep(max(0.0, started + n * CHUNK_MS / 1000 * args.realtime - time.monotonic()))
         yield gateway_pb2.ConverseRequest(audio=padded[i:i + step].tobytes())
+        while not reports.empty():
+            yield gateway_pb2.ConverseRequest(playback=reports.get_nowait())
+        if listener.playing() and time.monotonic() - reported >= REPORT_EVERY_S:
+            reported = time.monotonic()
+            if (position := listener.position()) is not None:
+                yield gateway_pb2.ConverseRequest(playback=gateway_pb2.PlaybackReport(
+                    turn_id=position[0], played_ms=position[1]))
     yield gateway_pb2.ConverseRequest(control=gateway_pb2.CONTROL_ACTION_END_OF_INPUT)
 
 
@@ -51,7 +65,8 @@ def metrics_table(turns: list[tuple[str, gateway_pb2.TurnMetrics]]) -> str:
 async def converse(args: argparse.Namespace) -> int:
     audio, rate = sf.read(args.wav, dtype="int16", always_2d=True)
     audio = audio[:, 0]
-    reply: list[bytes] = []
+    listener = Listener()
+    reports: asyncio.Queue[gateway_pb2.PlaybackReport] = asyncio.Queue()
     reply_rate = args.output_rate or 24000
     turns: list[tuple[str, gateway_pb2.TurnMetrics]] = []
     if args.tls_ca:
@@ -62,13 +77,20 @@ async def converse(args: argparse.Namespace) -> int:
     async with channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         try:
-            async for message in stub.Converse(requests(audio, rate, args), timeout=args.timeout, metadata=metadata):
+            async for message in stub.Converse(requests(audio, rate, args, reports, listener), timeout=args.timeout,
+                                               metadata=metadata):
                 kind = message.WhichOneof("payload")
                 event = getattr(message, kind)
                 if kind == "response_audio":
-                    reply.append(event.audio)
+                    listener.audio(event.turn_id, event.audio, event.sample_rate_hz, event.offset_ms)
                     reply_rate = event.sample_rate_hz
-                    print(f"response_audio  {len(event.audio) / 2 / event.sample_rate_hz:5.2f} s  {event.text!r}")
+                    if event.text:
+                        print(f"response_audio  at {event.offset_ms / 1000:5.2f} s  {event.text!r}")
+                elif kind in ("reply_paused", "interrupted"):
+                    stopped = listener.stop()  # drop what is queued; tell the gateway where playback stopped
+                    if stopped is not None and stopped[0] == event.turn_id:
+                        reports.put_nowait(gateway_pb2.PlaybackReport(turn_id=stopped[0], played_ms=stopped[1]))
+                    print(f"{kind:15} " + " ".join(str(event).split()))
                 elif kind == "response_text":
                     print(f"response_text   {event.delta!r}")
                 elif kind == "turn_completed":
@@ -81,9 +103,10 @@ async def converse(args: argparse.Namespace) -> int:
             return 1
     if turns:
         print("\n" + metrics_table(turns))
-    if args.out and reply:
-        sf.write(args.out, np.frombuffer(b"".join(reply), dtype="<i2"), reply_rate)
-        print(f"\nwrote {args.out} ({sum(len(r) for r in reply) / 2 / reply_rate:.2f} s of reply audio)")
+    played = b"".join(piece.pcm for piece in listener.log)
+    if args.out and played:
+        sf.write(args.out, np.frombuffer(played, dtype="<i2"), reply_rate)
+        print(f"\nwrote {args.out} ({len(played) / 2 / reply_rate:.2f} s of reply audio, as played)")
     return 0
 
 

@@ -66,7 +66,7 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
         case ev.TurnCompleted():
             return gateway_pb2.ConverseResponse(turn_completed=gateway_pb2.TurnCompleted(
                 turn_id=event.turn_id, user_text=event.user_text, assistant_text=event.assistant_text,
-                metrics=gateway_pb2.TurnMetrics(**event.metrics)))
+                metrics=gateway_pb2.TurnMetrics(**event.metrics), speculative=event.speculative))
         case ev.Interrupted():
             return gateway_pb2.ConverseResponse(interrupted=gateway_pb2.Interrupted(
                 turn_id=event.turn_id, spoken_text=event.spoken_text, heard_ms=event.heard_ms))

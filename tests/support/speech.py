@@ -24,8 +24,9 @@ def say(text: str) -> np.ndarray:
     return samples
 
 
-def open_session(stub, **config) -> Conversation:
-    return Conversation(stub, gateway_pb2.SessionConfig(input_sample_rate_hz=RATE, **config))
+def open_session(stub, listen: bool = False, **config) -> Conversation:
+    """A session; `listen` plays each reply at real time and reports playback, as a client does."""
+    return Conversation(stub, gateway_pb2.SessionConfig(input_sample_rate_hz=RATE, **config), listen=listen)
 
 
 async def stream(stub, requests: list[gateway_pb2.ConverseRequest], timeout: float = 60):

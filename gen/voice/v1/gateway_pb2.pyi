@@ -408,9 +408,14 @@ class TurnCompleted(_message.Message):
     USER_TEXT_FIELD_NUMBER: _builtins.int
     ASSISTANT_TEXT_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
+    SPECULATIVE_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
     user_text: _builtins.str
     assistant_text: _builtins.str
+    speculative: _builtins.bool
+    """The reply was started on a pause hint, before speech-ended: its Voxtral and TTS times began
+    before e2e_ms did.
+    """
     @_builtins.property
     def metrics(self) -> Global___TurnMetrics: ...
     def __init__(
@@ -420,10 +425,11 @@ class TurnCompleted(_message.Message):
         user_text: _builtins.str = ...,
         assistant_text: _builtins.str = ...,
         metrics: Global___TurnMetrics | None = ...,
+        speculative: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_text", b"assistant_text", "metrics", b"metrics", "turn_id", b"turn_id", "user_text", b"user_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_text", b"assistant_text", "metrics", b"metrics", "speculative", b"speculative", "turn_id", b"turn_id", "user_text", b"user_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

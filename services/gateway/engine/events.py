@@ -56,6 +56,7 @@ class TurnCompleted:
     user_text: str
     assistant_text: str
     metrics: dict[str, float] = field(default_factory=dict)
+    speculative: bool = False
 
 
 @dataclass(frozen=True)

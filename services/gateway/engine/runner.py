@@ -150,9 +150,11 @@ class TurnRunner:
             producer.cancel()
         await text_out(None)
         if "e2e_ms" in m:
-            # What the stages report as their own work; the rest of e2e is transport and orchestration.
+            # What the stages report as their own work, less what a speculative start did before the
+            # speech ended; the rest of e2e is transport and orchestration.
             stage_ms = marks.get("voxtral_compute_ms", 0.0) + marks.get("tts_compute_ms", 0.0)
-            m["overhead_ms"] = max(0.0, m["e2e_ms"] - stage_ms)
+            ahead_ms = max(0.0, (turn.ended_at - requested) * 1000)
+            m["overhead_ms"] = max(0.0, m["e2e_ms"] - max(0.0, stage_ms - ahead_ms))
 
     async def _speak(self, turn: TurnRequest, clauses: asyncio.Queue[str | None], progress: TurnProgress,
                      marks: dict[str, float], on_first_audio: Callable[[], None],
@@ -180,10 +182,16 @@ class TurnRunner:
 
         async def send(piece: Piece) -> None:
             await text_out(None)  # text held with a speculative reply goes first
-            await self.emit(ResponseAudio(turn.turn_id, piece.pcm, turn.output_rate_hz, piece.text, piece.offset_ms))
+            # Shielded: a piece that starts going out goes out whole (a WebSocket sends it as two
+            # frames), and before any event that follows the cancellation, which waits for the writer.
+            write = asyncio.ensure_future(self.emit(ResponseAudio(turn.turn_id, piece.pcm, turn.output_rate_hz,
+                                                                  piece.text, piece.offset_ms)))
+            write.add_done_callback(lambda w: w.cancelled() or w.exception())  # read by nobody when the client is gone
+            await asyncio.shield(write)
             now = time.monotonic()
             if "e2e_ms" not in m:
                 m["e2e_ms"] = (now - turn.ended_at) * 1000
+                m["endpoint_ms"] = turn.endpoint_ms  # a speculative turn learns it when confirmed
                 on_first_audio()
             if "first_audible_ms" not in m and playout.audible_heard_at is not None:
                 m["first_audible_ms"] = (playout.audible_heard_at - turn.ended_at) * 1000

@@ -17,7 +17,7 @@ const ui = {
   rows: document.querySelector("#latency tbody"),
 };
 // Exposed for tests and the curious: what this page has received.
-const stats = (window.voiceStats = { audioBytes: 0, turns: 0, interruptions: 0, events: [] });
+const stats = (window.voiceStats = { audioBytes: 0, turns: 0, interruptions: 0, pauses: 0, events: [] });
 let conversation = null;
 
 function setStatus(state, text) {
@@ -55,7 +55,7 @@ class Conversation {
     await this.output.audioWorklet.addModule("/static/playback-worklet.js");
     this.player = new AudioWorkletNode(this.output, "playback");
     this.player.connect(this.output.destination);
-    this.player.port.onmessage = ({ data }) => this.onPlaying(data.playing);
+    this.player.port.onmessage = ({ data }) => this.onPlayer(data);
     await this.output.resume();
     this.ws = await this.connect();
     const source = this.input.createMediaStreamSource(stream);
@@ -106,8 +106,18 @@ class Conversation {
     const pcm = new Int16Array(data);
     const samples = new Float32Array(pcm.length);
     for (let i = 0; i < pcm.length; i++) samples[i] = pcm[i] / 0x8000;
-    this.player.port.postMessage({ type: "push", samples }, [samples.buffer]);
+    const meta = this.pending || {};
+    this.player.port.postMessage({ type: "push", samples, turn: meta.turn_id, offsetMs: meta.offset_ms || 0 },
+      [samples.buffer]);
     this.pending = null;
+  }
+
+  onPlayer(data) {
+    if (data.type === "state") this.onPlaying(data.playing);
+    else if (data.turn && this.ws.readyState === WebSocket.OPEN) {
+      // Where playback is (or stopped): the gateway keeps what was really heard.
+      this.ws.send(JSON.stringify({ playback: { turn_id: data.turn, played_ms: data.ms } }));
+    }
   }
 
   onPlaying(playing) {
@@ -133,6 +143,13 @@ class Conversation {
         break;
       case "response_audio":
         this.pending = event;
+        break;
+      case "reply_paused":
+        stats.pauses += 1;
+        this.player.port.postMessage({ type: "flush" }); // the reply resumes from where it was heard
+        setStatus("listening", "Listening…");
+        break;
+      case "reply_resumed":
         break;
       case "interrupted":
         stats.interruptions += 1;

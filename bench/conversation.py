@@ -1,0 +1,429 @@
+"""Talking with the system as a person does (`make bench-conversation`): real recordings played in
+real time over their own room tone, each reply played out at real time by the bench client (which
+reports its playback position), and what a listener meets read from the audio as played.
+
+- mouth_to_ear_ms: the true end of the user's speech (energy over the recording's noise floor) to
+  the first audible reply sample played, with its parts; speculation on and off in the same run.
+- junction_gap_ms, leading_silence_ms, stalls: the replies' silences as heard.
+- barge_in_stop_ms, heard_text_error_words: a full sentence spoken over a reply; the reply's
+  played audio is transcribed with the real recogniser to count words kept as said but not heard.
+- false_interruption_resumed: coughs, backchannels cut from real recordings and door-like
+  transients over a reply.
+- first_clause_compute_ms: the replies' first clauses synthesised directly with the engine in this
+  run; mouth_to_ear_overhead_ms is mouth-to-ear minus that.
+- first_audible_vs_pipecat: a three-sentence reply through the TTS path vs Pipecat 1.14's
+  KokoroTTSService (bench/peer_pipecat_tts.py, its own environment) on the same model and voice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from bench.playback import (
+    first_audible_at,
+    junction_gaps_ms,
+    last_sound_at,
+    leading_silence_ms,
+    of_reply,
+    played_audio,
+)
+from bench.report import write_results
+from bench.sessions import VOXTRAL_ENV
+from services.common.audio import resample
+from services.common.clauses import ClauseSplitter
+from services.common.limits import AUDIBLE_AMPLITUDE
+from services.gateway.config import GatewaySettings
+from services.tts.config import TtsSettings
+from services.voxtral.english import build_english_voxtral
+from tools import speech_set as ss
+from tools.conversation import Conversation
+from tools.fetch_models import ENGLISH_VOXTRAL_DIR
+from tools.stack import Stack
+from voice.v1 import gateway_pb2, gateway_pb2_grpc, tts_pb2, tts_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = ss.RATE
+PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+THREE_SENTENCES = ("The river is calm this morning and the light on the water is soft. You could walk to the old "
+                   "bridge before the crowds arrive. Bring a warm coat, because the wind off the water is cold.")
+ROOM = "beckett.wav"  # whose room tone fills the silences
+GOALS = {"mouth_to_ear_overhead_ms_p50": 500, "first_audible_vs_pipecat": 0.75, "stalls": 0,
+         "junction_gap_ms_max": 350, "leading_silence_ms_max": 100, "barge_in_stop_ms_p95": 300,
+         "heard_text_error_words_max": 1, "false_interruption_resumed": 0.9}
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    x: np.ndarray  # float32 at 16 kHz
+    onset: int  # first sample of speech (or sound)
+    end: int  # true end of speech
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def stats(values: list[float]) -> dict[str, float | None]:
+    return {"p50": pct(values, 50), "p95": pct(values, 95), "max": round(max(values), 1) if values else None,
+            "n": len(values)}
+
+
+def sentence_clip(s: ss.Sentence) -> Clip:
+    x = ss.audio(s.recording)[s.start: s.end + RATE // 20]
+    floor = ss.noise_floor_db(ss.audio(s.recording))
+    loud = np.flatnonzero(ss.levels_db(x) > floor + ss.SPEECH_ABOVE_FLOOR_DB)
+    return Clip(s.text, x, int(loud[0]) * ss.FRAME if loud.size else 0, s.end - s.start)
+
+
+def word_clip(name: str, index: int) -> Clip:
+    w = ss.words(name)[index]
+    x = ss.audio(name)
+    end = ss.true_end(x, w.end, ss.noise_floor_db(x))
+    start = max(0, w.start - RATE // 20)
+    return Clip(w.text, x[start: end + RATE // 20], w.start - start, end - start)
+
+
+def cough(seed: int) -> Clip:
+    """A short broadband burst with a fast attack and a 150-250 ms decay, at speech level."""
+    rng = np.random.default_rng(seed)
+    n = int(RATE * (0.15 + 0.1 * rng.random()))
+    noise = rng.standard_normal(n)
+    spectrum = np.fft.rfft(noise)
+    freqs = np.fft.rfftfreq(n, 1 / RATE)
+    spectrum[(freqs < 250) | (freqs > 4000)] = 0
+    burst = np.fft.irfft(spectrum, n) * np.exp(-np.arange(n) / (0.35 * n)) * np.minimum(1, np.arange(n) / 80)
+    return Clip(f"cough {seed}", ss.at_level(burst.astype(np.float32), -18.0), 0, n)
+
+
+def door(seed: int) -> Clip:
+    """A thud: low-frequency noise with an instant attack, decaying over ~100 ms, and a click."""
+    rng = np.random.default_rng(100 + seed)
+    n = RATE // 5
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum[np.fft.rfftfreq(n, 1 / RATE) > 400] = 0
+    thud = np.fft.irfft(spectrum, n) * np.exp(-np.arange(n) / (RATE * 0.04))
+    thud[:40] += rng.standard_normal(40) * 3
+    return Clip(f"door {seed}", ss.at_level(thud.astype(np.float32), -14.0), 0, n)
+
+
+def material(turns: int, interruptions: int) -> dict[str, list[Clip]]:
+    every = [s for name in ss.NAMES for s in ss.sentences(name) if 1.2 * RATE <= s.end - s.start <= 6 * RATE]
+    every.sort(key=lambda s: (s.recording, s.start))
+    questions = [sentence_clip(s) for s in every[::2]][:turns]
+    overs = [sentence_clip(s) for s in every[1::2] if s.end - s.start >= 1.5 * RATE][:interruptions]
+    endgame = ss.words("endgame_nagg_nell.wav")
+    yes = [i for i, w in enumerate(endgame) if w.text.lower().strip(".,!?") == "yes"]
+    backchannels = [word_clip("endgame_nagg_nell.wav", i) for i in yes]
+    sounds = [cough(1), cough(2), cough(3), *backchannels, *backchannels, door(1), door(2), door(3)]
+    return {"questions": questions, "interruptions": overs, "sounds": sounds}
+
+
+class Talk:
+    """One session: speech and room tone at real time, replies played by the client as heard."""
+
+    def __init__(self, stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
+        self.conv = Conversation(stub, gateway_pb2.SessionConfig(input_sample_rate_hz=RATE), timeout=1800,
+                                 listen=True)
+        self.tone = ss.room_tone(ROOM)
+        self.fed = 0  # input samples queued so far
+
+    async def say(self, x: np.ndarray) -> int:
+        """Send `x` with room tone under it; returns the input offset of its first sample."""
+        start = self.fed
+        mixed = x + ss.loop(self.tone, len(x))
+        await self.conv.send(np.frombuffer(ss.pcm16(mixed), dtype=np.int16), pace=1.0)
+        self.fed += len(x)
+        return start
+
+    async def quiet(self, ms: int) -> None:
+        await self.say(np.zeros(RATE * ms // 1000, np.float32))
+
+    async def until(self, done: Callable[[], bool], limit_s: float = 90) -> bool:
+        deadline = time.monotonic() + limit_s
+        while not done():
+            if time.monotonic() > deadline or self.conv.closed:
+                return False
+            await self.quiet(100)  # a microphone keeps sending while the user listens
+        return True
+
+    async def until_more(self, kinds: tuple[str, ...], than: int) -> bool:
+        """Until there are more events of these kinds than `than`."""
+        return await self.until(lambda: self.count(kinds) > than)
+
+    async def until_turn(self, turn_id: str, kinds: tuple[str, ...], audible_s: float | None = None) -> bool:
+        """Until reply `turn_id` has an event of these kinds (or has been audible `audible_s`)."""
+        return await self.until(lambda: any(self.event_time(k, turn_id) is not None for k in kinds)
+                                or (audible_s is not None and self.audible_for(turn_id, audible_s)))
+
+    def count(self, kinds: tuple[str, ...]) -> int:
+        return sum(len(self.conv.of(kind)) for kind in kinds)
+
+    def event_time(self, kind: str, turn_id: str) -> float | None:
+        for (k, event), at in zip(self.conv.events, self.conv.event_times, strict=True):
+            if k == kind and getattr(event, "turn_id", None) == turn_id:
+                return at
+        return None
+
+    def last(self, kind: str) -> Any:
+        found = self.conv.of(kind)
+        return found[-1] if found else None
+
+    def reply(self, turn_id: str) -> list:
+        assert self.conv.listener is not None
+        return of_reply(self.conv.listener.log, turn_id)
+
+    def audible_for(self, turn_id: str, seconds: float) -> bool:
+        first = first_audible_at(self.reply(turn_id))
+        return first is not None and time.monotonic() - first >= seconds
+
+
+async def turns_run(stub: gateway_pb2_grpc.GatewayServiceStub, clips: list[Clip]) -> list[dict[str, Any]]:
+    talk = Talk(stub)
+    rows: list[dict[str, Any]] = []
+    await talk.quiet(500)
+    for clip in clips:
+        done = talk.count(("turn_completed", "error"))
+        start = await talk.say(clip.x)
+        ok = await talk.until_more(("turn_completed", "error"), done)
+        await talk.quiet(600)
+        completed = talk.last("turn_completed")
+        if not ok or completed is None:
+            rows.append({"clip": clip.name, "error": "no reply"})
+            continue
+        turn_id = completed.turn_id
+        pieces = talk.reply(turn_id)
+        spoken_end = talk.conv.when_sent(start + clip.end)
+        heard = first_audible_at(pieces)
+        ended = talk.event_time("speech_ended", turn_id)
+        m = completed.metrics
+        row: dict[str, Any] = {"clip": clip.name, "reply": completed.assistant_text,
+                               "first_clause": next((p.text for p in pieces if p.text), "")}
+        if spoken_end is not None and heard is not None and ended is not None:
+            row.update(mouth_to_ear_ms=(heard - spoken_end) * 1000, end_of_turn_wait_ms=(ended - spoken_end) * 1000,
+                       voxtral_ms=m.first_clause_ms, tts_ms=m.tts_ttfb_ms, first_audible_ms=m.first_audible_ms,
+                       gateway_ms=m.first_audible_ms - m.first_clause_ms - m.tts_ttfb_ms,
+                       client_ms=(heard - ended) * 1000 - m.first_audible_ms)
+        row["leading_silence_ms"] = leading_silence_ms(pieces)
+        row["junction_gaps_ms"] = junction_gaps_ms(pieces)
+        rows.append(row)
+    assert talk.conv.listener is not None
+    stalls = list(talk.conv.listener.stalls)
+    await talk.conv.finish(timeout=120)
+    rows.append({"stalls_s": stalls})
+    return rows
+
+
+async def overs_run(stub: gateway_pb2_grpc.GatewayServiceStub, questions: list[Clip], overs: list[Clip],
+                    expect_turn: bool) -> list[dict[str, Any]]:
+    """Each question gets a reply; once it has been audible 0.4 s, `over` is played over it."""
+    from tools.asr import timed_words
+
+    talk = Talk(stub)
+    rows: list[dict[str, Any]] = []
+    await talk.quiet(500)
+    for n, over in enumerate(overs):
+        question = questions[n % len(questions)]
+        ended_before = talk.count(("speech_ended",))
+        await talk.say(question.x)
+        if not await talk.until_more(("speech_ended",), ended_before):
+            rows.append({"sound": over.name, "error": "the question never ended"})
+            continue
+        turn_id = talk.conv.of("speech_ended")[-1].turn_id
+        await talk.until_turn(turn_id, ("turn_completed",), audible_s=0.4)
+        if talk.event_time("turn_completed", turn_id) is not None:
+            rows.append({"sound": over.name, "error": "the reply was over before the sound"})
+            continue
+        start = await talk.say(over.x)
+        onset = talk.conv.when_sent(start + over.onset)
+        await talk.until_turn(turn_id, ("turn_completed", "interrupted"))
+        if expect_turn:  # the interruption is a turn: wait for its own reply
+            await talk.until_more(("turn_completed",), talk.count(("turn_completed",)))
+        await talk.quiet(600)
+        stopped = next((e for e in talk.conv.of("interrupted") if e.turn_id == turn_id), None)
+        row: dict[str, Any] = {"sound": over.name, "interrupted": stopped is not None,
+                               "paused": talk.event_time("reply_paused", turn_id) is not None,
+                               "resumed": talk.event_time("reply_resumed", turn_id) is not None,
+                               "completed": talk.event_time("turn_completed", turn_id) is not None}
+        pieces = talk.reply(turn_id)
+        if stopped is not None and onset is not None:
+            last = last_sound_at(pieces)
+            row["barge_in_stop_ms"] = max(0.0, (last - onset) * 1000) if last is not None else 0.0
+            played = played_audio(pieces).astype(np.float32) / 32768
+            heard_words = timed_words(resample((played * 32767).astype(np.int16), pieces[0].rate_hz, RATE)
+                                      .astype(np.float32) / 32768) if played.size else []
+            kept = stopped.spoken_text.split()
+            row.update(kept_as_said=stopped.spoken_text, recognised=" ".join(w.text for w in heard_words),
+                       heard_text_error_words=max(0, len(kept) - len(heard_words)))
+        rows.append(row)
+    await talk.conv.finish(timeout=120)
+    return rows
+
+
+def resumed_share(rows: list[dict[str, Any]]) -> str:
+    return f"{sum(not r['interrupted'] and r['completed'] for r in rows)}/{len(rows)}"
+
+
+def speculations(metrics_port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("voice_speculations_total{"):
+            result = line.split('result="')[1].split('"')[0]
+            out[result] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def direct_first_audible(texts: list[str]) -> list[float]:
+    """Each text's first clause synthesised in this process with the engine the service uses, to
+    its first audible sample: the one computation no system can skip."""
+    from services.tts.phonemes import shared_phonemizer
+    from services.tts.server import load_engine
+    from services.tts.synthesizer import Synthesizer
+    from services.tts.voices import VoiceBank
+
+    settings = TtsSettings(backend="onnx")
+    synthesizer = Synthesizer(settings, load_engine(settings), VoiceBank(settings.models_dir / settings.voices_file),
+                              shared_phonemizer())
+    synthesizer.render("Warming up.", settings.default_voice, 1.0)
+    out = []
+    for text in texts:
+        began = time.perf_counter()
+        audio = synthesizer.edges(synthesizer.render(text, settings.default_voice, settings.default_speed), False)
+        computed = (time.perf_counter() - began) * 1000
+        loud = np.flatnonzero(np.abs(audio) >= AUDIBLE_AMPLITUDE)
+        out.append(computed + (loud[0] / 24 if loud.size else 0.0))
+    return out
+
+
+def tts_first_audible(target: str, text: str, runs: int) -> list[float]:
+    """The reply's first clause (as the gateway cuts it) through the TTS service, to its first
+    audible sample received."""
+    settings = GatewaySettings(auth_disabled=True)
+    splitter = ClauseSplitter(first_words=settings.first_clause_words, first_clause_s=settings.first_clause_s,
+                              growth=settings.clause_growth)
+    first = (splitter.push(text) or list(splitter.flush()))[0]
+    out = []
+    with grpc.insecure_channel(target) as channel:
+        stub = tts_pb2_grpc.TtsServiceStub(channel)
+        for _ in range(runs):
+            began = time.perf_counter()
+            for chunk in stub.Synthesize(tts_pb2.SynthesizeRequest(text=first)):
+                pcm = np.frombuffer(chunk.audio, dtype=np.int16).astype(np.int32)
+                loud = np.flatnonzero(np.abs(pcm) >= AUDIBLE_AMPLITUDE * 32768)
+                if loud.size:
+                    out.append((time.perf_counter() - began) * 1000 + loud[0] * 1000 / chunk.sample_rate_hz)
+                    break
+    return out
+
+
+def pipecat_first_audible(text: str, runs: int) -> list[float] | None:
+    if not PEER_PYTHON.exists():
+        print(f"pipecat row left out: {PEER_PYTHON} is missing (make bench-conversation builds it)", flush=True)
+        return None
+    settings = TtsSettings()
+    model = settings.models_dir / settings.onnx_model
+    voices = settings.models_dir / settings.voices_file
+    done = subprocess.run([str(PEER_PYTHON), str(ROOT / "bench" / "peer_pipecat_tts.py"), str(model), str(voices),
+                           settings.default_voice, str(runs), text], capture_output=True, text=True, check=True,
+                          timeout=600)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=6)
+    parser.add_argument("--interruptions", type=int, default=4)
+    parser.add_argument("--tts-runs", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    clips = material(args.turns, args.interruptions)
+    model = build_english_voxtral(ENGLISH_VOXTRAL_DIR)
+    stack = Stack(model, voxtral_env=VOXTRAL_ENV, tts_env={"TTS_TIMEOUT_S": "3"}, GATEWAY_TTS_TIMEOUT_S="3")
+    try:
+        async def run(work: Callable[[gateway_pb2_grpc.GatewayServiceStub], Any]) -> Any:
+            async with grpc.aio.insecure_channel(stack.gateway) as ch:  # one per event loop
+                return await work(gateway_pb2_grpc.GatewayServiceStub(ch))
+
+        before = speculations(stack.metrics_port)
+        on = asyncio.run(run(lambda stub: turns_run(stub, clips["questions"])))
+        after = speculations(stack.metrics_port)
+        print("speculation on:", json.dumps(on[:-1], default=str)[:2000], flush=True)
+        barge = asyncio.run(run(lambda stub: overs_run(stub, clips["questions"], clips["interruptions"], True)))
+        print("interruptions:", json.dumps(barge), flush=True)
+        false = asyncio.run(run(lambda stub: overs_run(stub, clips["questions"], clips["sounds"], False)))
+        print("sounds:", json.dumps(false), flush=True)
+        ours = tts_first_audible(stack.services["tts"].target, THREE_SENTENCES, args.tts_runs)
+        stack.reconfigure("gateway", GATEWAY_SPECULATE="false")
+        off = asyncio.run(run(lambda stub: turns_run(stub, clips["questions"])))
+        print("speculation off:", json.dumps(off[:-1], default=str)[:2000], flush=True)
+    finally:
+        stack.stop()
+    peer = pipecat_first_audible(THREE_SENTENCES, args.tts_runs)
+    turns = [r for r in on[:-1] if "mouth_to_ear_ms" in r]
+    computed = direct_first_audible([r["first_clause"] for r in turns])
+    m2e = [r["mouth_to_ear_ms"] for r in turns]
+    overhead = [r["mouth_to_ear_ms"] - c for r, c in zip(turns, computed, strict=True)]
+    real = [r for r in barge if "interrupted" in r]
+    sounds = [r for r in false if "interrupted" in r]
+    stalls = on[-1]["stalls_s"] + off[-1]["stalls_s"]
+    summary: dict[str, Any] = {
+        "benchmark": "conversation",
+        "device": f"CPU ({platform.machine()}, {os.cpu_count()} cores), every service on the same machine",
+        "models": "small Voxtral trained here to answer in English + real Kokoro-82M int8 ONNX; one session",
+        "mouth_to_ear_ms": stats(m2e),
+        "mouth_to_ear_parts_ms_p50": {part: pct([r[part] for r in turns], 50) for part in
+                                      ("end_of_turn_wait_ms", "voxtral_ms", "tts_ms", "gateway_ms", "client_ms")},
+        "first_clause_compute_ms": stats(computed),
+        "mouth_to_ear_overhead_ms": stats(overhead),
+        "junction_gap_ms": stats([g for r in on[:-1] + off[:-1] for g in r.get("junction_gaps_ms", [])]),
+        "leading_silence_ms": stats([r["leading_silence_ms"] for r in on[:-1] + off[:-1]
+                                     if r.get("leading_silence_ms") is not None]),
+        "barge_in_stop_ms": stats([r["barge_in_stop_ms"] for r in real if "barge_in_stop_ms" in r]),
+        "heard_text_error_words": stats([float(r["heard_text_error_words"]) for r in real
+                                         if "heard_text_error_words" in r]),
+        "real_interruptions_cancelled": f"{sum(r['interrupted'] for r in real)}/{len(real)}",
+        "false_interruption_resumed": round(sum(not r["interrupted"] and r["completed"] for r in sounds)
+                                            / len(sounds), 2) if sounds else None,
+        "false_interruptions": {kind: resumed_share([r for r in sounds if kind in r["sound"].lower()])
+                                for kind in ("cough", "yes", "door")},
+        "speculation": {**{k: after.get(k, 0) - before.get(k, 0) for k in ("started", "used", "wasted")},
+                        "mouth_to_ear_ms_p50_on": pct(m2e, 50),
+                        "mouth_to_ear_ms_p50_off": pct([r["mouth_to_ear_ms"] for r in off[:-1]
+                                                        if "mouth_to_ear_ms" in r], 50)},
+        "first_audible_vs_pipecat": round(statistics.median(ours) / statistics.median(peer), 2) if peer else None,
+        "first_audible_ms_tts_path": stats(ours),
+        "first_audible_ms_pipecat": stats(peer) if peer else None,
+        "stalls": {"count": len(stalls), "total_ms": round(sum(stalls) * 1000, 1)},
+        "goals": GOALS,
+        "skipped": [r for r in barge + false if "error" in r],
+    }
+    rows = [{"clip": r["clip"][:40], **{k: round(r[k], 1) for k in ("mouth_to_ear_ms", "end_of_turn_wait_ms",
+                                                                      "voxtral_ms", "tts_ms", "gateway_ms",
+                                                                      "client_ms", "leading_silence_ms")
+                                         if r.get(k) is not None},
+             "junction_max_ms": round(max(r["junction_gaps_ms"]), 1) if r.get("junction_gaps_ms") else ""}
+            for r in turns]
+    write_results(args.out, "conversation", summary, rows,
+                  ["clip", "mouth_to_ear_ms", "end_of_turn_wait_ms", "voxtral_ms", "tts_ms", "gateway_ms",
+                   "client_ms", "leading_silence_ms", "junction_max_ms"])
+    print(json.dumps({k: v for k, v in summary.items() if k != "skipped"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

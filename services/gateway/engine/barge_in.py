@@ -1,0 +1,87 @@
+"""Speech over a reply: the reply pauses at once (reply_paused) while the speech is judged. A
+sound with little voice, no words or only a backchannel is no turn: the reply resumes where the
+listener stopped hearing it (reply_resumed). Anything else, or speech that goes on past the
+timeout, is a turn: the reply is cancelled in every stage (interrupted)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from services.gateway.config import GatewaySettings
+from services.gateway.engine.events import Event, ReplyPaused, ReplyResumed
+from services.gateway.engine.stages import StageError, Stages, VadEvent
+from services.gateway.engine.tasks import TaskSet
+from services.gateway.engine.turn import Listening, Turn, is_backchannel
+from services.gateway.metrics import BARGE_INS
+
+log = logging.getLogger(__name__)
+
+
+class BargeIn:
+    """One session's judge of speech over its replies. It reads the session's state through
+    `answering` and `listening`, and cancels a reply through `stop_answer`."""
+
+    def __init__(self, settings: GatewaySettings, stages: Stages, session_id: str,
+                 emit: Callable[[Event], Awaitable[None]], tasks: TaskSet,
+                 utterance: Callable[[int, int], np.ndarray], answering: Callable[[], Turn | None],
+                 listening: Callable[[], Listening | None], stop_answer: Callable[[], Awaitable[None]]) -> None:
+        self.settings = settings
+        self.stages = stages
+        self.session_id = session_id
+        self.emit = emit
+        self.tasks = tasks
+        self.utterance = utterance
+        self.answering = answering
+        self.listening = listening
+        self.stop_answer = stop_answer
+
+    async def pause(self, listening: Listening, turn: Turn) -> None:
+        """Speech over the reply: its audio stops until the speech is known to be a turn or not."""
+        listening.over, listening.dismissed = turn, False
+        heard_ms = turn.playout.pause()
+        await self.emit(ReplyPaused(turn.turn_id, heard_ms))
+        listening.stop_timer()
+        listening.timer = self.tasks.spawn(self._judge_by_time(listening))
+
+    async def _judge_by_time(self, listening: Listening) -> None:
+        await asyncio.sleep(self.settings.barge_in_timeout_ms / 1000)
+        listening.timer = None
+        if self.listening() is listening and listening.over is not None and not listening.dismissed:
+            await self._take_turn(listening)  # still talking: that is a turn
+
+    async def judge(self, listening: Listening, event: VadEvent) -> None:
+        """The speech over a reply has paused or ended: a turn (the reply is cancelled) or not (it
+        resumes where the listener stopped hearing it)."""
+        turn = listening.over
+        if turn is None or listening.dismissed:
+            return
+        listening.stop_timer()
+        if await self._is_turn(listening, event):
+            await self._take_turn(listening)
+            return
+        listening.dismissed = True
+        BARGE_INS.labels(result="resumed").inc()
+        if self.answering() is turn and not turn.task.done():
+            await self.emit(ReplyResumed(turn.turn_id, turn.playout.resume()))
+
+    async def _is_turn(self, listening: Listening, event: VadEvent) -> bool:
+        if event.voiced_ms < self.settings.barge_in_min_voiced_ms:
+            return False
+        utterance = self.utterance(listening.start_sample, event.end_sample)
+        try:
+            words = await self.stages.transcribe(utterance, self.session_id, listening.turn_id)
+        except StageError as err:
+            log.warning("speech over a reply could not be transcribed; taken as a turn", extra={"error": str(err)})
+            return True
+        return not is_backchannel(words, self.settings.backchannels)
+
+    async def _take_turn(self, listening: Listening) -> None:
+        listening.stop_timer()
+        turn, listening.over = listening.over, None
+        if turn is not None and self.answering() is turn:
+            BARGE_INS.labels(result="interrupted").inc()
+            await self.stop_answer()

@@ -1,0 +1,149 @@
+"""A session's replies: the one in progress (answering), the one started on a pause hint and held
+(speculating), how each runs, is stopped, and what is kept of it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from services.common.audio import resample
+from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
+from services.common.logs import bound
+from services.gateway.config import GatewaySettings
+from services.gateway.engine.events import ErrorEvent, Event, Interrupted, TurnCompleted
+from services.gateway.engine.inputs import SessionConfig
+from services.gateway.engine.memory import Memory
+from services.gateway.engine.playout import Playout
+from services.gateway.engine.runner import SynthesisPace, TurnRequest, TurnRunner
+from services.gateway.engine.stages import StageError, Stages, VadEvent
+from services.gateway.engine.tasks import TaskSet
+from services.gateway.engine.timeline import InputTimeline
+from services.gateway.engine.turn import Listening, Turn
+from services.gateway.engine.vocabulary import ErrorCode, Speculation, TurnOutcome
+from services.gateway.metrics import SPECULATIONS, TURNS
+
+log = logging.getLogger(__name__)
+
+
+class Replies:
+    def __init__(self, settings: GatewaySettings, stages: Stages, config: SessionConfig, session_id: str,
+                 memory: Memory, timeline: InputTimeline, emit: Callable[[Event], Awaitable[None]],
+                 tasks: TaskSet, pace: SynthesisPace | None = None) -> None:
+        self.settings = settings
+        self.stages = stages
+        self.config = config
+        self.session_id = session_id
+        self.memory = memory
+        self.timeline = timeline
+        self.emit = emit
+        self._tasks = tasks
+        self.runner = TurnRunner(settings, stages, emit, pace)
+        self.answering: Turn | None = None  # the reply in progress
+        self.speculating: Turn | None = None  # a reply started on a pause hint, held until speech-ended
+
+    def speculate(self, listening: Listening, event: VadEvent) -> None:
+        """A pause that may end the turn: start the reply now, its output held until speech-ended."""
+        p = event.probability
+        if not self.settings.speculate or (p is not None and p < self.settings.speculate_min_probability):
+            return
+        self.speculating = self.new_turn(listening.turn_id, listening.start_sample, event.end_sample,
+                                           time.monotonic(), 0.0, p, speculative=True)
+        SPECULATIONS.labels(result=Speculation.STARTED).inc()
+
+    def confirm(self, turn: Turn, ended_at: float, endpoint_ms: float, probability: float | None) -> None:
+        request = turn.request
+        request.ended_at, request.endpoint_ms, request.end_of_turn_probability = ended_at, endpoint_ms, probability
+        self.answering = turn
+        turn.confirm()
+        SPECULATIONS.labels(result=Speculation.USED).inc()
+
+    async def drop_speculation(self) -> None:
+        spec, self.speculating = self.speculating, None
+        if spec is not None:
+            await self.waste(spec)
+
+    async def waste(self, turn: Turn) -> None:
+        await turn.discard()
+        SPECULATIONS.labels(result=Speculation.WASTED).inc()
+
+    def utterance(self, start: int, end: int) -> np.ndarray:
+        """Input samples start..end at Voxtral's rate (the last max_utterance_s of them)."""
+        max_samples = int(self.settings.max_utterance_s * self.config.input_rate_hz)
+        pcm = self.timeline.cut(max(start, end - max_samples), end)
+        return resample(pcm, self.config.input_rate_hz, VOXTRAL_SAMPLE_RATE_HZ)
+
+    def new_turn(self, turn_id: str, start: int, end: int, ended_at: float, endpoint_ms: float,
+                  end_of_turn_probability: float | None, speculative: bool = False) -> Turn:
+        request = TurnRequest(turn_id, self.session_id, self.utterance(start, end), self.memory.history(),
+                              self.config.instructions, self.config.voice, self.config.speed,
+                              self.config.output_rate_hz, ended_at, endpoint_ms, end_of_turn_probability,
+                              speculative, end)
+        playout = Playout(self.config.output_rate_hz, self.settings.reply_lead_ms, self.settings.reply_piece_ms,
+                          held=speculative)
+        return Turn(request, playout, self._tasks, self._answer, self._transcribe)
+
+    async def _answer(self, turn: Turn) -> None:
+        with bound(session_id=self.session_id, turn_id=turn.turn_id):
+            error: StageError | None = None
+            try:
+                await self.runner.run(turn.request, turn.progress, on_voxtral_free=turn.voxtral_free)
+            except StageError as err:
+                error = err
+            finally:
+                # The reply is over (however): the user's words may be asked for, and speech that
+                # starts from now on interrupts nothing.
+                turn.voxtral_free()
+                if self.answering is turn:
+                    self.answering = None
+            await turn.confirmed.wait()  # a speculative reply's failure counts once it is confirmed
+            if error is not None:
+                TURNS.labels(outcome=TurnOutcome.FAILED).inc()
+                await self.error(error, turn.turn_id)
+                await self._remember(turn, TurnOutcome.FAILED)
+            else:
+                TURNS.labels(outcome=TurnOutcome.COMPLETED).inc()
+                await self._remember(turn, TurnOutcome.COMPLETED)
+
+    async def stop(self) -> None:
+        turn = self.answering
+        if turn is None or turn.task.done():
+            return
+        self.answering = None
+        heard_ms = turn.playout.pause()  # what is heard stops here, whatever the client still had queued
+        await turn.stop()
+        TURNS.labels(outcome=TurnOutcome.INTERRUPTED).inc()
+        await self.emit(Interrupted(turn.turn_id, turn.progress.spoken_text, heard_ms))
+        self._tasks.spawn(self._remember(turn, TurnOutcome.INTERRUPTED))
+
+    async def _transcribe(self, request: TurnRequest) -> str:
+        try:
+            return await self.stages.transcribe(request.utterance, self.session_id, request.turn_id)
+        except StageError as err:
+            log.warning("transcription failed; the exchange keeps no user words",
+                        extra={"turn_id": request.turn_id, "error": str(err)})
+            return ""
+
+    async def _remember(self, turn: Turn, outcome: TurnOutcome) -> None:
+        """Keep the exchange (what the listener heard, marked when cut off) and the turn's record."""
+        words = (await asyncio.gather(turn.transcript, return_exceptions=True))[0]
+        user = words if isinstance(words, str) else ""
+        spoken, cut_off = turn.progress.spoken_text, turn.progress.cut_off
+        await self.memory.remember(turn.turn_id, user, spoken, cut_off)
+        metrics = dict(turn.progress.metrics)
+        if "e2e_ms" in metrics:
+            details: dict[str, object] = {"outcome": outcome.value, "cut_off": cut_off,
+                                          "speculation": Speculation.USED.value if turn.request.speculative
+                                          else "none"}
+            if turn.request.end_of_turn_probability is not None:
+                details["end_of_turn_probability"] = round(turn.request.end_of_turn_probability, 4)
+            await self.memory.record(turn.turn_id, metrics, details)
+        if outcome is TurnOutcome.COMPLETED:
+            await self.emit(TurnCompleted(turn.turn_id, user, spoken, metrics, turn.request.speculative))
+
+    async def error(self, err: StageError, turn_id: str) -> None:
+        await self.emit(ErrorEvent(ErrorCode.of_status(err.code), f"{err.stage} failed: {err.message}", True,
+                                   turn_id))
