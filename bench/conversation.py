@@ -188,6 +188,14 @@ class Talk:
         assert self.conv.listener is not None
         return of_reply(self.conv.listener.log, turn_id)
 
+    def playing_for(self, seconds: float) -> str | None:
+        """The reply playing now, if it has been audible at least `seconds`."""
+        listener = self.conv.listener
+        if listener is None or not listener.playing():
+            return None
+        turn_id = listener.log[-1].turn_id
+        return turn_id if self.audible_for(turn_id, seconds) else None
+
     def audible_for(self, turn_id: str, seconds: float) -> bool:
         first = first_audible_at(self.reply(turn_id))
         return first is not None and time.monotonic() - first >= seconds
@@ -244,10 +252,12 @@ async def overs_run(stub: gateway_pb2_grpc.GatewayServiceStub, questions: list[C
         if not await talk.until_more(("speech_ended",), ended_before):
             rows.append({"sound": over.name, "error": "the question never ended"})
             continue
-        turn_id = talk.conv.of("speech_ended")[-1].turn_id
-        await talk.until_turn(turn_id, ("turn_completed",), audible_s=0.4)
-        if talk.event_time("turn_completed", turn_id) is not None:
-            rows.append({"sound": over.name, "error": "the reply was over before the sound"})
+        # The sound lands on whichever reply is playing once one has been audible 0.4 s (a pause in
+        # a long question may have been answered, and that reply cut by the rest of the question).
+        await talk.until(lambda: talk.playing_for(0.4) is not None)
+        turn_id = talk.playing_for(0.4)
+        if turn_id is None:
+            rows.append({"sound": over.name, "error": "no reply was playing"})
             continue
         start = await talk.say(over.x)
         onset = talk.conv.when_sent(start + over.onset)
@@ -317,11 +327,17 @@ def tts_first_audible(target: str, text: str, runs: int) -> list[float]:
     settings = GatewaySettings(auth_disabled=True)
     splitter = ClauseSplitter(first_words=settings.first_clause_words, first_clause_s=settings.first_clause_s,
                               growth=settings.clause_growth)
-    first = (splitter.push(text) or list(splitter.flush()))[0]
+    clauses: list[str] = []
+    for n, word in enumerate(text.split()):  # as Voxtral's deltas come: a word at a time
+        clauses += splitter.push(word if n == 0 else " " + word)
+    first = (clauses or list(splitter.flush()))[0]
     out = []
     with grpc.insecure_channel(target) as channel:
         stub = tts_pb2_grpc.TtsServiceStub(channel)
-        for _ in range(runs):
+        for run in range(runs + 1):  # the first run is a warm-up, as the peer's
+            if not run:
+                list(stub.Synthesize(tts_pb2.SynthesizeRequest(text=first)))
+                continue
             began = time.perf_counter()
             for chunk in stub.Synthesize(tts_pb2.SynthesizeRequest(text=first)):
                 pcm = np.frombuffer(chunk.audio, dtype=np.int16).astype(np.int32)
@@ -360,6 +376,10 @@ def main() -> None:
             async with grpc.aio.insecure_channel(stack.gateway) as ch:  # one per event loop
                 return await work(gateway_pb2_grpc.GatewayServiceStub(ch))
 
+        # The TTS paths first, on an idle stack, ours before and after Pipecat's.
+        ours = tts_first_audible(stack.services["tts"].target, THREE_SENTENCES, args.tts_runs)
+        peer = pipecat_first_audible(THREE_SENTENCES, args.tts_runs)
+        ours += tts_first_audible(stack.services["tts"].target, THREE_SENTENCES, args.tts_runs)
         before = speculations(stack.metrics_port)
         on = asyncio.run(run(lambda stub: turns_run(stub, clips["questions"])))
         after = speculations(stack.metrics_port)
@@ -368,13 +388,11 @@ def main() -> None:
         print("interruptions:", json.dumps(barge), flush=True)
         false = asyncio.run(run(lambda stub: overs_run(stub, clips["questions"], clips["sounds"], False)))
         print("sounds:", json.dumps(false), flush=True)
-        ours = tts_first_audible(stack.services["tts"].target, THREE_SENTENCES, args.tts_runs)
         stack.reconfigure("gateway", GATEWAY_SPECULATE="false")
         off = asyncio.run(run(lambda stub: turns_run(stub, clips["questions"])))
         print("speculation off:", json.dumps(off[:-1], default=str)[:2000], flush=True)
     finally:
         stack.stop()
-    peer = pipecat_first_audible(THREE_SENTENCES, args.tts_runs)
     turns = [r for r in on[:-1] if "mouth_to_ear_ms" in r]
     computed = direct_first_audible([r["first_clause"] for r in turns])
     m2e = [r["mouth_to_ear_ms"] for r in turns]

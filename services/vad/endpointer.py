@@ -306,7 +306,11 @@ class Endpointer:
             return []
         self._asking = True
         self._next_ask_ms = due + policy.ask_every_ms
-        return [Ask(self._utterance, self._heard.last(WINDOW_SAMPLES + int(silence * TURN_RATE / 1000)), silence)]
+        ask = Ask(self._utterance, self._heard.last(WINDOW_SAMPLES + int(silence * TURN_RATE / 1000)), silence)
+        if self._state is _State.SPEECH:  # the pause's first ask: a hint now, the model's answer follows
+            self._state = _State.PAUSED
+            return [self._event(EventKind.PAUSED, frame_end), ask]
+        return [ask]
 
     def _new_utterance(self) -> None:
         self._utterance += 1

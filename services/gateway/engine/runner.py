@@ -52,8 +52,10 @@ class TurnProgress:
 
 
 # The share of a clause's playing time that the next clause's synthesis may take (the rest is
-# transport and scheduling).
-SYNTHESIS_HEADROOM = 0.8
+# transport, scheduling and the spread of synthesis times).
+SYNTHESIS_HEADROOM = 0.75
+# Clauses shrink at most to this share of the one before (a TTS slower than real time stalls anyway).
+MIN_GROWTH = 0.5
 
 
 class SynthesisPace:
@@ -71,11 +73,11 @@ class SynthesisPace:
         self.rtf = rtf if self.rtf is None else 0.7 * self.rtf + 0.3 * rtf
 
     def growth(self, setting: float) -> float:
-        """How much longer to say a clause may be than the one before: the setting, or less when the
-        TTS as measured would not finish it while the one before is being heard."""
+        """How much longer to say a clause may be than the one before: the setting, or less (down to
+        shorter) when the TTS as measured would not finish it while the one before is being heard."""
         if setting <= 0 or self.rtf is None or self.rtf <= 0:
             return setting
-        return max(1.0, min(setting, SYNTHESIS_HEADROOM / self.rtf))
+        return max(MIN_GROWTH, min(setting, SYNTHESIS_HEADROOM / self.rtf))
 
 
 class TurnRunner:
@@ -90,10 +92,11 @@ class TurnRunner:
 
     async def run(self, turn: TurnRequest, progress: TurnProgress,
                   on_voxtral_free: Callable[[], None] = lambda: None) -> None:
-        """Runs the turn. `on_voxtral_free` is called once Voxtral has finished the reply text and the
-        first audio is out: other Voxtral work started then cannot slow this reply's first clause."""
+        """Runs the turn. `on_voxtral_free` is called once Voxtral has finished the reply text and every
+        clause is synthesised: other work started then (the user's transcription) slows no clause of
+        this reply, on a machine whose stages share cores."""
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
-        pending = {"text", "audio"}
+        pending = {"text", "speech"}
 
         def done(part: str) -> None:
             if part in pending:
@@ -144,7 +147,7 @@ class TurnRunner:
 
         producer = asyncio.create_task(generate())
         try:
-            await self._speak(turn, clauses, progress, marks, lambda: done("audio"), text_out)
+            await self._speak(turn, clauses, progress, marks, lambda: done("speech"), text_out)
             await producer
         finally:
             producer.cancel()
@@ -157,7 +160,7 @@ class TurnRunner:
             m["overhead_ms"] = max(0.0, m["e2e_ms"] - max(0.0, stage_ms - ahead_ms))
 
     async def _speak(self, turn: TurnRequest, clauses: asyncio.Queue[str | None], progress: TurnProgress,
-                     marks: dict[str, float], on_first_audio: Callable[[], None],
+                     marks: dict[str, float], on_synthesised: Callable[[], None],
                      text_out: Callable[[ResponseText | None], Awaitable[None]]) -> None:
         """Clauses are synthesised one after another as fast as the TTS goes; the playout sends their
         audio in clause order, paced as the listener hears it."""
@@ -192,7 +195,6 @@ class TurnRunner:
             if "e2e_ms" not in m:
                 m["e2e_ms"] = (now - turn.ended_at) * 1000
                 m["endpoint_ms"] = turn.endpoint_ms  # a speculative turn learns it when confirmed
-                on_first_audio()
             if "first_audible_ms" not in m and playout.audible_heard_at is not None:
                 m["first_audible_ms"] = (playout.audible_heard_at - turn.ended_at) * 1000
             m["turn_ms"] = (now - turn.ended_at) * 1000
@@ -220,6 +222,7 @@ class TurnRunner:
                     raise
                 window.release()
             await feeder
+            on_synthesised()
             playout.complete()
             await pump  # the listener has heard it all
         finally:

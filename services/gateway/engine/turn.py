@@ -33,7 +33,7 @@ class Listening:
 class Turn:
     """A reply, complete from the moment it starts: what it answers, how far it got, the task that
     runs it, and the transcription of the user's words. The turn alone starts that transcription,
-    once Voxtral is free (the reply text done and its first audio out) or the reply has ended."""
+    once Voxtral is free (the reply text done and all of it synthesised) or the reply has ended."""
 
     def __init__(self, request: TurnRequest, playout: Playout, tasks: TaskSet,
                  answer: Callable[[Turn], Coroutine[Any, Any, None]],
