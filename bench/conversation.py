@@ -314,7 +314,8 @@ def direct_first_audible(texts: list[str]) -> list[float]:
     out = []
     for text in texts:
         began = time.perf_counter()
-        audio = synthesizer.edges(synthesizer.render(text, settings.default_voice, settings.default_speed), False)
+        audio = synthesizer.edges(synthesizer.render(text, settings.default_voice, settings.default_speed),
+                                  pause_after=False)
         computed = (time.perf_counter() - began) * 1000
         loud = np.flatnonzero(np.abs(audio) >= AUDIBLE_AMPLITUDE)
         out.append(computed + (loud[0] / 24 if loud.size else 0.0))

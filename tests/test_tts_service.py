@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from services.common.channels import open_channel
+from services.common.limits import AUDIBLE_AMPLITUDE
 from services.common.server import GrpcServer
 from services.tts.config import TtsSettings
 from services.tts.server import tts_service
@@ -203,3 +204,30 @@ def test_onnx_spinning_setting_reaches_the_runtime(spinning: bool) -> None:
                         settings.onnx_threads, settings.onnx_spinning)
     options = engine._kokoro.sess.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
+
+
+def audible_edges_ms(samples: np.ndarray) -> tuple[float, float, list[float]]:
+    """Leading and trailing silence (below -45 dBFS) and every silent run inside, in ms."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) >= AUDIBLE_AMPLITUDE * 32768)
+    gaps = np.diff(loud) / 24
+    return loud[0] / 24, (len(samples) - loud[-1] - 1) / 24, [float(g) for g in gaps if g > 1]
+
+
+async def test_real_kokoro_audio_has_short_edges_and_natural_clause_pauses(tts) -> None:
+    stub, _ = tts
+    settings = TtsSettings()
+    text = "The train leaves at nine, so we should hurry. It is a long way to the station."
+    chunks = await speak(stub, text)
+    assert len(chunks) >= 2
+    edges = [audible_edges_ms(np.frombuffer(c.audio, dtype="<i2")) for c in chunks]
+    assert edges[0][0] <= settings.lead_ms + 1  # Kokoro's own ~350 ms before the first word, cut away
+    for (_, trailing, _), (leading, _, _) in zip(edges, edges[1:], strict=False):
+        assert trailing + leading == pytest.approx(settings.clause_pause_ms, abs=2)  # each junction as heard
+    assert edges[-1][1] <= settings.tail_ms + 1  # and ~500 ms after the last, cut to its decay
+    _, _, inside = audible_edges_ms(pcm(chunks))
+    assert max(inside) <= 400  # no dead air anywhere in the reply (a comma inside a clause: ~170 ms)
+    followed = await speak(stub, "and then we walk.", more_follows=True)
+    assert audible_edges_ms(np.frombuffer(followed[-1].audio, dtype="<i2"))[1] == pytest.approx(
+        settings.clause_pause_ms - settings.lead_ms, abs=2)  # the pause is heard while the next is made
+    said = await asyncio.to_thread(transcribe, pcm(chunks), 24000)
+    assert word_errors(text, said)[0] <= 2, said

@@ -86,17 +86,12 @@ def _split_long(unit: str, max_chars: int) -> list[str]:
     return pieces + ([unit] if unit else [])
 
 
-# A later clause's budget is never under this share of the first clause's: shrinking clauses (on a
-# TTS barely faster than real time) stop before their per-call cost dominates.
-LATER_CLAUSE_FLOOR = 0.5
-
-
 class ClauseSplitter:
     """Incremental splitting of streamed text. The first clause may be cut early: at the first
     punctuation mark, after `first_words` words, or once it would take `first_clause_s` to say,
     so speech can start before the sentence ends. Each later clause is cut at the latest once it
-    would take `growth` times as long to say as the one before (growth < 1 shrinks them): its
-    synthesis then ends while that one is still being heard."""
+    would take `growth` times as long to say as the one before: its synthesis then ends while
+    that one is still being heard (synthesis is faster than real time by more than `growth`)."""
 
     def __init__(self, *, first_words: int = 6, first_clause_s: float = 0.0, growth: float = 0.0,
                  min_clause_chars: int = 24, max_chars: int = 300) -> None:
@@ -129,7 +124,7 @@ class ClauseSplitter:
     def _emit(self, unit: str) -> str:
         self._emitted += 1
         if self.growth > 0:
-            self._budget_s = max(self.first_clause_s * LATER_CLAUSE_FLOOR, self.growth * speech_seconds(unit))
+            self._budget_s = max(self.first_clause_s, self.growth * speech_seconds(unit))
         return unit
 
     def _budget_cut(self, text: str) -> int:

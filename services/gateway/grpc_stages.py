@@ -125,9 +125,9 @@ class GrpcStages:
             call.cancel()  # a turn that stops early frees Voxtral's slot at once
 
     async def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-                         session_id: str, turn_id: str, continues: bool = False) -> AsyncIterator[SpeechChunk]:
+                         session_id: str, turn_id: str, more_follows: bool = False) -> AsyncIterator[SpeechChunk]:
         request = tts_pb2.SynthesizeRequest(text=text, voice=voice, sample_rate_hz=sample_rate_hz,
-                                            session_id=session_id, turn_id=turn_id, continues=continues)
+                                            session_id=session_id, turn_id=turn_id, more_follows=more_follows)
         if speed is not None:
             request.speed = speed
         call = self.tts.Synthesize(request, timeout=self.settings.tts_timeout_s)

@@ -40,8 +40,8 @@ class TtsSettings(ServerSettings):
     tail_ms: int = Field(40, ge=0, le=1000, description="Audio kept after a clause's last audible sample: its "
                          "decay (Kokoro pads ~500 ms).")
     clause_pause_ms: int = Field(220, ge=0, le=2000, description="Silence a listener hears between two clauses "
-                                 "of one reply (a natural comma is ~170 ms); a request that `continues` a reply "
-                                 "begins with it.")
+                                 "of one reply (a natural comma is ~170 ms); a request that `more_follows` ends "
+                                 "with it.")
     slots: int = Field(1, ge=1, le=64, description="Requests synthesised at once.")
     max_queue: int = Field(16, ge=0, le=10_000, description="Requests waiting for a slot; more: RESOURCE_EXHAUSTED.")
 

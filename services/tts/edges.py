@@ -1,7 +1,7 @@
 """Kokoro's clause audio with natural edges: the model pads each clause with 300-400 ms of
 silence before and ~500 ms after, which reads as dead air at every clause junction. Each clause
-is cut to a short lead-in and a short decay, and a clause that continues an utterance begins
-with one natural pause."""
+is cut to a short lead-in and a short decay, and a clause that more speech follows ends with one
+natural pause (heard while the next clause is synthesised)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def audible_span(audio: np.ndarray) -> tuple[int, int] | None:
 
 def shape(audio: np.ndarray, rate_hz: int, lead_ms: float, tail_ms: float, pause_ms: float = 0.0) -> np.ndarray:
     """`audio` (float, full scale 1.0) from `lead_ms` before its first audible sample to `tail_ms`
-    after its last, faded at both cut edges, after `pause_ms` of silence. Nothing audible: empty."""
+    after its last, faded at both cut edges, then `pause_ms` of silence. Nothing audible: empty."""
     span = audible_span(audio)
     if span is None:
         return np.zeros(0, dtype=np.float32)
@@ -35,4 +35,4 @@ def shape(audio: np.ndarray, rate_hz: int, lead_ms: float, tail_ms: float, pause
     if fade and end < len(audio):
         out[-fade:] *= np.linspace(1.0, 0.0, fade, endpoint=False, dtype=np.float32)
     pause = np.zeros(int(pause_ms * rate_hz / 1000), dtype=np.float32)
-    return np.concatenate([pause, out]) if pause.size else out
+    return np.concatenate([out, pause]) if pause.size else out

@@ -62,7 +62,7 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         synthesizer = self.synthesizer.get()
         speech = synthesizer.check(request.text, request.voice,
                                         request.speed if request.HasField("speed") else None, request.sample_rate_hz,
-                                   request.continues)
+                                   request.more_follows)
         if speech is None:
             return
         async for chunk in synthesizer.stream(speech, context.time_remaining()):

@@ -43,7 +43,7 @@ class SpeechRequest:
     voice: str
     speed: float
     sample_rate_hz: int
-    continues: bool = False  # a later clause of an utterance already spoken: begin with the pause
+    more_follows: bool = False  # more of the utterance comes in a later request: end with the pause
 
 
 class Synthesizer:
@@ -56,7 +56,7 @@ class Synthesizer:
         self.pool = SlotPool(settings.slots, settings.max_queue, "tts")
 
     def check(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-              continues: bool = False) -> SpeechRequest | None:
+              more_follows: bool = False) -> SpeechRequest | None:
         """A validated request, or None when the text is too short to speak (the seed's skip)."""
         if len(text) > self.settings.max_text_chars:
             raise InvalidArgument(f"text has {len(text)} characters; the limit is {self.settings.max_text_chars}")
@@ -67,7 +67,7 @@ class Synthesizer:
         self.voices.pack(voice)
         if len(text.strip()) < self.settings.min_chars or not any(c.isalnum() for c in text):
             return None
-        return SpeechRequest(text.strip(), voice, speed, rate, continues)
+        return SpeechRequest(text.strip(), voice, speed, rate, more_follows)
 
     async def stream(self, request: SpeechRequest, timeout_s: float | None = None) -> AsyncIterator[SpeechChunk]:
         """Speech clause by clause: each clause's audio is yielded as soon as it is synthesised."""
@@ -84,14 +84,14 @@ class Synthesizer:
                 started = time.perf_counter()
                 audio = await slot.run(functools.partial(self.render, text, voice, speed), deadline)
                 compute_ms = (time.perf_counter() - started) * 1000
-                audio = self.edges(audio, continues=index > 0 or request.continues)
+                audio = self.edges(audio, pause_after=index < len(clauses) - 1 or request.more_follows)
                 pcm = resampler.process(to_pcm16(audio), last=index == len(clauses) - 1)
                 yield SpeechChunk(pcm.tobytes(), text, request.sample_rate_hz, index, compute_ms, voice, speed)
 
-    def edges(self, audio: np.ndarray, continues: bool) -> np.ndarray:
-        """A clause's audio with natural edges; a continuing clause opens with the clause pause."""
+    def edges(self, audio: np.ndarray, pause_after: bool) -> np.ndarray:
+        """A clause's audio with natural edges; one that more speech follows ends with the pause."""
         s = self.settings
-        pause = max(0, s.clause_pause_ms - s.lead_ms - s.tail_ms) if continues else 0
+        pause = max(0, s.clause_pause_ms - s.lead_ms - s.tail_ms) if pause_after else 0
         return shape(audio, SAMPLE_RATE, s.lead_ms, s.tail_ms, pause)
 
     def render(self, text: str, voice: str, speed: float) -> np.ndarray:

@@ -145,9 +145,9 @@ class FakeStages:
             yield ReplyDelta(str(text), elapsed_ms=1.0)
 
     async def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-                         session_id: str, turn_id: str, continues: bool = False) -> AsyncIterator[SpeechChunk]:
+                         session_id: str, turn_id: str, more_follows: bool = False) -> AsyncIterator[SpeechChunk]:
         call = Call(Stage.TTS, "synthesize", {"text": text, "voice": voice, "turn_id": turn_id,
-                                              "continues": continues})
+                                              "more_follows": more_follows})
         async for word in self._paced(call, self.tts, text.split()):
             yield SpeechChunk(b"\x10\x00" * SAMPLES_PER_WORD, str(word), compute_ms=1.0)
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12voice/v1/tts.proto\x12\x08voice.v1\"\x9e\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12\x12\n\x05speed\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x0f\n\x07turn_id\x18\x06 \x01(\t\x12\x11\n\tcontinues\x18\x07 \x01(\x08\x42\x08\n\x06_speed\"\x92\x01\n\x12SynthesizeResponse\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\r\x12\x15\n\rsegment_index\x18\x04 \x01(\r\x12\x12\n\ncompute_ms\x18\x05 \x01(\x01\x12\r\n\x05voice\x18\x06 \x01(\t\x12\r\n\x05speed\x18\x07 \x01(\x02\"\x13\n\x11ListVoicesRequest\"7\n\x05Voice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06gender\x18\x03 \x01(\t\"]\n\x12ListVoicesResponse\x12\x1f\n\x06voices\x18\x01 \x03(\x0b\x32\x0f.voice.v1.Voice\x12\x15\n\rdefault_voice\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t2\xa0\x01\n\nTtsService\x12I\n\nSynthesize\x12\x1b.voice.v1.SynthesizeRequest\x1a\x1c.voice.v1.SynthesizeResponse0\x01\x12G\n\nListVoices\x12\x1b.voice.v1.ListVoicesRequest\x1a\x1c.voice.v1.ListVoicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12voice/v1/tts.proto\x12\x08voice.v1\"\xa1\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12\x12\n\x05speed\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x0f\n\x07turn_id\x18\x06 \x01(\t\x12\x14\n\x0cmore_follows\x18\x07 \x01(\x08\x42\x08\n\x06_speed\"\x92\x01\n\x12SynthesizeResponse\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\r\x12\x15\n\rsegment_index\x18\x04 \x01(\r\x12\x12\n\ncompute_ms\x18\x05 \x01(\x01\x12\r\n\x05voice\x18\x06 \x01(\t\x12\r\n\x05speed\x18\x07 \x01(\x02\"\x13\n\x11ListVoicesRequest\"7\n\x05Voice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06gender\x18\x03 \x01(\t\"]\n\x12ListVoicesResponse\x12\x1f\n\x06voices\x18\x01 \x03(\x0b\x32\x0f.voice.v1.Voice\x12\x15\n\rdefault_voice\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t2\xa0\x01\n\nTtsService\x12I\n\nSynthesize\x12\x1b.voice.v1.SynthesizeRequest\x1a\x1c.voice.v1.SynthesizeResponse0\x01\x12G\n\nListVoices\x12\x1b.voice.v1.ListVoicesRequest\x1a\x1c.voice.v1.ListVoicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,15 +32,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice.v1.tts_pb2', _globals
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SYNTHESIZEREQUEST']._serialized_start=33
-  _globals['_SYNTHESIZEREQUEST']._serialized_end=191
-  _globals['_SYNTHESIZERESPONSE']._serialized_start=194
-  _globals['_SYNTHESIZERESPONSE']._serialized_end=340
-  _globals['_LISTVOICESREQUEST']._serialized_start=342
-  _globals['_LISTVOICESREQUEST']._serialized_end=361
-  _globals['_VOICE']._serialized_start=363
-  _globals['_VOICE']._serialized_end=418
-  _globals['_LISTVOICESRESPONSE']._serialized_start=420
-  _globals['_LISTVOICESRESPONSE']._serialized_end=513
-  _globals['_TTSSERVICE']._serialized_start=516
-  _globals['_TTSSERVICE']._serialized_end=676
+  _globals['_SYNTHESIZEREQUEST']._serialized_end=194
+  _globals['_SYNTHESIZERESPONSE']._serialized_start=197
+  _globals['_SYNTHESIZERESPONSE']._serialized_end=343
+  _globals['_LISTVOICESREQUEST']._serialized_start=345
+  _globals['_LISTVOICESREQUEST']._serialized_end=364
+  _globals['_VOICE']._serialized_start=366
+  _globals['_VOICE']._serialized_end=421
+  _globals['_LISTVOICESRESPONSE']._serialized_start=423
+  _globals['_LISTVOICESRESPONSE']._serialized_end=516
+  _globals['_TTSSERVICE']._serialized_start=519
+  _globals['_TTSSERVICE']._serialized_end=679
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ class SynthesizeRequest(_message.Message):
     SAMPLE_RATE_HZ_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TURN_ID_FIELD_NUMBER: _builtins.int
-    CONTINUES_FIELD_NUMBER: _builtins.int
+    MORE_FOLLOWS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     voice: _builtins.str
     """Empty for the default voice."""
@@ -38,9 +38,9 @@ class SynthesizeRequest(_message.Message):
     """Output rate; 0 for the native 24000."""
     session_id: _builtins.str
     turn_id: _builtins.str
-    continues: _builtins.bool
-    """The text continues an utterance already spoken (a later clause of one reply): its audio
-    begins with the clause pause, as between the clauses of one request.
+    more_follows: _builtins.bool
+    """More of the same utterance follows in a later request (a reply's next clause): the audio ends
+    with the clause pause, as between the clauses of one request, heard while the next is made.
     """
     def __init__(
         self,
@@ -51,11 +51,11 @@ class SynthesizeRequest(_message.Message):
         sample_rate_hz: _builtins.int = ...,
         session_id: _builtins.str = ...,
         turn_id: _builtins.str = ...,
-        continues: _builtins.bool = ...,
+        more_follows: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_speed", b"_speed", "speed", b"speed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_speed", b"_speed", "continues", b"continues", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "speed", b"speed", "text", b"text", "turn_id", b"turn_id", "voice", b"voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_speed", b"_speed", "more_follows", b"more_follows", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "speed", b"speed", "text", b"text", "turn_id", b"turn_id", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__speed: _TypeAlias = _typing.Literal["speed"]  # noqa: Y015
     _WhichOneofArgType__speed: _TypeAlias = _typing.Literal["_speed", b"_speed"]  # noqa: Y015

@@ -52,10 +52,8 @@ class TurnProgress:
 
 
 # The share of a clause's playing time that the next clause's synthesis may take (the rest is
-# transport, scheduling and the spread of synthesis times).
-SYNTHESIS_HEADROOM = 0.75
-# Clauses shrink at most to this share of the one before (a TTS slower than real time stalls anyway).
-MIN_GROWTH = 0.5
+# transport and scheduling).
+SYNTHESIS_HEADROOM = 0.8
 
 
 class SynthesisPace:
@@ -73,11 +71,13 @@ class SynthesisPace:
         self.rtf = rtf if self.rtf is None else 0.7 * self.rtf + 0.3 * rtf
 
     def growth(self, setting: float) -> float:
-        """How much longer to say a clause may be than the one before: the setting, or less (down to
-        shorter) when the TTS as measured would not finish it while the one before is being heard."""
+        """How much longer to say a clause may be than the one before: the setting, or less when the
+        TTS as measured would not finish it while the one before is being heard. Clauses never
+        shrink: a short clause costs more per second of speech (each synthesis has a fixed cost),
+        and measured here, shrinking them made junction stalls more frequent, not less."""
         if setting <= 0 or self.rtf is None or self.rtf <= 0:
             return setting
-        return max(MIN_GROWTH, min(setting, SYNTHESIS_HEADROOM / self.rtf))
+        return max(1.0, min(setting, SYNTHESIS_HEADROOM / self.rtf))
 
 
 class TurnRunner:
@@ -95,7 +95,7 @@ class TurnRunner:
         """Runs the turn. `on_voxtral_free` is called once Voxtral has finished the reply text and every
         clause is synthesised: other work started then (the user's transcription) slows no clause of
         this reply, on a machine whose stages share cores."""
-        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        clauses: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()  # (text, more follows)
         pending = {"text", "speech"}
 
         def done(part: str) -> None:
@@ -119,13 +119,14 @@ class TurnRunner:
         m["endpoint_ms"] = turn.endpoint_ms
         requested = time.monotonic()
 
-        async def hand_on(clause: str, voxtral_ms: float | None) -> None:
+        async def hand_on(clause: str, voxtral_ms: float | None, more_follows: bool = True) -> None:
             """Queue a clause for speech; the first one also marks Voxtral's share of e2e (its own
-            elapsed time when a delta carried it, else the time seen here)."""
+            elapsed time when a delta carried it, else the time seen here). A clause cut while text
+            still streams is taken to have a follower (at worst the reply ends in a short pause)."""
             if "first_clause_ms" not in m:
                 m["first_clause_ms"] = (time.monotonic() - requested) * 1000
                 marks["voxtral_compute_ms"] = m["first_clause_ms"] if voxtral_ms is None else voxtral_ms
-            await clauses.put(clause)
+            await clauses.put((clause, more_follows))
 
         async def generate() -> None:
             growth = self.pace.growth(self.settings.clause_growth)
@@ -140,8 +141,9 @@ class TurnRunner:
                     for clause in splitter.push(delta.text):
                         await hand_on(clause, delta.elapsed_ms)
                 done("text")
-                for clause in splitter.flush():
-                    await hand_on(clause, None)
+                rest = splitter.flush()
+                for n, clause in enumerate(rest):
+                    await hand_on(clause, None, more_follows=n < len(rest) - 1)
             finally:
                 clauses.put_nowait(None)  # the speaker stops waiting, whatever happened here
 
@@ -159,7 +161,7 @@ class TurnRunner:
             ahead_ms = max(0.0, (turn.ended_at - requested) * 1000)
             m["overhead_ms"] = max(0.0, m["e2e_ms"] - max(0.0, stage_ms - ahead_ms))
 
-    async def _speak(self, turn: TurnRequest, clauses: asyncio.Queue[str | None], progress: TurnProgress,
+    async def _speak(self, turn: TurnRequest, clauses: asyncio.Queue[tuple[str, bool] | None], progress: TurnProgress,
                      marks: dict[str, float], on_synthesised: Callable[[], None],
                      text_out: Callable[[ResponseText | None], Awaitable[None]]) -> None:
         """Clauses are synthesised one after another as fast as the TTS goes; the playout sends their
@@ -173,14 +175,12 @@ class TurnRunner:
         tasks: list[asyncio.Task[None]] = []
 
         async def feed() -> None:
-            index = 0
-            while (clause := await clauses.get()) is not None:
+            while (item := await clauses.get()) is not None:
                 await window.acquire()
                 chunks: asyncio.Queue[SpeechChunk | None] = asyncio.Queue()
-                task = asyncio.create_task(self._synthesize(turn, clause, index > 0, chunks))
+                task = asyncio.create_task(self._synthesize(turn, *item, chunks))
                 tasks.append(task)
                 await ordered.put((chunks, task, time.monotonic()))
-                index += 1
             await ordered.put(None)
 
         async def send(piece: Piece) -> None:
@@ -231,11 +231,11 @@ class TurnRunner:
             for task in tasks:
                 task.cancel()
 
-    async def _synthesize(self, turn: TurnRequest, clause: str, continues: bool,
+    async def _synthesize(self, turn: TurnRequest, clause: str, more_follows: bool,
                           chunks: asyncio.Queue[SpeechChunk | None]) -> None:
         try:
             async for chunk in self.stages.synthesize(clause, turn.voice, turn.speed, turn.output_rate_hz,
-                                                      turn.session_id, turn.turn_id, continues):
+                                                      turn.session_id, turn.turn_id, more_follows):
                 await chunks.put(chunk)
         finally:
             chunks.put_nowait(None)

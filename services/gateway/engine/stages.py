@@ -73,8 +73,9 @@ class Stages(Protocol):
                 session_id: str, turn_id: str) -> AsyncIterator[ReplyDelta]: ...
 
     def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-                   session_id: str, turn_id: str, continues: bool = False) -> AsyncIterator[SpeechChunk]:
-        """`continues`: a later clause of one reply (its audio opens with the clause pause)."""
+                   session_id: str, turn_id: str, more_follows: bool = False) -> AsyncIterator[SpeechChunk]:
+        """`more_follows`: another clause of the reply comes after this one (the audio ends with the
+        clause pause, heard while that one is synthesised)."""
 
     async def transcribe(self, pcm16k: np.ndarray, session_id: str, turn_id: str) -> str: ...
 
