@@ -5,7 +5,6 @@ same behaviour is shown end to end on real processes in test_gateway_e2e.py and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,25 +22,12 @@ from services.gateway.engine.events import (
 )
 from services.gateway.engine.inputs import SessionRequest
 from services.gateway.engine.vocabulary import Control, ErrorCode, EventType, Stage, VadEventKind
-from tests.support.engine_client import RATE, Client, engine, utter
+from tests.support.engine_client import RATE, Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
 from tools.local_redis import RedisProcess
 
 REPLY = "Paris is lovely today, you should go and walk by the river."
 METRICS = {"endpoint_ms", "voxtral_ttft_ms", "first_clause_ms", "tts_ttfb_ms", "e2e_ms", "turn_ms", "overhead_ms"}
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def stages() -> FakeStages:
-    return FakeStages()
 
 
 async def stored_context(redis: RedisProcess, client: Client) -> list[tuple[str, str]]:
@@ -51,12 +37,6 @@ async def stored_context(redis: RedisProcess, client: Client) -> list[tuple[str,
         return [(e.user, e.assistant) for e in await store.context(session_id)]
     finally:
         await store.close()
-
-
-async def until(condition, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.001)
 
 
 async def test_one_turn(stages: FakeStages, redis: RedisProcess) -> None:

@@ -5,7 +5,6 @@ sentence interrupts it; a confident pause starts the reply, held until speech-en
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,30 +22,11 @@ from services.gateway.engine.events import (
 from services.gateway.engine.memory import CUT_OFF_MARK
 from services.gateway.engine.turn import is_backchannel
 from services.gateway.engine.vocabulary import Stage, VadEventKind
-from tests.support.engine_client import RATE, Client, engine, utter
+from tests.support.engine_client import RATE, Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
 from tools.local_redis import RedisProcess
 
 REPLY = "Paris is lovely today, you should go and walk by the river."
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def stages() -> FakeStages:
-    return FakeStages()
-
-
-async def until(condition, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.001)
 
 
 async def records(redis: RedisProcess, client: Client) -> tuple[list[tuple[str, str, bool]], list[dict]]:
@@ -72,6 +52,14 @@ def speech(client: Client, stages: FakeStages, ms: int) -> tuple[int, int]:
     """Audio the VAD will hear as speech (events scripted by the test)."""
     start = stages.vad.received
     return start, start + client.audio(ms)
+
+
+async def talks(client: Client, stages: FakeStages, ms: int) -> tuple[int, int]:
+    """`ms` of speech, heard by the VAD, which says speech started."""
+    start, end = speech(client, stages, ms)
+    await stages.vad.heard(end)
+    stages.vad.event(VadEventKind.STARTED, start, start)
+    return start, end
 
 
 @pytest.mark.parametrize(("sound", "voiced_ms", "words"), [
@@ -139,9 +127,7 @@ async def test_speech_that_goes_on_interrupts_without_waiting_for_its_end(stages
                                                                           redis: RedisProcess) -> None:
     client = Client(engine(stages, redis, barge_in_timeout_ms=100))
     first, gate = await reply_playing(client, stages)
-    start, end = speech(client, stages, 400)
-    await stages.vad.heard(end)
-    stages.vad.event(VadEventKind.STARTED, start, start)
+    start, end = await talks(client, stages, 400)
     stopped = await client.wait_for(Interrupted)
     gate.set()
     stages.vad.event(VadEventKind.ENDED, start, end + client.audio(1000))
@@ -154,9 +140,7 @@ async def test_speech_that_goes_on_interrupts_without_waiting_for_its_end(stages
 async def test_a_backchannel_that_goes_on_is_judged_again(stages: FakeStages, redis: RedisProcess) -> None:
     client = Client(engine(stages, redis))
     first, gate = await reply_playing(client, stages)
-    start, pause = speech(client, stages, 400)
-    await stages.vad.heard(pause)
-    stages.vad.event(VadEventKind.STARTED, start, start)
+    start, pause = await talks(client, stages, 400)
     stages.vad.event(VadEventKind.PAUSED, start, pause, voiced_ms=300)
     await client.wait_for(ReplyResumed)
     end = pause + client.audio(1500)
@@ -175,9 +159,7 @@ async def test_a_backchannel_that_goes_on_is_judged_again(stages: FakeStages, re
 async def test_off_any_speech_cancels_the_reply_at_once(stages: FakeStages, redis: RedisProcess) -> None:
     client = Client(engine(stages, redis, barge_in_reversible=False))
     first, gate = await reply_playing(client, stages)
-    start, end = speech(client, stages, 300)
-    await stages.vad.heard(end)
-    stages.vad.event(VadEventKind.STARTED, start, start)
+    start, end = await talks(client, stages, 300)
     stopped = await client.wait_for(Interrupted)
     gate.set()
     await client.end()
@@ -189,9 +171,7 @@ async def test_a_confident_pause_starts_the_reply_and_speech_ended_releases_it(s
     client = Client(engine(stages, redis))
     await client.wait_for(SessionStarted)
     await until(lambda: stages.streams)
-    start, end = speech(client, stages, 1000)
-    await stages.vad.heard(end)
-    stages.vad.event(VadEventKind.STARTED, start, start)
+    start, end = await talks(client, stages, 1000)
     stages.vad.event(VadEventKind.PAUSED, start, end, probability=0.8)
     await until(lambda: stages.of(Stage.TTS))  # Voxtral answered and the first clause is synthesised...
     await asyncio.sleep(0.05)
@@ -212,9 +192,7 @@ async def test_a_speculation_the_user_talks_past_is_cancelled_unseen(stages: Fak
     await until(lambda: stages.streams)
     gate = asyncio.Event()
     stages.voxtral.stall, stages.voxtral.stall_after = gate, 1  # the speculation is still thinking
-    start, pause = speech(client, stages, 800)
-    await stages.vad.heard(pause)
-    stages.vad.event(VadEventKind.STARTED, start, start)
+    start, pause = await talks(client, stages, 800)
     stages.vad.event(VadEventKind.PAUSED, start, pause, probability=0.6)
     await until(lambda: stages.of(Stage.VOXTRAL, "respond"))
     end = pause + client.audio(700)
@@ -240,9 +218,7 @@ async def test_no_speculation_below_the_probability_or_when_off(probability: flo
     client = Client(engine(stages, redis, speculate=speculate))
     await client.wait_for(SessionStarted)
     await until(lambda: stages.streams)
-    start, end = speech(client, stages, 600)
-    await stages.vad.heard(end)
-    stages.vad.event(VadEventKind.STARTED, start, start)
+    start, end = await talks(client, stages, 600)
     stages.vad.event(VadEventKind.PAUSED, start, end, probability=probability)
     await asyncio.sleep(0.05)
     assert not stages.of(Stage.VOXTRAL, "respond")
@@ -254,9 +230,7 @@ async def test_no_speculation_below_the_probability_or_when_off(probability: flo
 async def test_a_playback_report_is_what_the_context_keeps(stages: FakeStages, redis: RedisProcess) -> None:
     client = Client(engine(stages, redis, reply_lead_ms=5000))  # everything is sent at once
     first, gate = await reply_playing(client, stages)
-    start, end = speech(client, stages, 1500)
-    await stages.vad.heard(end)
-    stages.vad.event(VadEventKind.STARTED, start, start)
+    start, end = await talks(client, stages, 1500)
     await client.wait_for(ReplyPaused)
     client.played(first, 10.0)  # the client stopped playing at reply_paused, one word in
     await until(lambda: client.engine.sessions == 1)

@@ -95,6 +95,7 @@ class EndpointerConfig:
     snr_db: float = 0.0  # 0: no noise-floor gate (the seed's behaviour)
     floor_window_ms: int = 1500
     policy: TurnPolicy = TurnPolicy()
+    hint_at_ask: bool = False  # smart_turn: a PAUSED hint as a pause is first asked about
 
     def __post_init__(self) -> None:
         check_sample_rate(self.sample_rate_hz)
@@ -307,7 +308,7 @@ class Endpointer:
         self._asking = True
         self._next_ask_ms = due + policy.ask_every_ms
         ask = Ask(self._utterance, self._heard.last(WINDOW_SAMPLES + int(silence * TURN_RATE / 1000)), silence)
-        if self._state is _State.SPEECH:  # the pause's first ask: a hint now, the model's answer follows
+        if self.config.hint_at_ask and self._state is _State.SPEECH:  # a hint now, the model's answer follows
             self._state = _State.PAUSED
             return [self._event(EventKind.PAUSED, frame_end), ask]
         return [ask]

@@ -77,6 +77,7 @@ def endpointer_config(config: vad_pb2.VadConfig, defaults: VadSettings) -> Endpo
         snr_db=defaults.snr_db,
         floor_window_ms=defaults.floor_window_ms,
         policy=defaults.policy(),
+        hint_at_ask=defaults.hint_at_ask,
     )
 
 

@@ -4,10 +4,11 @@ with the fake stages behind it. For unit tests that run in milliseconds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
 import numpy as np
+import pytest
 
 from services.common.settings import RedisSettings
 from services.common.store import SessionStore
@@ -21,6 +22,26 @@ from tools.local_redis import RedisProcess
 
 RATE = 16000
 E = TypeVar("E")
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisProcess]:
+    """One real redis-server for a module of engine tests."""
+    server = RedisProcess()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stages() -> FakeStages:
+    return FakeStages()
+
+
+async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.001)
 
 
 def engine(stages: FakeStages, redis: RedisProcess, **settings: object) -> ConversationEngine:

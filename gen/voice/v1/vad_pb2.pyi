@@ -96,9 +96,9 @@ class _SpeechEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Speec
     SPEECH_EVENT_TYPE_UNSPECIFIED: _SpeechEventType.ValueType  # 0
     SPEECH_EVENT_TYPE_STARTED: _SpeechEventType.ValueType  # 1
     SPEECH_EVENT_TYPE_PAUSED: _SpeechEventType.ValueType  # 2
-    """A short silence: a hint that the turn may be over. With smart_turn it comes as the model is
-    first asked (no probability yet), and again with the probability when the model answers
-    "not complete" (a "complete" answer is ENDED instead).
+    """A short silence: a hint that the turn may be over. With smart_turn it comes with the
+    probability when the model answers "not complete" (a "complete" answer is ENDED instead), and
+    with VAD_HINT_AT_ASK also as the model is first asked (no probability yet).
     """
     SPEECH_EVENT_TYPE_RESUMED: _SpeechEventType.ValueType  # 3
     SPEECH_EVENT_TYPE_ENDED: _SpeechEventType.ValueType  # 4
@@ -108,9 +108,9 @@ class SpeechEventType(_SpeechEventType, metaclass=_SpeechEventTypeEnumTypeWrappe
 SPEECH_EVENT_TYPE_UNSPECIFIED: SpeechEventType.ValueType  # 0
 SPEECH_EVENT_TYPE_STARTED: SpeechEventType.ValueType  # 1
 SPEECH_EVENT_TYPE_PAUSED: SpeechEventType.ValueType  # 2
-"""A short silence: a hint that the turn may be over. With smart_turn it comes as the model is
-first asked (no probability yet), and again with the probability when the model answers
-"not complete" (a "complete" answer is ENDED instead).
+"""A short silence: a hint that the turn may be over. With smart_turn it comes with the
+probability when the model answers "not complete" (a "complete" answer is ENDED instead), and
+with VAD_HINT_AT_ASK also as the model is first asked (no probability yet).
 """
 SPEECH_EVENT_TYPE_RESUMED: SpeechEventType.ValueType  # 3
 SPEECH_EVENT_TYPE_ENDED: SpeechEventType.ValueType  # 4
