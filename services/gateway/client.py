@@ -57,8 +57,10 @@ async def requests(audio: np.ndarray, rate: int, args: argparse.Namespace,
 
 
 def metrics_table(turns: list[tuple[str, gateway_pb2.TurnMetrics]]) -> str:
-    header = "turn      " + "".join(f"{name:>16}" for name in METRICS)
-    rows = [f"{turn_id[:8]:10}" + "".join(f"{getattr(m, name):16.1f}" for name in METRICS) for turn_id, m in turns]
+    width = max(len(name) for name in METRICS) + 2
+    header = "turn      " + "".join(f"{name:>{width}}" for name in METRICS)
+    rows = [f"{turn_id[:8]:10}" + "".join(f"{getattr(m, name):{width}.1f}" for name in METRICS)
+            for turn_id, m in turns]
     return "\n".join([header, *rows])
 
 
