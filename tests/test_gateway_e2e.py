@@ -125,6 +125,33 @@ async def test_barge_in_stops_the_reply_and_keeps_only_what_was_heard(gateway, s
     assert stored[interrupted.turn_id]["cut_off"] is True
 
 
+async def test_a_playback_report_is_what_the_context_keeps(gateway, stack) -> None:
+    """A client whose playback lagged (it had played 300 ms when it paused) says so: the context
+    keeps what it played, not what the gateway's clock would have guessed."""
+    conv = converse(gateway)
+    await conv.silence(300)
+    await conv.send(say(QUESTIONS[2]))
+    await conv.silence(ENDS_TURN_MS)
+    first_audio = await conv.wait_for("response_audio")
+    await conv.silence(1200, pace=1.0)  # by the clock the listener has heard 1.2 s of it by now
+    await conv.send(say(QUESTIONS[3]), pace=1.0)
+    paused = await conv.wait_for("reply_paused")
+    await conv.raw(gateway_pb2.ConverseRequest(playback=gateway_pb2.PlaybackReport(
+        turn_id=paused.turn_id, played_ms=300.0)))
+    interrupted = await conv.wait_for("interrupted")
+    await conv.silence(ENDS_TURN_MS)
+    await conv.wait_for("turn_completed")
+    await conv.finish()
+    assert paused.turn_id == interrupted.turn_id == first_audio.turn_id
+    assert paused.heard_ms > 300.0 and interrupted.heard_ms == 300.0  # the report, not the clock
+    words = [e.text for e in conv.of("response_audio") if e.turn_id == interrupted.turn_id and e.text]
+    assert len(interrupted.spoken_text.split()) <= len(words[0].split())  # at most the first clause
+    await asyncio.sleep(1.0)  # the interrupted exchange is stored once its transcript is in
+    stored = {x["turn_id"]: x for x in context_of(stack, conv.of("session_started")[0].session_id)}
+    assert stored[interrupted.turn_id]["assistant"] == interrupted.spoken_text
+    assert stored[interrupted.turn_id]["cut_off"] is True
+
+
 async def test_tts_killed_mid_turn_gives_an_error_and_the_next_turn_works(gateway, stack) -> None:
     conv = converse(gateway)
     await conv.silence(300)
