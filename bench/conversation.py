@@ -23,17 +23,17 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
+from bench.conversation_material import Clip, material
+from bench.first_audible import THREE_SENTENCES, direct_first_audible, pipecat_first_audible, tts_first_audible
 from bench.playback import (
     first_audible_at,
     junction_gaps_ms,
@@ -45,34 +45,19 @@ from bench.playback import (
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
 from services.common.audio import resample
-from services.common.clauses import ClauseSplitter
-from services.common.limits import AUDIBLE_AMPLITUDE
-from services.gateway.config import GatewaySettings
-from services.tts.config import TtsSettings
 from services.voxtral.english import build_english_voxtral
 from tools import speech_set as ss
 from tools.conversation import Conversation
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.stack import Stack
-from voice.v1 import gateway_pb2, gateway_pb2_grpc, tts_pb2, tts_pb2_grpc
+from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = ss.RATE
-PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
-THREE_SENTENCES = ("The river is calm this morning and the light on the water is soft. You could walk to the old "
-                   "bridge before the crowds arrive. Bring a warm coat, because the wind off the water is cold.")
 ROOM = "beckett.wav"  # whose room tone fills the silences
 GOALS = {"mouth_to_ear_overhead_ms_p50": 500, "first_audible_vs_pipecat": 0.75, "stalls": 0,
          "junction_gap_ms_max": 350, "leading_silence_ms_max": 100, "barge_in_stop_ms_p95": 300,
          "heard_text_error_words_max": 1, "false_interruption_resumed": 0.9}
-
-
-@dataclass(frozen=True)
-class Clip:
-    name: str
-    x: np.ndarray  # float32 at 16 kHz
-    onset: int  # first sample of speech (or sound)
-    end: int  # true end of speech
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -82,56 +67,6 @@ def pct(values: list[float], q: float) -> float | None:
 def stats(values: list[float]) -> dict[str, float | None]:
     return {"p50": pct(values, 50), "p95": pct(values, 95), "max": round(max(values), 1) if values else None,
             "n": len(values)}
-
-
-def sentence_clip(s: ss.Sentence) -> Clip:
-    x = ss.audio(s.recording)[s.start: s.end + RATE // 20]
-    floor = ss.noise_floor_db(ss.audio(s.recording))
-    loud = np.flatnonzero(ss.levels_db(x) > floor + ss.SPEECH_ABOVE_FLOOR_DB)
-    return Clip(s.text, x, int(loud[0]) * ss.FRAME if loud.size else 0, s.end - s.start)
-
-
-def word_clip(name: str, index: int) -> Clip:
-    w = ss.words(name)[index]
-    x = ss.audio(name)
-    end = ss.true_end(x, w.end, ss.noise_floor_db(x))
-    start = max(0, w.start - RATE // 20)
-    return Clip(w.text, x[start: end + RATE // 20], w.start - start, end - start)
-
-
-def cough(seed: int) -> Clip:
-    """A short broadband burst with a fast attack and a 150-250 ms decay, at speech level."""
-    rng = np.random.default_rng(seed)
-    n = int(RATE * (0.15 + 0.1 * rng.random()))
-    noise = rng.standard_normal(n)
-    spectrum = np.fft.rfft(noise)
-    freqs = np.fft.rfftfreq(n, 1 / RATE)
-    spectrum[(freqs < 250) | (freqs > 4000)] = 0
-    burst = np.fft.irfft(spectrum, n) * np.exp(-np.arange(n) / (0.35 * n)) * np.minimum(1, np.arange(n) / 80)
-    return Clip(f"cough {seed}", ss.at_level(burst.astype(np.float32), -18.0), 0, n)
-
-
-def door(seed: int) -> Clip:
-    """A thud: low-frequency noise with an instant attack, decaying over ~100 ms, and a click."""
-    rng = np.random.default_rng(100 + seed)
-    n = RATE // 5
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    spectrum[np.fft.rfftfreq(n, 1 / RATE) > 400] = 0
-    thud = np.fft.irfft(spectrum, n) * np.exp(-np.arange(n) / (RATE * 0.04))
-    thud[:40] += rng.standard_normal(40) * 3
-    return Clip(f"door {seed}", ss.at_level(thud.astype(np.float32), -14.0), 0, n)
-
-
-def material(turns: int, interruptions: int) -> dict[str, list[Clip]]:
-    every = [s for name in ss.NAMES for s in ss.sentences(name) if 1.2 * RATE <= s.end - s.start <= 6 * RATE]
-    every.sort(key=lambda s: (s.recording, s.start))
-    questions = [sentence_clip(s) for s in every[::2]][:turns]
-    overs = [sentence_clip(s) for s in every[1::2] if s.end - s.start >= 1.5 * RATE][:interruptions]
-    endgame = ss.words("endgame_nagg_nell.wav")
-    yes = [i for i, w in enumerate(endgame) if w.text.lower().strip(".,!?") == "yes"]
-    backchannels = [word_clip("endgame_nagg_nell.wav", i) for i in yes]
-    sounds = [cough(1), cough(2), cough(3), *backchannels, *backchannels, door(1), door(2), door(3)]
-    return {"questions": questions, "interruptions": overs, "sounds": sounds}
 
 
 class Talk:
@@ -299,79 +234,20 @@ def speculations(metrics_port: int) -> dict[str, float]:
     return out
 
 
-def direct_first_audible(texts: list[str]) -> list[float]:
-    """Each text's first clause synthesised in this process with the engine the service uses, to
-    its first audible sample: the one computation no system can skip."""
-    from services.tts.phonemes import shared_phonemizer
-    from services.tts.server import load_engine
-    from services.tts.synthesizer import Synthesizer
-    from services.tts.voices import VoiceBank
-
-    settings = TtsSettings(backend="onnx")
-    synthesizer = Synthesizer(settings, load_engine(settings), VoiceBank(settings.models_dir / settings.voices_file),
-                              shared_phonemizer())
-    synthesizer.render("Warming up.", settings.default_voice, 1.0)
-    out = []
-    for text in texts:
-        began = time.perf_counter()
-        audio = synthesizer.edges(synthesizer.render(text, settings.default_voice, settings.default_speed),
-                                  pause_after=False)
-        computed = (time.perf_counter() - began) * 1000
-        loud = np.flatnonzero(np.abs(audio) >= AUDIBLE_AMPLITUDE)
-        out.append(computed + (loud[0] / 24 if loud.size else 0.0))
-    return out
-
-
-def tts_first_audible(target: str, text: str, runs: int) -> list[float]:
-    """The reply's first clause (as the gateway cuts it) through the TTS service, to its first
-    audible sample received."""
-    settings = GatewaySettings(auth_disabled=True)
-    splitter = ClauseSplitter(first_words=settings.first_clause_words, first_clause_s=settings.first_clause_s,
-                              growth=settings.clause_growth)
-    clauses: list[str] = []
-    for n, word in enumerate(text.split()):  # as Voxtral's deltas come: a word at a time
-        clauses += splitter.push(word if n == 0 else " " + word)
-    first = (clauses or list(splitter.flush()))[0]
-    out = []
-    with grpc.insecure_channel(target) as channel:
-        stub = tts_pb2_grpc.TtsServiceStub(channel)
-        for run in range(runs + 1):  # the first run is a warm-up, as the peer's
-            if not run:
-                list(stub.Synthesize(tts_pb2.SynthesizeRequest(text=first)))
-                continue
-            began = time.perf_counter()
-            for chunk in stub.Synthesize(tts_pb2.SynthesizeRequest(text=first)):
-                pcm = np.frombuffer(chunk.audio, dtype=np.int16).astype(np.int32)
-                loud = np.flatnonzero(np.abs(pcm) >= AUDIBLE_AMPLITUDE * 32768)
-                if loud.size:
-                    out.append((time.perf_counter() - began) * 1000 + loud[0] * 1000 / chunk.sample_rate_hz)
-                    break
-    return out
-
-
-def pipecat_first_audible(text: str, runs: int) -> list[float] | None:
-    if not PEER_PYTHON.exists():
-        print(f"pipecat row left out: {PEER_PYTHON} is missing (make bench-conversation builds it)", flush=True)
-        return None
-    settings = TtsSettings()
-    model = settings.models_dir / settings.onnx_model
-    voices = settings.models_dir / settings.voices_file
-    done = subprocess.run([str(PEER_PYTHON), str(ROOT / "bench" / "peer_pipecat_tts.py"), str(model), str(voices),
-                           settings.default_voice, str(runs), text], capture_output=True, text=True, check=True,
-                          timeout=600)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--interruptions", type=int, default=4)
     parser.add_argument("--tts-runs", type=int, default=5)
+    parser.add_argument("--voxtral-threads", type=int, default=0,
+                        help="OMP_NUM_THREADS for the Voxtral process (0: torch's default, every core)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     clips = material(args.turns, args.interruptions)
     model = build_english_voxtral(ENGLISH_VOXTRAL_DIR)
-    stack = Stack(model, voxtral_env=VOXTRAL_ENV, tts_env={"TTS_TIMEOUT_S": "3"}, GATEWAY_TTS_TIMEOUT_S="3")
+    threads = {"OMP_NUM_THREADS": str(args.voxtral_threads)} if args.voxtral_threads else {}
+    stack = Stack(model, voxtral_env={**VOXTRAL_ENV, **threads}, tts_env={"TTS_TIMEOUT_S": "3"},
+                  GATEWAY_TTS_TIMEOUT_S="3")
     try:
         async def run(work: Callable[[gateway_pb2_grpc.GatewayServiceStub], Any]) -> Any:
             async with grpc.aio.insecure_channel(stack.gateway) as ch:  # one per event loop
@@ -405,6 +281,7 @@ def main() -> None:
         "benchmark": "conversation",
         "device": f"CPU ({platform.machine()}, {os.cpu_count()} cores), every service on the same machine",
         "models": "small Voxtral trained here to answer in English + real Kokoro-82M int8 ONNX; one session",
+        "voxtral_threads": args.voxtral_threads or "torch default",
         "mouth_to_ear_ms": stats(m2e),
         "mouth_to_ear_parts_ms_p50": {part: pct([r[part] for r in turns], 50) for part in
                                       ("end_of_turn_wait_ms", "voxtral_ms", "tts_ms", "gateway_ms", "client_ms")},
