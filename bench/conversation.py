@@ -101,10 +101,9 @@ class Talk:
         """Until there are more events of these kinds than `than`."""
         return await self.until(lambda: self.count(kinds) > than)
 
-    async def until_turn(self, turn_id: str, kinds: tuple[str, ...], audible_s: float | None = None) -> bool:
-        """Until reply `turn_id` has an event of these kinds (or has been audible `audible_s`)."""
-        return await self.until(lambda: any(self.event_time(k, turn_id) is not None for k in kinds)
-                                or (audible_s is not None and self.audible_for(turn_id, audible_s)))
+    async def until_turn(self, turn_id: str, kinds: tuple[str, ...]) -> bool:
+        """Until reply `turn_id` has an event of these kinds."""
+        return await self.until(lambda: any(self.event_time(k, turn_id) is not None for k in kinds))
 
     def count(self, kinds: tuple[str, ...]) -> int:
         return sum(len(self.conv.of(kind)) for kind in kinds)

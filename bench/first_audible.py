@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import grpc
-import numpy as np
 
 from services.common.clauses import ClauseSplitter
-from services.common.limits import AUDIBLE_AMPLITUDE
 from services.gateway.config import GatewaySettings
+from services.gateway.engine.playout import first_audible
 from services.tts.config import TtsSettings
+from services.tts.edges import audible_span
 from voice.v1 import tts_pb2, tts_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +41,8 @@ def direct_first_audible(texts: list[str]) -> list[float]:
         audio = synthesizer.edges(synthesizer.render(text, settings.default_voice, settings.default_speed),
                                   pause_after=False)
         computed = (time.perf_counter() - began) * 1000
-        loud = np.flatnonzero(np.abs(audio) >= AUDIBLE_AMPLITUDE)
-        out.append(computed + (loud[0] / 24 if loud.size else 0.0))
+        span = audible_span(audio)
+        out.append(computed + (span[0] / 24 if span else 0.0))
     return out
 
 
@@ -65,10 +65,9 @@ def tts_first_audible(target: str, text: str, runs: int) -> list[float]:
                 continue
             began = time.perf_counter()
             for chunk in stub.Synthesize(tts_pb2.SynthesizeRequest(text=first)):
-                pcm = np.frombuffer(chunk.audio, dtype=np.int16).astype(np.int32)
-                loud = np.flatnonzero(np.abs(pcm) >= AUDIBLE_AMPLITUDE * 32768)
-                if loud.size:
-                    out.append((time.perf_counter() - began) * 1000 + loud[0] * 1000 / chunk.sample_rate_hz)
+                index = first_audible(chunk.audio)
+                if index is not None:
+                    out.append((time.perf_counter() - began) * 1000 + index * 1000 / chunk.sample_rate_hz)
                     break
     return out
 

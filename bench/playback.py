@@ -8,16 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.common.limits import AUDIBLE_AMPLITUDE
+from services.gateway.engine.playout import audible as audible_samples
 from services.gateway.listener import Played
-
-PCM_MAX = 32768
 
 
 def audible(piece: Played) -> np.ndarray:
     """Indices of the piece's audible samples."""
-    pcm = np.frombuffer(piece.pcm, dtype=np.int16).astype(np.int32)
-    return np.flatnonzero(np.abs(pcm) >= AUDIBLE_AMPLITUDE * PCM_MAX)
+    return audible_samples(piece.pcm)
 
 
 def of_reply(log: Sequence[Played], turn_id: str) -> list[Played]:

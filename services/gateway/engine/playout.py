@@ -32,9 +32,14 @@ class Clause:
     end: int
 
 
+def audible(pcm: bytes) -> np.ndarray:
+    """Indices of the PCM16 samples at or above the audible level."""
+    return np.flatnonzero(np.abs(np.frombuffer(pcm, dtype=np.int16).astype(np.int32)) >= AUDIBLE_AMPLITUDE * PCM_MAX)
+
+
 def first_audible(pcm: bytes) -> int | None:
     """Index of the first sample at or above the audible level."""
-    loud = np.flatnonzero(np.abs(np.frombuffer(pcm, dtype=np.int16).astype(np.int32)) >= AUDIBLE_AMPLITUDE * PCM_MAX)
+    loud = audible(pcm)
     return int(loud[0]) if loud.size else None
 
 

@@ -36,19 +36,19 @@ class TurnRequest:
 
 @dataclass
 class TurnProgress:
-    """What happened so far: survives cancellation (barge-in) so the spoken part can be kept."""
+    """What happened so far: survives cancellation (barge-in) so the heard part can be kept."""
 
-    playout: Playout | None = None
+    playout: Playout
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def spoken_text(self) -> str:
         """What the listener heard."""
-        return self.playout.heard_text() if self.playout is not None else ""
+        return self.playout.heard_text()
 
     @property
     def cut_off(self) -> bool:
-        return self.playout is not None and self.playout.cut_off
+        return self.playout.cut_off
 
 
 # The share of a clause's playing time that the next clause's synthesis may take (the rest is
@@ -107,7 +107,6 @@ class TurnRunner:
         marks: dict[str, float] = {}
         m = progress.metrics
         playout = progress.playout
-        assert playout is not None, "a turn's progress holds its playout"
         held_text: list[ResponseText] = []  # a held (speculative) reply's text waits for its release
 
         async def text_out(event: ResponseText | None) -> None:
@@ -168,7 +167,6 @@ class TurnRunner:
         audio in clause order, paced as the listener hears it."""
         m = progress.metrics
         playout = progress.playout
-        assert playout is not None
         window = asyncio.Semaphore(self.settings.tts_prefetch + 1)
         ordered: asyncio.Queue[tuple[asyncio.Queue[SpeechChunk | None], asyncio.Task[None], float] | None]
         ordered = asyncio.Queue()
