@@ -98,3 +98,62 @@ async def test_a_slot_is_free_only_once_its_worker_thread_is_done() -> None:
         assert pool.busy == 1
     assert pool.busy == 0
     pool.close()
+
+
+async def test_earliest_need_goes_first_across_callers_and_lateness_is_reported() -> None:
+    pool = SlotPool(1, 8, "tts")
+    order: list[str] = []
+    now = time.monotonic()
+
+    async def clause(name: str, need_in_s: float) -> None:
+        async with pool.slot(later(5), priority=now + need_in_s, need_by=now + need_in_s):
+            order.append(name)
+
+    async with pool.slot(later(5)):
+        waiters = [asyncio.create_task(clause(n, s)) for n, s in
+                   [("a: third clause", 4.0), ("b: first clause", 0.0), ("a: second clause", 1.5)]]
+        while pool.waiting < 3:
+            await asyncio.sleep(0.001)
+    await asyncio.gather(*waiters)
+    assert order == ["b: first clause", "a: second clause", "a: third clause"]
+    load = pool.load()
+    assert load.slots == 1 and load.busy == 0 and load.queued == 0
+    assert load.late_p95_ms > 0  # the clause needed at once waited; the others were early (not late)
+    assert 0 < load.utilisation < 1
+
+
+async def test_a_caller_that_goes_stops_its_running_work_and_the_slot_frees_when_it_ends() -> None:
+    pool = SlotPool(1, 4, "tts")
+    stopped = threading.Event()
+
+    async def use() -> None:
+        async with pool.slot(later(5)) as slot:
+            await slot.run(lambda: stopped.wait(10), later(5), stop=stopped.set)
+
+    task = asyncio.create_task(use())
+    while pool.busy == 0 or not task.done() and stopped.is_set():
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert stopped.is_set()  # told to stop...
+    async with pool.slot(later(5)):  # ...so the next caller gets the slot as soon as the work ends
+        pass
+    assert pool.busy == 0
+    pool.close()
+
+
+async def test_a_later_piece_of_a_served_request_is_never_refused_by_a_full_queue() -> None:
+    pool = SlotPool(1, 0, "tts")
+    async with pool.slot(later(5)):
+        with pytest.raises(ResourceExhausted):
+            async with pool.slot(later(5)):
+                pass
+        piece = pool.slot(later(5), continuing=True)
+        continuing = asyncio.create_task(piece.__aenter__())
+        while pool.waiting < 1:
+            await asyncio.sleep(0.001)
+    await asyncio.wait_for(continuing, 1)
+    assert pool.busy == 1
+    await piece.__aexit__(None, None, None)
+    assert pool.busy == 0

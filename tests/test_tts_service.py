@@ -202,7 +202,7 @@ def test_onnx_spinning_setting_reaches_the_runtime(spinning: bool) -> None:
     settings = TtsSettings(onnx_spinning=spinning)
     engine = OnnxEngine(settings.models_dir / settings.onnx_model, settings.models_dir / settings.voices_file,
                         settings.onnx_threads, settings.onnx_spinning)
-    options = engine._kokoro.sess.get_session_options()
+    options = engine._session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
 
 

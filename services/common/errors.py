@@ -33,6 +33,7 @@ class InvalidArgument(ServiceError):
 
 class ResourceExhausted(ServiceError):
     status = Status.RESOURCE_EXHAUSTED
+    retry_after_s: int | None = None  # when trying again makes sense (gRPC trailer and HTTP header retry-after)
 
 
 class DeadlineExceeded(ServiceError):

@@ -21,6 +21,9 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: 
         log.info("call failed", extra={"method": method, "code": status.value, "detail": message})
     else:
         log.error("unhandled error", extra={"method": method, "code": status.value}, exc_info=exc)
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    if retry_after_s is not None:
+        context.set_trailing_metadata((("retry-after", str(retry_after_s)),))
     await context.abort(grpc.StatusCode[status.value], message)
 
 

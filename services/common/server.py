@@ -146,6 +146,10 @@ def serve_main(name: str, settings_class: type[S], service: Callable[[S], Servic
 
     settings = load_settings(settings_class)
     configure_logging(name, settings.log_level, json_lines=settings.log_json)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.host)
 
     async def serve() -> None:
         # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.

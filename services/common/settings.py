@@ -27,6 +27,7 @@ class ServerSettings(BaseSettings):
     keepalive_time_s: float = Field(20.0, gt=0, le=3600, description="Interval of HTTP/2 keepalive pings.")
     keepalive_timeout_s: float = Field(10.0, gt=0, le=600, description="Wait for a ping ack before closing.")
     max_concurrent_streams: int = Field(1024, ge=1, le=65536, description="Concurrent RPCs per connection.")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics over HTTP; 0 turns it off.")
     log_level: LogLevel = "INFO"
     log_json: bool = Field(True, description="JSON log lines (false: plain text for a terminal).")
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve TLS (with tls_key_file).")

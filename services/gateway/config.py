@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.limits import END_SILENCE_MS
 from services.common.settings import RedisSettings, ServerSettings
+
+
+class AdmissionSettings(BaseModel):
+    """Refusing a new session at start when the model stages are at capacity, from the load they
+    measure and report (GetLoad), so the sessions already admitted keep working."""
+
+    model_config = {"frozen": True}
+
+    enabled: bool = Field(True, description="Off: every session is admitted (up to max_sessions).")
+    poll_s: float = Field(1.0, gt=0, le=60, description="How often the stages' load is read.")
+    max_utilisation: float = Field(0.85, gt=0, le=1, description="A stage's slot use, with one more session's "
+                                   "measured share, above this: refused.")
+    max_late_ms: float = Field(400.0, ge=0, le=60_000, description="Work starting this late past its need time "
+                               "(95th percentile over the stage's window): refused; a TTS clause that late is "
+                               "heard as a gap.")
+    unmeasured_sessions: int = Field(4, ge=1, le=100_000, description="Sessions open at most while one session's "
+                                     "share of a stage's load is not yet measured (a cold start's burst).")
 
 
 class GatewaySettings(ServerSettings):
@@ -28,6 +45,7 @@ class GatewaySettings(ServerSettings):
     web_enabled: bool = Field(True, description="Serve the browser page.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics over HTTP; 0 turns it off.")
     max_sessions: int = Field(256, ge=1, le=100_000, description="Concurrent sessions; more: RESOURCE_EXHAUSTED.")
+    admission: AdmissionSettings = AdmissionSettings()
     buffer_s: float = Field(60.0, ge=5, le=600, description="Input audio kept per session to cut utterances from.")
     max_utterance_s: float = Field(30.0, gt=0, le=600, description="Longer utterances keep their last part.")
     default_output_rate_hz: int = Field(24000, ge=8000, le=48000)

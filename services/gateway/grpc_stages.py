@@ -11,6 +11,7 @@ import numpy as np
 
 from services.common.channels import open_channel
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
+from services.common.load import StageLoad
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
 from services.gateway.engine.vocabulary import Stage, VadEventKind
@@ -108,11 +109,11 @@ class GrpcStages:
         return GrpcVadStream(call)
 
     async def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
-                      session_id: str, turn_id: str) -> AsyncIterator[ReplyDelta]:
+                      session_id: str, turn_id: str, speculative: bool = False) -> AsyncIterator[ReplyDelta]:
         roles = {"user": voxtral_pb2.ROLE_USER, "assistant": voxtral_pb2.ROLE_ASSISTANT}
         request = voxtral_pb2.RespondRequest(
             audio=pcm16k.tobytes(), sample_rate_hz=VOXTRAL_SAMPLE_RATE_HZ, instructions=instructions,
-            session_id=session_id, turn_id=turn_id,
+            session_id=session_id, turn_id=turn_id, speculative=speculative,
             history=[voxtral_pb2.ConversationTurn(role=roles[t.role], text=t.text) for t in history])
         call = self.voxtral.Respond(request, timeout=self.settings.voxtral_timeout_s)
         try:
@@ -125,12 +126,15 @@ class GrpcStages:
             call.cancel()  # a turn that stops early frees Voxtral's slot at once
 
     async def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-                         session_id: str, turn_id: str, more_follows: bool = False) -> AsyncIterator[SpeechChunk]:
+                         session_id: str, turn_id: str, more_follows: bool = False,
+                         need_in_ms: int = 0) -> AsyncIterator[SpeechChunk]:
         request = tts_pb2.SynthesizeRequest(text=text, voice=voice, sample_rate_hz=sample_rate_hz,
-                                            session_id=session_id, turn_id=turn_id, more_follows=more_follows)
+                                            session_id=session_id, turn_id=turn_id, more_follows=more_follows,
+                                            need_in_ms=need_in_ms)
         if speed is not None:
             request.speed = speed
-        call = self.tts.Synthesize(request, timeout=self.settings.tts_timeout_s)
+        # The clause's synthesis budget counts from when it is needed, not from now.
+        call = self.tts.Synthesize(request, timeout=need_in_ms / 1000 + self.settings.tts_timeout_s)
         try:
             async for reply in call:
                 yield SpeechChunk(reply.audio, reply.text, reply.compute_ms)
@@ -157,6 +161,19 @@ class GrpcStages:
                 raise stage_error(Stage.TTS, err) from None
             self._voices = {v.name for v in reply.voices}
         return self._voices
+
+    async def load(self, stage: Stage) -> StageLoad:
+        try:
+            if stage is Stage.TTS:
+                reply = (await self.tts.GetLoad(tts_pb2.TtsServiceGetLoadRequest(),
+                                                timeout=self.settings.unary_timeout_s)).load
+            else:
+                reply = (await self.voxtral.GetLoad(voxtral_pb2.VoxtralServiceGetLoadRequest(),
+                                                    timeout=self.settings.unary_timeout_s)).load
+        except grpc.aio.AioRpcError as err:
+            raise stage_error(stage, err) from None
+        return StageLoad(reply.slots, reply.busy, reply.queued, reply.utilisation, reply.late_p95_ms,
+                         reply.window_s)
 
     async def close(self) -> None:
         for channel in (self._vad_channel, self._voxtral_channel, self._tts_channel):

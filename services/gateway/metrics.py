@@ -19,6 +19,7 @@ END_OF_TURN_PROBABILITY = Histogram(
 SPECULATIONS = Counter("voice_speculations_total", "Replies started on a pause hint: started, used, wasted",
                        ["result"])
 BARGE_INS = Counter("voice_barge_ins_total", "Speech over a reply: the reply resumed or was interrupted", ["result"])
+ADMISSIONS = Counter("voice_admissions_total", "New sessions: admitted, or refused and why", ["result"])
 SESSIONS = Gauge("voice_sessions_active", "Open conversation sessions")
 STAGE_ERRORS = Counter("voice_stage_errors_total", "Failed calls to a stage", ["stage", "code"])
 

@@ -13,6 +13,7 @@ import json
 import logging
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +89,24 @@ class WebBridge:
         return web.FileResponse(PAGE / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"sessions": self.engine.sessions})
+        admission = self.engine.admission
+        return web.json_response({
+            "sessions": self.engine.sessions,
+            "stages": {stage.value: {**asdict(load), "session_share": admission.shares.get(stage)}
+                       for stage, load in admission.loads.items()},
+        })
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         if self.key is not None:
             offered = request.query.get("key") or offered_key({k.lower(): v for k, v in request.headers.items()})
             if not key_matches(self.key, offered):
                 raise web.HTTPUnauthorized(text="missing or wrong API key: open the page as /?key=<key>")
+        try:
+            self.engine.check_admission()  # refused before the upgrade: an HTTP status a client can act on
+        except ServiceError as exc:
+            retry = getattr(exc, "retry_after_s", None)
+            headers = {"Retry-After": str(retry)} if retry is not None else {}
+            raise web.HTTPServiceUnavailable(text=str(exc), headers=headers) from None
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
         await ws.prepare(request)
 

@@ -27,6 +27,7 @@ def gateway_service(settings: GatewaySettings) -> ServiceSpec:
 
     async def warm_up() -> None:
         stages.connect()
+        engine.start()
         if not await store.ping():
             log.warning("redis unreachable at start; sessions go on without context until it is back")
         if bridge is not None:

@@ -18,6 +18,8 @@ class TtsSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="TTS_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     port: int = Field(50054, ge=0, le=65535)
+    metrics_port: int = Field(9465, ge=0, le=65535, description="Prometheus /metrics over HTTP (slot use, queue "
+                              "waits: what the HPA scales on); 0 turns it off.")
     backend: Literal["auto", "onnx", "kokoro"] = Field(
         "auto", description="auto: kokoro (PyTorch) on a GPU, onnx (onnxruntime) on a CPU.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -30,7 +32,16 @@ class TtsSettings(ServerSettings):
                                 "leaves their cores to the other services on a CPU host.")
     default_voice: str = Field("af_heart", min_length=1, description="Seed: af_heart.")
     default_speed: float = SPEED.field(1.0, "Seed: 1.0.")
-    timeout_s: float = Field(3.0, gt=0, le=120, description="Per request; past it DEADLINE_EXCEEDED (seed: 3 s).")
+    timeout_s: float = Field(3.0, gt=0, le=120, description="Bound on one clause's synthesis once it runs (seed: "
+                             "3 s); past it the work is stopped and the call is DEADLINE_EXCEEDED. A wait for the "
+                             "slot is bounded by the call's own deadline, or by need time plus this when it has "
+                             "none.")
+    piece_share: float = Field(0.6, gt=0, le=1, description="Share of timeout_s one piece of synthesis is sized "
+                               "to take, from the engine's measured cost: a longer clause is cut at words.")
+    max_clause_phonemes: int = Field(256, ge=24, le=510, description="Most phonemes synthesised in one piece, "
+                                     "whatever the measured speed.")
+    load_window_s: float = Field(10.0, gt=0, le=600, description="Window of the slot use and queue waits "
+                                 "GetLoad and Prometheus report.")
     min_chars: int = Field(2, ge=0, le=100, description="Shorter replies are skipped: no audio, no error (seed: 2).")
     max_text_chars: int = Field(2000, ge=1, le=100_000, description="Longer text is INVALID_ARGUMENT.")
     emotional: bool = Field(False, description="Pick voice and speed from the text (seed: off).")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import grpc
 
+from services.common.load_message import stage_load_message
 from services.common.ready import Ready
 from services.common.server import ServiceSpec
 from services.tts.config import TtsSettings
-from services.tts.engine import MAX_PHONEMES, OnnxEngine, SpeechEngine, TorchEngine
+from services.tts.engine import MAX_PHONEMES, OnnxEngine, SpeechEngine, TorchEngine, count_phonemes
 from services.tts.phonemes import shared_phonemizer
 from services.tts.synthesizer import Synthesizer
 from services.tts.voices import VoiceBank
@@ -51,9 +53,12 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         synthesizer = Synthesizer(self.settings, engine, voices, phonemizer)
         synthesizer.render("Warming up.", self.settings.default_voice, 1.0)
         # The longest input the model takes, once: the runtime's buffers reach their high-water
-        # mark now, not over the first hours of traffic (memory then stays flat).
+        # mark now, not over the first hours of traffic (memory then stays flat). With the short
+        # one it is also the first measure of what a phoneme costs.
         longest = ("həlˈO ðˈɛɹ " * 64)[: MAX_PHONEMES - 2]
+        started = time.perf_counter()
         engine.synthesize(longest, voices.pack(self.settings.default_voice), 1.0)
+        synthesizer.cost.observe(count_phonemes(engine.vocab, longest), (time.perf_counter() - started) * 1000)
         self.synthesizer.set(synthesizer)
 
     async def Synthesize(
@@ -62,14 +67,21 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         synthesizer = self.synthesizer.get()
         speech = synthesizer.check(request.text, request.voice,
                                         request.speed if request.HasField("speed") else None, request.sample_rate_hz,
-                                   request.more_follows)
+                                   request.more_follows, request.need_in_ms)
         if speech is None:
             return
-        async for chunk in synthesizer.stream(speech, context.time_remaining()):
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        async for chunk in synthesizer.stream(speech, deadline):
             yield tts_pb2.SynthesizeResponse(
                 audio=chunk.pcm, text=chunk.text, sample_rate_hz=chunk.sample_rate_hz,
                 segment_index=chunk.segment_index, compute_ms=chunk.compute_ms, voice=chunk.voice, speed=chunk.speed,
+                queue_ms=chunk.queue_ms,
             )
+
+    async def GetLoad(self, request: tts_pb2.TtsServiceGetLoadRequest,
+                      context: grpc.aio.ServicerContext) -> tts_pb2.TtsServiceGetLoadResponse:
+        return tts_pb2.TtsServiceGetLoadResponse(load=stage_load_message(self.synthesizer.get().load()))
 
     async def ListVoices(self, request: tts_pb2.ListVoicesRequest,
                          context: grpc.aio.ServicerContext) -> tts_pb2.ListVoicesResponse:

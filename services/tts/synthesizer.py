@@ -3,10 +3,12 @@ Plain asyncio; no gRPC in here."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,12 +17,15 @@ from services.common.audio import StreamResampler, check_sample_rate, to_pcm16
 from services.common.clauses import split_clauses
 from services.common.errors import InvalidArgument
 from services.common.limits import SPEED
+from services.common.load import StageLoad
 from services.common.slots import SlotPool
 from services.tts.config import TtsSettings
 from services.tts.edges import shape
 from services.tts.emotion import choose_delivery
-from services.tts.engine import MAX_PHONEMES, SAMPLE_RATE, SpeechEngine, count_phonemes
+from services.tts.engine import SAMPLE_RATE, Run, SpeechEngine, count_phonemes
+from services.tts.normalize import speakable
 from services.tts.phonemes import EnglishPhonemizer
+from services.tts.pieces import Piece, PieceCost, plan_pieces
 from services.tts.voices import VoiceBank
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,7 @@ class SpeechChunk:
     compute_ms: float
     voice: str
     speed: float
+    queue_ms: float = 0.0  # waited for the slot
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class SpeechRequest:
     speed: float
     sample_rate_hz: int
     more_follows: bool = False  # more of the utterance comes in a later request: end with the pause
+    need_in_s: float = 0.0  # when the listener needs the first sample, from now
 
 
 class Synthesizer:
@@ -53,10 +60,13 @@ class Synthesizer:
         self.engine = engine
         self.voices = voices
         self.phonemizer = phonemizer
-        self.pool = SlotPool(settings.slots, settings.max_queue, "tts")
+        self.pool = SlotPool(settings.slots, settings.max_queue, "tts", settings.load_window_s)
+        self.cost = PieceCost()
+        # Phonemes are made beside the synthesis slot, never in it (one thread: the G2P keeps state).
+        self._g2p = ThreadPoolExecutor(max_workers=1, thread_name_prefix="g2p")
 
     def check(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-              more_follows: bool = False) -> SpeechRequest | None:
+              more_follows: bool = False, need_in_ms: int = 0) -> SpeechRequest | None:
         """A validated request, or None when the text is too short to speak (the seed's skip)."""
         if len(text) > self.settings.max_text_chars:
             raise InvalidArgument(f"text has {len(text)} characters; the limit is {self.settings.max_text_chars}")
@@ -67,43 +77,85 @@ class Synthesizer:
         self.voices.pack(voice)
         if len(text.strip()) < self.settings.min_chars or not any(c.isalnum() for c in text):
             return None
-        return SpeechRequest(text.strip(), voice, speed, rate, more_follows)
+        return SpeechRequest(text.strip(), voice, speed, rate, more_follows, need_in_ms / 1000)
 
-    async def stream(self, request: SpeechRequest, timeout_s: float | None = None) -> AsyncIterator[SpeechChunk]:
-        """Speech clause by clause: each clause's audio is yielded as soon as it is synthesised."""
-        deadline = time.monotonic() + min(self.settings.timeout_s, timeout_s or self.settings.timeout_s)
-        clauses = split_clauses(request.text)
+    async def stream(self, request: SpeechRequest, caller_deadline: float | None = None) -> AsyncIterator[SpeechChunk]:
+        """Speech piece by piece, each yielded as soon as it is synthesised. Each piece waits for the
+        slot keyed by when its listener needs it (the request's need time plus the audio before it),
+        until the caller's deadline; once running it has `timeout_s`."""
+        s = self.settings
+        now = time.monotonic()
+        need_by = now + request.need_in_s
+        wait_until = caller_deadline if caller_deadline is not None else need_by + s.timeout_s
+        language = self.voices.info(request.voice).language
+        clauses = split_clauses(speakable(request.text, language).text)
         resampler = StreamResampler(SAMPLE_RATE, request.sample_rate_hz)
-        async with self.pool.slot(deadline) as slot:
-            for index, text in enumerate(clauses):
-                voice, speed = request.voice, request.speed
-                if self.settings.emotional:
-                    delivery = choose_delivery(text, voice, speed, self.settings.mood_voices)
-                    voice, speed = delivery.voice, delivery.speed
-                    log.info("emotional delivery", extra={"mood": delivery.mood, "voice": voice, "speed": speed})
-                started = time.perf_counter()
-                audio = await slot.run(functools.partial(self.render, text, voice, speed), deadline)
-                compute_ms = (time.perf_counter() - started) * 1000
-                audio = self.edges(audio, pause_after=index < len(clauses) - 1 or request.more_follows)
-                pcm = resampler.process(to_pcm16(audio), last=index == len(clauses) - 1)
-                yield SpeechChunk(pcm.tobytes(), text, request.sample_rate_hz, index, compute_ms, voice, speed)
+        loop = asyncio.get_running_loop()
+        heard_s = 0.0  # audio yielded so far: the next piece is needed that much later
+        segment = 0
+        for index, text in enumerate(clauses):
+            voice, speed = request.voice, request.speed
+            if s.emotional:
+                delivery = choose_delivery(text, voice, speed, s.mood_voices)
+                voice, speed = delivery.voice, delivery.speed
+                log.info("emotional delivery", extra={"mood": delivery.mood, "voice": voice, "speed": speed})
+            pieces = await loop.run_in_executor(self._g2p, self.plan, text, voice)
+            for n, piece in enumerate(pieces):
+                last = index == len(clauses) - 1 and n == len(pieces) - 1
+                audio, compute_ms, queue_ms = await self._synthesize(piece, voice, speed, need_by + heard_s,
+                                                                     wait_until, caller_deadline, segment > 0)
+                heard_s += len(audio) / SAMPLE_RATE
+                ends_clause = n == len(pieces) - 1
+                audio = self.edges(audio, pause_after=(ends_clause and not last) or (last and request.more_follows))
+                pcm = resampler.process(to_pcm16(audio), last=last)
+                yield SpeechChunk(pcm.tobytes(), piece.text, request.sample_rate_hz, segment, compute_ms, voice, speed,
+                                  queue_ms)
+                segment += 1
+
+    async def _synthesize(self, piece: Piece, voice: str, speed: float, need_by: float, wait_until: float,
+                          caller_deadline: float | None, continuing: bool) -> tuple[np.ndarray, float, float]:
+        """One piece in the slot: (audio, compute ms, queue ms). A caller that goes stops it."""
+        async with self.pool.slot(wait_until, priority=need_by, continuing=continuing,
+                                  need_by=need_by) as slot:
+            started = time.perf_counter()
+            run_until = time.monotonic() + self.settings.timeout_s
+            if caller_deadline is not None:
+                run_until = min(run_until, caller_deadline)
+            run = Run()
+            audio = await slot.run(functools.partial(self.engine.synthesize, piece.phonemes, self.voices.pack(voice),
+                                                     speed, run), run_until, stop=run.stop)
+            compute_ms = (time.perf_counter() - started) * 1000
+        self.cost.observe(piece.count, compute_ms)
+        return audio, compute_ms, slot.queued_s * 1000
+
+    def plan(self, text: str, voice: str) -> list[Piece]:
+        """Blocking: a clause as pieces short enough to synthesise within a share of the budget."""
+        s = self.settings
+        limit = self.cost.max_phonemes(s.timeout_s * 1000 * s.piece_share, s.max_clause_phonemes)
+        british = self.voices.info(voice).british
+        return plan_pieces(text, limit, lambda t: self.phonemizer.phonemize(t, british=british),
+                           lambda p: count_phonemes(self.engine.vocab, p))
 
     def edges(self, audio: np.ndarray, pause_after: bool) -> np.ndarray:
-        """A clause's audio with natural edges; one that more speech follows ends with the pause."""
+        """A piece's audio with natural edges; one that more speech follows ends with the pause."""
         s = self.settings
         pause = max(0, s.clause_pause_ms - s.lead_ms - s.tail_ms) if pause_after else 0
         return shape(audio, SAMPLE_RATE, s.lead_ms, s.tail_ms, pause)
 
     def render(self, text: str, voice: str, speed: float) -> np.ndarray:
-        """Blocking: one clause to 24 kHz float audio (split further if over the model's context)."""
-        phonemes = self.phonemizer.phonemize(text, british=self.voices.info(voice).british)
-        count = count_phonemes(self.engine.vocab, phonemes)
-        if count == 0:
-            return np.zeros(0, dtype=np.float32)
-        if count > MAX_PHONEMES:
-            pieces = split_clauses(text, max_chars=max(10, len(text) // 2))
-            return np.concatenate([self.render(piece, voice, speed) for piece in pieces])
-        return self.engine.synthesize(phonemes, self.voices.pack(voice), speed)
+        """Blocking, outside any slot (warm-up, tools): a text to 24 kHz float audio, piece by piece."""
+        language = self.voices.info(voice).language
+        parts = []
+        for clause in split_clauses(speakable(text, language).text):
+            for piece in self.plan(clause, voice):
+                started = time.perf_counter()
+                parts.append(self.engine.synthesize(piece.phonemes, self.voices.pack(voice), speed))
+                self.cost.observe(piece.count, (time.perf_counter() - started) * 1000)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def load(self) -> StageLoad:
+        return self.pool.load()
 
     def close(self) -> None:
         self.pool.close()
+        self._g2p.shutdown(wait=False, cancel_futures=True)

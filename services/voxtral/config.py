@@ -16,6 +16,8 @@ class VoxtralSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="VOXTRAL_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     port: int = Field(50053, ge=0, le=65535)
+    metrics_port: int = Field(9466, ge=0, le=65535, description="Prometheus /metrics over HTTP (slot use, queue "
+                              "waits); 0 turns it off.")
     # 30 s of 16 kHz PCM16 is 960 kB; leave room for history text.
     max_message_bytes: int = Field(2 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     model_id: str = Field("mistralai/Voxtral-Mini-3B-2507", min_length=1,
@@ -46,6 +48,8 @@ class VoxtralSettings(ServerSettings):
     max_audio_s: float = Field(30.0, gt=0, le=600, description="Longer utterances are INVALID_ARGUMENT.")
     slots: int = Field(1, ge=1, le=64, description="Generations at once (1 per GPU).")
     max_queue: int = Field(8, ge=0, le=10_000, description="Requests waiting for a slot; more: RESOURCE_EXHAUSTED.")
+    load_window_s: float = Field(10.0, gt=0, le=600, description="Window of the slot use and queue waits "
+                                 "GetLoad and Prometheus report.")
     request_timeout_s: float = Field(30.0, gt=0, le=600, description="Used when the caller sets no deadline.")
     seed: int | None = Field(None, description="Seed sampling for reproducible replies (tests, benchmarks).")
 

@@ -18,8 +18,9 @@ from services.voxtral.engine import GenerationResult, VoxtralEngine
 from services.voxtral.generation import GenerationParams
 from services.voxtral.prompts import ModelInputs, Turn
 
-# A queued reply goes before a queued transcription: the user waits on the one, only the context on the other.
-RESPOND_PRIORITY, TRANSCRIBE_PRIORITY = 0, 1
+# Queued work goes by kind: a reply a listener waits for, then a reply started speculatively (on a
+# pause that may not end the turn), then a transcription (only the context waits on it).
+RESPOND_PRIORITY, SPECULATIVE_PRIORITY, TRANSCRIBE_PRIORITY = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,11 @@ class Responder:
     def __init__(self, settings: VoxtralSettings, engine: VoxtralEngine) -> None:
         self.settings = settings
         self.engine = engine
-        self.pool = SlotPool(settings.slots, settings.max_queue, "voxtral")
+        self.pool = SlotPool(settings.slots, settings.max_queue, "voxtral", settings.load_window_s)
 
     async def respond(self, samples: np.ndarray, history: Sequence[Turn], instructions: str,
-                      params: GenerationParams, deadline: float) -> AsyncIterator[Delta | ReplyDone]:
+                      params: GenerationParams, deadline: float,
+                      speculative: bool = False) -> AsyncIterator[Delta | ReplyDone]:
         """Text deltas as they are generated, then one ReplyDone. `deadline` is time.monotonic()."""
         received = time.perf_counter()
         engine = self.engine
@@ -58,7 +60,8 @@ class Responder:
         deltas: asyncio.Queue[str | None] = asyncio.Queue()  # None: generation is over
         stop = threading.Event()
         budget = self.settings.max_context_tokens - params.max_new_tokens
-        async with self.pool.slot(deadline, priority=RESPOND_PRIORITY) as slot:
+        priority = SPECULATIVE_PRIORITY if speculative else RESPOND_PRIORITY
+        async with self.pool.slot(deadline, priority=priority) as slot:
             queue_ms = (time.perf_counter() - received) * 1000
             # The prompt is built in the slot's thread: never on the event loop, never before admission.
             inputs = await slot.run(lambda: engine.prompts.chat(samples, list(history), instructions, budget),

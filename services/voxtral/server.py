@@ -11,6 +11,7 @@ import numpy as np
 
 from services.common.audio import pcm16_samples
 from services.common.errors import InvalidArgument
+from services.common.load_message import stage_load_message
 from services.common.logs import bound
 from services.common.ready import Ready
 from services.common.server import ServiceSpec
@@ -69,7 +70,7 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
             history = [Turn(ROLES.get(t.role, ""), t.text) for t in request.history]
             first = True
             async for item in responder.respond(samples, history, request.instructions or self.settings.instructions,
-                                                params, self._deadline(context)):
+                                                params, self._deadline(context), request.speculative):
                 if isinstance(item, Delta):
                     message = voxtral_pb2.RespondResponse(text_delta=item.text, elapsed_ms=item.elapsed_ms)
                     if first:
@@ -95,7 +96,8 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
 
     async def GetInfo(self, request: voxtral_pb2.GetInfoRequest,
                       context: grpc.aio.ServicerContext) -> voxtral_pb2.GetInfoResponse:
-        engine = self.responder.get().engine
+        responder = self.responder.get()
+        engine = responder.engine
         d = self.defaults
         return voxtral_pb2.GetInfoResponse(
             model_id=self.settings.model_id, dtype=engine.dtype, device=engine.device,
@@ -105,7 +107,12 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
             generation_defaults=voxtral_pb2.GenerationOptions(
                 max_new_tokens=d.max_new_tokens, min_new_tokens=d.min_new_tokens, temperature=d.temperature,
                 top_p=d.top_p, top_k=d.top_k, repetition_penalty=d.repetition_penalty),
+            load=stage_load_message(responder.pool.load()),
         )
+
+    async def GetLoad(self, request: voxtral_pb2.VoxtralServiceGetLoadRequest,
+                      context: grpc.aio.ServicerContext) -> voxtral_pb2.VoxtralServiceGetLoadResponse:
+        return voxtral_pb2.VoxtralServiceGetLoadResponse(load=stage_load_message(self.responder.get().pool.load()))
 
 
 def voxtral_service(settings: VoxtralSettings) -> ServiceSpec:

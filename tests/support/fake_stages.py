@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.common.load import StageLoad
 from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
 from services.gateway.engine.vocabulary import Stage, VadEventKind
 
@@ -97,6 +98,7 @@ class FakeStages:
     streams: list[FakeVadStream] = field(default_factory=list)
     histories: list[list[HistoryTurn]] = field(default_factory=list)
     closed: bool = False
+    loads: dict[Stage, StageLoad] = field(default_factory=dict)  # what GetLoad answers, per model stage
 
     def connect(self) -> None:
         pass
@@ -138,16 +140,18 @@ class FakeStages:
                 call.ended = "cancelled"
 
     async def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
-                      session_id: str, turn_id: str) -> AsyncIterator[ReplyDelta]:
+                      session_id: str, turn_id: str, speculative: bool = False) -> AsyncIterator[ReplyDelta]:
         self.histories.append(list(history))
-        call = Call(Stage.VOXTRAL, "respond", {"samples": len(pcm16k), "turn_id": turn_id})
+        call = Call(Stage.VOXTRAL, "respond", {"samples": len(pcm16k), "turn_id": turn_id,
+                                               "speculative": speculative})
         async for text in self._paced(call, self.voxtral, self.reply):
             yield ReplyDelta(str(text), elapsed_ms=1.0)
 
     async def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-                         session_id: str, turn_id: str, more_follows: bool = False) -> AsyncIterator[SpeechChunk]:
+                         session_id: str, turn_id: str, more_follows: bool = False,
+                         need_in_ms: int = 0) -> AsyncIterator[SpeechChunk]:
         call = Call(Stage.TTS, "synthesize", {"text": text, "voice": voice, "turn_id": turn_id,
-                                              "more_follows": more_follows})
+                                              "more_follows": more_follows, "need_in_ms": need_in_ms})
         async for word in self._paced(call, self.tts, text.split()):
             yield SpeechChunk(b"\x10\x00" * SAMPLES_PER_WORD, str(word), compute_ms=1.0)
 
@@ -159,6 +163,11 @@ class FakeStages:
 
     async def voices(self) -> set[str]:
         return self.voice_names
+
+    async def load(self, stage: Stage) -> StageLoad:
+        if stage not in self.loads:
+            raise StageError(stage, "UNIMPLEMENTED", "the fake reports no load for it")
+        return self.loads[stage]
 
     async def close(self) -> None:
         self.closed = True

@@ -51,6 +51,10 @@ class ProbeServicer(tts_pb2_grpc.TtsServiceServicer):
         yield tts_pb2.SynthesizeResponse(text=request.text, audio=bytes(len(request.text)))
 
 
+    async def GetLoad(self, request: tts_pb2.TtsServiceGetLoadRequest, context: grpc.aio.ServicerContext):
+        raise NotImplementedError("the probe runs no model and measures no load")
+
+
 async def main() -> None:
     settings = load_settings(ProbeSettings)
     configure_logging("probe", settings.log_level)

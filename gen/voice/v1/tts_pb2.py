@@ -22,25 +22,30 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from voice.v1 import load_pb2 as voice_dot_v1_dot_load__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12voice/v1/tts.proto\x12\x08voice.v1\"\xa1\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12\x12\n\x05speed\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x0f\n\x07turn_id\x18\x06 \x01(\t\x12\x14\n\x0cmore_follows\x18\x07 \x01(\x08\x42\x08\n\x06_speed\"\x92\x01\n\x12SynthesizeResponse\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\r\x12\x15\n\rsegment_index\x18\x04 \x01(\r\x12\x12\n\ncompute_ms\x18\x05 \x01(\x01\x12\r\n\x05voice\x18\x06 \x01(\t\x12\r\n\x05speed\x18\x07 \x01(\x02\"\x13\n\x11ListVoicesRequest\"7\n\x05Voice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06gender\x18\x03 \x01(\t\"]\n\x12ListVoicesResponse\x12\x1f\n\x06voices\x18\x01 \x03(\x0b\x32\x0f.voice.v1.Voice\x12\x15\n\rdefault_voice\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t2\xa0\x01\n\nTtsService\x12I\n\nSynthesize\x12\x1b.voice.v1.SynthesizeRequest\x1a\x1c.voice.v1.SynthesizeResponse0\x01\x12G\n\nListVoices\x12\x1b.voice.v1.ListVoicesRequest\x1a\x1c.voice.v1.ListVoicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12voice/v1/tts.proto\x12\x08voice.v1\x1a\x13voice/v1/load.proto\"\xb5\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12\x12\n\x05speed\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x0f\n\x07turn_id\x18\x06 \x01(\t\x12\x14\n\x0cmore_follows\x18\x07 \x01(\x08\x12\x12\n\nneed_in_ms\x18\x08 \x01(\rB\x08\n\x06_speed\"\xa4\x01\n\x12SynthesizeResponse\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\r\x12\x15\n\rsegment_index\x18\x04 \x01(\r\x12\x12\n\ncompute_ms\x18\x05 \x01(\x01\x12\r\n\x05voice\x18\x06 \x01(\t\x12\r\n\x05speed\x18\x07 \x01(\x02\x12\x10\n\x08queue_ms\x18\x08 \x01(\x01\"\x13\n\x11ListVoicesRequest\"7\n\x05Voice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06gender\x18\x03 \x01(\t\"]\n\x12ListVoicesResponse\x12\x1f\n\x06voices\x18\x01 \x03(\x0b\x32\x0f.voice.v1.Voice\x12\x15\n\rdefault_voice\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"\x1a\n\x18TtsServiceGetLoadRequest\">\n\x19TtsServiceGetLoadResponse\x12!\n\x04load\x18\x01 \x01(\x0b\x32\x13.voice.v1.StageLoad2\xf4\x01\n\nTtsService\x12I\n\nSynthesize\x12\x1b.voice.v1.SynthesizeRequest\x1a\x1c.voice.v1.SynthesizeResponse0\x01\x12G\n\nListVoices\x12\x1b.voice.v1.ListVoicesRequest\x1a\x1c.voice.v1.ListVoicesResponse\x12R\n\x07GetLoad\x12\".voice.v1.TtsServiceGetLoadRequest\x1a#.voice.v1.TtsServiceGetLoadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice.v1.tts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SYNTHESIZEREQUEST']._serialized_start=33
-  _globals['_SYNTHESIZEREQUEST']._serialized_end=194
-  _globals['_SYNTHESIZERESPONSE']._serialized_start=197
-  _globals['_SYNTHESIZERESPONSE']._serialized_end=343
-  _globals['_LISTVOICESREQUEST']._serialized_start=345
-  _globals['_LISTVOICESREQUEST']._serialized_end=364
-  _globals['_VOICE']._serialized_start=366
-  _globals['_VOICE']._serialized_end=421
-  _globals['_LISTVOICESRESPONSE']._serialized_start=423
-  _globals['_LISTVOICESRESPONSE']._serialized_end=516
-  _globals['_TTSSERVICE']._serialized_start=519
-  _globals['_TTSSERVICE']._serialized_end=679
+  _globals['_SYNTHESIZEREQUEST']._serialized_start=54
+  _globals['_SYNTHESIZEREQUEST']._serialized_end=235
+  _globals['_SYNTHESIZERESPONSE']._serialized_start=238
+  _globals['_SYNTHESIZERESPONSE']._serialized_end=402
+  _globals['_LISTVOICESREQUEST']._serialized_start=404
+  _globals['_LISTVOICESREQUEST']._serialized_end=423
+  _globals['_VOICE']._serialized_start=425
+  _globals['_VOICE']._serialized_end=480
+  _globals['_LISTVOICESRESPONSE']._serialized_start=482
+  _globals['_LISTVOICESRESPONSE']._serialized_end=575
+  _globals['_TTSSERVICEGETLOADREQUEST']._serialized_start=577
+  _globals['_TTSSERVICEGETLOADREQUEST']._serialized_end=603
+  _globals['_TTSSERVICEGETLOADRESPONSE']._serialized_start=605
+  _globals['_TTSSERVICEGETLOADRESPONSE']._serialized_end=667
+  _globals['_TTSSERVICE']._serialized_start=670
+  _globals['_TTSSERVICE']._serialized_end=914
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from voice.v1 import load_pb2 as _load_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -29,6 +30,7 @@ class SynthesizeRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TURN_ID_FIELD_NUMBER: _builtins.int
     MORE_FOLLOWS_FIELD_NUMBER: _builtins.int
+    NEED_IN_MS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     voice: _builtins.str
     """Empty for the default voice."""
@@ -42,6 +44,12 @@ class SynthesizeRequest(_message.Message):
     """More of the same utterance follows in a later request (a reply's next clause): the audio ends
     with the clause pause, as between the clauses of one request, heard while the next is made.
     """
+    need_in_ms: _builtins.int
+    """When the listener needs this audio's first sample, in ms from now (a reply's later clause:
+    when the one before finishes playing). Requests are served earliest need first across all
+    callers; unset or 0: now. The call's deadline bounds the wait, the service's per-clause
+    budget the synthesis once it runs.
+    """
     def __init__(
         self,
         *,
@@ -52,10 +60,11 @@ class SynthesizeRequest(_message.Message):
         session_id: _builtins.str = ...,
         turn_id: _builtins.str = ...,
         more_follows: _builtins.bool = ...,
+        need_in_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_speed", b"_speed", "speed", b"speed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_speed", b"_speed", "more_follows", b"more_follows", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "speed", b"speed", "text", b"text", "turn_id", b"turn_id", "voice", b"voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_speed", b"_speed", "more_follows", b"more_follows", "need_in_ms", b"need_in_ms", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "speed", b"speed", "text", b"text", "turn_id", b"turn_id", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__speed: _TypeAlias = _typing.Literal["speed"]  # noqa: Y015
     _WhichOneofArgType__speed: _TypeAlias = _typing.Literal["_speed", b"_speed"]  # noqa: Y015
@@ -74,6 +83,7 @@ class SynthesizeResponse(_message.Message):
     COMPUTE_MS_FIELD_NUMBER: _builtins.int
     VOICE_FIELD_NUMBER: _builtins.int
     SPEED_FIELD_NUMBER: _builtins.int
+    QUEUE_MS_FIELD_NUMBER: _builtins.int
     audio: _builtins.bytes
     """PCM16LE mono at sample_rate_hz."""
     text: _builtins.str
@@ -86,6 +96,8 @@ class SynthesizeResponse(_message.Message):
     voice: _builtins.str
     """Voice and speed really used (emotional mode may pick them)."""
     speed: _builtins.float
+    queue_ms: _builtins.float
+    """Time this segment waited for the synthesis slot."""
     def __init__(
         self,
         *,
@@ -96,10 +108,11 @@ class SynthesizeResponse(_message.Message):
         compute_ms: _builtins.float = ...,
         voice: _builtins.str = ...,
         speed: _builtins.float = ...,
+        queue_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "compute_ms", b"compute_ms", "sample_rate_hz", b"sample_rate_hz", "segment_index", b"segment_index", "speed", b"speed", "text", b"text", "voice", b"voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "compute_ms", b"compute_ms", "queue_ms", b"queue_ms", "sample_rate_hz", b"sample_rate_hz", "segment_index", b"segment_index", "speed", b"speed", "text", b"text", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -170,3 +183,38 @@ class ListVoicesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListVoicesResponse: _TypeAlias = ListVoicesResponse  # noqa: Y015
+
+@_typing.final
+class TtsServiceGetLoadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TtsServiceGetLoadRequest: _TypeAlias = TtsServiceGetLoadRequest  # noqa: Y015
+
+@_typing.final
+class TtsServiceGetLoadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def load(self) -> _load_pb2.StageLoad: ...
+    def __init__(
+        self,
+        *,
+        load: _load_pb2.StageLoad | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["load", b"load"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["load", b"load"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TtsServiceGetLoadResponse: _TypeAlias = TtsServiceGetLoadResponse  # noqa: Y015

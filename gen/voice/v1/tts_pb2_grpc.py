@@ -45,6 +45,11 @@ class TtsServiceStub:
                 request_serializer=voice_dot_v1_dot_tts__pb2.ListVoicesRequest.SerializeToString,
                 response_deserializer=voice_dot_v1_dot_tts__pb2.ListVoicesResponse.FromString,
                 _registered_method=True)
+        self.GetLoad = channel.unary_unary(
+                '/voice.v1.TtsService/GetLoad',
+                request_serializer=voice_dot_v1_dot_tts__pb2.TtsServiceGetLoadRequest.SerializeToString,
+                response_deserializer=voice_dot_v1_dot_tts__pb2.TtsServiceGetLoadResponse.FromString,
+                _registered_method=True)
 
 
 class TtsServiceServicer:
@@ -64,6 +69,13 @@ class TtsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLoad(self, request, context):
+        """Slot use and queue waits: what admission and autoscaling read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TtsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +88,11 @@ def add_TtsServiceServicer_to_server(servicer, server):
                     servicer.ListVoices,
                     request_deserializer=voice_dot_v1_dot_tts__pb2.ListVoicesRequest.FromString,
                     response_serializer=voice_dot_v1_dot_tts__pb2.ListVoicesResponse.SerializeToString,
+            ),
+            'GetLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoad,
+                    request_deserializer=voice_dot_v1_dot_tts__pb2.TtsServiceGetLoadRequest.FromString,
+                    response_serializer=voice_dot_v1_dot_tts__pb2.TtsServiceGetLoadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +150,33 @@ class TtsService:
             '/voice.v1.TtsService/ListVoices',
             voice_dot_v1_dot_tts__pb2.ListVoicesRequest.SerializeToString,
             voice_dot_v1_dot_tts__pb2.ListVoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voice.v1.TtsService/GetLoad',
+            voice_dot_v1_dot_tts__pb2.TtsServiceGetLoadRequest.SerializeToString,
+            voice_dot_v1_dot_tts__pb2.TtsServiceGetLoadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,8 @@ class TtsServiceStub:
     Synthesize: _grpc.UnaryStreamMultiCallable[_tts_pb2.SynthesizeRequest, _tts_pb2.SynthesizeResponse]
     """Text in, PCM16 chunks out, each tagged with the text it speaks."""
     ListVoices: _grpc.UnaryUnaryMultiCallable[_tts_pb2.ListVoicesRequest, _tts_pb2.ListVoicesResponse]
+    GetLoad: _grpc.UnaryUnaryMultiCallable[_tts_pb2.TtsServiceGetLoadRequest, _tts_pb2.TtsServiceGetLoadResponse]
+    """Slot use and queue waits: what admission and autoscaling read."""
 
 @_typing.type_check_only
 class TtsServiceAsyncStub(TtsServiceStub):
@@ -45,6 +47,8 @@ class TtsServiceAsyncStub(TtsServiceStub):
     Synthesize: _aio.UnaryStreamMultiCallable[_tts_pb2.SynthesizeRequest, _tts_pb2.SynthesizeResponse]  # type: ignore[assignment]
     """Text in, PCM16 chunks out, each tagged with the text it speaks."""
     ListVoices: _aio.UnaryUnaryMultiCallable[_tts_pb2.ListVoicesRequest, _tts_pb2.ListVoicesResponse]  # type: ignore[assignment]
+    GetLoad: _aio.UnaryUnaryMultiCallable[_tts_pb2.TtsServiceGetLoadRequest, _tts_pb2.TtsServiceGetLoadResponse]  # type: ignore[assignment]
+    """Slot use and queue waits: what admission and autoscaling read."""
 
 class TtsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Kokoro-82M text to speech."""
@@ -63,5 +67,13 @@ class TtsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tts_pb2.ListVoicesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tts_pb2.ListVoicesResponse, _abc.Awaitable[_tts_pb2.ListVoicesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetLoad(
+        self,
+        request: _tts_pb2.TtsServiceGetLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tts_pb2.TtsServiceGetLoadResponse, _abc.Awaitable[_tts_pb2.TtsServiceGetLoadResponse]]:
+        """Slot use and queue waits: what admission and autoscaling read."""
 
 def add_TtsServiceServicer_to_server(servicer: TtsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

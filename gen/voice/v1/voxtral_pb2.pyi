@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from voice.v1 import load_pb2 as _load_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -147,6 +148,7 @@ class RespondRequest(_message.Message):
     GENERATION_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TURN_ID_FIELD_NUMBER: _builtins.int
+    SPECULATIVE_FIELD_NUMBER: _builtins.int
     audio: _builtins.bytes
     """PCM16LE mono."""
     sample_rate_hz: _builtins.int
@@ -155,6 +157,10 @@ class RespondRequest(_message.Message):
     """Carried in the user turn (tokenizer v7 refuses a system message beside audio)."""
     session_id: _builtins.str
     turn_id: _builtins.str
+    speculative: _builtins.bool
+    """Started on a pause hint, before the speaker is known to have finished: queued after replies
+    that a listener waits for, before transcriptions.
+    """
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConversationTurn]:
         """Earlier turns, oldest first."""
@@ -171,10 +177,11 @@ class RespondRequest(_message.Message):
         generation: Global___GenerationOptions | None = ...,
         session_id: _builtins.str = ...,
         turn_id: _builtins.str = ...,
+        speculative: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "generation", b"generation", "history", b"history", "instructions", b"instructions", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "generation", b"generation", "history", b"history", "instructions", b"instructions", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "speculative", b"speculative", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -341,6 +348,7 @@ class GetInfoResponse(_message.Message):
     QUEUE_SIZE_FIELD_NUMBER: _builtins.int
     GENERATION_DEFAULTS_FIELD_NUMBER: _builtins.int
     MODEL_NOTE_FIELD_NUMBER: _builtins.int
+    LOAD_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     dtype: _builtins.str
     device: _builtins.str
@@ -356,6 +364,10 @@ class GetInfoResponse(_message.Message):
     """
     @_builtins.property
     def generation_defaults(self) -> Global___GenerationOptions: ...
+    @_builtins.property
+    def load(self) -> _load_pb2.StageLoad:
+        """Slot use and queue waits now (as GetLoad)."""
+
     def __init__(
         self,
         *,
@@ -369,11 +381,47 @@ class GetInfoResponse(_message.Message):
         queue_size: _builtins.int = ...,
         generation_defaults: Global___GenerationOptions | None = ...,
         model_note: _builtins.str = ...,
+        load: _load_pb2.StageLoad | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generation_defaults", b"generation_defaults"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generation_defaults", b"generation_defaults", "load", b"load"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attention", b"attention", "compile_mode", b"compile_mode", "device", b"device", "dtype", b"dtype", "generation_defaults", b"generation_defaults", "generation_slots", b"generation_slots", "kv_cache", b"kv_cache", "model_id", b"model_id", "model_note", b"model_note", "queue_size", b"queue_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attention", b"attention", "compile_mode", b"compile_mode", "device", b"device", "dtype", b"dtype", "generation_defaults", b"generation_defaults", "generation_slots", b"generation_slots", "kv_cache", b"kv_cache", "load", b"load", "model_id", b"model_id", "model_note", b"model_note", "queue_size", b"queue_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetInfoResponse: _TypeAlias = GetInfoResponse  # noqa: Y015
+
+@_typing.final
+class VoxtralServiceGetLoadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoxtralServiceGetLoadRequest: _TypeAlias = VoxtralServiceGetLoadRequest  # noqa: Y015
+
+@_typing.final
+class VoxtralServiceGetLoadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def load(self) -> _load_pb2.StageLoad: ...
+    def __init__(
+        self,
+        *,
+        load: _load_pb2.StageLoad | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["load", b"load"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["load", b"load"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoxtralServiceGetLoadResponse: _TypeAlias = VoxtralServiceGetLoadResponse  # noqa: Y015

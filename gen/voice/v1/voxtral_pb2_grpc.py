@@ -50,6 +50,11 @@ class VoxtralServiceStub:
                 request_serializer=voice_dot_v1_dot_voxtral__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=voice_dot_v1_dot_voxtral__pb2.GetInfoResponse.FromString,
                 _registered_method=True)
+        self.GetLoad = channel.unary_unary(
+                '/voice.v1.VoxtralService/GetLoad',
+                request_serializer=voice_dot_v1_dot_voxtral__pb2.VoxtralServiceGetLoadRequest.SerializeToString,
+                response_deserializer=voice_dot_v1_dot_voxtral__pb2.VoxtralServiceGetLoadResponse.FromString,
+                _registered_method=True)
 
 
 class VoxtralServiceServicer:
@@ -77,6 +82,13 @@ class VoxtralServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLoad(self, request, context):
+        """Slot use and queue waits: what admission and autoscaling read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VoxtralServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +106,11 @@ def add_VoxtralServiceServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=voice_dot_v1_dot_voxtral__pb2.GetInfoRequest.FromString,
                     response_serializer=voice_dot_v1_dot_voxtral__pb2.GetInfoResponse.SerializeToString,
+            ),
+            'GetLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoad,
+                    request_deserializer=voice_dot_v1_dot_voxtral__pb2.VoxtralServiceGetLoadRequest.FromString,
+                    response_serializer=voice_dot_v1_dot_voxtral__pb2.VoxtralServiceGetLoadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +195,33 @@ class VoxtralService:
             '/voice.v1.VoxtralService/GetInfo',
             voice_dot_v1_dot_voxtral__pb2.GetInfoRequest.SerializeToString,
             voice_dot_v1_dot_voxtral__pb2.GetInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voice.v1.VoxtralService/GetLoad',
+            voice_dot_v1_dot_voxtral__pb2.VoxtralServiceGetLoadRequest.SerializeToString,
+            voice_dot_v1_dot_voxtral__pb2.VoxtralServiceGetLoadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,8 @@ class VoxtralServiceStub:
     """The user's words, for the conversation context."""
     GetInfo: _grpc.UnaryUnaryMultiCallable[_voxtral_pb2.GetInfoRequest, _voxtral_pb2.GetInfoResponse]
     """Model, dtype, device and the optimisations really in effect."""
+    GetLoad: _grpc.UnaryUnaryMultiCallable[_voxtral_pb2.VoxtralServiceGetLoadRequest, _voxtral_pb2.VoxtralServiceGetLoadResponse]
+    """Slot use and queue waits: what admission and autoscaling read."""
 
 @_typing.type_check_only
 class VoxtralServiceAsyncStub(VoxtralServiceStub):
@@ -51,6 +53,8 @@ class VoxtralServiceAsyncStub(VoxtralServiceStub):
     """The user's words, for the conversation context."""
     GetInfo: _aio.UnaryUnaryMultiCallable[_voxtral_pb2.GetInfoRequest, _voxtral_pb2.GetInfoResponse]  # type: ignore[assignment]
     """Model, dtype, device and the optimisations really in effect."""
+    GetLoad: _aio.UnaryUnaryMultiCallable[_voxtral_pb2.VoxtralServiceGetLoadRequest, _voxtral_pb2.VoxtralServiceGetLoadResponse]  # type: ignore[assignment]
+    """Slot use and queue waits: what admission and autoscaling read."""
 
 class VoxtralServiceServicer(metaclass=_abc_1.ABCMeta):
     """Voxtral: spoken-language understanding and answering."""
@@ -78,5 +82,13 @@ class VoxtralServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_voxtral_pb2.GetInfoResponse, _abc.Awaitable[_voxtral_pb2.GetInfoResponse]]:
         """Model, dtype, device and the optimisations really in effect."""
+
+    @_abc_1.abstractmethod
+    def GetLoad(
+        self,
+        request: _voxtral_pb2.VoxtralServiceGetLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_voxtral_pb2.VoxtralServiceGetLoadResponse, _abc.Awaitable[_voxtral_pb2.VoxtralServiceGetLoadResponse]]:
+        """Slot use and queue waits: what admission and autoscaling read."""
 
 def add_VoxtralServiceServicer_to_server(servicer: VoxtralServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

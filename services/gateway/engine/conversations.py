@@ -11,6 +11,7 @@ from typing import Any
 from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
+from services.gateway.engine.admission import Admission
 from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import (
     Audio,
@@ -40,13 +41,12 @@ class ConversationEngine:
         self.draining = False
         self._closing: set[asyncio.Event] = set()  # one per open session: set to end it
         self.pace = SynthesisPace()  # how fast the TTS speaks, learnt from every session's clauses
+        self.admission = Admission(settings.admission, stages)
+        self._watch: asyncio.Future[None] | None = None
 
     async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]]) -> None:
         """One session, whatever carries it. Raises a ServiceError when the session cannot start."""
-        if self.draining:
-            raise Unavailable("this gateway is shutting down: connect again (any replica) and resume the session")
-        if self.sessions >= self.settings.max_sessions:
-            raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
+        self.admit()
         self.sessions += 1
         SESSIONS.inc()
         lock = asyncio.Lock()
@@ -94,6 +94,23 @@ class ConversationEngine:
             self.sessions -= 1
             SESSIONS.dec()
 
+    def check_admission(self) -> None:
+        """Raise ResourceExhausted (with a retry hint) when a new session does not fit now."""
+        if self.draining:
+            raise Unavailable("this gateway is shutting down: connect again (any replica) and resume the session")
+        if self.sessions >= self.settings.max_sessions:
+            raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
+        self.admission.check(self.sessions)
+
+    def admit(self) -> None:
+        self.check_admission()
+        self.admission.admitted()
+
+    def start(self) -> None:
+        """Start reading the stages' load (admission control)."""
+        if self._watch is None and self.settings.admission.enabled:
+            self._watch = asyncio.ensure_future(self.admission.run(lambda: self.sessions))
+
     async def _serve(self, session: ConversationSession, inputs: AsyncIterator[Input],
                      emit: Callable[[Event], Awaitable[None]]) -> None:
         """Until the client's end of input (or its stream ends)."""
@@ -139,5 +156,8 @@ class ConversationEngine:
             return set()
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         await self.stages.close()
         await self.store.close()

@@ -84,6 +84,13 @@ class Playout:
     def heard_ms(self) -> float:
         return self.heard() * 1000 / self.rate_hz
 
+    def needs_more_in(self) -> float:
+        """Seconds until the listener has heard all the audio there is: when the next clause is
+        needed (0 while the reply is held or paused: its timing is not known, so as soon as can be)."""
+        if self.held or self.paused:
+            return 0.0
+        return max(0.0, self._play_end - self.clock()) + (self.total - self._sent) / self.rate_hz
+
     def report(self, played_ms: float) -> None:
         """The client's playback position on the reply's timeline: the truth from now on."""
         played = min(self._sent, max(0, int(played_ms * self.rate_hz / 1000)))

@@ -133,7 +133,7 @@ class TurnRunner:
                                       first_clause_s=self.settings.first_clause_s, growth=growth)
             try:
                 async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
-                                                       turn.session_id, turn.turn_id):
+                                                       turn.session_id, turn.turn_id, turn.speculative):
                     if "voxtral_ttft_ms" not in m:
                         m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
                     await text_out(ResponseText(turn.turn_id, delta.text))
@@ -176,7 +176,9 @@ class TurnRunner:
             while (item := await clauses.get()) is not None:
                 await window.acquire()
                 chunks: asyncio.Queue[SpeechChunk | None] = asyncio.Queue()
-                task = asyncio.create_task(self._synthesize(turn, *item, chunks))
+                # Needed when what the listener has (heard or queued) runs out: the TTS's deadline order.
+                need_in_ms = int(playout.needs_more_in() * 1000)
+                task = asyncio.create_task(self._synthesize(turn, *item, need_in_ms, chunks))
                 tasks.append(task)
                 await ordered.put((chunks, task, time.monotonic()))
             await ordered.put(None)
@@ -229,11 +231,11 @@ class TurnRunner:
             for task in tasks:
                 task.cancel()
 
-    async def _synthesize(self, turn: TurnRequest, clause: str, more_follows: bool,
+    async def _synthesize(self, turn: TurnRequest, clause: str, more_follows: bool, need_in_ms: int,
                           chunks: asyncio.Queue[SpeechChunk | None]) -> None:
         try:
             async for chunk in self.stages.synthesize(clause, turn.voice, turn.speed, turn.output_rate_hz,
-                                                      turn.session_id, turn.turn_id, more_follows):
+                                                      turn.session_id, turn.turn_id, more_follows, need_in_ms):
                 await chunks.put(chunk)
         finally:
             chunks.put_nowait(None)

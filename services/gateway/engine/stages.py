@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from services.common.load import StageLoad
 from services.gateway.engine.vocabulary import Stage, VadEventKind
 
 
@@ -70,15 +71,22 @@ class Stages(Protocol):
     async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> VadStream: ...
 
     def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
-                session_id: str, turn_id: str) -> AsyncIterator[ReplyDelta]: ...
+                session_id: str, turn_id: str, speculative: bool = False) -> AsyncIterator[ReplyDelta]:
+        """`speculative`: started before the speaker is known to have finished (queued after replies
+        a listener waits for)."""
 
     def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
-                   session_id: str, turn_id: str, more_follows: bool = False) -> AsyncIterator[SpeechChunk]:
+                   session_id: str, turn_id: str, more_follows: bool = False,
+                   need_in_ms: int = 0) -> AsyncIterator[SpeechChunk]:
         """`more_follows`: another clause of the reply comes after this one (the audio ends with the
-        clause pause, heard while that one is synthesised)."""
+        clause pause, heard while that one is synthesised). `need_in_ms`: when the listener needs its
+        first sample (the TTS serves the earliest need first)."""
 
     async def transcribe(self, pcm16k: np.ndarray, session_id: str, turn_id: str) -> str: ...
 
     async def voices(self) -> set[str]: ...
+
+    async def load(self, stage: Stage) -> StageLoad:
+        """A model stage's slot use and queue waits (Stage.VOXTRAL or Stage.TTS)."""
 
     async def close(self) -> None: ...

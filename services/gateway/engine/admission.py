@@ -1,0 +1,110 @@
+"""Admission control: a new session is refused at its start when the model stages are at capacity,
+so the sessions already admitted keep working. Capacity is read from what the stages measure and
+report (GetLoad: slot use over a window, how late work starts), never from a session count set by
+hand: one session's share of a stage's slot use is learnt from the load and the sessions open.
+
+The shares are per gateway: with several replicas, each sees the stage's whole load over its own
+sessions only, which overstates a share (errs towards refusing)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+from services.common.errors import ResourceExhausted
+from services.common.load import StageLoad
+from services.gateway.config import AdmissionSettings
+from services.gateway.engine.stages import StageError, Stages
+from services.gateway.engine.vocabulary import Stage
+from services.gateway.metrics import ADMISSIONS
+
+log = logging.getLogger(__name__)
+MODEL_STAGES = (Stage.VOXTRAL, Stage.TTS)
+# Slot use below this says too little to divide among sessions.
+MEASURABLE_UTILISATION = 0.05
+SHARE_SMOOTHING = 0.2
+
+
+class Refused(ResourceExhausted):
+    """A session refused at start; `retry_after_s` is when trying again makes sense."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(f"{message}; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class Admission:
+    def __init__(self, settings: AdmissionSettings, stages: Stages,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.stages = stages
+        self.clock = clock
+        self.loads: dict[Stage, StageLoad] = {}
+        self.shares: dict[Stage, float] = {}  # one session's share of the stage's slot use
+        self._recent: deque[float] = deque(maxlen=10_000)  # admissions not yet fully in the stages' averages
+
+    def observe(self, stage: Stage, load: StageLoad, sessions: int) -> None:
+        self.loads[stage] = load
+        if sessions > 0 and load.utilisation >= MEASURABLE_UTILISATION:
+            share = load.utilisation / sessions
+            known = self.shares.get(stage)
+            self.shares[stage] = share if known is None else (1 - SHARE_SMOOTHING) * known + SHARE_SMOOTHING * share
+
+    async def poll(self, sessions: int) -> None:
+        """Read every model stage's load once; one that does not answer is left out (not refused on)."""
+        for stage in MODEL_STAGES:
+            try:
+                self.observe(stage, await self.stages.load(stage), sessions)
+            except StageError as err:
+                self.loads.pop(stage, None)
+                log.debug("stage load unknown", extra={"stage": stage.value, "error": str(err)})
+
+    async def run(self, sessions: Callable[[], int]) -> None:
+        while True:
+            await self.poll(sessions())
+            await asyncio.sleep(self.settings.poll_s)
+
+    def _window_s(self) -> float:
+        return max((load.window_s for load in self.loads.values()), default=10.0)
+
+    def _pending(self) -> float:
+        """Sessions admitted recently, weighted by how much of their load the stages' averages lack."""
+        now, window = self.clock(), self._window_s()
+        while self._recent and now - self._recent[0] > 5 * window:
+            self._recent.popleft()
+        return sum(math.exp(-(now - at) / window) for at in self._recent)
+
+    def check(self, sessions: int) -> None:
+        """Raise Refused when one more session does not fit."""
+        if not self.settings.enabled:
+            return
+        retry = max(1, math.ceil(self._window_s() / 2))
+        pending = self._pending()
+        for stage, load in self.loads.items():
+            if load.late_p95_ms > self.settings.max_late_ms:
+                self._refuse(f"at capacity: {stage} starts work {load.late_p95_ms:.0f} ms past when it is needed "
+                             f"(limit {self.settings.max_late_ms:.0f} ms)", retry, stage, "late")
+            share = self.shares.get(stage)
+            if share is None:
+                if sessions >= self.settings.unmeasured_sessions:
+                    self._refuse(f"at capacity until the load of a session is measured: {sessions} sessions open",
+                                 retry, stage, "unmeasured")
+                continue
+            projected = load.utilisation + share * (1 + pending)
+            if projected > self.settings.max_utilisation:
+                self._refuse(f"at capacity: {stage} slots {load.utilisation:.0%} busy, one more session would "
+                             f"make it {projected:.0%} (limit {self.settings.max_utilisation:.0%})", retry, stage,
+                             "utilisation")
+
+    def _refuse(self, message: str, retry_after_s: int, stage: Stage, reason: str) -> None:
+        ADMISSIONS.labels(result=f"refused_{reason}").inc()
+        log.info("session refused", extra={"stage": stage.value, "reason": reason, "detail": message})
+        raise Refused(message, retry_after_s)
+
+    def admitted(self) -> None:
+        ADMISSIONS.labels(result="admitted").inc()
+        self._recent.append(self.clock())
