@@ -190,14 +190,33 @@ async def test_a_late_transcript_holds_the_turn_record_not_the_reply(stages: Fak
     assert done.user_text == stages.transcript and done.assistant_text == REPLY
 
 
-async def test_a_failed_transcription_keeps_the_exchange_without_user_words(stages: FakeStages,
-                                                                            redis: RedisProcess) -> None:
+async def test_a_failed_transcription_keeps_the_exchange_with_the_words_marked_unknown(stages: FakeStages,
+                                                                                       redis: RedisProcess) -> None:
+    from prometheus_client import REGISTRY
+
+    from services.gateway.engine.memory import UNKNOWN_WORDS
+
+    def lost() -> float:
+        return REGISTRY.get_sample_value("voice_transcriptions_lost_total", {"code": "RESOURCE_EXHAUSTED"}) or 0.0
+
+    before = lost()
     stages.transcribe_knobs.fail_code = "RESOURCE_EXHAUSTED"
     client = Client(engine(stages, redis))
     await utter(client, stages)
     done = await client.wait_for(TurnCompleted)
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted, count=2)
     await client.end()
     assert done.user_text == "" and done.assistant_text == REPLY and not client.of(ErrorEvent)
+    assert lost() == before + 2
+    # The next reply is asked with the exchange in its context, the user's part marked unknown.
+    assert [(t.role, t.text) for t in stages.histories[1]] == [("user", UNKNOWN_WORDS), ("assistant", REPLY)]
+    store = SessionStore(client.engine.settings.redis)
+    try:
+        stored = await store.context(client.of(SessionStarted)[0].session_id)
+    finally:
+        await store.close()
+    assert [(e.user, e.user_unknown) for e in stored] == [("", True), ("", True)]
 
 
 @pytest.mark.parametrize("moment", ["thinking", "speaking", "transcribing"])

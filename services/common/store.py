@@ -41,6 +41,7 @@ class Exchange:
     turn_id: str = ""
     at: float = 0.0
     cut_off: bool = False  # the listener did not hear all of `assistant` (barge-in)
+    user_unknown: bool = False  # the user's words could not be transcribed (not: they said nothing)
 
 
 class SessionStore:

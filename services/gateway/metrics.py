@@ -20,6 +20,8 @@ SPECULATIONS = Counter("voice_speculations_total", "Replies started on a pause h
                        ["result"])
 BARGE_INS = Counter("voice_barge_ins_total", "Speech over a reply: the reply resumed or was interrupted", ["result"])
 ADMISSIONS = Counter("voice_admissions_total", "New sessions: admitted, or refused and why", ["result"])
+TRANSCRIPTIONS_LOST = Counter("voice_transcriptions_lost_total", "User words that could not be transcribed: the "
+                              "exchange is kept with them marked unknown", ["code"])
 SESSIONS = Gauge("voice_sessions_active", "Open conversation sessions")
 STAGE_ERRORS = Counter("voice_stage_errors_total", "Failed calls to a stage", ["stage", "code"])
 

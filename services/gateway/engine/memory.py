@@ -16,6 +16,8 @@ from services.gateway.metrics import observe_turn
 log = logging.getLogger(__name__)
 # Ends a reply in the context when the listener did not hear all of it.
 CUT_OFF_MARK = " —"
+# Stands for the user's words in the context when they could not be transcribed.
+UNKNOWN_WORDS = "[words not transcribed]"
 
 
 class Memory:
@@ -41,15 +43,17 @@ class Memory:
     def history(self) -> list[HistoryTurn]:
         """The context as the prior turns Voxtral is given."""
         return [HistoryTurn(role, text) for ex in self.context
-                for role, text in (("user", ex.user), ("assistant", ex.assistant + CUT_OFF_MARK * ex.cut_off))]
+                for role, text in (("user", UNKNOWN_WORDS if ex.user_unknown else ex.user),
+                                   ("assistant", ex.assistant + CUT_OFF_MARK * ex.cut_off))]
 
     async def reset(self) -> None:
         self.context = []
         await self.store.reset_context(self.session_id)
 
-    async def remember(self, turn_id: str, user: str, spoken: str, cut_off: bool = False) -> None:
-        """Keep the exchange: the user's words and what the listener heard of the reply."""
-        exchange = Exchange(user=user, assistant=spoken, turn_id=turn_id, at=time.time(), cut_off=cut_off)
+    async def remember(self, turn_id: str, user: str | None, spoken: str, cut_off: bool = False) -> None:
+        """Keep the exchange: the user's words (None: not known) and what the listener heard of the reply."""
+        exchange = Exchange(user=user or "", assistant=spoken, turn_id=turn_id, at=time.time(), cut_off=cut_off,
+                            user_unknown=user is None)
         self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
         await self.store.append_exchange(self.session_id, exchange)
 

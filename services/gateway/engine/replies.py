@@ -24,7 +24,7 @@ from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.turn import Listening, Turn
 from services.gateway.engine.vocabulary import ErrorCode, Speculation, TurnOutcome
-from services.gateway.metrics import SPECULATIONS, TURNS
+from services.gateway.metrics import SPECULATIONS, TRANSCRIPTIONS_LOST, TURNS
 
 log = logging.getLogger(__name__)
 
@@ -119,18 +119,20 @@ class Replies:
         await self.emit(Interrupted(turn.turn_id, turn.progress.spoken_text, heard_ms))
         self._tasks.spawn(self._remember(turn, TurnOutcome.INTERRUPTED))
 
-    async def _transcribe(self, request: TurnRequest) -> str:
+    async def _transcribe(self, request: TurnRequest) -> str | None:
+        """The user's words; None when they cannot be known (the exchange is kept, marked so)."""
         try:
             return await self.stages.transcribe(request.utterance, self.session_id, request.turn_id)
         except StageError as err:
-            log.warning("transcription failed; the exchange keeps no user words",
+            TRANSCRIPTIONS_LOST.labels(code=err.code).inc()
+            log.warning("transcription failed; the exchange is kept with the user's words marked unknown",
                         extra={"turn_id": request.turn_id, "error": str(err)})
-            return ""
+            return None
 
     async def _remember(self, turn: Turn, outcome: TurnOutcome) -> None:
         """Keep the exchange (what the listener heard, marked when cut off) and the turn's record."""
         words = (await asyncio.gather(turn.transcript, return_exceptions=True))[0]
-        user = words if isinstance(words, str) else ""
+        user = words if isinstance(words, str) else None
         spoken, cut_off = turn.progress.spoken_text, turn.progress.cut_off
         await self.memory.remember(turn.turn_id, user, spoken, cut_off)
         metrics = dict(turn.progress.metrics)
@@ -142,7 +144,7 @@ class Replies:
                 details["end_of_turn_probability"] = round(turn.request.end_of_turn_probability, 4)
             await self.memory.record(turn.turn_id, metrics, details)
         if outcome is TurnOutcome.COMPLETED:
-            await self.emit(TurnCompleted(turn.turn_id, user, spoken, metrics, turn.request.speculative))
+            await self.emit(TurnCompleted(turn.turn_id, user or "", spoken, metrics, turn.request.speculative))
 
     async def error(self, err: StageError, turn_id: str) -> None:
         await self.emit(ErrorEvent(ErrorCode.of_status(err.code), f"{err.stage} failed: {err.message}", True,

@@ -37,7 +37,7 @@ class Turn:
 
     def __init__(self, request: TurnRequest, playout: Playout, tasks: TaskSet,
                  answer: Callable[[Turn], Coroutine[Any, Any, None]],
-                 transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str]]) -> None:
+                 transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str | None]]) -> None:
         self.request = request
         self.playout = playout
         self.progress = TurnProgress(playout)
@@ -45,7 +45,7 @@ class Turn:
         if not request.speculative:
             self.confirmed.set()
         self._voxtral_free = asyncio.Event()
-        self.transcript: asyncio.Task[str] = tasks.spawn(self._transcribe(transcribe))
+        self.transcript: asyncio.Task[str | None] = tasks.spawn(self._transcribe(transcribe))
         self.task: asyncio.Task[None] = tasks.spawn(answer(self))
 
     @property
@@ -73,7 +73,7 @@ class Turn:
         await self.stop()
         await asyncio.gather(self.transcript, return_exceptions=True)
 
-    async def _transcribe(self, transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str]]) -> str:
+    async def _transcribe(self, transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str | None]]) -> str | None:
         await self._voxtral_free.wait()
         return await transcribe(self.request)
 

@@ -1,0 +1,88 @@
+"""Admission control on the fake stages (and a real Redis): a new session is refused at start, with
+a clear message and a retry hint, when the stages' reported load says it does not fit, while the
+sessions already admitted go on. Shown end to end on real processes in test_capacity_system.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.load import StageLoad
+from services.gateway.config import AdmissionSettings
+from services.gateway.engine.admission import Admission, Refused
+from services.gateway.engine.events import SessionStarted, TurnCompleted
+from services.gateway.engine.vocabulary import Stage
+from tests.support.engine_client import Client, engine, until, utter
+from tests.support.fake_stages import FakeStages
+from tools.local_redis import RedisProcess
+
+
+def load(utilisation: float = 0.0, late_ms: float = 0.0) -> StageLoad:
+    return StageLoad(slots=1, busy=0, queued=0, utilisation=utilisation, late_p95_ms=late_ms, window_s=10.0)
+
+
+async def test_work_starting_late_refuses_a_new_session_with_the_reason_and_a_retry_hint() -> None:
+    stages = FakeStages(loads={Stage.TTS: load(0.5, late_ms=900), Stage.VOXTRAL: load(0.2)})
+    admission = Admission(AdmissionSettings(), stages)
+    await admission.poll(sessions=1)
+    with pytest.raises(Refused, match=r"tts starts work 900 ms past when it is needed \(limit 400 ms\)") as err:
+        admission.check(1)
+    assert err.value.retry_after_s == 5
+    assert "retry in 5 s" in str(err.value)
+
+
+async def test_one_sessions_measured_share_decides_whether_another_fits() -> None:
+    stages = FakeStages(loads={Stage.TTS: load(0.6)})
+    clock = [0.0]
+    admission = Admission(AdmissionSettings(max_utilisation=0.85), stages, clock=lambda: clock[0])
+    await admission.poll(sessions=2)
+    assert admission.shares[Stage.TTS] == pytest.approx(0.3)
+    with pytest.raises(Refused, match="tts slots 60% busy, one more session would make it 90%"):
+        admission.check(2)
+    stages.loads[Stage.TTS] = load(0.4)
+    await admission.poll(sessions=2)  # the share moves slowly: 0.8 * 0.3 + 0.2 * 0.2
+    assert admission.shares[Stage.TTS] == pytest.approx(0.28)
+    admission.check(2)
+    admission.admitted()
+    # Just admitted, that session's load is not in the stage's average yet: it counts as pending.
+    with pytest.raises(Refused):
+        admission.check(3)
+    clock[0] += 60.0  # a load window later its load is in the average
+    admission.check(3)
+
+
+async def test_a_stage_that_reports_no_load_is_not_refused_on_and_a_cold_start_is_bounded() -> None:
+    stages = FakeStages(loads={Stage.TTS: load(0.0)})  # Voxtral answers no GetLoad
+    admission = Admission(AdmissionSettings(unmeasured_sessions=2), stages)
+    await admission.poll(sessions=0)
+    assert Stage.VOXTRAL not in admission.loads and Stage.TTS not in admission.shares
+    admission.check(1)
+    with pytest.raises(Refused, match="until the load of a session is measured: 2 sessions open"):
+        admission.check(2)
+    disabled = Admission(AdmissionSettings(enabled=False, unmeasured_sessions=1), stages)
+    await disabled.poll(sessions=0)
+    disabled.check(100)
+
+
+async def test_a_refused_session_gets_a_clear_error_while_the_admitted_one_goes_on(stages: FakeStages,
+                                                                                  redis: RedisProcess) -> None:
+    stages.loads = {Stage.TTS: load(0.1), Stage.VOXTRAL: load(0.1)}
+    conversations = engine(stages, redis, admission=AdmissionSettings(poll_s=0.01))
+    conversations.start()
+    try:
+        admitted = Client(conversations)
+        await admitted.wait_for(SessionStarted)
+        await utter(admitted, stages)
+        await admitted.wait_for(TurnCompleted)
+        stages.loads[Stage.TTS] = load(0.95, late_ms=1200)  # the TTS falls behind
+        await until(lambda: conversations.admission.loads[Stage.TTS].late_p95_ms == 1200)
+        refused = Client(conversations)
+        with pytest.raises(Refused, match="at capacity: tts starts work 1200 ms past"):
+            await refused.task
+        assert not refused.events  # refused at start: no session was opened
+        await utter(admitted, stages)  # the admitted session goes on
+        second = await admitted.wait_for(TurnCompleted, count=2)
+        assert second.assistant_text
+        await admitted.end()
+        assert conversations.sessions == 0
+    finally:
+        await conversations.close()
