@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from prometheus_client import Counter
 
 from services.common.audio import StreamResampler, check_sample_rate, to_pcm16
 from services.common.clauses import split_clauses
@@ -22,13 +23,15 @@ from services.common.slots import SlotPool
 from services.tts.config import TtsSettings
 from services.tts.edges import shape
 from services.tts.emotion import choose_delivery
-from services.tts.engine import SAMPLE_RATE, Run, SpeechEngine, count_phonemes
+from services.tts.engine import SAMPLE_RATE, Run, SpeechEngine, Stopped, count_phonemes
 from services.tts.normalize import speakable
 from services.tts.phonemes import EnglishPhonemizer
 from services.tts.pieces import Piece, PieceCost, plan_pieces
 from services.tts.voices import VoiceBank
 
 log = logging.getLogger(__name__)
+STOPPED = Counter("voice_tts_synthesis_stopped_total", "Pieces of synthesis stopped part-way: their caller went, "
+                  "or they ran past the budget")
 
 
 @dataclass(frozen=True)
@@ -122,11 +125,19 @@ class Synthesizer:
             if caller_deadline is not None:
                 run_until = min(run_until, caller_deadline)
             run = Run()
-            audio = await slot.run(functools.partial(self.engine.synthesize, piece.phonemes, self.voices.pack(voice),
-                                                     speed, run), run_until, stop=run.stop)
+            audio = await slot.run(functools.partial(self._run, piece, self.voices.pack(voice), speed, run), run_until,
+                                   stop=run.stop)
             compute_ms = (time.perf_counter() - started) * 1000
         self.cost.observe(piece.count, compute_ms)
         return audio, compute_ms, slot.queued_s * 1000
+
+    def _run(self, piece: Piece, pack: np.ndarray, speed: float, run: Run) -> np.ndarray:
+        """Blocking, in the slot's thread."""
+        try:
+            return self.engine.synthesize(piece.phonemes, pack, speed, run)
+        except Stopped:
+            STOPPED.inc()
+            raise
 
     def plan(self, text: str, voice: str) -> list[Piece]:
         """Blocking: a clause as pieces short enough to synthesise within a share of the budget."""
