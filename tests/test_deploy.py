@@ -144,7 +144,7 @@ def env_names() -> set[str]:
         names |= set(service.get("environment", {}))
     for path in ("k8s/base", "k8s/overlays/runpod"):
         for doc in render(path):
-            if doc["kind"] == "ConfigMap":
+            if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "voice-config":  # the services' env
                 names |= set(doc["data"])
             if doc["kind"] == "Deployment":
                 for container in doc["spec"]["template"]["spec"]["containers"]:
@@ -168,3 +168,23 @@ def test_every_environment_name_is_a_real_setting() -> None:
         if field not in fields or (nested and nested not in getattr(fields[field].annotation, "model_fields", {})):
             unknown.append(name)
     assert not unknown, f"not settings of any service: {unknown}"
+
+
+def test_model_stages_scale_on_the_load_they_report(manifests: list[dict]) -> None:
+    from services.common.load import UTILISATION
+
+    rules = yaml.safe_load(by_kind(manifests, "ConfigMap")["voice-adapter-rules"]["data"]["config.yaml"])["rules"]
+    served = {}
+    for rule in rules:
+        series = re.match(r"^(\w+)\{", rule["seriesQuery"]).group(1)
+        assert series == UTILISATION._name  # a metric the stage services really export
+        served[rule["name"]["as"]] = rule["metricsQuery"]
+    hpas = by_kind(manifests, "HorizontalPodAutoscaler")
+    deployments = by_kind(manifests, "Deployment")
+    for stage, port in (("tts", TtsSettings().metrics_port), ("voxtral", VoxtralSettings().metrics_port)):
+        (metric,) = hpas[stage]["spec"]["metrics"]
+        name = metric["pods"]["metric"]["name"]
+        assert f'stage="{stage}"' in served[name]
+        pod = deployments[stage]["spec"]["template"]
+        assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+        assert {"name": "metrics", "containerPort": port} in pod["spec"]["containers"][0]["ports"]
