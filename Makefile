@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -101,6 +101,9 @@ bench-endpoint: install system-deps assets models $(PEER_READY)
 # speculation on and off, and Pipecat's Kokoro path beside ours (bench/results/conversation.*).
 bench-conversation: install system-deps assets models $(PEER_READY)
 	$(PY) -m bench.conversation
+
+bench-capacity: install system-deps assets models
+	$(PY) -m bench.capacity
 
 bench-tts: install models
 	$(PY) -m bench.tts_latency

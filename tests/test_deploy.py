@@ -176,8 +176,8 @@ def test_model_stages_scale_on_the_load_they_report(manifests: list[dict]) -> No
     rules = yaml.safe_load(by_kind(manifests, "ConfigMap")["voice-adapter-rules"]["data"]["config.yaml"])["rules"]
     served = {}
     for rule in rules:
-        series = re.match(r"^(\w+)\{", rule["seriesQuery"]).group(1)
-        assert series == UTILISATION._name  # a metric the stage services really export
+        series = re.match(r"^(\w+)\{", rule["seriesQuery"])
+        assert series is not None and series.group(1) == UTILISATION._name  # a metric the services export
         served[rule["name"]["as"]] = rule["metricsQuery"]
     hpas = by_kind(manifests, "HorizontalPodAutoscaler")
     deployments = by_kind(manifests, "Deployment")

@@ -17,15 +17,17 @@ class Stack:
         self.redis.start()
         self.metrics_port = free_port()
         self.web_port = free_port()
+        self.stage_metrics_ports = {"voxtral": free_port(), "tts": free_port()}
         quiet = {"LOG_LEVEL": "INFO"}
         self.services: dict[str, ServiceProcess] = {
             "vad": ServiceProcess("services.vad", "VAD_", {f"VAD_{k}": v for k, v in quiet.items()}),
             "voxtral": ServiceProcess("services.voxtral", "VOXTRAL_", {
                 "VOXTRAL_MODEL_ID": str(voxtral_model), "VOXTRAL_COMPILE_MODE": "eager", "VOXTRAL_SEED": "0",
                 "VOXTRAL_MAX_NEW_TOKENS": "12", "VOXTRAL_TRANSCRIBE_MAX_NEW_TOKENS": "8", "HF_HUB_OFFLINE": "1",
-                **(voxtral_env or {})}),
-            "tts": ServiceProcess("services.tts", "TTS_", {"TTS_BACKEND": "onnx", "TTS_TIMEOUT_S": "10",
-                                                          **(tts_env or {})}),
+                "VOXTRAL_METRICS_PORT": str(self.stage_metrics_ports["voxtral"]), **(voxtral_env or {})}),
+            "tts": ServiceProcess("services.tts", "TTS_", {
+                "TTS_BACKEND": "onnx", "TTS_TIMEOUT_S": "10",
+                "TTS_METRICS_PORT": str(self.stage_metrics_ports["tts"]), **(tts_env or {})}),
         }
         for service in self.services.values():
             service.wait_listening()
