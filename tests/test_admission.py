@@ -42,12 +42,26 @@ async def test_one_sessions_measured_share_decides_whether_another_fits() -> Non
     await admission.poll(sessions=2)  # the share moves slowly: 0.8 * 0.3 + 0.2 * 0.2
     assert admission.shares[Stage.TTS] == pytest.approx(0.28)
     admission.check(2)
-    admission.admitted()
-    # Just admitted, that session's load is not in the stage's average yet: it counts as pending.
+    token = admission.admitted()
+    # Just admitted, that session's load is not in the stage's average yet: it counts as pending...
     with pytest.raises(Refused):
         admission.check(3)
-    clock[0] += 60.0  # a load window later its load is in the average
+    clock[0] += 60.0  # ...until a load window later its load is in the average
     admission.check(3)
+    clock[0] = 0.0
+    with pytest.raises(Refused):
+        admission.check(3)
+    admission.left(token)  # or it has ended
+    admission.check(2)
+    stages.loads[Stage.TTS] = load(0.9)
+    await admission.poll(sessions=1)
+    with pytest.raises(Refused):
+        admission.check(1)
+    admission.check(0)  # an idle gateway admits one session whatever it learnt
+    stages.loads[Stage.TTS] = load(0.0)
+    for _ in range(10):  # the load gone, the share follows it down
+        await admission.poll(sessions=1)
+    assert admission.shares[Stage.TTS] < 0.1
 
 
 async def test_a_stage_that_reports_no_load_is_not_refused_on_and_a_cold_start_is_bounded() -> None:

@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 
 from services.common.channels import open_channel
+from services.common.clauses import speech_seconds
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.load import StageLoad
 from services.gateway.config import GatewaySettings
@@ -133,8 +134,10 @@ class GrpcStages:
                                             need_in_ms=need_in_ms)
         if speed is not None:
             request.speed = speed
-        # The clause's synthesis budget counts from when it is needed, not from now.
-        call = self.tts.Synthesize(request, timeout=need_in_ms / 1000 + self.settings.tts_timeout_s)
+        # The budget counts from when the clause is needed, not from now, and its later pieces are
+        # needed as the earlier ones are heard.
+        timeout = need_in_ms / 1000 + speech_seconds(text, speed or 1.0) + self.settings.tts_timeout_s
+        call = self.tts.Synthesize(request, timeout=timeout)
         try:
             async for reply in call:
                 yield SpeechChunk(reply.audio, reply.text, reply.compute_ms)

@@ -16,7 +16,9 @@ from voice.v1 import gateway_pb2_grpc
 @pytest.fixture(scope="session")
 def stack(english_voxtral: Path) -> Iterator[Stack]:
     """One running system shared by the system tests, on the small English Voxtral."""
-    running = Stack(english_voxtral)
+    # Tests send audio faster than real time, a load no admission should learn from: off here,
+    # and proven on its own in test_capacity_system.py and test_admission.py.
+    running = Stack(english_voxtral, GATEWAY_ADMISSION__ENABLED="false")
     yield running
     running.stop()
 

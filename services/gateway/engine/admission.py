@@ -9,10 +9,10 @@ sessions only, which overstates a share (errs towards refusing)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 
 from services.common.errors import ResourceExhausted
@@ -45,13 +45,15 @@ class Admission:
         self.clock = clock
         self.loads: dict[Stage, StageLoad] = {}
         self.shares: dict[Stage, float] = {}  # one session's share of the stage's slot use
-        self._recent: deque[float] = deque(maxlen=10_000)  # admissions not yet fully in the stages' averages
+        self._open: dict[int, float] = {}  # open sessions this gateway admitted: when
+        self._tokens = itertools.count()
 
     def observe(self, stage: Stage, load: StageLoad, sessions: int) -> None:
         self.loads[stage] = load
-        if sessions > 0 and load.utilisation >= MEASURABLE_UTILISATION:
+        known = self.shares.get(stage)
+        # A first share needs load enough to divide; once known it follows the load both ways.
+        if sessions > 0 and (known is not None or load.utilisation >= MEASURABLE_UTILISATION):
             share = load.utilisation / sessions
-            known = self.shares.get(stage)
             self.shares[stage] = share if known is None else (1 - SHARE_SMOOTHING) * known + SHARE_SMOOTHING * share
 
     async def poll(self, sessions: int) -> None:
@@ -72,16 +74,16 @@ class Admission:
         return max((load.window_s for load in self.loads.values()), default=10.0)
 
     def _pending(self) -> float:
-        """Sessions admitted recently, weighted by how much of their load the stages' averages lack."""
+        """Open sessions admitted recently, weighted by how much of their load the stages' averages
+        lack (an average over the window has seen a share 1 - e^(-age/window) of it)."""
         now, window = self.clock(), self._window_s()
-        while self._recent and now - self._recent[0] > 5 * window:
-            self._recent.popleft()
-        return sum(math.exp(-(now - at) / window) for at in self._recent)
+        return sum(math.exp(-(now - at) / window) for at in self._open.values())
 
     def check(self, sessions: int) -> None:
         """Raise Refused when one more session does not fit."""
         if not self.settings.enabled:
             return
+        empty = sessions == 0  # an idle gateway admits one session on any share: it is how shares are learnt
         retry = max(1, math.ceil(self._window_s() / 2))
         pending = self._pending()
         for stage, load in self.loads.items():
@@ -95,7 +97,7 @@ class Admission:
                                  retry, stage, "unmeasured")
                 continue
             projected = load.utilisation + share * (1 + pending)
-            if projected > self.settings.max_utilisation:
+            if projected > self.settings.max_utilisation and not empty:
                 self._refuse(f"at capacity: {stage} slots {load.utilisation:.0%} busy, one more session would "
                              f"make it {projected:.0%} (limit {self.settings.max_utilisation:.0%})", retry, stage,
                              "utilisation")
@@ -105,6 +107,12 @@ class Admission:
         log.info("session refused", extra={"stage": stage.value, "reason": reason, "detail": message})
         raise Refused(message, retry_after_s)
 
-    def admitted(self) -> None:
+    def admitted(self) -> int:
+        """Count a session in; the token goes back to `left` when it ends."""
         ADMISSIONS.labels(result="admitted").inc()
-        self._recent.append(self.clock())
+        token = next(self._tokens)
+        self._open[token] = self.clock()
+        return token
+
+    def left(self, token: int) -> None:
+        self._open.pop(token, None)

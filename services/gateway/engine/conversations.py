@@ -46,7 +46,7 @@ class ConversationEngine:
 
     async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]]) -> None:
         """One session, whatever carries it. Raises a ServiceError when the session cannot start."""
-        self.admit()
+        admitted = self.admit()
         self.sessions += 1
         SESSIONS.inc()
         lock = asyncio.Lock()
@@ -92,6 +92,7 @@ class ConversationEngine:
             if session is not None:
                 await session.close()
             self.sessions -= 1
+            self.admission.left(admitted)
             SESSIONS.dec()
 
     def check_admission(self) -> None:
@@ -102,9 +103,9 @@ class ConversationEngine:
             raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
         self.admission.check(self.sessions)
 
-    def admit(self) -> None:
+    def admit(self) -> int:
         self.check_admission()
-        self.admission.admitted()
+        return self.admission.admitted()
 
     def start(self) -> None:
         """Start reading the stages' load (admission control)."""
