@@ -301,3 +301,16 @@ async def test_speech_that_resumes_at_once_cancels_a_reply_that_never_ran(stages
     await client.end()
     assert stopped.spoken_text == "" and not client.of(ResponseAudio)
     assert await stored_context(redis, client) == [(stages.transcript, "")]
+
+
+async def test_each_clause_tells_the_tts_when_its_listener_needs_it(stages: FakeStages, redis: RedisProcess) -> None:
+    client = Client(engine(stages, redis))
+    await utter(client, stages)
+    await client.wait_for(TurnCompleted)
+    await client.end()
+    clauses = stages.of(Stage.TTS, "synthesize")
+    assert len(clauses) >= 2 and not stages.of(Stage.VOXTRAL, "respond")[0].args["speculative"]
+    assert clauses[0].args["need_in_ms"] == 0  # the first clause: now
+    # A later one: when what the listener has will have played (the fake's audio is 10 ms a word).
+    assert all(0 <= int(c.args["need_in_ms"]) <= 10 * len(REPLY.split()) + 250 for c in clauses[1:])
+    assert int(clauses[1].args["need_in_ms"]) > 0  # asked for as soon as the first was made: needed later

@@ -181,6 +181,7 @@ async def test_a_confident_pause_starts_the_reply_and_speech_ended_releases_it(s
     done = await client.wait_for(TurnCompleted)
     await client.end()
     assert done.assistant_text == REPLY and len(stages.of(Stage.VOXTRAL, "respond")) == 1
+    assert stages.of(Stage.VOXTRAL, "respond")[0].args["speculative"]  # queued after replies a listener waits for
     _, turns = await records(redis, client)
     assert turns[0]["speculation"] == "used" and turns[0]["end_of_turn_probability"] == 0.95
 
