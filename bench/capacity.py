@@ -48,6 +48,8 @@ OUTCOMES = ("turn_completed", "interrupted")
 
 
 def outcome(talk: Talk, turn_id: str) -> str | None:
+    if any(e.dismissed_turn_id == turn_id for e in talk.conv.of("reply_resumed")):
+        return "dismissed"  # speech over a reply judged no turn (the reply went on)
     for kind in OUTCOMES:
         if talk.event_time(kind, turn_id) is not None:
             return kind
@@ -77,7 +79,8 @@ async def user(stub: gateway_pb2_grpc.GatewayServiceStub, n: int, clips: list[Cl
     await talk.until(lambda: all(outcome(talk, e.turn_id) for e in talk.conv.of("speech_ended")), 30)
     for ended in talk.conv.of("speech_ended"):
         result = outcome(talk, ended.turn_id)
-        out["turns_done" if result in OUTCOMES else "turns_failed"] += 1
+        if result != "dismissed":
+            out["turns_done" if result in OUTCOMES else "turns_failed"] += 1
     out["failures"] += [f"{e.code}: {e.message}" for e in talk.conv.of("error")]
     try:
         await talk.conv.finish(timeout=120)
@@ -92,13 +95,16 @@ async def one_turn(talk: Talk, clip: Clip, barge_after_s: float | None, out: dic
     start = await talk.say(clip.x)
     spoken_end = talk.conv.when_sent(start + clip.end)
 
-    def last_turn() -> str | None:
-        ended = talk.conv.of("speech_ended")[ended_before:]
-        return ended[-1].turn_id if ended else None
+    def turns() -> list[str]:
+        return [e.turn_id for e in talk.conv.of("speech_ended")[ended_before:]]
 
-    def answered() -> bool:
-        turn = last_turn()
-        return turn is not None and outcome(talk, turn) is not None
+    def last_turn() -> str | None:
+        """The clip's turn: the last of its speech that was not dismissed as no turn."""
+        kept = [t for t in turns() if outcome(talk, t) != "dismissed"]
+        return kept[-1] if kept else None
+
+    def answered() -> bool:  # every piece of speech the clip made is answered, failed or dismissed
+        return bool(turns()) and all(outcome(talk, t) is not None for t in turns())
 
     def heard_enough() -> bool:
         turn = last_turn()

@@ -85,6 +85,8 @@ async def test_a_sound_that_is_no_turn_pauses_the_reply_and_it_resumes(sound: st
     done = await client.wait_for(TurnCompleted)
     await client.end()
     assert paused.turn_id == resumed.turn_id == done.turn_id == first
+    over = client.of(SpeechStarted)[-1].turn_id  # the sound's own id, named as dismissed: it gets no reply
+    assert resumed.dismissed_turn_id == over != first
     assert paused.heard_ms == resumed.heard_ms  # resumes where the listener stopped hearing:
     assert 20.0 <= resumed.heard_ms <= 30.0  # the report, and play since it, up to the 3 words sent
     assert done.assistant_text == REPLY and not client.of(Interrupted)

@@ -75,7 +75,7 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
                 turn_id=event.turn_id, heard_ms=event.heard_ms))
         case ev.ReplyResumed():
             return gateway_pb2.ConverseResponse(reply_resumed=gateway_pb2.ReplyResumed(
-                turn_id=event.turn_id, heard_ms=event.heard_ms))
+                turn_id=event.turn_id, heard_ms=event.heard_ms, dismissed_turn_id=event.dismissed_turn_id))
         case ev.ErrorEvent():
             return gateway_pb2.ConverseResponse(error=gateway_pb2.Error(
                 code=gateway_pb2.ErrorCode.Value(event.code.wire), message=event.message,

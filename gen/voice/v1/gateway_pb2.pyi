@@ -342,17 +342,23 @@ class ReplyResumed(_message.Message):
 
     TURN_ID_FIELD_NUMBER: _builtins.int
     HEARD_MS_FIELD_NUMBER: _builtins.int
+    DISMISSED_TURN_ID_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
     heard_ms: _builtins.float
+    dismissed_turn_id: _builtins.str
+    """The speech over the reply that was judged no turn (a cough, "mm-hm"): the turn_id its
+    speech_started and speech_ended carried. It gets no reply.
+    """
     def __init__(
         self,
         *,
         turn_id: _builtins.str = ...,
         heard_ms: _builtins.float = ...,
+        dismissed_turn_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heard_ms", b"heard_ms", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dismissed_turn_id", b"dismissed_turn_id", "heard_ms", b"heard_ms", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,7 +66,7 @@ class BargeIn:
         listening.dismissed = True
         BARGE_INS.labels(result="resumed").inc()
         if self.answering() is turn and not turn.task.done():
-            await self.emit(ReplyResumed(turn.turn_id, turn.playout.resume()))
+            await self.emit(ReplyResumed(turn.turn_id, turn.playout.resume(), listening.turn_id))
 
     async def _is_turn(self, listening: Listening, event: VadEvent) -> bool:
         if event.voiced_ms < self.settings.barge_in_min_voiced_ms:

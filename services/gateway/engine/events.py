@@ -79,6 +79,7 @@ class ReplyResumed:
     type: ClassVar[EventType] = EventType.REPLY_RESUMED
     turn_id: str
     heard_ms: float
+    dismissed_turn_id: str = ""  # the speech judged no turn
 
 
 @dataclass(frozen=True)
