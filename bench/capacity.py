@@ -154,16 +154,17 @@ async def level(stack: Stack, offered: int, clips: list[Clip], turns: int, barge
     return row
 
 
-async def slot_holds(tts_target: str, trials: int) -> dict[str, Any]:
+async def slot_holds(tts_target: str, trials: int, slots: int) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(tts_target) as channel:
         stub = tts_pb2_grpc.TtsServiceStub(channel)
         holds: list[float] = []
         for trial in range(trials):
-            call = stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG), timeout=60)
-            reader = asyncio.ensure_future(call.read())
+            calls = [stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG), timeout=60) for _ in range(slots)]
+            readers = [asyncio.ensure_future(call.read()) for call in calls]  # every slot busy
             await asyncio.sleep(0.3 + 0.05 * trial)  # somewhere inside the first pieces
-            call.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
             first = await stub.Synthesize(tts_pb2.SynthesizeRequest(text="Okay."), timeout=60).read()
             holds.append(first.queue_ms)
         inputs = {}
@@ -194,14 +195,18 @@ def main() -> None:
     parser.add_argument("--barge-share", type=float, default=0.25)
     parser.add_argument("--settle-s", type=float, default=15.0, help="quiet time between levels")
     parser.add_argument("--cancel-trials", type=int, default=20)
+    parser.add_argument("--tts-slots", type=int, default=1, help="TTS_SLOTS")
+    parser.add_argument("--tts-threads", type=int, default=0, help="TTS_ONNX_THREADS (0: onnxruntime's default)")
+    parser.add_argument("--name", default="capacity", help="results file name")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     clips = material(24, 0)["questions"]
     model = build_english_voxtral(ENGLISH_VOXTRAL_DIR)
-    stack = Stack(model, voxtral_env=VOXTRAL_ENV, tts_env={"TTS_TIMEOUT_S": "3"}, GATEWAY_TTS_TIMEOUT_S="3")
+    tts_env = {"TTS_TIMEOUT_S": "3", "TTS_SLOTS": str(args.tts_slots), "TTS_ONNX_THREADS": str(args.tts_threads)}
+    stack = Stack(model, voxtral_env=VOXTRAL_ENV, tts_env=tts_env, GATEWAY_TTS_TIMEOUT_S="3")
     levels: list[dict[str, Any]] = []
     try:
-        holds = asyncio.run(slot_holds(stack.services["tts"].target, args.cancel_trials))
+        holds = asyncio.run(slot_holds(stack.services["tts"].target, args.cancel_trials, args.tts_slots))
         print(json.dumps(holds), flush=True)
         capacity_row: dict[str, Any] | None = None
         for offered in range(1, args.max_level + 1):
@@ -222,6 +227,7 @@ def main() -> None:
         "benchmark": "capacity",
         "device": f"CPU ({platform.machine()}, {os.cpu_count()} cores), every service on the same machine",
         "models": "small Voxtral trained here to answer in English + real Kokoro-82M int8 ONNX (TTS budget 3 s)",
+        "tts": f"{args.tts_slots} slot(s), onnxruntime threads {args.tts_threads or 'default'}",
         "load_model": f"real recordings at real time, replies played at real time, think 1-3 s, {args.turns} turns "
                       f"per user, {args.barge_share:.0%} of users barge in, arrivals 0.5 s apart",
         "capacity_sessions": capacity,
@@ -235,7 +241,7 @@ def main() -> None:
     columns = ["offered", "admitted", "refused", "turns_done", "turns_failed", "mouth_to_ear_ms_p50",
                "mouth_to_ear_ms_p95", "tts_utilisation", "wall_s"]
     rows = [*levels, {**overload, "offered": f"{overload['offered']} (2x)"}]
-    write_results(args.out, "capacity", summary, [{k: r[k] for k in columns} for r in rows], columns)
+    write_results(args.out, args.name, summary, [{k: r[k] for k in columns} for r in rows], columns)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("levels",)}, indent=1, default=str))
 
 

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 MODEL_STAGES = (Stage.VOXTRAL, Stage.TTS)
 # Slot use below this says too little to divide among sessions.
 MEASURABLE_UTILISATION = 0.05
-SHARE_SMOOTHING = 0.2
+# A session's share is averaged over this long: a conversation's load comes and goes with its turns.
+SHARE_MEMORY_S = 30.0
 
 
 class Refused(ResourceExhausted):
@@ -54,7 +55,8 @@ class Admission:
         # A first share needs load enough to divide; once known it follows the load both ways.
         if sessions > 0 and (known is not None or load.utilisation >= MEASURABLE_UTILISATION):
             share = load.utilisation / sessions
-            self.shares[stage] = share if known is None else (1 - SHARE_SMOOTHING) * known + SHARE_SMOOTHING * share
+            weight = 1 - math.exp(-self.settings.poll_s / SHARE_MEMORY_S)
+            self.shares[stage] = share if known is None else (1 - weight) * known + weight * share
 
     async def poll(self, sessions: int) -> None:
         """Read every model stage's load once; one that does not answer is left out (not refused on)."""
