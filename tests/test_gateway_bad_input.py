@@ -95,6 +95,48 @@ async def test_another_session_does_not_notice(gateway) -> None:
     assert good.error is None and done.assistant_text and not good.of("error")
 
 
+async def test_audio_flooded_far_faster_than_real_time_is_slowed_not_stored(gateway, stack: Stack) -> None:
+    """Three clients send ~1 MB audio messages as fast as the gateway reads them for 4 s: the gateway
+    reads them no faster than the VAD takes audio (its memory stays within the byte budgets), and a
+    normal session on it is answered meanwhile."""
+    from bench.sessions import proc_usage
+
+    pid = stack.services["gateway"].proc.pid
+    before = proc_usage(pid)[1]
+    loud = (np.random.default_rng(3).standard_normal(500_000) * 3000).astype(np.int16).tobytes()  # 1 MB
+
+    async def flood() -> int:
+        sent = 0
+        deadline = asyncio.get_running_loop().time() + 4.0
+
+        async def requests():
+            nonlocal sent
+            yield CONFIG
+            while asyncio.get_running_loop().time() < deadline:
+                sent += 1
+                yield gateway_pb2.ConverseRequest(audio=loud)
+
+        call = gateway.Converse(requests(), timeout=60)
+        async for _ in call:
+            pass
+        return sent
+
+    good = Conversation(gateway, gateway_pb2.SessionConfig(input_sample_rate_hz=RATE))
+    await good.silence(300)
+    floods = [asyncio.ensure_future(flood()) for _ in range(3)]
+    await good.send(question(), pace=1.0)
+    await good.silence(ENDS_TURN_MS, pace=1.0)
+    done = await good.wait_for("turn_completed")
+    sent = await asyncio.gather(*floods)
+    peak = proc_usage(pid)[1]
+    await good.finish()
+    assert good.error is None and done.assistant_text and not good.of("error")
+    # 4 s of flooding at 16 kHz is far more than real time (32 kB/s) could carry: read, it would be
+    # gigabytes; slowed, each flood got few messages through, and the gateway grew little.
+    assert sum(sent) < 3 * 400
+    assert peak - before < 150, f"gateway grew {peak - before:.0f} MB"
+
+
 async def test_websocket_frames_that_are_no_request_are_errors_and_the_session_goes_on(stack: Stack) -> None:
     """Text frames that parse as JSON but are no request object (a number, null, a list, deep
     nesting, a wrong field type) each get an error event; the session then answers as usual."""

@@ -53,6 +53,9 @@ def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
         ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
         # Never share a port with another process: a second bind must fail loudly.
         ("grpc.so_reuseport", 0),
+        # A fixed flow-control window: a client cannot make the server buffer ever more of what it
+        # sends by pushing fast (bandwidth-delay probing would grow the window to many megabytes).
+        ("grpc.http2.bdp_probe", 0),
     ]
 
 

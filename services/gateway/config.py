@@ -46,6 +46,11 @@ class GatewaySettings(ServerSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics over HTTP; 0 turns it off.")
     max_sessions: int = Field(256, ge=1, le=100_000, description="Concurrent sessions; more: RESOURCE_EXHAUSTED.")
     admission: AdmissionSettings = AdmissionSettings()
+    session_audio_bytes: int = Field(2 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024,
+                                     description="Audio waiting for the VAD per session, in bytes; a client "
+                                     "sending faster is slowed down (not read) until there is room.")
+    process_audio_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024 * 1024 * 1024,
+                                     description="The same, for all sessions of the gateway together.")
     buffer_s: float = Field(60.0, ge=5, le=600, description="Input audio kept per session to cut utterances from.")
     max_utterance_s: float = Field(30.0, gt=0, le=600, description="Longer utterances keep their last part.")
     default_output_rate_hz: int = Field(24000, ge=8000, le=48000)

@@ -22,6 +22,8 @@ BARGE_INS = Counter("voice_barge_ins_total", "Speech over a reply: the reply res
 ADMISSIONS = Counter("voice_admissions_total", "New sessions: admitted, or refused and why", ["result"])
 TRANSCRIPTIONS_LOST = Counter("voice_transcriptions_lost_total", "User words that could not be transcribed: the "
                               "exchange is kept with them marked unknown", ["code"])
+AUDIO_THROTTLED = Counter("voice_audio_throttled_total", "Audio messages that waited for room in the audio byte "
+                          "budget (a client sending faster than real time is slowed down)")
 SESSIONS = Gauge("voice_sessions_active", "Open conversation sessions")
 STAGE_ERRORS = Counter("voice_stage_errors_total", "Failed calls to a stage", ["stage", "code"])
 

@@ -47,8 +47,11 @@ class FakeVadStream:
         self.cancelled = False
         self._events: asyncio.Queue[VadEvent | StageError | None] = asyncio.Queue()
         self._heard = asyncio.Condition()
+        self.taking = asyncio.Event()  # clear it and the stream takes no audio (a VAD that lags)
+        self.taking.set()
 
     async def send(self, pcm: bytes) -> None:
+        await self.taking.wait()
         if self.cancelled:
             raise StageError(Stage.VAD, "UNAVAILABLE", "the VAD stream has ended")
         async with self._heard:

@@ -12,6 +12,7 @@ from services.common.errors import InvalidArgument, ResourceExhausted, Unavailab
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.admission import Admission
+from services.gateway.engine.budget import ByteBudget
 from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import (
     Audio,
@@ -42,6 +43,7 @@ class ConversationEngine:
         self._closing: set[asyncio.Event] = set()  # one per open session: set to end it
         self.pace = SynthesisPace()  # how fast the TTS speaks, learnt from every session's clauses
         self.admission = Admission(settings.admission, stages)
+        self.audio_budget = ByteBudget(settings.process_audio_bytes, "process")  # every session's VAD audio
         self._watch: asyncio.Future[None] | None = None
 
     async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]]) -> None:
@@ -67,7 +69,8 @@ class ConversationEngine:
                 raise InvalidArgument("the first message must be the session config (input_sample_rate_hz etc.)")
             self.stages.connect()
             config = configure(first, self.settings, await self._voices())
-            session = ConversationSession(self.settings, self.stages, self.store, config, emit, self.pace)
+            session = ConversationSession(self.settings, self.stages, self.store, config, emit, self.pace,
+                                          self.audio_budget)
             await emit(await session.start())
             await session.listen()
             serving = asyncio.ensure_future(self._serve(session, inputs, emit))
@@ -118,7 +121,7 @@ class ConversationEngine:
         async for item in inputs:
             match item:
                 case Audio():
-                    session.audio(item.pcm)
+                    await session.audio(item.pcm)  # waits while the audio budget is full
                 case ControlInput(action=Control.INTERRUPT):
                     await session.interrupt()
                 case ControlInput(action=Control.RESET_CONTEXT):

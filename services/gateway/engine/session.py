@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.barge_in import BargeIn
+from services.gateway.engine.budget import AudioBudget, ByteBudget
 from services.gateway.engine.events import (
     Event,
     SessionStarted,
@@ -40,7 +41,8 @@ def new_id() -> str:
 
 class ConversationSession:
     def __init__(self, settings: GatewaySettings, stages: Stages, store: SessionStore, config: SessionConfig,
-                 emit: Callable[[Event], Awaitable[None]], pace: SynthesisPace | None = None) -> None:
+                 emit: Callable[[Event], Awaitable[None]], pace: SynthesisPace | None = None,
+                 audio_budget: ByteBudget | None = None) -> None:
         self.settings = settings
         self.stages = stages
         self.config = config
@@ -49,7 +51,9 @@ class ConversationSession:
         self.timeline = InputTimeline(config.input_rate_hz, settings.buffer_s)
         self.memory = Memory(settings, store, self.session_id)
         self.vad = VadLink(settings, stages, config.input_rate_hz, config.end_silence_ms, self.session_id,
-                           self._on_vad, self._on_vad_outage)
+                           self._on_vad, self._on_vad_outage, AudioBudget(
+                               ByteBudget(settings.session_audio_bytes, "session"),
+                               audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id))
         self._listening: Listening | None = None  # speech started, not ended yet
         self._tasks = TaskSet()  # turns, transcriptions and what is remembered of them
         self.replies = Replies(settings, stages, config, self.session_id, self.memory, self.timeline, emit,
@@ -69,11 +73,11 @@ class ConversationSession:
 
     # --- input -------------------------------------------------------------------------------
 
-    def audio(self, data: bytes) -> None:
+    async def audio(self, data: bytes) -> None:
         start = self.timeline.total
         pcm = self.timeline.append(data, time.monotonic())
         if pcm:
-            self.vad.feed(start, pcm)
+            await self.vad.feed(start, pcm)
 
     async def interrupt(self) -> None:
         await self.replies.stop()

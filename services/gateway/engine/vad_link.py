@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from services.gateway.config import GatewaySettings
+from services.gateway.engine.budget import AudioBudget
 from services.gateway.engine.stages import StageError, Stages, VadEvent, VadStream
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.vocabulary import Stage
@@ -17,8 +18,6 @@ from services.gateway.engine.vocabulary import Stage
 log = logging.getLogger(__name__)
 # After a VAD failure, the stream is opened again at most this often.
 VAD_RETRY_S = 0.5
-# Audio waiting for the VAD (20 ms messages: about 10 s); beyond it the oldest is dropped.
-VAD_QUEUE = 500
 
 
 class VadLink:
@@ -27,7 +26,7 @@ class VadLink:
 
     def __init__(self, settings: GatewaySettings, stages: Stages, sample_rate_hz: int, end_silence_ms: int,
                  session_id: str, on_event: Callable[[VadEvent], Awaitable[None]],
-                 on_outage: Callable[[StageError], Awaitable[None]]) -> None:
+                 on_outage: Callable[[StageError], Awaitable[None]], budget: AudioBudget) -> None:
         self.settings = settings
         self.stages = stages
         self.sample_rate_hz = sample_rate_hz
@@ -40,7 +39,8 @@ class VadLink:
         self._failed_at = 0.0
         self._outage = False
         # (input offset of the first sample, PCM)
-        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=VAD_QUEUE)
+        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()  # bounded in bytes by `budget`
+        self.budget = budget
         self._tasks = TaskSet()
 
     async def open(self) -> None:
@@ -48,12 +48,9 @@ class VadLink:
         await self._open(0)
         self._tasks.spawn(self._write())
 
-    def feed(self, start: int, pcm: bytes) -> None:
-        """Queue audio whose first sample is input sample `start`."""
-        if self._queue.full():
-            self._queue.get_nowait()
-            self._queue.task_done()
-            log.warning("the VAD is behind; dropped 1 audio message", extra={"session_id": self.session_id})
+    async def feed(self, start: int, pcm: bytes) -> None:
+        """Queue audio whose first sample is input sample `start`, once the byte budget has room."""
+        await self.budget.take(len(pcm))
         self._queue.put_nowait((start, pcm))
 
     async def finish(self) -> None:
@@ -68,6 +65,9 @@ class VadLink:
         if self._stream is not None:
             self._stream.cancel()
         await self._tasks.cancel()
+        while not self._queue.empty():  # audio nobody will send: its bytes go back to the process
+            _, pcm = self._queue.get_nowait()
+            self.budget.give(len(pcm))
 
     async def _write(self) -> None:
         while True:
@@ -89,6 +89,7 @@ class VadLink:
                 log.exception("VAD writer failed", extra={"session_id": self.session_id})
                 await self._lost(StageError(Stage.VAD, "INTERNAL", repr(exc)))
             finally:
+                self.budget.give(len(pcm))
                 self._queue.task_done()
 
     async def _open(self, base: int) -> None:
