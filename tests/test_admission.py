@@ -46,7 +46,9 @@ async def test_one_sessions_measured_share_decides_whether_another_fits() -> Non
     assert admission.shares[Stage.TTS] == pytest.approx(0.2 + 0.1 * math.exp(-1), abs=0.005)
     admission.check(2)
     token = admission.admitted()
-    # Just admitted, that session's load is not in the stage's average yet: it counts as pending...
+    admission.check(3)  # a session that has not spoken loads nothing yet (idle sessions lock nobody out)
+    admission.spoke(token)
+    # Just admitted and speaking, that session's load is not in the stage's average yet: it is pending...
     with pytest.raises(Refused):
         admission.check(3)
     clock[0] += 60.0  # ...until a load window later its load is in the average
@@ -101,5 +103,24 @@ async def test_a_refused_session_gets_a_clear_error_while_the_admitted_one_goes_
         assert second.assistant_text
         await admitted.end()
         assert conversations.sessions == 0
+    finally:
+        await conversations.close()
+
+
+async def test_idle_sessions_lock_nobody_out(stages: FakeStages, redis: RedisProcess) -> None:
+    stages.loads = {Stage.TTS: load(0.6)}
+    conversations = engine(stages, redis, admission=AdmissionSettings(poll_s=0.01, unmeasured_sessions=2))
+    conversations.start()
+    try:
+        idle = [Client(conversations) for _ in range(8)]  # open, and never a word
+        for client in idle:
+            await client.wait_for(SessionStarted)
+        speaker = Client(conversations)  # admitted: no open session loads the stages
+        await speaker.wait_for(SessionStarted)
+        await utter(speaker, stages)
+        await speaker.wait_for(TurnCompleted)
+        assert conversations.active() == 1
+        for client in [*idle, speaker]:
+            await client.end()
     finally:
         await conversations.close()

@@ -14,12 +14,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.gateway.config import AdmissionSettings, GatewaySettings
+from services.gateway.engine.vocabulary import Stage
 from services.gateway.wiring import gateway_service
 from tests.support.asr import transcribe, word_errors
 from tests.support.serving import serve
 from tests.test_tts_service import pcm, speak, start
 from tools.local_redis import RedisProcess, free_port
-from voice.v1 import gateway_pb2, gateway_pb2_grpc, tts_pb2
+from voice.v1 import gateway_pb2, gateway_pb2_grpc, tts_pb2, tts_pb2_grpc
 
 pytestmark = [pytest.mark.system]
 LONG = ("The committee met on Tuesday afternoon to discuss the budget for the coming year, and after a long "
@@ -104,7 +105,7 @@ async def test_a_gateway_at_capacity_refuses_new_sessions_while_the_admitted_one
     settings = GatewaySettings(port=0, grace_s=0, metrics_port=0, web_port=free_port(), auth_disabled=True,
                                redis={"url": redis_server.url}, vad_target="127.0.0.1:9",
                                voxtral_target="127.0.0.1:9", tts_target=f"127.0.0.1:{tts.port}",
-                               admission=AdmissionSettings(poll_s=0.05, unmeasured_sessions=1))
+                               admission=AdmissionSettings(poll_s=0.05, max_late_ms=0.0))
     gateway, target = await serve(settings, gateway_service(settings))
     engine = gateway.services[0].servicer.engine
     try:
@@ -122,6 +123,13 @@ async def test_a_gateway_at_capacity_refuses_new_sessions_while_the_admitted_one
 
             admitted = stub.Converse(inputs(), timeout=60)
             assert (await admitted.read()).HasField("session_started")
+            # Work on the TTS that waited at all past its need time: at a limit of 0 ms, that is full.
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{tts.port}") as tts_channel:
+                async for _ in tts_pb2_grpc.TtsServiceStub(tts_channel).Synthesize(
+                        tts_pb2.SynthesizeRequest(text="Hello there."), timeout=30):
+                    pass
+            while engine.admission.loads[Stage.TTS].late_p95_ms <= 0:
+                await asyncio.sleep(0.02)
 
             async def once():
                 yield config
@@ -130,7 +138,7 @@ async def test_a_gateway_at_capacity_refuses_new_sessions_while_the_admitted_one
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await refused.read()
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "at capacity until the load of a session is measured" in err.value.details()
+            assert "at capacity: tts starts work" in err.value.details()
             assert dict(err.value.trailing_metadata() or ())["retry-after"] == "5"
             async with aiohttp.ClientSession() as http:
                 with pytest.raises(aiohttp.WSServerHandshakeError) as ws_err:

@@ -24,7 +24,7 @@ class AdmissionSettings(BaseModel):
     max_late_ms: float = Field(400.0, ge=0, le=60_000, description="Work starting this late past its need time "
                                "(95th percentile over the stage's window): refused; a TTS clause that late is "
                                "heard as a gap.")
-    unmeasured_sessions: int = Field(4, ge=1, le=100_000, description="Sessions open at most while one session's "
+    unmeasured_sessions: int = Field(4, ge=1, le=100_000, description="Speaking sessions at most while one session's "
                                      "share of a stage's load is not yet measured (a cold start's burst).")
 
 

@@ -47,6 +47,7 @@ class Admission:
         self.loads: dict[Stage, StageLoad] = {}
         self.shares: dict[Stage, float] = {}  # one session's share of the stage's slot use
         self._open: dict[int, float] = {}  # open sessions this gateway admitted: when
+        self._spoke: set[int] = set()  # ...of which these have spoken
         self._tokens = itertools.count()
 
     def observe(self, stage: Stage, load: StageLoad, sessions: int) -> None:
@@ -76,13 +77,15 @@ class Admission:
         return max((load.window_s for load in self.loads.values()), default=10.0)
 
     def _pending(self) -> float:
-        """Open sessions admitted recently, weighted by how much of their load the stages' averages
-        lack (an average over the window has seen a share 1 - e^(-age/window) of it)."""
+        """Open sessions admitted recently that have spoken, weighted by how much of their load the
+        stages' averages lack (an average over the window has seen a share 1 - e^(-age/window) of
+        it). Sessions that never spoke are left out: idle sessions must not lock others out."""
         now, window = self.clock(), self._window_s()
-        return sum(math.exp(-(now - at) / window) for at in self._open.values())
+        return sum(math.exp(-(now - self._open[t]) / window) for t in self._spoke if t in self._open)
 
     def check(self, sessions: int) -> None:
-        """Raise Refused when one more session does not fit."""
+        """Raise Refused when one more session does not fit; `sessions`: those open that load the
+        stages (have spoken lately)."""
         if not self.settings.enabled:
             return
         empty = sessions == 0  # an idle gateway admits one session on any share: it is how shares are learnt
@@ -116,5 +119,10 @@ class Admission:
         self._open[token] = self.clock()
         return token
 
+    def spoke(self, token: int) -> None:
+        if token in self._open:
+            self._spoke.add(token)
+
     def left(self, token: int) -> None:
         self._open.pop(token, None)
+        self._spoke.discard(token)

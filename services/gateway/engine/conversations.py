@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ from services.gateway.engine.vocabulary import Control, ErrorCode
 from services.gateway.metrics import SESSIONS
 
 log = logging.getLogger(__name__)
+# A session that spoke this recently counts as loading the stages (admission control).
+ACTIVE_S = 60.0
 
 
 class ConversationEngine:
@@ -44,6 +47,7 @@ class ConversationEngine:
         self.pace = SynthesisPace()  # how fast the TTS speaks, learnt from every session's clauses
         self.admission = Admission(settings.admission, stages)
         self.audio_budget = ByteBudget(settings.process_audio_bytes, "process")  # every session's VAD audio
+        self._live: dict[int, ConversationSession] = {}  # by admission token
         self._watch: asyncio.Future[None] | None = None
 
     async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]]) -> None:
@@ -71,6 +75,7 @@ class ConversationEngine:
             config = configure(first, self.settings, await self._voices())
             session = ConversationSession(self.settings, self.stages, self.store, config, emit, self.pace,
                                           self.audio_budget)
+            self._live[admitted] = session
             await emit(await session.start())
             await session.listen()
             serving = asyncio.ensure_future(self._serve(session, inputs, emit))
@@ -95,6 +100,7 @@ class ConversationEngine:
             if session is not None:
                 await session.close()
             self.sessions -= 1
+            self._live.pop(admitted, None)
             self.admission.left(admitted)
             SESSIONS.dec()
 
@@ -104,16 +110,27 @@ class ConversationEngine:
             raise Unavailable("this gateway is shutting down: connect again (any replica) and resume the session")
         if self.sessions >= self.settings.max_sessions:
             raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
-        self.admission.check(self.sessions)
+        self.admission.check(self.active())
 
     def admit(self) -> int:
         self.check_admission()
         return self.admission.admitted()
 
+    def active(self) -> int:
+        """Sessions that spoke within the last minute: the ones that load the stages. An open session
+        that never speaks (a page left open, an idle or hostile client) loads nothing."""
+        now = time.monotonic()
+        active = 0
+        for token, session in self._live.items():
+            if session.spoke_at is not None and now - session.spoke_at <= ACTIVE_S:
+                self.admission.spoke(token)
+                active += 1
+        return active
+
     def start(self) -> None:
         """Start reading the stages' load (admission control)."""
         if self._watch is None and self.settings.admission.enabled:
-            self._watch = asyncio.ensure_future(self.admission.run(lambda: self.sessions))
+            self._watch = asyncio.ensure_future(self.admission.run(self.active))
 
     async def _serve(self, session: ConversationSession, inputs: AsyncIterator[Input],
                      emit: Callable[[Event], Awaitable[None]]) -> None:

@@ -55,6 +55,7 @@ class ConversationSession:
                                ByteBudget(settings.session_audio_bytes, "session"),
                                audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id))
         self._listening: Listening | None = None  # speech started, not ended yet
+        self.spoke_at: float | None = None  # when speech last started (a session that never speaks loads nothing)
         self._tasks = TaskSet()  # turns, transcriptions and what is remembered of them
         self.replies = Replies(settings, stages, config, self.session_id, self.memory, self.timeline, emit,
                                self._tasks, pace)
@@ -111,6 +112,7 @@ class ConversationSession:
     async def _on_vad(self, event: VadEvent) -> None:
         match event.kind:
             case VadEventKind.STARTED:
+                self.spoke_at = time.monotonic()
                 await self._speech_started(event)
             case VadEventKind.PAUSED:
                 await self._speech_paused(event)
