@@ -107,9 +107,9 @@ class Synthesizer:
                 last = index == len(clauses) - 1 and n == len(pieces) - 1
                 audio, compute_ms, queue_ms = await self._synthesize(piece, voice, speed, need_by + heard_s,
                                                                      wait_until, caller_deadline, segment > 0)
-                heard_s += len(audio) / SAMPLE_RATE
                 ends_clause = n == len(pieces) - 1
                 audio = self.edges(audio, pause_after=(ends_clause and not last) or (last and request.more_follows))
+                heard_s += len(audio) / SAMPLE_RATE  # as heard: the model's padding trimmed, the pause kept
                 pcm = resampler.process(to_pcm16(audio), last=last)
                 yield SpeechChunk(pcm.tobytes(), piece.text, request.sample_rate_hz, segment, compute_ms, voice, speed,
                                   queue_ms)
