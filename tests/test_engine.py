@@ -315,3 +315,26 @@ async def test_each_clause_tells_the_tts_when_its_listener_needs_it(stages: Fake
     need = [c.args["need_in_ms"] for c in clauses]
     assert all(isinstance(n, int) and 0 <= n <= 10 * len(REPLY.split()) + 250 for n in need[1:])
     assert isinstance(need[1], int) and need[1] > 0  # asked for as soon as the first was made: needed later
+
+
+async def test_a_client_that_sends_nothing_is_closed_with_the_reason(stages: FakeStages, redis: RedisProcess) -> None:
+    from services.common.errors import DeadlineExceeded
+
+    conversations = engine(stages, redis, idle_timeout_s=0.3)
+    talking = Client(conversations)
+    quiet = Client(conversations)
+    await quiet.wait_for(SessionStarted)
+    for _ in range(8):  # a microphone's silence keeps a session
+        talking.audio(60)
+        await asyncio.sleep(0.06)
+    farewell = await quiet.wait_for(ErrorEvent)
+    await quiet.task
+    assert farewell.code is ErrorCode.DEADLINE_EXCEEDED and not farewell.session_continues
+    assert "nothing received for 0.3 s" in farewell.message
+    assert not talking.task.done() and not talking.of(ErrorEvent)
+    await talking.end()
+    silent = Client(conversations, request=None)
+    silent._inputs.get_nowait()  # not even a config
+    with pytest.raises(DeadlineExceeded, match="nothing received"):
+        await silent.task
+    assert conversations.sessions == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -144,3 +145,38 @@ def test_an_empty_key_stops_the_gateway_instead_of_turning_auth_off(how: str, tm
                              capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert gateway.returncode == 2
     assert "is empty" in gateway.stderr
+
+
+async def test_clients_that_send_nothing_are_closed_and_free_their_session(redis_server: RedisProcess) -> None:
+    server, settings = await start(redis_server, auth_disabled=True, idle_timeout_s=0.5, max_sessions=2)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            never = asyncio.Event()
+
+            async def config_then_nothing():
+                yield gateway_pb2.ConverseRequest(config=gateway_pb2.SessionConfig(input_sample_rate_hz=16000))
+                await never.wait()
+
+            async def nothing():
+                await never.wait()
+                yield gateway_pb2.ConverseRequest()
+
+            held = [stub.Converse(config_then_nothing(), timeout=30) for _ in range(2)]  # every session taken
+            for call in held:
+                assert (await call.read()).HasField("session_started")
+                farewell = await call.read()
+                while farewell.error.session_continues:  # no VAD here: its outage is said first
+                    farewell = await call.read()
+                assert farewell.error.code == gateway_pb2.ERROR_CODE_DEADLINE_EXCEEDED
+                assert "nothing received for 0.5 s" in farewell.error.message
+                assert not farewell.error.session_continues
+                assert await call.code() == grpc.StatusCode.OK
+            mute = stub.Converse(nothing(), timeout=30)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await mute.read()
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert (await converse_once(channel)).HasField("session_started")  # the sessions were freed
+            never.set()
+    finally:
+        await server.stop(0)

@@ -51,6 +51,9 @@ class GatewaySettings(ServerSettings):
                                      "sending faster is slowed down (not read) until there is room.")
     process_audio_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024 * 1024 * 1024,
                                      description="The same, for all sessions of the gateway together.")
+    idle_timeout_s: float = Field(120.0, gt=0, le=86_400, description="A session that sends nothing (no audio, "
+                                  "no control; a microphone's silence is something) for this long is closed, with "
+                                  "an error event saying so; so is a stream that never sends its config.")
     buffer_s: float = Field(60.0, ge=5, le=600, description="Input audio kept per session to cut utterances from.")
     max_utterance_s: float = Field(30.0, gt=0, le=600, description="Longer utterances keep their last part.")
     default_output_rate_hz: int = Field(24000, ge=8000, le=48000)

@@ -24,6 +24,8 @@ TRANSCRIPTIONS_LOST = Counter("voice_transcriptions_lost_total", "User words tha
                               "exchange is kept with them marked unknown", ["code"])
 AUDIO_THROTTLED = Counter("voice_audio_throttled_total", "Audio messages that waited for room in the audio byte "
                           "budget (a client sending faster than real time is slowed down)")
+IDLE_CLOSED = Counter("voice_sessions_idle_closed_total", "Sessions closed because the client sent nothing "
+                      "for the idle timeout")
 SESSIONS = Gauge("voice_sessions_active", "Open conversation sessions")
 STAGE_ERRORS = Counter("voice_stage_errors_total", "Failed calls to a stage", ["stage", "code"])
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from services.common.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.admission import Admission
@@ -29,9 +29,14 @@ from services.gateway.engine.runner import SynthesisPace
 from services.gateway.engine.session import ConversationSession
 from services.gateway.engine.stages import StageError, Stages
 from services.gateway.engine.vocabulary import Control, ErrorCode
-from services.gateway.metrics import SESSIONS
+from services.gateway.metrics import IDLE_CLOSED, SESSIONS
 
 log = logging.getLogger(__name__)
+
+
+class Idle(DeadlineExceeded):
+    """The client sent nothing for the idle timeout."""
+
 # A session that spoke this recently counts as loading the stages (admission control).
 ACTIVE_S = 60.0
 
@@ -66,7 +71,7 @@ class ConversationEngine:
         session: ConversationSession | None = None
         waits: list[asyncio.Future[Any]] = []
         try:
-            first = await anext(aiter(inputs), None)
+            first = await self._next(inputs)
             if first is None:
                 return
             if not isinstance(first, SessionRequest):
@@ -90,7 +95,11 @@ class ConversationEngine:
                 await emit(ErrorEvent(ErrorCode.UNAVAILABLE, "this gateway is shutting down: connect again and "
                                       f"resume session {session.session_id}", session_continues=False))
                 return
-            serving.result()
+            try:
+                serving.result()
+            except Idle as idle:
+                await emit(ErrorEvent(ErrorCode.DEADLINE_EXCEEDED, str(idle), session_continues=False))
+                return
             await session.end_of_input()
         finally:
             for wait in waits:  # a session cancelled by its client leaves neither behind
@@ -103,6 +112,16 @@ class ConversationEngine:
             self._live.pop(admitted, None)
             self.admission.left(admitted)
             SESSIONS.dec()
+
+    async def _next(self, inputs: AsyncIterator[Input]) -> Input | None:
+        """The client's next input (None: its stream ended); Idle past the idle timeout."""
+        try:
+            async with asyncio.timeout(self.settings.idle_timeout_s):
+                return await anext(aiter(inputs), None)
+        except TimeoutError:
+            IDLE_CLOSED.inc()
+            raise Idle(f"nothing received for {self.settings.idle_timeout_s:g} s: the session is closed "
+                       "(a client keeps a session by sending audio, silence included)") from None
 
     def check_admission(self) -> None:
         """Raise ResourceExhausted (with a retry hint) when a new session does not fit now."""
@@ -134,8 +153,8 @@ class ConversationEngine:
 
     async def _serve(self, session: ConversationSession, inputs: AsyncIterator[Input],
                      emit: Callable[[Event], Awaitable[None]]) -> None:
-        """Until the client's end of input (or its stream ends)."""
-        async for item in inputs:
+        """Until the client's end of input (or its stream ends); Idle when it sends nothing for long."""
+        while (item := await self._next(inputs)) is not None:
             match item:
                 case Audio():
                     await session.audio(item.pcm)  # waits while the audio budget is full
