@@ -13,6 +13,7 @@ from services.common.channels import open_channel
 from services.common.clauses import speech_seconds
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.load import StageLoad
+from services.common.load_message import stage_load_from_message
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
 from services.gateway.engine.vocabulary import Stage, VadEventKind
@@ -175,8 +176,7 @@ class GrpcStages:
                                                     timeout=self.settings.unary_timeout_s)).load
         except grpc.aio.AioRpcError as err:
             raise stage_error(stage, err) from None
-        return StageLoad(reply.slots, reply.busy, reply.queued, reply.utilisation, reply.late_p95_ms,
-                         reply.window_s)
+        return stage_load_from_message(reply)
 
     async def close(self) -> None:
         for channel in (self._vad_channel, self._voxtral_channel, self._tts_channel):
