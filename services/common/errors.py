@@ -17,6 +17,8 @@ class Status(StrEnum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     UNAVAILABLE = "UNAVAILABLE"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     INTERNAL = "INTERNAL"
 
@@ -46,6 +48,14 @@ class Unavailable(ServiceError):
 
 class FailedPrecondition(ServiceError):
     status = Status.FAILED_PRECONDITION
+
+
+class Unauthenticated(ServiceError):
+    status = Status.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    status = Status.PERMISSION_DENIED
 
 
 # How much of a caller's value an error message quotes: error texts travel in gRPC metadata,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,23 @@ import grpc
 from services.common.errors import InvalidArgument, ServiceError, status_for, unreadable
 
 log = logging.getLogger(__name__)
+
+# A call refused while its client still streams first reads on (discarding) until the client
+# half-closes or this passes: gRPC's asyncio client reports a write that fails after the server's
+# status as INTERNAL "Internal error from Core", hiding the real code (grpc/grpc#36066).
+REFUSAL_DRAIN_S = 1.0
+# A refusal's in-band notice waits this long at most for a client that reads nothing.
+NOTICE_WRITE_S = 1.0
+
+
+async def drain_requests(requests: Any, limit_s: float = REFUSAL_DRAIN_S) -> None:
+    """Read and drop what a client still sends, until it half-closes or `limit_s` passes."""
+    async def read_all() -> None:
+        async for _ in requests:
+            pass
+
+    with contextlib.suppress(Exception):  # a vanished client or an iterator already closed: nothing to drain
+        await asyncio.wait_for(read_all(), limit_s)
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
@@ -59,7 +77,12 @@ def _passes_through(exc: BaseException) -> bool:
     return isinstance(exc, (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit))
 
 
-def _wrap(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap(behavior: Callable[..., Any], method: str, streaming_request: bool = False) -> Callable[..., Any]:
+    async def fail(request: Any, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+        if streaming_request:
+            await drain_requests(request)
+        await _abort(context, exc, method)
+
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -71,7 +94,7 @@ def _wrap(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
             except BaseException as exc:
                 if _passes_through(exc):
                     raise
-                await _abort(context, exc, method)
+                await fail(request, context, exc)
 
         return stream
 
@@ -83,9 +106,27 @@ def _wrap(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         except BaseException as exc:
             if _passes_through(exc):
                 raise
-            await _abort(context, exc, method)
+            await fail(request, context, exc)
 
     return unary
+
+
+async def write_notice(context: grpc.aio.ServicerContext, notice: Any) -> None:
+    """Send a last message if the client takes it soon; a gone or stalled client does not hold the call."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(context.write(notice), NOTICE_WRITE_S)
+
+
+def refusing(handler: grpc.RpcMethodHandler, exc: ServiceError, method: str,
+             notice: Any | None = None) -> grpc.RpcMethodHandler:
+    """A handler of `handler`'s kind that refuses every call with `exc`; `notice`, a response message,
+    is sent first on a response stream, so a client that reads learns the code even if it writes on."""
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        if notice is not None and handler.response_streaming:
+            await write_notice(context, notice)
+        raise exc
+
+    return rebuild(handler, lambda _: _wrap(refuse, method, handler.request_streaming))
 
 
 def rebuild(handler: grpc.RpcMethodHandler, wrap: Callable[[Callable[..., Any]], Callable[..., Any]],
@@ -118,4 +159,4 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        return rebuild(handler, lambda behavior: _wrap(behavior, method), tolerant=True)
+        return rebuild(handler, lambda behavior: _wrap(behavior, method, handler.request_streaming), tolerant=True)

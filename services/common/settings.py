@@ -55,6 +55,8 @@ class RedisSettings(BaseModel):
     context_exchanges: int = Field(5, ge=1, le=100, description="Exchanges kept per session (seed: 5).")
     turn_records: int = Field(20, ge=1, le=1000, description="Turn latency records kept per session (seed: 20).")
     session_ttl_s: int = Field(1800, ge=10, le=7 * 86400, description="Idle time before a session is forgotten.")
+    lease_ttl_s: float = Field(10.0, ge=1, le=600, description="A live session's lease: renewed while it is "
+                               "open, so a gateway that died frees its sessions for a resume within this time.")
     stage_stream_maxlen: int = Field(10000, ge=100, le=10_000_000, description="Entries per stage stream.")
 
 

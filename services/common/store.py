@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from prometheus_client import Counter
@@ -44,9 +45,48 @@ class Exchange:
     user_unknown: bool = False  # the user's words could not be transcribed (not: they said nothing)
 
 
+class Claim(StrEnum):
+    """What claiming a session for one connection found."""
+
+    OK = "ok"
+    UNKNOWN = "unknown"  # a resume of a session the store does not know
+    FORBIDDEN = "forbidden"  # a resume by another identity than the session's creator
+    HELD = "held"  # another connection holds the session now
+    UNREACHABLE = "unreachable"  # the store cannot tell
+
+
+# One round trip, atomic: check a resume, take the lease, keep the session's record (and owner).
+CLAIM = """
+if ARGV[4] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 'unknown' end
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if owner and owner ~= ARGV[2] then return 'forbidden' end
+end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then
+  if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'held' end
+end
+redis.call('HSETNX', KEYS[1], 'created', ARGV[5])
+redis.call('HSETNX', KEYS[1], 'owner', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+return 'ok'
+"""
+# Renew the lease of its holder; taken again when the store lost it (a restart), kept when another holds it.
+RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class SessionStore:
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
+        self._owners: dict[str, str] = {}  # session -> owner, for the sessions this process holds
         self.failures = 0
         self._available = True
         self._budget_s = settings.op_budget_ms / 1000
@@ -103,6 +143,38 @@ class SessionStore:
             return True
 
         return await self._call("open_session", run, False)
+
+    async def claim(self, session_id: str, holder: str, owner: str, *, resume: bool) -> Claim:
+        """Take a session's lease for `holder` (one connection); a resume must name a known session
+        created by `owner`."""
+        keys = [self._key(session_id, "meta"), self._key(session_id, "lease")]
+        args: list[str | int | float] = [holder, owner, int(self.settings.lease_ttl_s * 1000), int(resume), time.time(),
+                self.settings.session_ttl_s]
+
+        async def run() -> Claim:
+            return Claim(await self.redis.eval(CLAIM, 2, *keys, *args))
+
+        found = await self._call("claim", run, Claim.UNREACHABLE)
+        if found is Claim.OK:
+            self._owners[session_id] = owner
+        return found
+
+    async def renew(self, session_id: str, holder: str) -> bool | None:
+        """Keep holding the lease; False: another holder has it now; None: the store cannot tell."""
+        async def run() -> bool | None:
+            return bool(await self.redis.eval(
+                RENEW, 1, self._key(session_id, "lease"), holder, int(self.settings.lease_ttl_s * 1000)))
+
+        return await self._call("renew", run, None)
+
+    async def release(self, session_id: str, holder: str) -> bool:
+        """Give the lease up (the connection ended): a resume may take the session at once."""
+        self._owners.pop(session_id, None)
+
+        async def run() -> bool:
+            return bool(await self.redis.eval(RELEASE, 1, self._key(session_id, "lease"), holder))
+
+        return await self._call("release", run, False)
 
     async def session_exists(self, session_id: str) -> bool | None:
         """True or False; None when Redis cannot tell."""
@@ -183,6 +255,8 @@ class SessionStore:
         again when Redis lost it, so the session can still be resumed)."""
         if write:
             pipe.hsetnx(self._key(session_id, "meta"), "created", time.time())
+            if session_id in self._owners:
+                pipe.hsetnx(self._key(session_id, "meta"), "owner", self._owners[session_id])
         for kind in ("meta", "context", "turns"):
             pipe.expire(self._key(session_id, kind), self.settings.session_ttl_s)
 
@@ -190,4 +264,4 @@ class SessionStore:
         await self.redis.aclose()
 
 
-__all__ = ["METRICS", "Exchange", "SessionStore"]
+__all__ = ["METRICS", "Claim", "Exchange", "SessionStore"]

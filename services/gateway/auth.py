@@ -1,21 +1,21 @@
-"""API keys for the public endpoints: gRPC metadata and the WebSocket's query or header."""
+"""Who is calling: API keys for the public endpoints (gRPC metadata, the WebSocket's query or
+header) and the client a session belongs to. One decision, shared by every endpoint."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
-from services.common.interceptor import rebuild
+from services.common.errors import ServiceError, Unauthenticated
+from services.common.interceptor import refusing
+from services.gateway.engine.caller import OPEN, Caller
 
 SCHEME = "bearer "
 HINT = "send metadata 'authorization: Bearer <key>' (or 'x-api-key: <key>')"
-
-
-def key_matches(expected: str, offered: str | None) -> bool:
-    return offered is not None and hmac.compare_digest(expected.encode(), offered.encode())
 
 
 def offered_key(headers: Mapping[str, str]) -> str | None:
@@ -26,19 +26,70 @@ def offered_key(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-api-key")
 
 
-def _deny(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    async def abort(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+def fingerprint(key: str) -> str:
+    """A key's identity as logs and the store keep it: never the key itself."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
-    return rebuild(handler, lambda _: abort)
+
+def peer_host(peer: str) -> str:
+    """The host of a gRPC peer string ("ipv4:10.0.0.7:5123", "ipv6:[::1]:5123") or an HTTP remote."""
+    kind, _, address = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return peer or "unknown"
+    host, _, _port = address.rpartition(":")
+    return host.strip("[]") or address
+
+
+class Keys:
+    """The keys that may call (None: keys are off). Each key is its own identity, so a deployment
+    can give each client its key and tell them apart (sessions, limits, logs)."""
+
+    def __init__(self, keys: Sequence[str] | None) -> None:
+        self.keys = tuple(keys) if keys else None
+
+    @property
+    def required(self) -> bool:
+        return self.keys is not None
+
+    def identify(self, offered: str | None) -> str | None:
+        """The identity of the offered key; None when it opens nothing."""
+        if self.keys is None:
+            return OPEN
+        if offered is None:
+            return None
+        matched = None
+        for key in self.keys:  # every key compared, each in constant time
+            if hmac.compare_digest(key.encode(), offered.encode()):
+                matched = key
+        return fingerprint(matched) if matched is not None else None
+
+    def caller(self, headers: Mapping[str, str], peer: str, offered: str | None = None) -> Caller | None:
+        """The caller of these headers (names lower-case) from `peer`; None when refused."""
+        identity = self.identify(offered if offered is not None else offered_key(headers))
+        return None if identity is None else Caller(identity, peer_host(peer))
+
+
+def metadata_headers(metadata: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in (metadata or ()) if isinstance(v, str)}
+
+
+def grpc_caller(keys: Keys, context: grpc.aio.ServicerContext) -> Caller:
+    """The caller of a call the interceptor let through."""
+    caller = keys.caller(metadata_headers(context.invocation_metadata()), context.peer())
+    if caller is None:  # the interceptor refuses these first; checked again, never trusted
+        raise Unauthenticated(f"missing or wrong API key: {HINT}")
+    return caller
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    """Guards one service's methods; health and reflection stay open for probes."""
+    """Guards one service's methods; health and reflection stay open for probes. `notice` gives a
+    response message that tells a streaming caller the refusal in band."""
 
-    def __init__(self, key: str, service: str) -> None:
-        self.key = key
+    def __init__(self, keys: Keys, service: str,
+                 notice: Callable[[str, ServiceError], Any] | None = None) -> None:
+        self.keys = keys
         self.prefix = f"/{service}/"
+        self.notice = notice
 
     async def intercept_service(
         self,
@@ -48,7 +99,8 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or not details.method.startswith(self.prefix):
             return handler
-        headers = {k.lower(): v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
-        if key_matches(self.key, offered_key(headers)):
+        if self.keys.identify(offered_key(metadata_headers(details.invocation_metadata))) is not None:
             return handler
-        return _deny(handler, f"missing or wrong API key: {HINT}")
+        refused = Unauthenticated(f"missing or wrong API key: {HINT}")
+        notice = self.notice(details.method, refused) if self.notice is not None else None
+        return refusing(handler, refused, details.method, notice)

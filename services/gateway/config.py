@@ -35,7 +35,8 @@ class GatewaySettings(ServerSettings):
     max_message_bytes: int = Field(1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
                                    description="Largest request; a 5 MB audio message gets RESOURCE_EXHAUSTED.")
     api_key: SecretStr | None = Field(None, description="Key clients must send (gRPC metadata, WebSocket ?key=).")
-    api_key_file: Path | None = Field(None, description="A file holding the key (e.g. a mounted secret).")
+    api_key_file: Path | None = Field(None, description="A file holding the keys, one per line (e.g. a mounted "
+                                      "secret); each key is its own client identity. Lines starting # are comments.")
     auth_disabled: bool = Field(False, description="No key at all: for local use only, say so explicitly.")
     vad_target: str = Field("127.0.0.1:50052", description="host:port, or dns:///name:port for every replica.")
     voxtral_target: str = "127.0.0.1:50053"
@@ -45,6 +46,11 @@ class GatewaySettings(ServerSettings):
     web_enabled: bool = Field(True, description="Serve the browser page.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics over HTTP; 0 turns it off.")
     max_sessions: int = Field(256, ge=1, le=100_000, description="Concurrent sessions; more: RESOURCE_EXHAUSTED.")
+    max_sessions_per_client: int = Field(32, ge=1, le=100_000, description="Concurrent sessions of one client "
+                                         "(one API key from one address); more: RESOURCE_EXHAUSTED, so one "
+                                         "client cannot take every session.")
+    write_timeout_s: float = Field(15.0, gt=0, le=600, description="A client that reads nothing of what is "
+                                   "sent to it for this long (its buffers full) is closed, freeing its session.")
     admission: AdmissionSettings = AdmissionSettings()
     session_audio_bytes: int = Field(2 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024,
                                      description="Audio waiting for the VAD per session, in bytes; a client "
@@ -96,8 +102,8 @@ class GatewaySettings(ServerSettings):
         # another: auth fails closed, so an empty key stops the gateway here.
         if self.api_key_file is not None and not self.api_key_file.is_file():
             raise ValueError(f"api_key_file {self.api_key_file} does not exist")
-        if self.api_key_file is not None and not self.api_key_file.read_text().strip():
-            raise ValueError(f"api_key_file {self.api_key_file} is empty: put the key in it")
+        if self.api_key_file is not None and not file_keys(self.api_key_file):
+            raise ValueError(f"api_key_file {self.api_key_file} holds no key: put one key per line in it")
         if self.api_key is not None and not self.api_key.get_secret_value().strip():
             raise ValueError("api_key (GATEWAY_API_KEY) is empty: set a key, or auth_disabled=true for local use")
         if not self.auth_disabled and self.api_key is None and self.api_key_file is None:
@@ -105,10 +111,15 @@ class GatewaySettings(ServerSettings):
                              "or auth_disabled=true (GATEWAY_AUTH_DISABLED) for local use")
         return self
 
-    def key(self) -> str | None:
-        """The API key in force, or None when auth is disabled."""
+    def keys(self) -> tuple[str, ...] | None:
+        """The API keys in force (GATEWAY_API_KEY and the file's), or None when auth is disabled."""
+        keys = [self.api_key.get_secret_value().strip()] if self.api_key is not None else []
         if self.api_key_file is not None:
-            return self.api_key_file.read_text().strip()
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        return None
+            keys += file_keys(self.api_key_file)
+        return tuple(keys) or None
+
+
+def file_keys(path: Path) -> list[str]:
+    """The keys of a key file: one per line; blank lines and # comments skipped."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]

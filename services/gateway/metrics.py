@@ -26,6 +26,8 @@ AUDIO_THROTTLED = Counter("voice_audio_throttled_total", "Audio messages that wa
                           "budget (a client sending faster than real time is slowed down)")
 IDLE_CLOSED = Counter("voice_sessions_idle_closed_total", "Sessions closed because the client sent nothing "
                       "for the idle timeout")
+STALLED_CLOSED = Counter("voice_sessions_stalled_closed_total", "Sessions closed because the client read nothing "
+                         "for the write timeout")
 SESSIONS = Gauge("voice_sessions_active", "Open conversation sessions")
 STAGE_ERRORS = Counter("voice_stage_errors_total", "Failed calls to a stage", ["stage", "code"])
 

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
 
 from services.common.errors import InvalidArgument, ServiceError
+from services.common.interceptor import write_notice
 from services.common.latency import summarize
 from services.common.store import SessionStore
+from services.gateway.auth import Keys, grpc_caller
 from services.gateway.engine.conversations import ConversationEngine
-from services.gateway.engine.events import Event
+from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import Input
+from services.gateway.engine.vocabulary import ErrorCode
 from services.gateway.messages import to_input, to_message
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
-# A refused call first reads what the client already sent, so it gets our status, not a failed write.
-DRAIN_ON_ERROR_S = 0.25
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+CONVERSE = f"/{SERVICE_NAME}/Converse"
+
+
+def refusal(exc: ServiceError) -> gateway_pb2.ConverseResponse:
+    """A refused or ended session's last message: the code in band, before the status."""
+    return to_message(ErrorEvent(ErrorCode.of_status(exc.status.value), str(exc), session_continues=False))
+
+
+def notice(method: str, exc: ServiceError) -> gateway_pb2.ConverseResponse | None:
+    return refusal(exc) if method == CONVERSE else None
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
-    def __init__(self, engine: ConversationEngine, store: SessionStore) -> None:
+    def __init__(self, engine: ConversationEngine, store: SessionStore, keys: Keys) -> None:
         self.engine = engine
         self.store = store
+        self.keys = keys
 
     async def Converse(  # type: ignore[override]  # writes with context.write instead of yielding
             self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest],
@@ -38,14 +48,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             await context.write(to_message(event))
 
         try:
-            await self.engine.converse(inputs(), send)
-        except ServiceError:
-            async def drain() -> None:
-                async for _ in request_iterator:
-                    pass
-
-            with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
-                await asyncio.wait_for(drain(), DRAIN_ON_ERROR_S)
+            await self.engine.converse(inputs(), send, grpc_caller(self.keys, context))
+        except ServiceError as exc:
+            # Said in band first; the interceptor then reads what the client still sends and ends the call.
+            await write_notice(context, refusal(exc))
             raise
 
     async def GetSessionMetrics(self, request: gateway_pb2.GetSessionMetricsRequest,

@@ -9,6 +9,8 @@ followed by one binary frame holding its PCM16 audio.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -21,9 +23,10 @@ from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 
 from services.common.errors import ServiceError
-from services.gateway.auth import key_matches, offered_key
+from services.common.interceptor import NOTICE_WRITE_S
+from services.gateway.auth import Keys
 from services.gateway.config import GatewaySettings
-from services.gateway.engine.conversations import ConversationEngine
+from services.gateway.engine.conversations import ClientLimit, ConversationEngine
 from services.gateway.engine.events import ErrorEvent, Event, ResponseAudio
 from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
 from services.gateway.engine.vocabulary import ErrorCode
@@ -53,10 +56,10 @@ def read_frame(text: str) -> Input:
 
 
 class WebBridge:
-    def __init__(self, settings: GatewaySettings, engine: ConversationEngine, key: str | None) -> None:
+    def __init__(self, settings: GatewaySettings, engine: ConversationEngine, keys: Keys) -> None:
         self.settings = settings
         self.engine = engine
-        self.key = key  # read once at start, as the gRPC interceptor does
+        self.keys = keys  # read once at start, as the gRPC interceptor does
         self.app = web.Application(client_max_size=settings.max_message_bytes)
         self.ssl: ssl.SSLContext | None = None
         if settings.tls_cert_file and settings.tls_key_file:
@@ -97,15 +100,17 @@ class WebBridge:
         })
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
-        if self.key is not None:
-            offered = request.query.get("key") or offered_key({k.lower(): v for k, v in request.headers.items()})
-            if not key_matches(self.key, offered):
-                raise web.HTTPUnauthorized(text="missing or wrong API key: open the page as /?key=<key>")
+        caller = self.keys.caller({k.lower(): v for k, v in request.headers.items()}, request.remote or "",
+                                  request.query.get("key"))
+        if caller is None:
+            raise web.HTTPUnauthorized(text="missing or wrong API key: open the page as /?key=<key>")
         try:
-            self.engine.check_admission()  # refused before the upgrade: an HTTP status a client can act on
+            self.engine.check_admission(caller)  # refused before the upgrade: an HTTP status a client can act on
         except ServiceError as exc:
             retry = getattr(exc, "retry_after_s", None)
             headers = {"Retry-After": str(retry)} if retry is not None else {}
+            if isinstance(exc, ClientLimit):  # this client's own limit, not the gateway's capacity
+                raise web.HTTPTooManyRequests(text=str(exc), headers=headers) from None
             raise web.HTTPServiceUnavailable(text=str(exc), headers=headers) from None
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
         await ws.prepare(request)
@@ -132,10 +137,12 @@ class WebBridge:
                     return
 
         try:
-            await self.engine.converse(inputs(), send)
+            await self.engine.converse(inputs(), send, caller)
         except ServiceError as exc:
-            if not ws.closed:
-                await send(ErrorEvent(ErrorCode.of_status(exc.status), str(exc), session_continues=False))
+            if not ws.closed:  # a client that reads nothing does not hold the bridge
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(send(ErrorEvent(ErrorCode.of_status(exc.status), str(exc),
+                                                           session_continues=False)), NOTICE_WRITE_S)
         except ConnectionResetError:
             pass  # the browser went away; converse() has already cancelled its work
         finally:

@@ -6,11 +6,11 @@ import logging
 
 from services.common.server import ServiceSpec
 from services.common.store import SessionStore
-from services.gateway.auth import ApiKeyInterceptor
+from services.gateway.auth import ApiKeyInterceptor, Keys
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.grpc_stages import GrpcStages
-from services.gateway.server import SERVICE_NAME, GatewayServicer
+from services.gateway.server import SERVICE_NAME, GatewayServicer, notice
 from services.gateway.web import WebBridge
 from voice.v1 import gateway_pb2_grpc
 
@@ -21,9 +21,9 @@ def gateway_service(settings: GatewaySettings) -> ServiceSpec:
     stages = GrpcStages(settings)
     store = SessionStore(settings.redis)
     engine = ConversationEngine(settings, stages, store)
-    servicer = GatewayServicer(engine, store)
-    key = settings.key()
-    bridge = WebBridge(settings, engine, key) if settings.web_enabled else None
+    keys = Keys(settings.keys())
+    servicer = GatewayServicer(engine, store, keys)
+    bridge = WebBridge(settings, engine, keys) if settings.web_enabled else None
 
     async def warm_up() -> None:
         stages.connect()
@@ -38,10 +38,11 @@ def gateway_service(settings: GatewaySettings) -> ServiceSpec:
             await bridge.stop()
         await engine.close()
 
-    if key is None:
+    if not keys.required:
         log.warning("API keys are off (GATEWAY_AUTH_DISABLED): anyone who reaches this port can talk")
     return ServiceSpec(
         SERVICE_NAME, lambda server: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server),
-        warm_up, close, servicer, interceptors=(ApiKeyInterceptor(key, SERVICE_NAME),) if key else (),
+        warm_up, close, servicer,
+        interceptors=(ApiKeyInterceptor(keys, SERVICE_NAME, notice),) if keys.required else (),
         drain=engine.drain,
     )

@@ -13,6 +13,7 @@ import pytest
 from services.common.settings import RedisSettings
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
+from services.gateway.engine.caller import OPEN, Caller
 from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.engine.events import Event, SessionStarted
 from services.gateway.engine.inputs import Audio, ControlInput, Input, PlaybackReport, SessionRequest
@@ -21,6 +22,7 @@ from tests.support.fake_stages import FakeStages
 from tools.local_redis import RedisProcess
 
 RATE = 16000
+LOCAL = Caller(OPEN, "127.0.0.1")
 E = TypeVar("E")
 
 
@@ -44,20 +46,22 @@ async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
             await asyncio.sleep(0.001)
 
 
-def engine(stages: FakeStages, redis: RedisProcess, **settings: object) -> ConversationEngine:
-    config = GatewaySettings(auth_disabled=True, redis=RedisSettings(url=redis.url), **settings)  # type: ignore[arg-type]  # test overrides
+def engine(stages: FakeStages, redis: RedisProcess, store: dict[str, object] | None = None,
+           **settings: object) -> ConversationEngine:
+    config = GatewaySettings(auth_disabled=True, redis=RedisSettings(url=redis.url, **(store or {})), **settings)  # type: ignore[arg-type]  # test overrides
     return ConversationEngine(config, stages, SessionStore(config.redis))
 
 
 class Client:
-    def __init__(self, engine: ConversationEngine, request: SessionRequest | None = None) -> None:
+    def __init__(self, engine: ConversationEngine, request: SessionRequest | None = None,
+                 caller: Caller = LOCAL) -> None:
         self.engine = engine
         self.events: list[Event] = []
         self.sent = 0  # input samples sent
         self._inputs: asyncio.Queue[Input | None] = asyncio.Queue()
         self._inputs.put_nowait(request or SessionRequest(RATE))
         self._changed = asyncio.Condition()
-        self.task = asyncio.create_task(engine.converse(self._read(), self._send))
+        self.task = asyncio.create_task(engine.converse(self._read(), self._send, caller))
 
     async def _read(self) -> AsyncIterator[Input]:
         while (item := await self._inputs.get()) is not None:

@@ -56,6 +56,9 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     ERROR_CODE_DEADLINE_EXCEEDED: _ErrorCode.ValueType  # 3
     ERROR_CODE_UNAVAILABLE: _ErrorCode.ValueType  # 4
     ERROR_CODE_INTERNAL: _ErrorCode.ValueType  # 5
+    ERROR_CODE_UNAUTHENTICATED: _ErrorCode.ValueType  # 6
+    ERROR_CODE_PERMISSION_DENIED: _ErrorCode.ValueType  # 7
+    ERROR_CODE_FAILED_PRECONDITION: _ErrorCode.ValueType  # 8
 
 class ErrorCode(_ErrorCode, metaclass=_ErrorCodeEnumTypeWrapper): ...
 
@@ -65,6 +68,9 @@ ERROR_CODE_RESOURCE_EXHAUSTED: ErrorCode.ValueType  # 2
 ERROR_CODE_DEADLINE_EXCEEDED: ErrorCode.ValueType  # 3
 ERROR_CODE_UNAVAILABLE: ErrorCode.ValueType  # 4
 ERROR_CODE_INTERNAL: ErrorCode.ValueType  # 5
+ERROR_CODE_UNAUTHENTICATED: ErrorCode.ValueType  # 6
+ERROR_CODE_PERMISSION_DENIED: ErrorCode.ValueType  # 7
+ERROR_CODE_FAILED_PRECONDITION: ErrorCode.ValueType  # 8
 Global___ErrorCode: _TypeAlias = ErrorCode  # noqa: Y015
 
 @_typing.final

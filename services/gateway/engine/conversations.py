@@ -14,6 +14,7 @@ from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.admission import Admission
 from services.gateway.engine.budget import ByteBudget
+from services.gateway.engine.caller import Caller
 from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import (
     Audio,
@@ -29,13 +30,21 @@ from services.gateway.engine.runner import SynthesisPace
 from services.gateway.engine.session import ConversationSession
 from services.gateway.engine.stages import StageError, Stages
 from services.gateway.engine.vocabulary import Control, ErrorCode
-from services.gateway.metrics import IDLE_CLOSED, SESSIONS
+from services.gateway.metrics import IDLE_CLOSED, SESSIONS, STALLED_CLOSED
 
 log = logging.getLogger(__name__)
 
 
 class Idle(DeadlineExceeded):
     """The client sent nothing for the idle timeout."""
+
+
+class Stalled(DeadlineExceeded):
+    """The client read nothing for the write timeout."""
+
+
+class ClientLimit(ResourceExhausted):
+    """One client holds its maximum of sessions."""
 
 # A session that spoke this recently counts as loading the stages (admission control).
 ACTIVE_S = 60.0
@@ -53,20 +62,34 @@ class ConversationEngine:
         self.admission = Admission(settings.admission, stages)
         self.audio_budget = ByteBudget(settings.process_audio_bytes, "process")  # every session's VAD audio
         self._live: dict[int, ConversationSession] = {}  # by admission token
+        self._clients: dict[str, int] = {}  # open sessions by client (Caller.client)
         self._watch: asyncio.Future[None] | None = None
 
-    async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]]) -> None:
-        """One session, whatever carries it. Raises a ServiceError when the session cannot start."""
-        admitted = self.admit()
+    async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]],
+                       caller: Caller) -> None:
+        """One session, whatever carries it. Raises a ServiceError when the session cannot start, or
+        Stalled when its client stops reading."""
+        admitted = self.admit(caller)
         self.sessions += 1
+        self._clients[caller.client] = self._clients.get(caller.client, 0) + 1
         SESSIONS.inc()
         lock = asyncio.Lock()
         closing = asyncio.Event()
+        stalled = asyncio.Event()
         self._closing.add(closing)
+        write_timeout_s = self.settings.write_timeout_s
 
         async def emit(event: Event) -> None:
             async with lock:  # one event at a time: turn, VAD reader and input loop all emit
-                await send(event)
+                if stalled.is_set():
+                    raise Stalled("the client stopped reading")
+                try:
+                    async with asyncio.timeout(write_timeout_s):
+                        await send(event)
+                except TimeoutError:
+                    STALLED_CLOSED.inc()
+                    stalled.set()
+                    raise Stalled("the client stopped reading") from None
 
         session: ConversationSession | None = None
         waits: list[asyncio.Future[Any]] = []
@@ -79,15 +102,21 @@ class ConversationEngine:
             self.stages.connect()
             config = configure(first, self.settings, await self._voices())
             session = ConversationSession(self.settings, self.stages, self.store, config, emit, self.pace,
-                                          self.audio_budget)
+                                          self.audio_budget, caller.identity)
             self._live[admitted] = session
             await emit(await session.start())
             await session.listen()
             serving = asyncio.ensure_future(self._serve(session, inputs, emit))
             shutdown = asyncio.ensure_future(closing.wait())
-            waits += [serving, shutdown]
+            stall = asyncio.ensure_future(stalled.wait())
+            waits += [serving, shutdown, stall]
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             shutdown.cancel()
+            if stalled.is_set():
+                log.warning("client stopped reading: session closed", extra={
+                    "session_id": session.session_id, "client": caller.client, "write_timeout_s": write_timeout_s})
+                raise Stalled(f"nothing sent to the client could be delivered for {write_timeout_s:g} s (it reads "
+                              "nothing): the session is closed")
             if not serving.done():  # shutting down: the turn in flight finishes, then the session ends
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
@@ -109,6 +138,9 @@ class ConversationEngine:
             if session is not None:
                 await session.close()
             self.sessions -= 1
+            left = self._clients.pop(caller.client, 1) - 1
+            if left:
+                self._clients[caller.client] = left
             self._live.pop(admitted, None)
             self.admission.left(admitted)
             SESSIONS.dec()
@@ -123,16 +155,20 @@ class ConversationEngine:
             raise Idle(f"nothing received for {self.settings.idle_timeout_s:g} s: the session is closed "
                        "(a client keeps a session by sending audio, silence included)") from None
 
-    def check_admission(self) -> None:
+    def check_admission(self, caller: Caller) -> None:
         """Raise ResourceExhausted (with a retry hint) when a new session does not fit now."""
         if self.draining:
             raise Unavailable("this gateway is shutting down: connect again (any replica) and resume the session")
+        limit = self.settings.max_sessions_per_client
+        if self._clients.get(caller.client, 0) >= limit:
+            raise ClientLimit(f"this client (its API key, from {caller.peer}) holds its maximum of {limit} "
+                              "sessions: end one first")
         if self.sessions >= self.settings.max_sessions:
             raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
         self.admission.check(self.active())
 
-    def admit(self) -> int:
-        self.check_admission()
+    def admit(self, caller: Caller) -> int:
+        self.check_admission(caller)
         return self.admission.admitted()
 
     def active(self) -> int:

@@ -3,12 +3,14 @@ metrics record of each completed turn."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 
-from services.common.errors import InvalidArgument, Unavailable, echo
-from services.common.store import Exchange, SessionStore
+from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable, echo
+from services.common.store import Claim, Exchange, SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn
 from services.gateway.metrics import observe_turn
@@ -21,24 +23,50 @@ UNKNOWN_WORDS = "[words not transcribed]"
 
 
 class Memory:
-    def __init__(self, settings: GatewaySettings, store: SessionStore, session_id: str) -> None:
+    def __init__(self, settings: GatewaySettings, store: SessionStore, session_id: str, owner: str) -> None:
         self.settings = settings
         self.store = store
         self.session_id = session_id
+        self.owner = owner  # the identity that may resume it
+        self.holder = secrets.token_hex(8)  # this connection, as the session's lease names it
         self.context: list[Exchange] = []
+        self._held = False
 
     async def open(self, resume: bool) -> None:
-        """Record the session in the store; a resumed one gets its context back first."""
+        """Claim the session for this connection (its lease in the store); a resumed one gets its
+        context back. A new session goes on without the store when it is down; a resume cannot."""
+        sid = echo(self.session_id)
+        match await self.store.claim(self.session_id, self.holder, self.owner, resume=resume):
+            case Claim.UNREACHABLE if resume:
+                raise Unavailable(f"session {sid} cannot be checked now (the conversation store is unreachable): "
+                                  "retry shortly, or leave session_id empty to start anew")
+            case Claim.UNKNOWN:
+                raise InvalidArgument(f"session {sid} is unknown or has expired: leave session_id empty to start "
+                                      "a new one")
+            case Claim.FORBIDDEN:
+                raise PermissionDenied(f"session {sid} was started with another API key: only its creator can "
+                                       "resume it")
+            case Claim.HELD:
+                raise FailedPrecondition(
+                    f"session {sid} is live on another connection: end that one first (a connection that dropped "
+                    f"frees it within {self.settings.redis.lease_ttl_s:g} s of the gateway noticing)")
+            case Claim.OK:
+                self._held = True
         if resume:
-            known = await self.store.session_exists(self.session_id)
-            if known is None:
-                raise Unavailable(f"session {echo(self.session_id)} cannot be checked now (the conversation "
-                                  "store is unreachable): retry shortly, or leave session_id empty to start anew")
-            if not known:
-                raise InvalidArgument(f"session {echo(self.session_id)} is unknown or has expired: "
-                                      "leave session_id empty to start a new one")
             self.context = await self.store.context(self.session_id)
-        await self.store.open_session(self.session_id)
+
+    async def hold(self) -> None:
+        """Renew the lease while the session lives (a task; cancelled when it ends)."""
+        period = self.settings.redis.lease_ttl_s / 3
+        while True:
+            await asyncio.sleep(period)
+            if await self.store.renew(self.session_id, self.holder) is False:
+                log.warning("session lease taken by another connection", extra={"session_id": self.session_id})
+
+    async def release(self) -> None:
+        if self._held:
+            self._held = False
+            await self.store.release(self.session_id, self.holder)
 
     def history(self) -> list[HistoryTurn]:
         """The context as the prior turns Voxtral is given."""

@@ -4,6 +4,7 @@ happens when."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -42,20 +43,21 @@ def new_id() -> str:
 class ConversationSession:
     def __init__(self, settings: GatewaySettings, stages: Stages, store: SessionStore, config: SessionConfig,
                  emit: Callable[[Event], Awaitable[None]], pace: SynthesisPace | None = None,
-                 audio_budget: ByteBudget | None = None) -> None:
+                 audio_budget: ByteBudget | None = None, owner: str = "open") -> None:
         self.settings = settings
         self.stages = stages
         self.config = config
         self.emit = emit
         self.session_id = config.resume_id or new_id()
         self.timeline = InputTimeline(config.input_rate_hz, settings.buffer_s)
-        self.memory = Memory(settings, store, self.session_id)
+        self.memory = Memory(settings, store, self.session_id, owner)
         self.vad = VadLink(settings, stages, config.input_rate_hz, config.end_silence_ms, self.session_id,
                            self._on_vad, self._on_vad_outage, AudioBudget(
                                ByteBudget(settings.session_audio_bytes, "session"),
                                audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id))
         self._listening: Listening | None = None  # speech started, not ended yet
         self.spoke_at: float | None = None  # when speech last started (a session that never speaks loads nothing)
+        self._lease: asyncio.Task[None] | None = None
         self._tasks = TaskSet()  # turns, transcriptions and what is remembered of them
         self.replies = Replies(settings, stages, config, self.session_id, self.memory, self.timeline, emit,
                                self._tasks, pace)
@@ -65,6 +67,7 @@ class ConversationSession:
     async def start(self) -> SessionStarted:
         resumed = bool(self.config.resume_id)
         await self.memory.open(resume=resumed)
+        self._lease = asyncio.create_task(self.memory.hold())  # not a turn's task: finish_turn does not wait for it
         log.info("session started", extra={"session_id": self.session_id, "resumed": resumed})
         return SessionStarted(self.session_id, resumed, len(self.memory.context))
 
@@ -106,6 +109,10 @@ class ConversationSession:
         self.replies.speculating = None
         await self.vad.close()
         await self._tasks.cancel()
+        if self._lease is not None:
+            self._lease.cancel()
+            await asyncio.gather(self._lease, return_exceptions=True)
+        await self.memory.release()
 
     # --- VAD -----------------------------------------------------------------------------------
 

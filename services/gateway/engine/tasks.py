@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from services.common.errors import ServiceError
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def _ended(task: asyncio.Task[Any]) -> None:
+    """Every ending is looked at: a failure is logged here rather than lost (or printed at exit)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, ServiceError):  # a ServiceError is the session's to report
+        log.error("session task failed", exc_info=exc)
 
 
 class TaskSet:
@@ -19,6 +32,7 @@ class TaskSet:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_ended)
         return task
 
     def __len__(self) -> int:

@@ -1,0 +1,21 @@
+"""Who a session belongs to, as the adapters tell the engine (the keys themselves stay in auth)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The identity of every caller when keys are off (local use).
+OPEN = "open"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who opened a session: the key's identity and the address it came from."""
+
+    identity: str
+    peer: str
+
+    @property
+    def client(self) -> str:
+        """What the per-client session limit counts: one key from one address."""
+        return f"{self.identity}@{self.peer}"

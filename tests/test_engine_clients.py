@@ -1,0 +1,103 @@
+"""The engine's rules about clients, on the fake stages and a real Redis: one live holder per
+session, resumes by the creator only, a session limit per client, and a client that stops reading
+closed with its session freed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.common.errors import FailedPrecondition, PermissionDenied, ResourceExhausted
+from services.common.store import Exchange
+from services.gateway.engine.caller import Caller
+from services.gateway.engine.conversations import Stalled
+from services.gateway.engine.events import Event, SessionStarted
+from services.gateway.engine.inputs import SessionRequest
+from tests.support.engine_client import RATE, Client, engine, until, utter
+from tests.support.fake_stages import FakeStages
+from tools.local_redis import RedisProcess
+
+ALICE = Caller("key-alice", "10.0.0.1")
+BOB = Caller("key-bob", "10.0.0.1")
+
+
+async def test_a_session_has_one_holder_and_only_its_creator_resumes_it(stages: FakeStages,
+                                                                        redis: RedisProcess) -> None:
+    conversations = engine(stages, redis)
+    first = Client(conversations, caller=ALICE)
+    session_id = (await first.wait_for(SessionStarted)).session_id
+    with pytest.raises(FailedPrecondition, match="live on another connection"):
+        await Client(conversations, SessionRequest(RATE, resume_id=session_id), caller=ALICE).task
+    with pytest.raises(PermissionDenied, match="another API key"):
+        await Client(conversations, SessionRequest(RATE, resume_id=session_id), caller=BOB).task
+    await first.end()
+    again = Client(conversations, SessionRequest(RATE, resume_id=session_id), caller=Caller(ALICE.identity, "10.9.9.9"))
+    started = await again.wait_for(SessionStarted)  # the same key from another address: its creator
+    assert started.resumed and started.session_id == session_id
+    await again.end()
+
+
+async def test_the_lease_lapses_when_its_holder_stops_renewing(stages: FakeStages, redis: RedisProcess) -> None:
+    conversations = engine(stages, redis, store={"lease_ttl_s": 1.0})
+    holder = Client(conversations, caller=ALICE)
+    session_id = (await holder.wait_for(SessionStarted)).session_id
+    await asyncio.sleep(1.5)  # renewed meanwhile: still held
+    with pytest.raises(FailedPrecondition):
+        await Client(conversations, SessionRequest(RATE, resume_id=session_id), caller=ALICE).task
+    holder.task.cancel()  # a gateway that died: the lease is not given back, it lapses
+    await asyncio.gather(holder.task, return_exceptions=True)
+    lease = f"voice:session:{session_id}:lease"
+    store = conversations.store
+    assert await store.redis.get(lease) is None  # a clean end gives it back at once
+    await store.redis.set(lease, "a-dead-gateway", px=1000)
+    with pytest.raises(FailedPrecondition):
+        await Client(conversations, SessionRequest(RATE, resume_id=session_id), caller=ALICE).task
+    await asyncio.sleep(1.1)
+    resumed = Client(conversations, SessionRequest(RATE, resume_id=session_id), caller=ALICE)
+    assert (await resumed.wait_for(SessionStarted)).resumed
+    await store.redis.flushall()  # Redis restarted: the renewal takes the lease again, the record keeps its owner
+    await asyncio.sleep(0.5)
+    assert await store.redis.get(lease) is not None
+    await store.append_exchange(session_id, Exchange(user="hi", assistant="hello"))  # any write of the session
+    assert await store.redis.hget(f"voice:session:{session_id}:meta", "owner") == ALICE.identity
+    await resumed.end()
+
+
+async def test_one_client_has_a_session_limit_others_do_not_share(stages: FakeStages, redis: RedisProcess) -> None:
+    conversations = engine(stages, redis, max_sessions_per_client=2)
+    mine = [Client(conversations, caller=ALICE) for _ in range(2)]
+    for client in mine:
+        await client.wait_for(SessionStarted)
+    with pytest.raises(ResourceExhausted, match="this client"):
+        await Client(conversations, caller=ALICE).task
+    other_key = Client(conversations, caller=BOB)
+    other_address = Client(conversations, caller=Caller(ALICE.identity, "10.0.0.2"))
+    await other_key.wait_for(SessionStarted)
+    await other_address.wait_for(SessionStarted)
+    await mine[0].end()
+    freed = Client(conversations, caller=ALICE)
+    await freed.wait_for(SessionStarted)
+    for client in (mine[1], other_key, other_address, freed):
+        await client.end()
+    assert conversations.sessions == 0
+
+
+class Deaf(Client):
+    """Reads its session_started, then nothing: every later write waits forever."""
+
+    async def _send(self, event: Event) -> None:
+        if self.events:
+            await asyncio.Event().wait()
+        await super()._send(event)
+
+
+async def test_a_client_that_stops_reading_is_closed_and_its_work_stopped(stages: FakeStages,
+                                                                         redis: RedisProcess) -> None:
+    conversations = engine(stages, redis, write_timeout_s=0.2)
+    deaf = Deaf(conversations)
+    await utter(deaf, stages)  # its reply cannot be delivered
+    with pytest.raises(Stalled, match="could be delivered for 0.2 s"):
+        await asyncio.wait_for(deaf.task, 5)
+    assert conversations.sessions == 0
+    await until(lambda: all(call.ended != "open" for call in stages.calls))
