@@ -187,3 +187,20 @@ async def test_get_info_reports_the_defaults_in_effect(vad) -> None:
     assert (d.aggressiveness, d.frame_ms, d.min_speech_ms, d.end_silence_ms, d.pause_ms, d.pre_roll_ms) == \
         (3, 30, 200, 800, 200, 300)  # the seed's 200 ms voice and 800 ms silence
     assert info.max_streams == 4 and info.active_streams == 0
+
+
+async def test_a_refusal_reaches_a_client_that_is_still_sending_with_its_real_code(vad) -> None:
+    # gRPC's asyncio client turns a write after the server's status into INTERNAL; the server reads on.
+    codes = []
+    for _ in range(20):
+        flood = [config(96000), *chunks(bytes(320_000), 640)]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in vad.StreamDetect(aiter_of(flood), timeout=30):
+                pass
+        codes.append(err.value.code())
+    assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 20
+
+
+async def aiter_of(items: list[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
