@@ -158,3 +158,25 @@ async def test_a_refused_key_reaches_a_client_that_is_still_sending_as_unauthent
     finally:
         await server.stop(0)
     assert codes == {"UNAUTHENTICATED": 20}
+
+
+async def test_the_cli_prints_the_real_code_for_a_wrong_key(redis_server: RedisProcess, tmp_path: Path) -> None:
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, np.zeros(16000 * 3, dtype=np.int16), 16000)
+    server, _ = await start(redis_server, api_key=KEY)
+    try:
+        for _ in range(5):
+            cli = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.gateway.client", str(wav), "--target", f"127.0.0.1:{server.port}",
+                "--api-key", "wrong", "--realtime", "0", stderr=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+            _, err = await asyncio.wait_for(cli.communicate(), 60)
+            assert cli.returncode == 1
+            assert err.decode().startswith("error: UNAUTHENTICATED: missing or wrong API key"), err.decode()
+    finally:
+        await server.stop(0)

@@ -32,7 +32,7 @@ REPORT_EVERY_S = 0.2
 
 
 async def requests(audio: np.ndarray, rate: int, args: argparse.Namespace,
-                   reports: asyncio.Queue[gateway_pb2.PlaybackReport], listener: Listener):
+                   reports: asyncio.Queue[gateway_pb2.PlaybackReport], listener: Listener, ended: asyncio.Event):
     config = gateway_pb2.SessionConfig(input_sample_rate_hz=rate, output_sample_rate_hz=args.output_rate,
                                        voice=args.voice, instructions=args.instructions, session_id=args.session)
     if args.end_silence_ms:
@@ -43,6 +43,8 @@ async def requests(audio: np.ndarray, rate: int, args: argparse.Namespace,
     padded = np.concatenate([audio, np.zeros(int(rate * args.tail_s), dtype=np.int16)])
     started = reported = time.monotonic()
     for n, i in enumerate(range(0, len(padded), step)):
+        if ended.is_set():  # the gateway said the session is over: stop sending (half-close)
+            return
         if args.realtime:
             await asyncio.sleep(max(0.0, started + n * CHUNK_MS / 1000 * args.realtime - time.monotonic()))
         yield gateway_pb2.ConverseRequest(audio=padded[i:i + step].tobytes())
@@ -71,6 +73,8 @@ async def converse(args: argparse.Namespace) -> int:
     reports: asyncio.Queue[gateway_pb2.PlaybackReport] = asyncio.Queue()
     reply_rate = args.output_rate or 24000
     turns: list[tuple[str, gateway_pb2.TurnMetrics]] = []
+    ended = asyncio.Event()
+    farewell: gateway_pb2.Error | None = None  # the last error, said in band before the call ends
     if args.tls_ca:
         channel = grpc.aio.secure_channel(args.target, grpc.ssl_channel_credentials(args.tls_ca.read_bytes()))
     else:
@@ -79,10 +83,13 @@ async def converse(args: argparse.Namespace) -> int:
     async with channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         try:
-            async for message in stub.Converse(requests(audio, rate, args, reports, listener), timeout=args.timeout,
-                                               metadata=metadata):
+            async for message in stub.Converse(requests(audio, rate, args, reports, listener, ended),
+                                               timeout=args.timeout, metadata=metadata):
                 kind = message.WhichOneof("payload")
                 event = getattr(message, kind)
+                if kind == "error" and not event.session_continues:
+                    farewell = event
+                    ended.set()
                 if kind == "response_audio":
                     listener.audio(event.turn_id, event.audio, event.sample_rate_hz, event.offset_ms)
                     reply_rate = event.sample_rate_hz
@@ -101,7 +108,11 @@ async def converse(args: argparse.Namespace) -> int:
                 else:
                     print(f"{kind:15} " + " ".join(str(event).split()))
         except grpc.aio.AioRpcError as err:
-            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+            if farewell is not None:  # the gateway's own word, whatever the transport made of the end
+                print(f"error: {gateway_pb2.ErrorCode.Name(farewell.code).removeprefix('ERROR_CODE_')}: "
+                      f"{farewell.message}", file=sys.stderr)
+            else:
+                print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
             return 1
     if turns:
         print("\n" + metrics_table(turns))
