@@ -47,8 +47,11 @@ def open_channel(
     unary_timeout_s: float = 5.0,
     method_timeouts: Mapping[str, float] | None = None,
     keepalive_time_s: float = 20.0,
+    credentials: grpc.ChannelCredentials | None = None,
+    server_name: str | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure channel to `target` (host:port, or dns:///name:port for every replica)."""
+    """A channel to `target` (host:port, or dns:///name:port for every replica): TLS with
+    `credentials` (checked against `server_name` when given), plaintext without."""
     options: list[tuple[str, Any]] = [
         ("grpc.service_config", json.dumps(service_config(service, unary_timeout_s, method_timeouts))),
         ("grpc.enable_retries", 1),
@@ -62,4 +65,8 @@ def open_channel(
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
     ]
-    return grpc.aio.insecure_channel(target, options=options)
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.aio.secure_channel(target, credentials, options=options)

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common.errors import StartupRefused
 from services.common.interceptor import ErrorInterceptor
 from services.common.settings import ServerSettings
+from services.common.stage_auth import TokenInterceptor
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServerSettings)
@@ -67,6 +68,8 @@ class GrpcServer:
         self.services = list(services)
         self.health = health.aio.HealthServicer()
         extra = [i for spec in self.services for i in spec.interceptors]
+        if settings.auth_token is not None:
+            extra.insert(0, TokenInterceptor(settings.auth_token.get_secret_value().strip()))
         self.server = grpc.aio.server(interceptors=[*extra, ErrorInterceptor()], options=server_options(settings))
         self.port = 0
         self._stopped = False
@@ -81,8 +84,11 @@ class GrpcServer:
             await self.health.set(name, NOT_SERVING)
         address = f"{self.settings.host}:{self.settings.port}"
         if self.settings.tls_cert_file and self.settings.tls_key_file:
+            client_ca = self.settings.tls_client_ca_file
             credentials = grpc.ssl_server_credentials(
-                [(self.settings.tls_key_file.read_bytes(), self.settings.tls_cert_file.read_bytes())])
+                [(self.settings.tls_key_file.read_bytes(), self.settings.tls_cert_file.read_bytes())],
+                root_certificates=client_ca.read_bytes() if client_ca is not None else None,
+                require_client_auth=client_ca is not None)
             self.port = self.server.add_secure_port(address, credentials)
         else:
             self.port = self.server.add_insecure_port(address)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -32,12 +32,20 @@ class ServerSettings(BaseSettings):
     log_json: bool = Field(True, description="JSON log lines (false: plain text for a terminal).")
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve TLS (with tls_key_file).")
     tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(None, description="With TLS: callers must present a certificate "
+                                            "signed by this CA (mutual TLS).")
+    auth_token: SecretStr | None = Field(None, description="A stage service: callers must send this shared token "
+                                         "(metadata authorization: Bearer); the gateway's GATEWAY_STAGE_TOKEN.")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerSettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together: set both, or neither")
-        for path in (self.tls_cert_file, self.tls_key_file):
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs TLS: set tls_cert_file and tls_key_file too")
+        if self.auth_token is not None and len(self.auth_token.get_secret_value().strip()) < 16:
+            raise ValueError("auth_token must be at least 16 characters (or unset)")
+        for path in (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} does not exist")
         return self

@@ -38,6 +38,14 @@ class GatewaySettings(ServerSettings):
     api_key_file: Path | None = Field(None, description="A file holding the keys, one per line (e.g. a mounted "
                                       "secret); each key is its own client identity. Lines starting # are comments.")
     auth_disabled: bool = Field(False, description="No key at all: for local use only, say so explicitly.")
+    stage_tls_ca_file: Path | None = Field(None, description="Dial the stages over TLS, trusting this CA (PEM).")
+    stage_tls_cert_file: Path | None = Field(None, description="Client certificate for stages that require one "
+                                             "(mutual TLS), with stage_tls_key_file.")
+    stage_tls_key_file: Path | None = Field(None, description="Private key of stage_tls_cert_file.")
+    stage_tls_server_name: str | None = Field(None, description="The name the stages' certificates are checked "
+                                              "against, when it is not the target's host.")
+    stage_token: SecretStr | None = Field(None, description="Shared token sent to every stage (their "
+                                          "*_AUTH_TOKEN): only gateways can call them.")
     vad_target: str = Field("127.0.0.1:50052", description="host:port, or dns:///name:port for every replica.")
     voxtral_target: str = "127.0.0.1:50053"
     tts_target: str = "127.0.0.1:50054"
@@ -95,6 +103,19 @@ class GatewaySettings(ServerSettings):
     tts_timeout_s: float = Field(3.0, gt=0, le=120, description="One clause (seed: 3 s).")
     transcribe_timeout_s: float = Field(15.0, gt=0, le=600)
     unary_timeout_s: float = Field(5.0, gt=0, le=60, description="ListVoices, GetInfo and other unary calls.")
+
+    @model_validator(mode="after")
+    def _stage_security(self) -> GatewaySettings:
+        if self.auth_token is not None:
+            raise ValueError("the gateway's callers use api_key (GATEWAY_API_KEY); auth_token is for stage services")
+        if (self.stage_tls_cert_file is None) != (self.stage_tls_key_file is None):
+            raise ValueError("stage_tls_cert_file and stage_tls_key_file go together: set both, or neither")
+        if self.stage_tls_cert_file is not None and self.stage_tls_ca_file is None:
+            raise ValueError("a client certificate needs TLS: set stage_tls_ca_file too")
+        for path in (self.stage_tls_ca_file, self.stage_tls_cert_file, self.stage_tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} does not exist")
+        return self
 
     @model_validator(mode="after")
     def _auth_configured(self) -> GatewaySettings:

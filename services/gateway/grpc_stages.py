@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 import numpy as np
@@ -14,6 +15,7 @@ from services.common.clauses import speech_seconds
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.load import StageLoad
 from services.common.load_message import stage_load_from_message
+from services.common.stage_auth import channel_credentials, token_metadata
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
 from services.gateway.engine.vocabulary import Stage, VadEventKind
@@ -73,18 +75,26 @@ class GrpcStages:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         size = settings.max_message_bytes * 2
+        secure: dict[str, Any] = {
+            "credentials": channel_credentials(settings.stage_tls_ca_file, settings.stage_tls_cert_file,
+                                               settings.stage_tls_key_file),
+            "server_name": settings.stage_tls_server_name,
+            "unary_timeout_s": settings.unary_timeout_s,
+        }
         self._vad_channel = open_channel(settings.vad_target, vad_pb2.DESCRIPTOR.services_by_name["VadService"],
-                                         max_message_bytes=size, unary_timeout_s=settings.unary_timeout_s)
+                                         max_message_bytes=size, **secure)
         self._voxtral_channel = open_channel(
             settings.voxtral_target, voxtral_pb2.DESCRIPTOR.services_by_name["VoxtralService"],
-            max_message_bytes=8 * 1024 * 1024, unary_timeout_s=settings.unary_timeout_s,
-            method_timeouts={"Transcribe": settings.transcribe_timeout_s})
+            max_message_bytes=8 * 1024 * 1024, method_timeouts={"Transcribe": settings.transcribe_timeout_s},
+            **secure)
         self._tts_channel = open_channel(settings.tts_target, tts_pb2.DESCRIPTOR.services_by_name["TtsService"],
-                                         max_message_bytes=8 * 1024 * 1024, unary_timeout_s=settings.unary_timeout_s)
+                                         max_message_bytes=8 * 1024 * 1024, **secure)
         self.vad = vad_pb2_grpc.VadServiceStub(self._vad_channel)
         self.voxtral = voxtral_pb2_grpc.VoxtralServiceStub(self._voxtral_channel)
         self.tts = tts_pb2_grpc.TtsServiceStub(self._tts_channel)
         self._voices: set[str] = set()
+        # Every stage call carries the shared token, when there is one.
+        self.meta = token_metadata(settings.stage_token.get_secret_value() if settings.stage_token else None)
 
     def connect(self) -> None:
         """Start connecting every channel that is idle (gRPC connects lazily), so a session's first
@@ -93,7 +103,7 @@ class GrpcStages:
             channel.get_state(try_to_connect=True)
 
     async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> GrpcVadStream:
-        call = self.vad.StreamDetect()
+        call = self.vad.StreamDetect(metadata=self.meta)
         config = vad_pb2.VadConfig(format=audio_pb2.AudioFormat(
             sample_rate_hz=sample_rate_hz, encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, channels=1),
             end_silence_ms=end_silence_ms)
@@ -117,7 +127,7 @@ class GrpcStages:
             audio=pcm16k.tobytes(), sample_rate_hz=VOXTRAL_SAMPLE_RATE_HZ, instructions=instructions,
             session_id=session_id, turn_id=turn_id, speculative=speculative,
             history=[voxtral_pb2.ConversationTurn(role=roles[t.role], text=t.text) for t in history])
-        call = self.voxtral.Respond(request, timeout=self.settings.voxtral_timeout_s)
+        call = self.voxtral.Respond(request, timeout=self.settings.voxtral_timeout_s, metadata=self.meta)
         try:
             async for reply in call:
                 if reply.text_delta:
@@ -138,7 +148,7 @@ class GrpcStages:
         # The budget counts from when the clause is needed, not from now, and its later pieces are
         # needed as the earlier ones are heard.
         timeout = need_in_ms / 1000 + speech_seconds(text, speed or 1.0) + self.settings.tts_timeout_s
-        call = self.tts.Synthesize(request, timeout=timeout)
+        call = self.tts.Synthesize(request, timeout=timeout, metadata=self.meta)
         try:
             async for reply in call:
                 yield SpeechChunk(reply.audio, reply.text, reply.compute_ms)
@@ -151,7 +161,7 @@ class GrpcStages:
         try:
             reply = await self.voxtral.Transcribe(voxtral_pb2.TranscribeRequest(
                 audio=pcm16k.tobytes(), sample_rate_hz=VOXTRAL_SAMPLE_RATE_HZ, session_id=session_id,
-                turn_id=turn_id))  # its deadline is the channel's: transcribe_timeout_s
+                turn_id=turn_id), metadata=self.meta)  # its deadline is the channel's: transcribe_timeout_s
         except grpc.aio.AioRpcError as err:
             raise stage_error(Stage.VOXTRAL, err) from None
         return reply.text
@@ -160,7 +170,7 @@ class GrpcStages:
         """Voice names the TTS offers (asked once, then remembered)."""
         if not self._voices:
             try:
-                reply = await self.tts.ListVoices(tts_pb2.ListVoicesRequest())
+                reply = await self.tts.ListVoices(tts_pb2.ListVoicesRequest(), metadata=self.meta)
             except grpc.aio.AioRpcError as err:
                 raise stage_error(Stage.TTS, err) from None
             self._voices = {v.name for v in reply.voices}
@@ -170,10 +180,10 @@ class GrpcStages:
         try:
             if stage is Stage.TTS:
                 reply = (await self.tts.GetLoad(tts_pb2.TtsServiceGetLoadRequest(),
-                                                timeout=self.settings.unary_timeout_s)).load
+                                                timeout=self.settings.unary_timeout_s, metadata=self.meta)).load
             else:
                 reply = (await self.voxtral.GetLoad(voxtral_pb2.VoxtralServiceGetLoadRequest(),
-                                                    timeout=self.settings.unary_timeout_s)).load
+                                                    timeout=self.settings.unary_timeout_s, metadata=self.meta)).load
         except grpc.aio.AioRpcError as err:
             raise stage_error(stage, err) from None
         return stage_load_from_message(reply)
