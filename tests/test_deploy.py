@@ -188,3 +188,31 @@ def test_model_stages_scale_on_the_load_they_report(manifests: list[dict]) -> No
         pod = deployments[stage]["spec"]["template"]
         assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
         assert {"name": "metrics", "containerPort": port} in pod["spec"]["containers"][0]["ports"]
+
+
+def test_only_gateways_reach_the_stages_and_redis(manifests: list[dict]) -> None:
+    policies = by_kind(manifests, "NetworkPolicy")
+    deny = policies["default-deny-ingress"]["spec"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and not deny.get("ingress")
+    stages = policies["stages-from-gateways"]["spec"]
+    assert stages["podSelector"]["matchExpressions"] == [{"key": "app", "operator": "In",
+                                                          "values": ["vad", "voxtral", "tts"]}]
+    grpc_ports = {port["containerPort"] for name in ("vad", "voxtral", "tts")
+                  for port in by_kind(manifests, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]
+                  ["ports"] if port["name"] == "grpc"}
+    for rule in stages["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        if ports & grpc_ports:  # the model ports: gateways only
+            assert rule["from"] == [{"podSelector": {"matchLabels": {"app": "gateway"}}}] and ports == grpc_ports
+    redis = policies["redis-from-gateways"]["spec"]["ingress"]
+    assert redis == [{"from": [{"podSelector": {"matchLabels": {"app": "gateway"}}}], "ports": [{"port": 6379}]}]
+    deployments = by_kind(manifests, "Deployment")
+
+    def token_source(name: str, variable: str) -> dict:
+        env = deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]
+        return next(e["valueFrom"]["secretKeyRef"] for e in env if e["name"] == variable)
+
+    shared = token_source("gateway", "GATEWAY_STAGE_TOKEN")
+    assert shared["optional"] is True
+    for name in ("vad", "voxtral", "tts"):
+        assert token_source(name, f"{name.upper()}_AUTH_TOKEN") == shared
