@@ -46,8 +46,9 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: 
 
 
 class Malformed:
-    """A unary request whose bytes are no message of its type: gRPC would answer UNKNOWN before any
-    handler runs, so the deserializer hands this on and the handler answers INVALID_ARGUMENT."""
+    """A request whose bytes are no message of its type: gRPC would answer UNKNOWN (or, in a stream,
+    end the stream) before any handler sees it, so the deserializer hands this on and the handler
+    answers INVALID_ARGUMENT."""
 
     def __init__(self, error: Exception) -> None:
         self.error = error
@@ -77,19 +78,34 @@ def _passes_through(exc: BaseException) -> bool:
     return isinstance(exc, (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit))
 
 
-def _wrap(behavior: Callable[..., Any], method: str, streaming_request: bool = False) -> Callable[..., Any]:
+async def _checked(requests: Any) -> Any:
+    """A request stream as the servicer reads it: a message that could not be read ends it with
+    INVALID_ARGUMENT, while the call's own stream stays readable (so it can be drained)."""
+    async for request in requests:
+        if refused := _refused(request):
+            raise refused
+        yield request
+
+
+def _wrap(behavior: Callable[..., Any], method: str, streaming_request: bool = False,
+          check: bool = True) -> Callable[..., Any]:
+    """`behavior` with every failure a status (after draining a request stream); `check`: unreadable
+    requests are refused as INVALID_ARGUMENT first."""
     async def fail(request: Any, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         if streaming_request:
             await drain_requests(request)
         await _abort(context, exc, method)
 
+    def given(request: Any) -> Any:
+        return _checked(request) if streaming_request and check else request
+
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if refused := _refused(request):
+            if check and not streaming_request and (refused := _refused(request)):
                 await _abort(context, refused, method)
             try:
-                async for item in behavior(request, context):
+                async for item in behavior(given(request), context):
                     yield item
             except BaseException as exc:
                 if _passes_through(exc):
@@ -99,10 +115,10 @@ def _wrap(behavior: Callable[..., Any], method: str, streaming_request: bool = F
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if refused := _refused(request):
+        if check and not streaming_request and (refused := _refused(request)):
             await _abort(context, refused, method)
         try:
-            return await behavior(request, context)
+            return await behavior(given(request), context)
         except BaseException as exc:
             if _passes_through(exc):
                 raise
@@ -126,15 +142,15 @@ def refusing(handler: grpc.RpcMethodHandler, exc: ServiceError, method: str,
             await write_notice(context, notice)
         raise exc
 
-    return rebuild(handler, lambda _: _wrap(refuse, method, handler.request_streaming))
+    return rebuild(handler, lambda _: _wrap(refuse, method, handler.request_streaming, check=False))
 
 
 def rebuild(handler: grpc.RpcMethodHandler, wrap: Callable[[Callable[..., Any]], Callable[..., Any]],
             *, tolerant: bool = False) -> grpc.RpcMethodHandler:
     """A handler of the same kind and serializers whose behaviour is wrap(the original's); `tolerant`:
-    a unary request that cannot be parsed reaches the behaviour as Malformed."""
+    a request that cannot be parsed reaches the behaviour as Malformed."""
     deserializer = handler.request_deserializer
-    if tolerant and not handler.request_streaming:
+    if tolerant:
         deserializer = _tolerant(deserializer)
     kwargs = {
         "request_deserializer": deserializer,
