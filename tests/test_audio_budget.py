@@ -47,7 +47,7 @@ async def test_a_session_waits_for_the_process_budget_too() -> None:
 
 async def test_a_client_faster_than_the_vad_is_slowed_and_loses_nothing(stages: FakeStages,
                                                                         redis: RedisProcess) -> None:
-    throttled = REGISTRY.get_sample_value("voice_audio_throttled_total") or 0.0
+    throttled = REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "budget"}) or 0.0
     conversations = engine(stages, redis, session_audio_bytes=64 * 1024)
     client = Client(conversations)
     await client.wait_for(SessionStarted)
@@ -59,7 +59,7 @@ async def test_a_client_faster_than_the_vad_is_slowed_and_loses_nothing(stages: 
     await asyncio.sleep(0.05)
     assert conversations.audio_budget.held <= 64 * 1024 + 32_000  # the budget (and one message past it)
     assert client._inputs.qsize() > 20  # the rest is not read from the client yet
-    assert (REGISTRY.get_sample_value("voice_audio_throttled_total") or 0.0) > throttled
+    assert (REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "budget"}) or 0.0) > throttled
     stages.vad.taking.set()
     await stages.vad.heard(client.sent)  # every sample reaches the VAD: nothing dropped
     await client.end()
@@ -79,3 +79,23 @@ async def test_a_session_that_ends_with_audio_queued_gives_its_bytes_back(stages
     client.task.cancel()  # the client goes away
     await asyncio.gather(client.task, return_exceptions=True)
     assert conversations.audio_budget.held == 0
+
+
+async def test_audio_beyond_the_burst_waits_for_the_speed_limit() -> None:
+    from services.gateway.engine.budget import AudioPace
+
+    now = [0.0]
+    budget = AudioBudget(ByteBudget(10**6, "session"), ByteBudget(10**7, "process"), "s")
+    pace = AudioPace(16000, speed=4.0, burst_s=2.0, budget=budget, clock=lambda: now[0])
+    before = REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "speed"}) or 0.0
+    await pace.take(32000)  # a 2 s recording at once: the burst
+    assert pace.tokens == 0
+    now[0] += 0.5  # half a second later: 2 s of audio more may come (4x real time)
+    await pace.take(32000)
+    assert (REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "speed"}) or 0.0) == before
+    now[0] += 0.25
+    waiting = asyncio.create_task(pace.take(32000))  # 2 s more after 0.25 s: only 1 s has come back
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert (REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "speed"}) or 0.0) == before + 1
+    waiting.cancel()

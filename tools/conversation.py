@@ -24,7 +24,8 @@ REPORT_EVERY_S = 0.2
 
 class Conversation:
     def __init__(self, stub: gateway_pb2_grpc.GatewayServiceStub, config: gateway_pb2.SessionConfig,
-                 timeout: float = 120, listen: bool = False) -> None:
+                 timeout: float = 120, listen: bool = False,
+                 metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self.listener = Listener() if listen else None
         self.config = config
         self.rate = config.input_sample_rate_hz
@@ -33,7 +34,7 @@ class Conversation:
         self.events: list[tuple[str, Any]] = []
         self.event_times: list[float] = []  # when each event arrived (monotonic)
         self._changed = asyncio.Condition()
-        self.call = stub.Converse(self._stream(), timeout=timeout)
+        self.call = stub.Converse(self._stream(), timeout=timeout, metadata=metadata)
         self.error: grpc.aio.AioRpcError | None = None
         self.samples_sent = 0
         self._next_send = 0.0

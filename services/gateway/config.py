@@ -65,6 +65,11 @@ class GatewaySettings(ServerSettings):
                                      "sending faster is slowed down (not read) until there is room.")
     process_audio_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024 * 1024 * 1024,
                                      description="The same, for all sessions of the gateway together.")
+    max_audio_speed: float = Field(8.0, ge=1, le=1000, description="Audio faster than this many times real time, "
+                                   "after a burst of audio_burst_s, is read slower: one client cannot make the VAD "
+                                   "work for many.")
+    audio_burst_s: float = Field(60.0, ge=0, le=3600, description="Audio a session may send at once (a recording) "
+                                 "before the speed limit applies.")
     idle_timeout_s: float = Field(120.0, gt=0, le=86_400, description="A session that sends nothing (no audio, "
                                   "no control; a microphone's silence is something) for this long is closed, with "
                                   "an error event saying so; so is a stream that never sends its config.")

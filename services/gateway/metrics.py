@@ -22,8 +22,8 @@ BARGE_INS = Counter("voice_barge_ins_total", "Speech over a reply: the reply res
 ADMISSIONS = Counter("voice_admissions_total", "New sessions: admitted, or refused and why", ["result"])
 TRANSCRIPTIONS_LOST = Counter("voice_transcriptions_lost_total", "User words that could not be transcribed: the "
                               "exchange is kept with them marked unknown", ["code"])
-AUDIO_THROTTLED = Counter("voice_audio_throttled_total", "Audio messages that waited for room in the audio byte "
-                          "budget (a client sending faster than real time is slowed down)")
+AUDIO_THROTTLED = Counter("voice_audio_throttled_total", "Audio messages that waited: for room in the audio byte "
+                          "budget (budget) or for the audio speed limit (speed)", ["reason"])
 IDLE_CLOSED = Counter("voice_sessions_idle_closed_total", "Sessions closed because the client sent nothing "
                       "for the idle timeout")
 STALLED_CLOSED = Counter("voice_sessions_stalled_closed_total", "Sessions closed because the client read nothing "

@@ -1,5 +1,6 @@
-"""Audio held in memory, bounded in bytes: per session and per process. A client that sends audio
-faster than the VAD takes it waits (its stream is not read meanwhile, so transport flow control
+"""Audio held in memory, bounded in bytes: per session and per process; and audio a session may
+send, bounded in speed. A client that sends audio faster than the VAD takes it, or faster than the
+speed limit, waits (its stream is not read meanwhile, so transport flow control
 slows it) instead of growing the gateway; one holder alone always fits, so a message larger than
 a budget is never stuck."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from services.gateway.metrics import AUDIO_THROTTLED
 
@@ -52,7 +54,7 @@ class AudioBudget:
 
     async def take(self, size: int) -> None:
         if not (self.session.fits(size) and self.process.fits(size)):
-            self._throttled()
+            self._throttled("budget")
         await self.session.take(size)
         try:
             await self.process.take(size)
@@ -60,15 +62,43 @@ class AudioBudget:
             self.session.give(size)
             raise
 
-    def _throttled(self) -> None:
-        AUDIO_THROTTLED.inc()
+    def _throttled(self, reason: str) -> None:
+        AUDIO_THROTTLED.labels(reason=reason).inc()
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY_S:
             self._logged_at = now
-            log.warning("audio arrives faster than the VAD takes it: the client is slowed down",
+            what = "faster than the VAD takes it" if reason == "budget" else "faster than the audio speed limit"
+            log.warning(f"audio arrives {what}: the client is slowed down",
                         extra={"session_id": self.session_id, "held_bytes": self.session.held,
                                "process_held_bytes": self.process.held})
 
     def give(self, size: int) -> None:
         self.session.give(size)
         self.process.give(size)
+
+
+class AudioPace:
+    """Audio a session may send, in samples: a burst (a recording sent at once), then at most
+    `speed` times real time; more waits. Bounds the VAD work one client can ask for."""
+
+    def __init__(self, rate_hz: int, speed: float, burst_s: float, budget: AudioBudget,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.refill = rate_hz * speed  # samples per second
+        self.capacity = rate_hz * burst_s
+        self.tokens = self.capacity
+        self.budget = budget
+        self.clock = clock
+        self._at = clock()
+
+    def _update(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.refill)
+        self._at = now
+
+    async def take(self, samples: int) -> None:
+        self._update()
+        if self.tokens < samples:
+            self.budget._throttled("speed")  # noqa: SLF001 (one log line and counter for both limits)
+            await asyncio.sleep((samples - self.tokens) / self.refill)
+            self._update()
+        self.tokens -= samples

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.barge_in import BargeIn
-from services.gateway.engine.budget import AudioBudget, ByteBudget
+from services.gateway.engine.budget import AudioBudget, AudioPace, ByteBudget
 from services.gateway.engine.events import (
     Event,
     SessionStarted,
@@ -51,10 +51,11 @@ class ConversationSession:
         self.session_id = config.resume_id or new_id()
         self.timeline = InputTimeline(config.input_rate_hz, settings.buffer_s)
         self.memory = Memory(settings, store, self.session_id, owner)
+        budget = AudioBudget(ByteBudget(settings.session_audio_bytes, "session"),
+                             audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id)
+        self.audio_pace = AudioPace(config.input_rate_hz, settings.max_audio_speed, settings.audio_burst_s, budget)
         self.vad = VadLink(settings, stages, config.input_rate_hz, config.end_silence_ms, self.session_id,
-                           self._on_vad, self._on_vad_outage, AudioBudget(
-                               ByteBudget(settings.session_audio_bytes, "session"),
-                               audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id))
+                           self._on_vad, self._on_vad_outage, budget)
         self._listening: Listening | None = None  # speech started, not ended yet
         self.spoke_at: float | None = None  # when speech last started (a session that never speaks loads nothing)
         self._lease: asyncio.Task[None] | None = None
@@ -78,6 +79,7 @@ class ConversationSession:
     # --- input -------------------------------------------------------------------------------
 
     async def audio(self, data: bytes) -> None:
+        await self.audio_pace.take(len(data) // 2)  # waits while the client is over the audio speed limit
         start = self.timeline.total
         pcm = self.timeline.append(data, time.monotonic())
         if pcm:

@@ -1,0 +1,172 @@
+"""What hostile clients can do to a gateway (`make bench-abuse`), on the whole system as real processes.
+
+Flood: three clients (one API key) send 1 MB audio messages as fast as the gateway takes them for
+20 s, while a normal client (another key) holds a conversation in real time: the gateway's resident
+memory growth (peak over the start) and whether every normal turn was answered. Lockout: one
+client opens 256 sessions that never speak; can another client still start one?
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from bench.conversation_material import material
+from bench.report import write_results
+from bench.sessions import VOXTRAL_ENV, proc_usage
+from services.voxtral.english import build_english_voxtral
+from tools.conversation import ENDS_TURN_MS, Conversation
+from tools.fetch_models import ENGLISH_VOXTRAL_DIR
+from tools.stack import Stack
+from voice.v1 import gateway_pb2, gateway_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTILE, NORMAL = "h" * 40, "n" * 40
+CONFIG = gateway_pb2.ConverseRequest(config=gateway_pb2.SessionConfig(input_sample_rate_hz=16000))
+MESSAGE_BYTES = 1_000_000
+MIB = 1024 * 1024
+
+
+def auth(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+async def flooder(target: str, stop: asyncio.Event, sent: list[int]) -> str:
+    """One client sending audio as fast as it is taken; returns how its call ended."""
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 2 * MIB)]) as channel:
+        async def requests():
+            yield CONFIG
+            chunk = gateway_pb2.ConverseRequest(audio=bytes(MESSAGE_BYTES))
+            while not stop.is_set():
+                yield chunk
+                sent[0] += MESSAGE_BYTES
+
+        call = gateway_pb2_grpc.GatewayServiceStub(channel).Converse(requests(), metadata=auth(HOSTILE), timeout=300)
+        try:
+            async for _ in call:
+                if stop.is_set():
+                    break
+        except grpc.aio.AioRpcError as err:
+            return err.code().name
+        call.cancel()
+        return "OK"
+
+
+async def normal_client(target: str, clip: np.ndarray, stop: asyncio.Event) -> dict[str, Any]:
+    """Speaks, waits for the reply to end, speaks again, until the flood stops."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        conv = Conversation(gateway_pb2_grpc.GatewayServiceStub(channel), CONFIG.config, timeout=300, listen=True,
+                            metadata=auth(NORMAL))
+        turns = 0
+        while not stop.is_set() and not conv.closed:
+            await conv.send(clip, pace=1.0)
+            await conv.silence(ENDS_TURN_MS, pace=1.0)
+            deadline = time.monotonic() + 30
+            while len(conv.of("turn_completed")) + len(conv.of("interrupted")) <= turns and not conv.closed \
+                    and time.monotonic() < deadline:
+                await conv.silence(100, pace=1.0)
+            turns += 1
+        await conv.finish(30)
+        done = conv.of("turn_completed")
+        errors = [e.message for e in conv.of("error")]
+        return {"normal_turns": turns, "normal_turns_completed": len(done), "normal_errors": errors,
+                "normal_e2e_ms": [round(t.metrics.e2e_ms) for t in done],
+                "normal_session_ok": bool(done) and len(done) == turns and not errors and conv.error is None}
+
+
+async def flood(stack: Stack, clip: np.ndarray, seconds: float) -> dict[str, Any]:
+    pid = stack.services["gateway"].proc.pid
+    _, baseline = proc_usage(pid)
+    stop = asyncio.Event()
+    sent = [0]
+    peak = baseline
+    normal = asyncio.ensure_future(normal_client(stack.gateway, clip, stop))
+    flooders = [asyncio.ensure_future(flooder(stack.gateway, stop, sent)) for _ in range(3)]
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        await asyncio.sleep(0.25)
+        peak = max(peak, proc_usage(pid)[1])
+    stop.set()
+    ends = await asyncio.gather(*flooders)
+    result = await normal
+    await asyncio.sleep(3)
+    _, after = proc_usage(pid)
+    return {
+        "flood_seconds": seconds,
+        "flood_clients": 3,
+        "flood_message_bytes": MESSAGE_BYTES,
+        "flood_audio_taken_x_realtime": round(sent[0] / 2 / 16000 / seconds, 1),
+        "flood_call_ends": sorted(ends),
+        "rss_start_mb": round(baseline),
+        "rss_peak_mb": round(peak),
+        "rss_after_mb": round(after),
+        "flood_rss_growth_mb": round(peak - baseline, 1),
+        **result,
+    }
+
+
+async def idle_lockout(stack: Stack, offered: int) -> dict[str, Any]:
+    never = asyncio.Event()
+
+    async def config_only():
+        yield CONFIG
+        await never.wait()
+
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        calls = [stub.Converse(config_only(), metadata=auth(HOSTILE), timeout=120) for _ in range(offered)]
+        firsts = await asyncio.gather(*(call.read() for call in calls))
+        admitted = sum(first.HasField("session_started") for first in firsts)
+        async with grpc.aio.insecure_channel(stack.gateway) as other_channel:
+            other = gateway_pb2_grpc.GatewayServiceStub(other_channel).Converse(
+                config_only(), metadata=auth(NORMAL), timeout=30)
+            other_first = await other.read()
+            other.cancel()
+        for call in calls:
+            call.cancel()
+    return {"idle_sessions_offered": offered, "idle_admitted": admitted, "idle_refused": offered - admitted,
+            "idle_lockout": not other_first.HasField("session_started")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--idle", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    clip = material(4, 0)["questions"][0]
+    pcm = np.clip(clip.x * 32767, -32768, 32767).astype(np.int16)
+    model = build_english_voxtral(ENGLISH_VOXTRAL_DIR)
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = Path(tmp) / "keys"
+        keys.write_text(f"{HOSTILE}\n{NORMAL}\n")
+        stack = Stack(model, voxtral_env=VOXTRAL_ENV, GATEWAY_AUTH_DISABLED="false",
+                      GATEWAY_API_KEY_FILE=str(keys), GATEWAY_ADMISSION__ENABLED="false")
+        try:
+            flooded = asyncio.run(flood(stack, pcm, args.seconds))
+            locked = asyncio.run(idle_lockout(stack, args.idle))
+        finally:
+            stack.stop()
+    summary: dict[str, Any] = {
+        "benchmark": "abuse",
+        "device": f"CPU ({platform.machine()}, {os.cpu_count()} cores), every service on the same machine",
+        "gateway_limits": "default settings: 2 MiB audio per session, 64 MiB per process, 32 sessions per client",
+        **flooded, **locked,
+        "goals": {"flood_rss_growth_mb": "<= 100", "normal_session_ok": True, "idle_lockout": False},
+    }
+    columns = ["flood_rss_growth_mb", "rss_peak_mb", "normal_session_ok", "normal_turns_completed",
+               "idle_admitted", "idle_refused", "idle_lockout"]
+    write_results(args.out, "abuse", summary, [{k: summary[k] for k in columns}], columns)
+
+
+if __name__ == "__main__":
+    main()
