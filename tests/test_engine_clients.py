@@ -14,6 +14,7 @@ from services.gateway.engine.caller import Caller
 from services.gateway.engine.conversations import Stalled
 from services.gateway.engine.events import Event, SessionStarted
 from services.gateway.engine.inputs import SessionRequest
+from services.gateway.engine.vocabulary import Stage
 from tests.support.engine_client import RATE, Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
 from tools.local_redis import RedisProcess
@@ -101,3 +102,26 @@ async def test_a_client_that_stops_reading_is_closed_and_its_work_stopped(stages
         await asyncio.wait_for(deaf.task, 5)
     assert conversations.sessions == 0
     await until(lambda: all(call.ended != "open" for call in stages.calls))
+
+
+async def test_manual_turns_are_the_audio_between_commits(stages: FakeStages, redis: RedisProcess) -> None:
+    from services.gateway.engine.events import ErrorEvent, SpeechEnded, TurnCompleted
+    from services.gateway.engine.inputs import ClearAudio, Commit, Update
+
+    client = Client(engine(stages, redis), SessionRequest(RATE, manual_turns=True))
+    await client.wait_for(SessionStarted)
+    client.audio(300)
+    client.send(ClearAudio())  # dropped: the turn starts after it
+    client.send(Commit())  # nothing since the clear
+    await client.wait_for(ErrorEvent)
+    assert "nothing to commit" in client.of(ErrorEvent)[0].message and client.of(ErrorEvent)[0].session_continues
+    samples = client.audio(800)
+    client.send(Update(instructions="Answer in one word."))
+    client.send(Commit())
+    ended = await client.wait_for(SpeechEnded)
+    assert (ended.start_sample, ended.end_sample) == (RATE * 300 // 1000, RATE * 300 // 1000 + samples)
+    await client.wait_for(TurnCompleted)
+    assert not stages.streams  # no VAD stream at all
+    respond = stages.of(Stage.VOXTRAL, "respond")[0]
+    assert respond.args["instructions"] == "Answer in one word."
+    await client.end()

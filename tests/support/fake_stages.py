@@ -146,7 +146,7 @@ class FakeStages:
                       session_id: str, turn_id: str, speculative: bool = False) -> AsyncIterator[ReplyDelta]:
         self.histories.append(list(history))
         call = Call(Stage.VOXTRAL, "respond", {"samples": len(pcm16k), "turn_id": turn_id,
-                                               "speculative": speculative})
+                                               "speculative": speculative, "instructions": instructions})
         async for text in self._paced(call, self.voxtral, self.reply):
             yield ReplyDelta(str(text), elapsed_ms=1.0)
 

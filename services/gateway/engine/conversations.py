@@ -18,13 +18,17 @@ from services.gateway.engine.caller import Caller
 from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import (
     Audio,
+    ClearAudio,
+    Commit,
     ControlInput,
     Input,
     PlaybackReport,
     SessionRequest,
     Unreadable,
+    Update,
     check_playback,
     configure,
+    updated,
 )
 from services.gateway.engine.runner import SynthesisPace
 from services.gateway.engine.session import ConversationSession
@@ -203,6 +207,12 @@ class ConversationEngine:
                 case SessionRequest():
                     await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, "the session is configured already: "
                                           "send the config once, first"))
+                case Commit():
+                    await session.commit()
+                case ClearAudio():
+                    session.clear_audio()
+                case Update():
+                    session.update(updated(session.config, item, self.settings, await self._voices()))
                 case PlaybackReport():
                     problem = check_playback(item)
                     if problem:

@@ -24,6 +24,7 @@ class SessionRequest:
     end_silence_ms: int | None = None
     instructions: str = ""
     resume_id: str = ""  # a session to resume; "" starts a new one
+    manual_turns: bool = False  # no VAD: the client says when its turn ends (Commit)
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,32 @@ def check_playback(report: PlaybackReport) -> str:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """Manual turns: the user's turn ends now; the audio since the last commit (or clear) is it."""
+
+
+@dataclass(frozen=True)
+class ClearAudio:
+    """Manual turns: drop the audio since the last commit."""
+
+
+@dataclass(frozen=True)
+class Update:
+    """Change how later replies are made; None: unchanged."""
+
+    voice: str | None = None
+    speed: float | None = None
+    instructions: str | None = None
+
+
+@dataclass(frozen=True)
 class Unreadable:
     """An input the adapter could not make sense of: an error event, and the session goes on."""
 
     message: str
 
 
-Input = SessionRequest | Audio | ControlInput | PlaybackReport | Unreadable
+Input = SessionRequest | Audio | ControlInput | PlaybackReport | Commit | ClearAudio | Update | Unreadable
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,7 @@ class SessionConfig:
     end_silence_ms: int
     instructions: str
     resume_id: str
+    manual_turns: bool = False
 
 
 def configure(request: SessionRequest, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
@@ -94,4 +115,15 @@ def configure(request: SessionRequest, settings: GatewaySettings, voices: set[st
         raise InvalidArgument(f"instructions have {len(request.instructions)} characters; "
                               f"the limit is {settings.max_instructions_chars}")
     return SessionConfig(request.input_rate_hz, output, request.voice, request.speed, end_silence,
-                         request.instructions, request.resume_id)
+                         request.instructions, request.resume_id, request.manual_turns)
+
+
+def updated(config: SessionConfig, update: Update, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
+    """The session's config with an update applied, checked by the same rules as at start."""
+    return configure(SessionRequest(
+        config.input_rate_hz, config.output_rate_hz,
+        voice=config.voice if update.voice is None else update.voice,
+        speed=config.speed if update.speed is None else update.speed,
+        end_silence_ms=config.end_silence_ms,
+        instructions=config.instructions if update.instructions is None else update.instructions,
+        resume_id=config.resume_id, manual_turns=config.manual_turns), settings, voices)

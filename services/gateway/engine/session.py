@@ -15,6 +15,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.engine.barge_in import BargeIn
 from services.gateway.engine.budget import AudioBudget, AudioPace, ByteBudget
 from services.gateway.engine.events import (
+    ErrorEvent,
     Event,
     SessionStarted,
     SpeechEnded,
@@ -29,10 +30,12 @@ from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.turn import Listening
 from services.gateway.engine.vad_link import VadLink
-from services.gateway.engine.vocabulary import VadEventKind
+from services.gateway.engine.vocabulary import ErrorCode, VadEventKind
 from services.gateway.metrics import END_OF_TURN_PROBABILITY
 
 log = logging.getLogger(__name__)
+# The least audio a manual commit takes as a turn.
+MIN_COMMIT_MS = 100
 
 
 def new_id() -> str:
@@ -59,6 +62,7 @@ class ConversationSession:
         self._listening: Listening | None = None  # speech started, not ended yet
         self.spoke_at: float | None = None  # when speech last started (a session that never speaks loads nothing)
         self._lease: asyncio.Task[None] | None = None
+        self._committed = 0  # manual turns: the input sample the next commit starts at
         self._tasks = TaskSet()  # turns, transcriptions and what is remembered of them
         self.replies = Replies(settings, stages, config, self.session_id, self.memory, self.timeline, emit,
                                self._tasks, pace)
@@ -73,8 +77,10 @@ class ConversationSession:
         return SessionStarted(self.session_id, resumed, len(self.memory.context))
 
     async def listen(self) -> None:
-        """Start feeding the VAD (after the client has its session_started event)."""
-        await self.vad.open()
+        """Start feeding the VAD (after the client has its session_started event); with manual
+        turns there is none: the client's commits end its turns."""
+        if not self.config.manual_turns:
+            await self.vad.open()
 
     # --- input -------------------------------------------------------------------------------
 
@@ -82,8 +88,34 @@ class ConversationSession:
         await self.audio_pace.take(len(data) // 2)  # waits while the client is over the audio speed limit
         start = self.timeline.total
         pcm = self.timeline.append(data, time.monotonic())
-        if pcm:
+        if pcm and not self.config.manual_turns:
             await self.vad.feed(start, pcm)
+
+    async def commit(self) -> None:
+        """Manual turns: the audio since the last commit is the user's turn, answered now (a reply
+        still running is cancelled: the client has moved on)."""
+        if not self.config.manual_turns:
+            await self.emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, "commit is for sessions with manual turns: "
+                                       "the VAD ends turns in this one"))
+            return
+        start, end = self._committed, self.timeline.total
+        got_ms = (end - start) * 1000 // self.config.input_rate_hz
+        if got_ms < MIN_COMMIT_MS:
+            await self.emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, f"nothing to commit: {MIN_COMMIT_MS} ms of "
+                                       f"audio at least since the last commit (got {got_ms} ms)"))
+            return
+        self._committed = end
+        await self.replies.stop()
+        await self._speech_started(VadEvent(VadEventKind.STARTED, start, start))
+        await self._speech_ended(VadEvent(VadEventKind.ENDED, start, end, voiced_ms=float(got_ms)))
+
+    def clear_audio(self) -> None:
+        """Manual turns: the audio since the last commit is dropped."""
+        self._committed = self.timeline.total
+
+    def update(self, config: SessionConfig) -> None:
+        """Later replies use this config (voice, speed, instructions)."""
+        self.config = self.replies.config = config
 
     async def interrupt(self) -> None:
         await self.replies.stop()
