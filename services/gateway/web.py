@@ -26,11 +26,13 @@ from services.common.errors import ServiceError
 from services.common.interceptor import NOTICE_WRITE_S
 from services.gateway.auth import Keys
 from services.gateway.config import GatewaySettings
+from services.gateway.engine.caller import Caller
 from services.gateway.engine.conversations import ClientLimit, ConversationEngine
 from services.gateway.engine.events import ErrorEvent, Event, ResponseAudio
 from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
 from services.gateway.engine.vocabulary import ErrorCode
 from services.gateway.messages import to_input, to_message
+from services.gateway.realtime.session import RealtimeSession
 from voice.v1 import gateway_pb2
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class WebBridge:
         self.app.add_routes([
             web.get("/", self.index),
             web.get("/ws", self.websocket),
+            web.get("/v1/realtime", self.realtime),
             web.get("/healthz", self.health),
             web.static("/static", PAGE, show_index=False),
         ])
@@ -99,19 +102,38 @@ class WebBridge:
                        for stage, load in admission.loads.items()},
         })
 
-    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+    def admit(self, request: web.Request, hint: str) -> Caller:
+        """The caller of an upgrade request, refused with an HTTP status before the upgrade: 401 without a
+        key, 429 over its own session limit, 503 at capacity (with Retry-After)."""
         caller = self.keys.caller({k.lower(): v for k, v in request.headers.items()}, request.remote or "",
                                   request.query.get("key"))
         if caller is None:
-            raise web.HTTPUnauthorized(text="missing or wrong API key: open the page as /?key=<key>")
+            raise web.HTTPUnauthorized(text=f"missing or wrong API key: {hint}")
         try:
-            self.engine.check_admission(caller)  # refused before the upgrade: an HTTP status a client can act on
+            self.engine.check_admission(caller)
         except ServiceError as exc:
             retry = getattr(exc, "retry_after_s", None)
             headers = {"Retry-After": str(retry)} if retry is not None else {}
             if isinstance(exc, ClientLimit):  # this client's own limit, not the gateway's capacity
                 raise web.HTTPTooManyRequests(text=str(exc), headers=headers) from None
             raise web.HTTPServiceUnavailable(text=str(exc), headers=headers) from None
+        return caller
+
+    async def realtime(self, request: web.Request) -> web.WebSocketResponse:
+        """The OpenAI Realtime-compatible endpoint (services/gateway/realtime)."""
+        caller = self.admit(request, "send Authorization: Bearer <key> (the SDK's api_key)")
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
+        await ws.prepare(request)
+        try:
+            await RealtimeSession(ws, self.engine, caller, request.query.get("model", "")).run()
+        except ConnectionResetError:
+            pass  # the client went away; the engine session has ended
+        finally:
+            await ws.close()
+        return ws
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        caller = self.admit(request, "open the page as /?key=<key>")
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
         await ws.prepare(request)
 

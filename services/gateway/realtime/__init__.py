@@ -1,0 +1,1 @@
+"""An OpenAI Realtime-compatible WebSocket (GA event shapes) over the conversation engine."""

@@ -1,0 +1,169 @@
+"""A Realtime session's settings: `session.update` (GA shape, and the beta's flat fields) checked
+field by field; what cannot be honoured is an error naming the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from services.common.limits import END_SILENCE_MS
+from services.gateway.realtime.formats import PCM, AudioFormat, ClientError, audio_format
+
+# semantic_vad's eagerness: how long the detector may wait for more when the model hears "not done".
+EAGERNESS_FALLBACK_MS = {"low": 8000, "medium": 4000, "high": 2000, "auto": 4000}
+IGNORED = {"tracing", "include", "temperature", "truncation", "input_audio_transcription", "client_secret"}
+
+
+@dataclass(frozen=True)
+class TurnDetection:
+    type: str  # server_vad or semantic_vad
+    silence_duration_ms: int | None = None
+    eagerness: str = "auto"
+    create_response: bool = True
+    interrupt_response: bool = True
+    extra: tuple[tuple[str, Any], ...] = ()  # accepted and reported back (threshold, prefix_padding_ms)
+
+    def describe(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "create_response": self.create_response,
+                                "interrupt_response": self.interrupt_response, **dict(self.extra)}
+        if self.type == "server_vad":
+            body["silence_duration_ms"] = self.silence_duration_ms
+        else:
+            body["eagerness"] = self.eagerness
+        return body
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    model: str = "voxtral"
+    instructions: str = ""
+    voice: str = ""
+    speed: float | None = None
+    input_format: AudioFormat = PCM
+    output_format: AudioFormat = PCM
+    turn_detection: TurnDetection | None = TurnDetection("server_vad")
+
+    def engine_shape(self) -> tuple[Any, ...]:
+        """What the engine session is started with: changing it starts the session again (resumed)."""
+        return self.input_format, self.output_format, self.turn_detection
+
+    def describe(self, session_id: str) -> dict[str, Any]:
+        return {
+            "id": session_id, "object": "realtime.session", "type": "realtime", "model": self.model,
+            "instructions": self.instructions, "output_modalities": ["audio"], "tools": [], "tool_choice": "auto",
+            "audio": {
+                "input": {"format": self.input_format.describe(),
+                          "turn_detection": self.turn_detection.describe() if self.turn_detection else None,
+                          "transcription": {"model": "voxtral"}, "noise_reduction": None},
+                "output": {"format": self.output_format.describe(), "voice": self.voice or "default",
+                           "speed": self.speed if self.speed is not None else 1.0},
+            },
+        }
+
+
+def _turn_detection(value: Any, param: str) -> TurnDetection | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("type") not in ("server_vad", "semantic_vad"):
+        raise ClientError(f"{param}.type must be server_vad or semantic_vad (or {param} null for manual commits)",
+                          f"{param}.type")
+    silence = value.get("silence_duration_ms")
+    if silence is not None and (not isinstance(silence, int)
+                                or not END_SILENCE_MS.low <= silence <= END_SILENCE_MS.high):
+        raise ClientError(f"{param}.silence_duration_ms must be an integer from {END_SILENCE_MS.low} to "
+                          f"{END_SILENCE_MS.high}", f"{param}.silence_duration_ms")
+    eagerness = value.get("eagerness", "auto")
+    if eagerness not in EAGERNESS_FALLBACK_MS:
+        raise ClientError(f"{param}.eagerness must be one of {sorted(EAGERNESS_FALLBACK_MS)}", f"{param}.eagerness")
+    known = {"type", "silence_duration_ms", "eagerness", "create_response", "interrupt_response",
+             "threshold", "prefix_padding_ms", "idle_timeout_ms"}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ClientError(f"{param}.{unknown[0]} is not supported", f"{param}.{unknown[0]}")
+    if value.get("idle_timeout_ms") is not None:
+        raise ClientError(f"{param}.idle_timeout_ms is not supported", f"{param}.idle_timeout_ms")
+    return TurnDetection(value["type"], silence, eagerness, bool(value.get("create_response", True)),
+                         bool(value.get("interrupt_response", True)),
+                         tuple((k, value[k]) for k in ("threshold", "prefix_padding_ms") if k in value))
+
+
+def _beta(session: dict[str, Any]) -> dict[str, Any]:
+    """The beta's flat fields in the GA's places."""
+    moved: dict[str, Any] = {k: v for k, v in session.items()
+                             if k not in ("modalities", "voice", "input_audio_format", "output_audio_format",
+                                          "turn_detection", "speed", "max_response_output_tokens")}
+    audio: dict[str, dict[str, Any]] = {"input": {}, "output": {}}
+    for old, (side, new) in {"input_audio_format": ("input", "format"), "output_audio_format": ("output", "format"),
+                             "turn_detection": ("input", "turn_detection"), "voice": ("output", "voice"),
+                             "speed": ("output", "speed")}.items():
+        if old in session:
+            audio[side][new] = session[old]
+    if "modalities" in session:
+        moved["output_modalities"] = [m for m in session["modalities"] if m != "text"] or ["text"]
+    if "max_response_output_tokens" in session:
+        moved["max_output_tokens"] = session["max_response_output_tokens"]
+    moved["audio"] = audio
+    return moved
+
+
+def apply(config: RealtimeConfig, session: Any) -> RealtimeConfig:
+    """`config` with a session.update's `session` applied."""
+    if not isinstance(session, dict):
+        raise ClientError("session must be an object", "session")
+    if any(k in session for k in ("input_audio_format", "output_audio_format", "modalities", "voice")):
+        session = _beta(session)
+    changes: dict[str, Any] = {}
+    for key, value in session.items():
+        param = f"session.{key}"
+        if key in IGNORED or (key == "tool_choice" and value in ("auto", "none")) or (key == "tools" and not value):
+            continue
+        if key == "type" and value != "realtime":
+            raise ClientError("session.type must be realtime (transcription sessions are not offered)", param)
+        elif key == "model":
+            changes["model"] = str(value)
+        elif key == "instructions":
+            if not isinstance(value, str):
+                raise ClientError("session.instructions must be a string", param)
+            changes["instructions"] = value
+        elif key == "output_modalities":
+            if value != ["audio"] and value != ["audio", "text"]:
+                raise ClientError("session.output_modalities must be [\"audio\"]: replies are spoken", param)
+        elif key == "max_output_tokens":
+            if value != "inf":
+                raise ClientError("session.max_output_tokens is not supported (the Voxtral service bounds replies)",
+                                  param)
+        elif key == "audio":
+            changes.update(_audio(value))
+        elif key != "type":
+            raise ClientError(f"{param} is not supported", param)
+    return replace(config, **changes)
+
+
+def _audio(audio: Any) -> dict[str, Any]:
+    if not isinstance(audio, dict):
+        raise ClientError("session.audio must be an object", "session.audio")
+    changes: dict[str, Any] = {}
+    for side in set(audio) - {"input", "output"}:
+        raise ClientError(f"session.audio.{side} is not supported", f"session.audio.{side}")
+    inp, out = audio.get("input") or {}, audio.get("output") or {}
+    for key, value in inp.items():
+        param = f"session.audio.input.{key}"
+        if key == "format":
+            changes["input_format"] = audio_format(value, param)
+        elif key == "turn_detection":
+            changes["turn_detection"] = _turn_detection(value, param)
+        elif key == "noise_reduction" and value is not None:
+            raise ClientError(f"{param} is not supported: send null", param)
+        elif key not in ("transcription", "noise_reduction"):
+            raise ClientError(f"{param} is not supported", param)
+    for key, value in out.items():
+        param = f"session.audio.output.{key}"
+        if key == "format":
+            changes["output_format"] = audio_format(value, param)
+        elif key == "voice":
+            changes["voice"] = "" if value in ("default", None) else str(value)
+        elif key == "speed":
+            changes["speed"] = value
+        else:
+            raise ClientError(f"{param} is not supported", param)
+    return changes

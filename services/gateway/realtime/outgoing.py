@@ -1,0 +1,158 @@
+"""The engine's events as Realtime server events (GA names and shapes)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.gateway.engine import events as ev
+from services.gateway.engine.vocabulary import ErrorCode
+
+CLIENT_ERRORS = {ErrorCode.INVALID_ARGUMENT, ErrorCode.FAILED_PRECONDITION, ErrorCode.PERMISSION_DENIED,
+                 ErrorCode.UNAUTHENTICATED}
+
+
+def event_id() -> str:
+    return "event_" + secrets.token_hex(8)
+
+
+def error(message: str, *, kind: str = "invalid_request_error", code: str | None = None, param: str | None = None,
+          about: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "code": code, "message": message, "param": param,
+                                       "event_id": about}}
+
+
+@dataclass
+class Reply:
+    """One response as the client sees it."""
+
+    response_id: str
+    item_id: str
+    user_item: str
+    transcript: list[str] = field(default_factory=list)
+
+
+class Outgoing:
+    """Tracks items and responses across a session's events; `manual`: no speech events (the client
+    commits), and a commit's item id was given out already."""
+
+    def __init__(self, encode: Any, manual: bool, rate_hz: int) -> None:
+        self.encode = encode
+        self.manual = manual
+        self.rate_hz = rate_hz  # of the engine's input timeline
+        self.cancelled_by_client: set[str] = set()  # turns the client cancelled (response.cancel)
+        self.items: dict[str, str] = {}  # assistant item id -> engine turn id (truncate names the item)
+        self.user_items: dict[str, str] = {}  # engine turn id -> user item id
+        self.pending_items: list[str] = []  # manual commits announced, not yet answered
+        self.replies: dict[str, Reply] = {}
+        self.last_item: str | None = None
+
+    def user_item(self, turn_id: str) -> str:
+        if turn_id not in self.user_items:
+            self.user_items[turn_id] = self.pending_items.pop(0) if self.manual and self.pending_items \
+                else "item_" + turn_id[:24]
+        return self.user_items[turn_id]
+
+    def committed(self, item_id: str) -> list[dict[str, Any]]:
+        previous, self.last_item = self.last_item, item_id
+        return [{"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id},
+                {"type": "conversation.item.added", "previous_item_id": previous, "item": {
+                    "id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+                    "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}}]
+
+    def _reply(self, turn_id: str) -> tuple[Reply, list[dict[str, Any]]]:
+        if turn_id in self.replies:
+            return self.replies[turn_id], []
+        reply = Reply("resp_" + turn_id[:24], "item_r" + turn_id[:23], self.user_item(turn_id))
+        self.replies[turn_id] = reply
+        self.items[reply.item_id] = turn_id
+        previous, self.last_item = self.last_item, reply.item_id
+        item = {"id": reply.item_id, "object": "realtime.item", "type": "message", "role": "assistant",
+                "status": "in_progress", "content": []}
+        ids = {"response_id": reply.response_id, "item_id": reply.item_id, "output_index": 0, "content_index": 0}
+        return reply, [
+            {"type": "response.created", "response": self._response(reply, "in_progress", [])},
+            {"type": "response.output_item.added", "response_id": reply.response_id, "output_index": 0,
+             "item": item},
+            {"type": "conversation.item.added", "previous_item_id": previous, "item": item},
+            {"type": "response.content_part.added", **ids, "part": {"type": "audio", "transcript": ""}},
+        ]
+
+    def _response(self, reply: Reply, status: str, output: list[dict[str, Any]],
+                  details: dict[str, Any] | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+        return {"id": reply.response_id, "object": "realtime.response", "status": status,
+                "status_details": details, "output": output, "output_modalities": ["audio"],
+                "conversation_id": "conv_default", "metadata": None,
+                "usage": {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0},
+                # The stage timings of the turn (ms), named as everywhere in this project.
+                "timings": timings or {}}
+
+    def _finish(self, turn_id: str, status: str, details: dict[str, Any] | None = None,
+                timings: dict[str, float] | None = None, transcript: str | None = None) -> list[dict[str, Any]]:
+        reply = self.replies.pop(turn_id, None)
+        if reply is None:
+            return []
+        said = transcript if transcript is not None else "".join(reply.transcript)
+        ids = {"response_id": reply.response_id, "item_id": reply.item_id, "output_index": 0, "content_index": 0}
+        item = {"id": reply.item_id, "object": "realtime.item", "type": "message", "role": "assistant",
+                "status": "completed" if status == "completed" else "incomplete",
+                "content": [{"type": "output_audio", "transcript": said}]}
+        return [
+            {"type": "response.output_audio.done", **ids},
+            {"type": "response.output_audio_transcript.done", **ids, "transcript": said},
+            {"type": "response.content_part.done", **ids, "part": {"type": "audio", "transcript": said}},
+            {"type": "response.output_item.done", "response_id": reply.response_id, "output_index": 0,
+             "item": item},
+            {"type": "conversation.item.done", "item": item},
+            {"type": "response.done", "response": self._response(reply, status, [item], details, timings)},
+        ]
+
+    @property
+    def active(self) -> str | None:
+        """The turn of the response in progress, if any."""
+        return next(iter(self.replies), None)
+
+    def map(self, event: ev.Event) -> list[dict[str, Any]]:
+        match event:
+            case ev.SpeechStarted() if not self.manual:
+                return [{"type": "input_audio_buffer.speech_started", "item_id": self.user_item(event.turn_id),
+                         "audio_start_ms": event.start_sample * 1000 // self.rate_hz}]
+            case ev.SpeechEnded():
+                item = self.user_item(event.turn_id)
+                heard = [] if self.manual else [  # a manual commit was announced when the client made it
+                    {"type": "input_audio_buffer.speech_stopped", "item_id": item,
+                     "audio_end_ms": event.end_sample * 1000 // self.rate_hz}, *self.committed(item)]
+                return [*heard, *self._reply(event.turn_id)[1]]
+            case ev.ReplyResumed() if event.dismissed_turn_id:  # that sound was no turn: its response ends unsaid
+                return self._finish(event.dismissed_turn_id, "cancelled", {"type": "cancelled",
+                                                                          "reason": "turn_detected"})
+            case ev.ResponseAudio():
+                reply, out = self._reply(event.turn_id)
+                ids = {"response_id": reply.response_id, "item_id": reply.item_id, "output_index": 0,
+                       "content_index": 0}
+                if event.text:
+                    reply.transcript.append(event.text)
+                    out.append({"type": "response.output_audio_transcript.delta", **ids, "delta": event.text})
+                out.append({"type": "response.output_audio.delta", **ids,
+                            "delta": base64.b64encode(self.encode(event.pcm)).decode()})
+                return out
+            case ev.TurnCompleted():
+                item = self.user_item(event.turn_id)
+                return [{"type": "conversation.item.input_audio_transcription.completed", "item_id": item,
+                         "content_index": 0, "transcript": event.user_text},
+                        *self._finish(event.turn_id, "completed", timings=dict(event.metrics),
+                                      transcript=event.assistant_text)]
+            case ev.Interrupted():
+                reason = "client_cancelled" if event.turn_id in self.cancelled_by_client else "turn_detected"
+                return self._finish(event.turn_id, "cancelled", {"type": "cancelled", "reason": reason},
+                                    transcript=event.spoken_text)
+            case ev.ErrorEvent():
+                out = [error(event.message, kind="invalid_request_error" if event.code in CLIENT_ERRORS
+                             else "server_error", code=event.code.value.lower())]
+                if event.turn_id:
+                    out += self._finish(event.turn_id, "failed", {"type": "failed", "error": {
+                        "type": "server_error", "code": event.code.value.lower(), "message": event.message}})
+                return out
+        return []  # text deltas run ahead of the audio (the transcript follows the audio); pauses have no GA event

@@ -1,0 +1,239 @@
+"""One Realtime connection: client events become engine inputs, engine events become server events.
+A change of audio format or turn detection starts the engine session again, resumed (same id and
+context); voice, speed and instructions change in place."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from services.common.errors import ServiceError
+from services.gateway.engine.caller import Caller
+from services.gateway.engine.conversations import ConversationEngine
+from services.gateway.engine.events import Event, SessionStarted
+from services.gateway.engine.inputs import (
+    Audio,
+    ClearAudio,
+    Commit,
+    ControlInput,
+    Input,
+    PlaybackReport,
+    SessionRequest,
+    Update,
+)
+from services.gateway.engine.vocabulary import Control, ErrorCode
+from services.gateway.realtime.config import RealtimeConfig, apply
+from services.gateway.realtime.formats import ClientError
+from services.gateway.realtime.outgoing import Outgoing, error, event_id
+
+log = logging.getLogger(__name__)
+
+
+def resolve_voice(name: str, voices: set[str]) -> str:
+    """An OpenAI voice name ("alloy") as the TTS's voice of that name ("af_alloy"), when it has one."""
+    if not name or not voices or name in voices:
+        return name
+    return next((v for v in sorted(voices) if v.split("_", 1)[-1] == name), name)
+
+
+class RealtimeSession:
+    def __init__(self, ws: web.WebSocketResponse, engine: ConversationEngine, caller: Caller, model: str) -> None:
+        self.ws = ws
+        self.engine = engine
+        self.caller = caller
+        self.config = RealtimeConfig(model=model or "voxtral")
+        self.session_id = ""
+        self.queue: asyncio.Queue[Input | None] = asyncio.Queue()
+        self.out = self._outgoing()
+        self.restarting = False
+        self.pending_commit = False
+        self._send_lock = asyncio.Lock()
+
+    def _outgoing(self) -> Outgoing:
+        return Outgoing(self.config.output_format.encode, self.config.turn_detection is None,
+                        self.config.input_format.rate_hz)
+
+    def _request(self, resume_id: str) -> SessionRequest:
+        c, td = self.config, self.config.turn_detection
+        return SessionRequest(c.input_format.rate_hz, c.output_format.rate_hz, c.voice, c.speed,
+                              td.silence_duration_ms if td is not None else None, c.instructions, resume_id,
+                              manual_turns=td is None)
+
+    async def send(self, body: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_json({"event_id": event_id(), **body})
+
+    async def run(self) -> None:
+        reader = asyncio.ensure_future(self._read())
+        try:
+            self.queue.put_nowait(self._request(""))
+            while True:
+                queue = self.queue
+                await self.engine.converse(self._inputs(queue), self._on_event, self.caller)
+                if not self.restarting:
+                    return
+                self.restarting = False
+        except ServiceError as exc:
+            await self.send(error(str(exc), kind="server_error", code=ErrorCode.of_status(exc.status).value.lower()))
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _inputs(self, queue: asyncio.Queue[Input | None]) -> AsyncIterator[Input]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, SessionStarted):
+            first = not self.session_id
+            self.session_id = event.session_id
+            kind = "session.created" if first else "session.updated"
+            await self.send({"type": kind, "session": self.config.describe(self.session_id)})
+            return
+        for body in self.out.map(event):
+            await self.send(body)
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                if frame.type == WSMsgType.TEXT:
+                    await self._client_event(frame.data)
+                elif frame.type == WSMsgType.BINARY:
+                    await self.send(error("send audio as input_audio_buffer.append events (base64)", param="type"))
+                else:
+                    break
+        finally:
+            self.restarting = False
+            self.queue.put_nowait(None)  # the client is gone: the engine session ends
+
+    async def _client_event(self, text: str) -> None:
+        about = None
+        try:
+            try:
+                body = json.loads(text)
+            except (ValueError, RecursionError) as exc:
+                raise ClientError(f"not JSON: {str(exc)[:120]}", code="invalid_json") from None
+            if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+                raise ClientError("a client event is a JSON object with a string \"type\"", "type")
+            about = body.get("event_id") if isinstance(body.get("event_id"), str) else None
+            await self._dispatch(body)
+        except ClientError as exc:
+            await self.send(error(str(exc), code=exc.code, param=exc.param, about=about))
+
+    async def _dispatch(self, body: dict[str, Any]) -> None:
+        kind = body["type"]
+        if kind == "session.update":
+            await self._session_update(body.get("session"))
+        elif kind == "input_audio_buffer.append":
+            self.queue.put_nowait(Audio(self._audio(body.get("audio"), "audio")))
+        elif kind == "input_audio_buffer.commit":
+            await self._commit()
+        elif kind == "input_audio_buffer.clear":
+            if self.config.turn_detection is None:
+                self.queue.put_nowait(ClearAudio())
+                self.pending_commit = False
+            await self.send({"type": "input_audio_buffer.cleared"})
+        elif kind == "conversation.item.create":
+            await self._item_create(body.get("item"))
+        elif kind == "response.create":
+            await self._response_create(body.get("response"))
+        elif kind == "response.cancel":
+            active = self.out.active
+            if active is None:
+                raise ClientError("there is no response in progress to cancel", code="response_cancel_not_active")
+            self.out.cancelled_by_client.add(active)
+            self.queue.put_nowait(ControlInput(Control.INTERRUPT))
+        elif kind == "conversation.item.truncate":
+            await self._truncate(body)
+        else:
+            raise ClientError(f"event type {kind[:64]!r} is not supported here", "type", code="invalid_event")
+
+    def _audio(self, value: Any, param: str) -> bytes:
+        if not isinstance(value, str):
+            raise ClientError(f"{param} must be base64 audio in {self.config.input_format.type}", param)
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ClientError(f"{param} is not valid base64", param) from None
+        return self.config.input_format.decode(data)
+
+    async def _session_update(self, session: Any) -> None:
+        new = apply(self.config, session)
+        voices = await self.engine._voices()  # noqa: SLF001 (the engine's cached list, or none while the TTS is down)
+        if new.voice:
+            new = type(new)(**{**new.__dict__, "voice": resolve_voice(new.voice, voices)})
+            if voices and new.voice not in voices:
+                raise ClientError(f"voice {new.voice[:64]!r} is unknown: the TTS offers {', '.join(sorted(voices))}",
+                                  "session.audio.output.voice")
+        old, self.config = self.config, new
+        if new.engine_shape() != old.engine_shape() and self.session_id:
+            self.restarting = True  # the engine session starts again, resumed, with the new audio settings
+            old_queue, self.queue = self.queue, asyncio.Queue()
+            self.queue.put_nowait(self._request(self.session_id))
+            old_queue.put_nowait(None)
+            self.out = self._outgoing()
+            self.pending_commit = False
+            return  # session.updated comes when it has started
+        if (new.voice, new.speed, new.instructions) != (old.voice, old.speed, old.instructions):
+            self.queue.put_nowait(Update(new.voice, new.speed, new.instructions))
+        await self.send({"type": "session.updated", "session": new.describe(self.session_id)})
+
+    async def _commit(self) -> None:
+        if self.config.turn_detection is not None:
+            raise ClientError("with turn detection on, the server commits the audio at the end of each turn "
+                              "(set session.audio.input.turn_detection to null to commit yourself)",
+                              code="input_audio_buffer_commit_not_allowed")
+        item = "item_" + secrets.token_hex(12)
+        self.out.pending_items.append(item)
+        self.pending_commit = True
+        for body in self.out.committed(item):
+            await self.send(body)
+
+    async def _item_create(self, item: Any) -> None:
+        if not isinstance(item, dict) or item.get("type", "message") != "message" or item.get("role") != "user":
+            raise ClientError("only user messages can be created (item.type message, item.role user)", "item")
+        content = item.get("content")
+        if not isinstance(content, list) or not content:
+            raise ClientError("item.content must be a list of input_audio parts", "item.content")
+        for n, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "input_audio":
+                raise ClientError(f"item.content[{n}].type must be input_audio: this endpoint hears, it does not "
+                                  "read text", f"item.content[{n}].type")
+        if self.config.turn_detection is not None:
+            raise ClientError("audio items are for manual turns: with turn detection on, append audio instead",
+                              "item")
+        for n, part in enumerate(content):
+            self.queue.put_nowait(Audio(self._audio(part.get("audio"), f"item.content[{n}].audio")))
+        await self._commit()
+
+    async def _response_create(self, response: Any) -> None:
+        if response not in (None, {}) and not (isinstance(response, dict) and set(response) <= {"metadata"}):
+            raise ClientError("response.create takes no response settings here: set them with session.update",
+                              "response")
+        if self.out.active is not None:
+            raise ClientError("a response is in progress: cancel it first",
+                              code="conversation_already_has_active_response")
+        if not self.pending_commit:
+            raise ClientError("nothing to respond to: commit audio first (input_audio_buffer.commit)",
+                              code="input_audio_buffer_commit_empty")
+        self.pending_commit = False
+        self.queue.put_nowait(Commit())
+
+    async def _truncate(self, body: dict[str, Any]) -> None:
+        item_id, played = body.get("item_id"), body.get("audio_end_ms")
+        turn_id = self.out.items.get(item_id) if isinstance(item_id, str) else None
+        if turn_id is None:
+            raise ClientError("item_id names no assistant item of this session", "item_id")
+        if not isinstance(played, int) or played < 0:
+            raise ClientError("audio_end_ms must be a whole number of milliseconds, 0 or more", "audio_end_ms")
+        self.queue.put_nowait(PlaybackReport(turn_id, float(played)))  # what was heard: context keeps only that
+        await self.send({"type": "conversation.item.truncated", "item_id": item_id,
+                         "content_index": body.get("content_index", 0), "audio_end_ms": played})

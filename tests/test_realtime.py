@@ -1,0 +1,173 @@
+"""The OpenAI Realtime-compatible endpoint, driven by the stock `openai` SDK (real processes, a real
+recording): server VAD, manual commits, telephony audio, cancel, truncate, bad events, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from openai import AsyncOpenAI
+
+from services.common.audio import resample
+from services.common.g711 import ulaw_encode
+from tests.test_gateway_security import KEY, start
+from tools.local_redis import RedisProcess
+from tools.recordings import recording
+from tools.stack import Stack
+
+pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
+CHUNK_MS = 100
+
+
+def speech(rate: int = 24000) -> bytes:
+    """The first sentence of a real recording, then 2 s of silence, as PCM16 at `rate`."""
+    samples, source = recording("beckett.wav")
+    said = resample(samples[: int(source * 3.4)], source, rate)
+    return np.concatenate([said, np.zeros(rate * 2, np.int16)]).astype("<i2").tobytes()
+
+
+def client(stack: Stack, key: str = "unused") -> AsyncOpenAI:
+    return AsyncOpenAI(api_key=key, websocket_base_url=f"ws://127.0.0.1:{stack.web_port}/v1")
+
+
+async def append(conn: Any, audio: bytes, bytes_per_ms: int) -> None:
+    step = CHUNK_MS * bytes_per_ms
+    for i in range(0, len(audio), step):
+        await conn.input_audio_buffer.append(audio=base64.b64encode(audio[i:i + step]).decode())
+
+
+async def events_until(conn: Any, last: str, limit: int = 4000) -> list[Any]:
+    seen = []
+    async for event in conn:
+        seen.append(event)
+        if event.type == last or len(seen) >= limit:
+            break
+    return seen
+
+
+def of(events: list[Any], kind: str) -> list[Any]:
+    return [e for e in events if e.type == kind]
+
+
+async def test_server_vad_turns_a_recording_into_a_spoken_reply(stack: Stack) -> None:
+    async with client(stack).realtime.connect(model="voxtral-mini") as conn:
+        created = await conn.recv()
+        assert created.type == "session.created" and created.session.model == "voxtral-mini"
+        await conn.session.update(session={"type": "realtime", "instructions": "Be brief.",
+                                           "audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                                                   "silence_duration_ms": 500}}}})
+        updated = await conn.recv()
+        assert updated.type == "session.updated"
+        assert updated.session.audio.input.turn_detection.silence_duration_ms == 500
+        await append(conn, speech(), 48)
+        events = await events_until(conn, "response.done")
+        kinds = [e.type for e in events]
+        for kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                     "input_audio_buffer.committed", "response.created", "response.output_audio.delta",
+                     "response.output_audio_transcript.delta", "response.done"):
+            assert kind in kinds, (kind, kinds)
+        assert kinds.index("input_audio_buffer.speech_stopped") < kinds.index("response.output_audio.delta")
+        done = of(events, "response.done")[0]
+        assert done.response.status == "completed"
+        audio = b"".join(base64.b64decode(e.delta) for e in of(events, "response.output_audio.delta"))
+        pcm = np.frombuffer(audio, "<i2")
+        assert len(pcm) > 24000 * 0.3 and np.abs(pcm).max() > 1000  # real speech at 24 kHz
+        said = "".join(e.delta for e in of(events, "response.output_audio_transcript.delta"))
+        assert said.strip() and done.response.output[0].content[0].transcript == \
+            of(events, "response.output_audio_transcript.done")[0].transcript
+        heard = of(events, "conversation.item.input_audio_transcription.completed")
+        assert heard and heard[0].item_id == of(events, "input_audio_buffer.committed")[0].item_id
+
+
+async def test_manual_commits_and_telephony_audio(stack: Stack) -> None:
+    async with client(stack).realtime.connect(model="voxtral") as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.session.update(session={"audio": {
+            "input": {"format": {"type": "audio/pcmu"}, "turn_detection": None},
+            "output": {"format": {"type": "audio/pcmu"}}}})
+        updated = await conn.recv()
+        assert updated.type == "session.updated" and updated.session.audio.input.turn_detection is None
+        await append(conn, ulaw_encode(speech(8000)), 8)
+        await conn.response.create()  # nothing committed yet
+        refused = await conn.recv()
+        assert refused.type == "error" and refused.error.code == "input_audio_buffer_commit_empty"
+        await conn.input_audio_buffer.commit()
+        committed = await conn.recv()
+        assert committed.type == "input_audio_buffer.committed"
+        await conn.response.create()
+        events = await events_until(conn, "response.done")
+        assert not of(events, "input_audio_buffer.speech_started")  # manual: no VAD
+        assert of(events, "response.done")[0].response.status == "completed"
+        audio = b"".join(base64.b64decode(e.delta) for e in of(events, "response.output_audio.delta"))
+        assert len(audio) > 8000 * 0.3  # one byte a sample at 8 kHz
+
+
+async def test_cancel_and_truncate_keep_only_what_was_heard(stack: Stack) -> None:
+    async with client(stack).realtime.connect(model="voxtral") as conn:
+        created = await conn.recv()
+        session_id = created.session.id
+        await append(conn, speech(), 48)
+        async for event in conn:
+            if event.type == "response.output_audio.delta":
+                item_id = event.item_id
+                break
+        await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=0)
+        await conn.response.cancel()
+        events = await events_until(conn, "response.done")
+        assert of(events, "conversation.item.truncated")[0].audio_end_ms == 0
+        done = of(events, "response.done")[0]
+        assert done.response.status == "cancelled" and done.response.status_details.reason == "client_cancelled"
+        await conn.response.cancel()  # nothing left to cancel
+        assert (await conn.recv()).error.code == "response_cancel_not_active"
+        store = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+        key = f"voice:session:{session_id}:context"
+        for _ in range(300):  # the exchange is kept once the user's words are transcribed
+            if store.llen(key):
+                break
+            await asyncio.sleep(0.1)
+        context = [json.loads(x) for x in store.lrange(key, 0, -1)]
+    assert context and context[-1]["assistant"] == "" and context[-1]["cut_off"]  # nothing was heard
+
+
+async def test_bad_events_get_an_error_and_the_session_goes_on(stack: Stack) -> None:
+    async with client(stack).realtime.connect(model="voxtral") as conn:
+        assert (await conn.recv()).type == "session.created"
+        for body, param in (
+            ({"type": "no.such.event", "event_id": "e1"}, "type"),
+            ({"type": "session.update", "session": {"tools": [{"type": "function", "name": "f"}]}}, "session.tools"),
+            ({"type": "session.update", "session": {"output_modalities": ["text"]}}, "session.output_modalities"),
+            ({"type": "input_audio_buffer.append", "audio": "%%%"}, "audio"),
+            ({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                           "content": [{"type": "input_text", "text": "hi"}]}},
+             "item.content[0].type"),
+        ):
+            await conn.send(body)
+            answer = await conn.recv()
+            assert answer.type == "error" and answer.error.param == param, (body, answer)
+        assert answer.error.event_id is None
+        await conn.send({"type": "no.such.event", "event_id": "e2"})
+        assert (await conn.recv()).error.event_id == "e2"
+        await conn.session.update(session={"instructions": "Still here."})  # beta-free, plain GA
+        assert (await conn.recv()).type == "session.updated"
+        await conn.send({"type": "session.update", "session": {"voice": "alloy", "input_audio_format": "pcm16",
+                                                               "turn_detection": {"type": "server_vad"}}})
+        beta = await conn.recv()  # the beta's flat shape is read too
+        assert beta.type == "session.updated", beta
+
+
+async def test_a_wrong_key_is_refused_at_the_handshake(redis_server: RedisProcess) -> None:
+    server, settings = await start(redis_server, api_key=KEY)
+    base = f"ws://127.0.0.1:{settings.web_port}/v1"
+    try:
+        with pytest.raises(Exception, match="401"):
+            async with AsyncOpenAI(api_key="wrong", websocket_base_url=base).realtime.connect(model="m") as conn:
+                await conn.recv()
+        async with AsyncOpenAI(api_key=KEY, websocket_base_url=base).realtime.connect(model="m") as conn:
+            assert (await conn.recv()).type == "session.created"
+    finally:
+        await server.stop(0)
