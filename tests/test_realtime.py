@@ -31,8 +31,13 @@ def speech(rate: int = 24000) -> bytes:
     return np.concatenate([said, np.zeros(rate * 2, np.int16)]).astype("<i2").tobytes()
 
 
-def client(stack: Stack, key: str = "unused") -> AsyncOpenAI:
-    return AsyncOpenAI(api_key=key, websocket_base_url=f"ws://127.0.0.1:{stack.web_port}/v1")
+def connect(base: str, model: str = "voxtral", key: str = "unused") -> Any:
+    """The SDK's connection manager; typed loosely, as tests send what the SDK's types forbid."""
+    return AsyncOpenAI(api_key=key, websocket_base_url=base).realtime.connect(model=model)
+
+
+def url(stack: Stack) -> str:
+    return f"ws://127.0.0.1:{stack.web_port}/v1"
 
 
 async def append(conn: Any, audio: bytes, bytes_per_ms: int) -> None:
@@ -55,7 +60,7 @@ def of(events: list[Any], kind: str) -> list[Any]:
 
 
 async def test_server_vad_turns_a_recording_into_a_spoken_reply(stack: Stack) -> None:
-    async with client(stack).realtime.connect(model="voxtral-mini") as conn:
+    async with connect(url(stack), "voxtral-mini") as conn:
         created = await conn.recv()
         assert created.type == "session.created" and created.session.model == "voxtral-mini"
         await conn.session.update(session={"type": "realtime", "instructions": "Be brief.",
@@ -85,7 +90,7 @@ async def test_server_vad_turns_a_recording_into_a_spoken_reply(stack: Stack) ->
 
 
 async def test_manual_commits_and_telephony_audio(stack: Stack) -> None:
-    async with client(stack).realtime.connect(model="voxtral") as conn:
+    async with connect(url(stack)) as conn:
         assert (await conn.recv()).type == "session.created"
         await conn.session.update(session={"audio": {
             "input": {"format": {"type": "audio/pcmu"}, "turn_detection": None},
@@ -108,7 +113,7 @@ async def test_manual_commits_and_telephony_audio(stack: Stack) -> None:
 
 
 async def test_cancel_and_truncate_keep_only_what_was_heard(stack: Stack) -> None:
-    async with client(stack).realtime.connect(model="voxtral") as conn:
+    async with connect(url(stack)) as conn:
         created = await conn.recv()
         session_id = created.session.id
         await append(conn, speech(), 48)
@@ -135,7 +140,7 @@ async def test_cancel_and_truncate_keep_only_what_was_heard(stack: Stack) -> Non
 
 
 async def test_bad_events_get_an_error_and_the_session_goes_on(stack: Stack) -> None:
-    async with client(stack).realtime.connect(model="voxtral") as conn:
+    async with connect(url(stack)) as conn:
         assert (await conn.recv()).type == "session.created"
         for body, param in (
             ({"type": "no.such.event", "event_id": "e1"}, "type"),
@@ -165,9 +170,9 @@ async def test_a_wrong_key_is_refused_at_the_handshake(redis_server: RedisProces
     base = f"ws://127.0.0.1:{settings.web_port}/v1"
     try:
         with pytest.raises(Exception, match="401"):
-            async with AsyncOpenAI(api_key="wrong", websocket_base_url=base).realtime.connect(model="m") as conn:
+            async with connect(base, key="wrong") as conn:
                 await conn.recv()
-        async with AsyncOpenAI(api_key=KEY, websocket_base_url=base).realtime.connect(model="m") as conn:
+        async with connect(base, key=KEY) as conn:
             assert (await conn.recv()).type == "session.created"
     finally:
         await server.stop(0)
