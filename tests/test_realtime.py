@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,7 @@ from tools.stack import Stack
 
 pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 CHUNK_MS = 100
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def speech(rate: int = 24000) -> bytes:
@@ -176,3 +179,19 @@ async def test_a_wrong_key_is_refused_at_the_handshake(redis_server: RedisProces
             assert (await conn.recv()).type == "session.created"
     finally:
         await server.stop(0)
+
+
+async def test_the_readme_example_gets_a_spoken_reply(stack: Stack, tmp_path) -> None:
+    import soundfile as sf
+
+    question, reply = tmp_path / "question.wav", tmp_path / "reply.wav"
+    samples, rate = recording("beckett.wav")
+    sf.write(question, samples[: int(rate * 3.4)], rate)
+    example = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "examples" / "realtime_client.py"), str(question), str(reply), "--url", url(stack),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT)
+    out, _ = await asyncio.wait_for(example.communicate(), 120)
+    assert example.returncode == 0, out.decode()
+    assert "completed" in out.decode()
+    spoken, spoken_rate = sf.read(reply, dtype="int16")
+    assert spoken_rate == 24000 and len(spoken) > 24000 * 0.3 and np.abs(spoken).max() > 1000

@@ -104,7 +104,7 @@ class ConversationEngine:
             if not isinstance(first, SessionRequest):
                 raise InvalidArgument("the first message must be the session config (input_sample_rate_hz etc.)")
             self.stages.connect()
-            config = configure(first, self.settings, await self._voices())
+            config = configure(first, self.settings, await self.voices())
             session = ConversationSession(self.settings, self.stages, self.store, config, emit, self.pace,
                                           self.audio_budget, caller.identity)
             self._live[admitted] = session
@@ -212,7 +212,7 @@ class ConversationEngine:
                 case ClearAudio():
                     session.clear_audio()
                 case Update():
-                    session.update(updated(session.config, item, self.settings, await self._voices()))
+                    session.update(updated(session.config, item, self.settings, await self.voices()))
                 case PlaybackReport():
                     problem = check_playback(item)
                     if problem:
@@ -232,7 +232,7 @@ class ConversationEngine:
         while self.sessions and loop.time() < deadline:
             await asyncio.sleep(0.05)
 
-    async def _voices(self) -> set[str]:
+    async def voices(self) -> set[str]:
         """The TTS's voices, to check a session's voice early; empty (no check) while the TTS is down."""
         try:
             return await self.stages.voices()

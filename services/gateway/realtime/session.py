@@ -167,7 +167,7 @@ class RealtimeSession:
 
     async def _session_update(self, session: Any) -> None:
         new = apply(self.config, session)
-        voices = await self.engine._voices()  # noqa: SLF001 (the engine's cached list, or none while the TTS is down)
+        voices = await self.engine.voices()
         if new.voice:
             new = type(new)(**{**new.__dict__, "voice": resolve_voice(new.voice, voices)})
             if voices and new.voice not in voices:
