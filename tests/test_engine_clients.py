@@ -125,3 +125,25 @@ async def test_manual_turns_are_the_audio_between_commits(stages: FakeStages, re
     respond = stages.of(Stage.VOXTRAL, "respond")[0]
     assert respond.args["instructions"] == "Answer in one word."
     await client.end()
+
+
+async def test_a_session_started_without_redis_takes_its_lease_when_redis_is_back_and_gives_it_up(
+        stages: FakeStages, redis: RedisProcess) -> None:
+    conversations = engine(stages, redis, store={"lease_ttl_s": 1.0})
+    redis.stop()
+    try:
+        client = Client(conversations, caller=ALICE)
+        session_id = (await client.wait_for(SessionStarted)).session_id  # the store is losable: it goes on
+    finally:
+        redis.start()
+    lease = f"voice:session:{session_id}:lease"
+    for _ in range(50):  # the next renewal takes the lease
+        if await conversations.store.redis.get(lease):
+            break
+        await asyncio.sleep(0.05)
+    assert await conversations.store.redis.get(lease)
+    await client.end()
+    assert await conversations.store.redis.get(lease) is None  # given back at the end: a resume can follow
+    resumed = Client(conversations, SessionRequest(RATE, resume_id=session_id), caller=ALICE)
+    assert (await resumed.wait_for(SessionStarted)).resumed
+    await resumed.end()

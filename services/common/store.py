@@ -70,11 +70,15 @@ redis.call('HSETNX', KEYS[1], 'owner', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 return 'ok'
 """
-# Renew the lease of its holder; taken again when the store lost it (a restart), kept when another holds it.
+# Renew the lease of its holder, and keep the session's record (and owner) whole: both are made
+# again when the store lost them (a restart, or an outage at the session's start).
 RENEW = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSETNX', KEYS[2], 'created', ARGV[4])
+redis.call('HSETNX', KEYS[2], 'owner', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
 return 1
 """
 RELEASE = """
@@ -159,13 +163,17 @@ class SessionStore:
             self._owners[session_id] = owner
         return found
 
-    async def renew(self, session_id: str, holder: str) -> bool | None:
+    async def renew(self, session_id: str, holder: str, owner: str) -> bool | None:
         """Keep holding the lease; False: another holder has it now; None: the store cannot tell."""
         async def run() -> bool | None:
             return bool(await self.redis.eval(
-                RENEW, 1, self._key(session_id, "lease"), holder, int(self.settings.lease_ttl_s * 1000)))
+                RENEW, 2, self._key(session_id, "lease"), self._key(session_id, "meta"), holder,
+                int(self.settings.lease_ttl_s * 1000), owner, time.time(), self.settings.session_ttl_s))
 
-        return await self._call("renew", run, None)
+        renewed = await self._call("renew", run, None)
+        if renewed:
+            self._owners[session_id] = owner
+        return renewed
 
     async def release(self, session_id: str, holder: str) -> bool:
         """Give the lease up (the connection ended): a resume may take the session at once."""

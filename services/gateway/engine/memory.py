@@ -30,7 +30,6 @@ class Memory:
         self.owner = owner  # the identity that may resume it
         self.holder = secrets.token_hex(8)  # this connection, as the session's lease names it
         self.context: list[Exchange] = []
-        self._held = False
 
     async def open(self, resume: bool) -> None:
         """Claim the session for this connection (its lease in the store); a resumed one gets its
@@ -50,8 +49,6 @@ class Memory:
                 raise FailedPrecondition(
                     f"session {sid} is live on another connection: end that one first (a connection that dropped "
                     f"frees it within {self.settings.redis.lease_ttl_s:g} s of the gateway noticing)")
-            case Claim.OK:
-                self._held = True
         if resume:
             self.context = await self.store.context(self.session_id)
 
@@ -60,13 +57,13 @@ class Memory:
         period = self.settings.redis.lease_ttl_s / 3
         while True:
             await asyncio.sleep(period)
-            if await self.store.renew(self.session_id, self.holder) is False:
+            renewed = await self.store.renew(self.session_id, self.holder, self.owner)
+            if renewed is False:
                 log.warning("session lease taken by another connection", extra={"session_id": self.session_id})
 
     async def release(self) -> None:
-        if self._held:
-            self._held = False
-            await self.store.release(self.session_id, self.holder)
+        """Give the lease back; also one taken by a renewal after a store outage (only ours is deleted)."""
+        await self.store.release(self.session_id, self.holder)
 
     def history(self) -> list[HistoryTurn]:
         """The context as the prior turns Voxtral is given."""
