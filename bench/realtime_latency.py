@@ -56,14 +56,18 @@ async def realtime_turn(base: str, clip: np.ndarray) -> dict[str, float]:
     pcm = np.concatenate([pcm, np.zeros(24000 * TAIL_MS // 1000, "<i2")])
     seen: dict[str, float] = {}
     timings: dict[str, Any] = {}
+    statuses: list[str] = []
     conn_manager: Any = AsyncOpenAI(api_key="bench", websocket_base_url=base).realtime.connect(model="voxtral")
     async with conn_manager as conn:
         async def read() -> None:
             async for event in conn:
                 seen.setdefault(event.type, time.monotonic())
-                if event.type == "response.done":
+                if event.type == "response.done" and event.response.status == "completed":
                     timings.update(event.response.model_extra.get("timings") or {})
                     return
+                if event.type == "response.done":  # a sound judged no turn, say: the question's reply follows
+                    statuses.append(event.response.status)
+                    seen.pop("response.output_audio.delta", None)
 
         reader = asyncio.ensure_future(read())
         step = 2400  # 100 ms
@@ -71,13 +75,17 @@ async def realtime_turn(base: str, clip: np.ndarray) -> dict[str, float]:
         for n, i in enumerate(range(0, len(pcm), step)):
             await asyncio.sleep(max(0.0, start + n * 0.1 - time.monotonic()))
             await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[i:i + step].tobytes()).decode())
-        await asyncio.wait_for(reader, 60)
+        try:
+            await asyncio.wait_for(reader, 60)
+        except TimeoutError:
+            return {"client_ms": float("nan"), "e2e_ms": float("nan"), "failed": 1.0}
     return {"client_ms": (seen["response.output_audio.delta"] - seen["input_audio_buffer.speech_stopped"]) * 1000,
             "e2e_ms": float(timings.get("e2e_ms", float("nan")))}
 
 
-def p50(values: list[float]) -> float:
-    return round(statistics.median(values), 1)
+def p50(values: list[float]) -> float | None:
+    answered = [v for v in values if v == v]  # NaN: a turn with no reply
+    return round(statistics.median(answered), 1) if answered else None
 
 
 def main() -> None:
@@ -98,7 +106,8 @@ def main() -> None:
     finally:
         stack.stop()
     table: list[dict[str, Any]] = [
-        {"path": path, "turns": len(r), "speech_end_to_first_audio_ms_p50": p50([x["client_ms"] for x in r]),
+        {"path": path, "turns": len(r), "failed": sum(int(x.get("failed", 0)) for x in r),
+         "speech_end_to_first_audio_ms_p50": p50([x["client_ms"] for x in r]),
          "e2e_ms_p50": p50([x["e2e_ms"] for x in r])} for path, r in rows.items()]
     grpc_e2e = table[0]["e2e_ms_p50"]
     summary = {
@@ -107,9 +116,10 @@ def main() -> None:
         "method": "real recordings at real time, one session per turn, turns alternating between the paths",
         "realtime_first_delta_after_speech_stopped_ms_p50": table[1]["speech_end_to_first_audio_ms_p50"],
         "grpc_e2e_ms_p50": grpc_e2e,
-        "ratio": round(table[1]["speech_end_to_first_audio_ms_p50"] / grpc_e2e, 3) if grpc_e2e else None,
+        "ratio": round(table[1]["speech_end_to_first_audio_ms_p50"] / grpc_e2e, 3)
+        if grpc_e2e and table[1]["speech_end_to_first_audio_ms_p50"] else None,
         "goal": "realtime first delta within 5% of the gRPC path's e2e_ms",
-        "rows": rows,
+        **{f"{path}_turns": r for path, r in rows.items()},
     }
     write_results(args.out, "realtime_latency", summary, table, list(table[0]))
 
