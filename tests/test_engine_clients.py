@@ -147,3 +147,16 @@ async def test_a_session_started_without_redis_takes_its_lease_when_redis_is_bac
     resumed = Client(conversations, SessionRequest(RATE, resume_id=session_id), caller=ALICE)
     assert (await resumed.wait_for(SessionStarted)).resumed
     await resumed.end()
+
+
+async def test_a_session_can_set_the_end_of_turn_fallback_of_its_vad_stream(stages: FakeStages,
+                                                                            redis: RedisProcess) -> None:
+    from services.common.errors import InvalidArgument
+
+    client = Client(engine(stages, redis), SessionRequest(RATE, end_of_turn_fallback_ms=8000))
+    await client.wait_for(SessionStarted)
+    await until(lambda: bool(stages.vad_opens))
+    assert stages.vad_opens[0]["fallback_ms"] == 8000
+    await client.end()
+    with pytest.raises(InvalidArgument, match="end_of_turn_fallback_ms=50 is out of range: use 200 to 10000"):
+        await Client(engine(stages, redis), SessionRequest(RATE, end_of_turn_fallback_ms=50)).task

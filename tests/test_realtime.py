@@ -166,6 +166,11 @@ async def test_bad_events_get_an_error_and_the_session_goes_on(stack: Stack) -> 
                                                                "turn_detection": {"type": "server_vad"}}})
         beta = await conn.recv()  # the beta's flat shape is read too
         assert beta.type == "session.updated", beta
+        await conn.session.update(session={"audio": {"input": {"turn_detection": {"type": "semantic_vad",
+                                                                                   "eagerness": "high"}}}})
+        semantic = await conn.recv()  # the engine session starts again with a 2 s fallback, resumed
+        assert semantic.type == "session.updated" and semantic.session.id == beta.session.id
+        assert semantic.session.audio.input.turn_detection.eagerness == "high"
 
 
 async def test_a_wrong_key_is_refused_at_the_handshake(redis_server: RedisProcess) -> None:

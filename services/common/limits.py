@@ -37,6 +37,8 @@ END_SILENCE_MS = Range(100, 10000)
 # Silence that ends a turn whatever the end-of-turn model says (the VAD's default fallback): a
 # client that wants its turn to end sends at least this much silence after speaking.
 END_OF_TURN_FALLBACK_MS = 1600
+# What a fallback may be set to (the VAD's setting, a stream's or a session's own).
+END_OF_TURN_FALLBACK = Range(200, 10000)
 # Voxtral's audio input: PCM16 mono at this rate, nothing else.
 VOXTRAL_SAMPLE_RATE_HZ = 16000
 # A sample at or above this level (dBFS, of PCM16 full scale) is audible: it bounds trimmed speech

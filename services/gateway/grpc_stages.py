@@ -102,11 +102,12 @@ class GrpcStages:
         for channel in (self._vad_channel, self._voxtral_channel, self._tts_channel):
             channel.get_state(try_to_connect=True)
 
-    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> GrpcVadStream:
+    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int,
+                       fallback_ms: int | None = None) -> GrpcVadStream:
         call = self.vad.StreamDetect(metadata=self.meta)
         config = vad_pb2.VadConfig(format=audio_pb2.AudioFormat(
             sample_rate_hz=sample_rate_hz, encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, channels=1),
-            end_silence_ms=end_silence_ms)
+            end_silence_ms=end_silence_ms, end_of_turn_fallback_ms=fallback_ms)
         try:
             async with asyncio.timeout(self.settings.vad_timeout_s):
                 await call.write(vad_pb2.StreamDetectRequest(config=config))

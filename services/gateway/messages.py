@@ -24,6 +24,8 @@ def session_request(config: gateway_pb2.SessionConfig) -> SessionRequest:
         end_silence_ms=config.end_silence_ms if config.HasField("end_silence_ms") else None,
         instructions=config.instructions,
         resume_id=config.session_id,
+        end_of_turn_fallback_ms=config.end_of_turn_fallback_ms if config.HasField("end_of_turn_fallback_ms")
+        else None,
     )
 
 

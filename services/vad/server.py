@@ -4,6 +4,7 @@ the logic is in endpointer.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from services.vad import models
 from services.vad.config import VadSettings
 from services.vad.endpointer import Ask, Endpointer, EndpointerConfig, EventKind, SpeechEvent
 from services.vad.smart_turn import DecisionPool, SmartTurn
-from services.vad.turn_policy import Detector, EndReason
+from services.vad.turn_policy import FALLBACK_MS, Detector, EndReason, TurnPolicy
 from services.vad.voice import Backend, SileroModel
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
@@ -52,6 +53,15 @@ def table_name(field: str) -> str:
     return {"detector": "EndOfTurnDetector", "backend": "VoiceBackend"}[field]
 
 
+def _policy(config: vad_pb2.VadConfig, defaults: VadSettings) -> TurnPolicy:
+    """The service's turn policy, with this stream's fallback when it names one."""
+    policy = defaults.policy()
+    if not config.HasField("end_of_turn_fallback_ms"):
+        return policy
+    fallback = FALLBACK_MS.check("config.end_of_turn_fallback_ms", config.end_of_turn_fallback_ms)
+    return dataclasses.replace(policy, fallback_ms=fallback, clean_fallback_ms=min(policy.clean_fallback_ms, fallback))
+
+
 def endpointer_config(config: vad_pb2.VadConfig, defaults: VadSettings) -> EndpointerConfig:
     if not config.HasField("format") or config.format.sample_rate_hz == 0:
         raise InvalidArgument("config.format.sample_rate_hz is required: an integer from 8000 to 48000 Hz")
@@ -76,7 +86,7 @@ def endpointer_config(config: vad_pb2.VadConfig, defaults: VadSettings) -> Endpo
         silero_threshold=defaults.silero_threshold,
         snr_db=defaults.snr_db,
         floor_window_ms=defaults.floor_window_ms,
-        policy=defaults.policy(),
+        policy=_policy(config, defaults),
         hint_at_ask=defaults.hint_at_ask,
     )
 

@@ -19,13 +19,13 @@ import enum
 from dataclasses import dataclass
 
 from services.common.errors import InvalidArgument
-from services.common.limits import END_OF_TURN_FALLBACK_MS, Range
+from services.common.limits import END_OF_TURN_FALLBACK, END_OF_TURN_FALLBACK_MS, Range
 
 ASK_AFTER_MS = Range(60, 2000)
 ASK_EVERY_MS = Range(30, 2000)
 ASK_UNTIL_MS = Range(60, 10000)
 PROBABILITY = Range(0.0, 1.0)
-FALLBACK_MS = Range(200, 10000)
+FALLBACK_MS = END_OF_TURN_FALLBACK
 
 
 class Detector(enum.StrEnum):

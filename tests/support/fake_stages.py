@@ -98,6 +98,7 @@ class FakeStages:
     transcribe_knobs: Knobs = field(default_factory=Knobs)
     vad_open_failures: int = 0  # the next this-many opens fail with UNAVAILABLE
     calls: list[Call] = field(default_factory=list)
+    vad_opens: list[dict[str, int | None]] = field(default_factory=list)  # each VAD stream's settings
     streams: list[FakeVadStream] = field(default_factory=list)
     histories: list[list[HistoryTurn]] = field(default_factory=list)
     closed: bool = False
@@ -114,11 +115,13 @@ class FakeStages:
     def of(self, stage: Stage, what: str = "") -> list[Call]:
         return [c for c in self.calls if c.stage is stage and (not what or c.what == what)]
 
-    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> FakeVadStream:
+    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int,
+                       fallback_ms: int | None = None) -> FakeVadStream:
         if self.vad_open_failures > 0:
             self.vad_open_failures -= 1
             raise StageError(Stage.VAD, "UNAVAILABLE", "the fake VAD is down")
         self.streams.append(FakeVadStream(len(self.streams)))
+        self.vad_opens.append({"rate": sample_rate_hz, "end_silence_ms": end_silence_ms, "fallback_ms": fallback_ms})
         return self.streams[-1]
 
     async def _paced(self, call: Call, knobs: Knobs, pieces: Sequence[object]) -> AsyncIterator[object]:

@@ -246,6 +246,7 @@ class VadConfig(_message.Message):
     PRE_ROLL_MS_FIELD_NUMBER: _builtins.int
     DETECTOR_FIELD_NUMBER: _builtins.int
     BACKEND_FIELD_NUMBER: _builtins.int
+    END_OF_TURN_FALLBACK_MS_FIELD_NUMBER: _builtins.int
     aggressiveness: _builtins.int
     """webrtcvad aggressiveness, 0 (least) to 3 (most aggressive at calling audio non-speech)."""
     frame_ms: _builtins.int
@@ -261,6 +262,8 @@ class VadConfig(_message.Message):
     detector: Global___EndOfTurnDetector.ValueType
     """Which rule ends a turn, and which detector hears voice (unset: the service's defaults)."""
     backend: Global___VoiceBackend.ValueType
+    end_of_turn_fallback_ms: _builtins.int
+    """Silence after which the turn ends whatever the end-of-turn model says (smart_turn; 200 to 10000)."""
     @_builtins.property
     def format(self) -> _audio_pb2.AudioFormat: ...
     def __init__(
@@ -275,10 +278,11 @@ class VadConfig(_message.Message):
         pre_roll_ms: _builtins.int | None = ...,
         detector: Global___EndOfTurnDetector.ValueType | None = ...,
         backend: Global___VoiceBackend.ValueType | None = ...,
+        end_of_turn_fallback_ms: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness", "_backend", b"_backend", "_detector", b"_detector", "_end_silence_ms", b"_end_silence_ms", "_frame_ms", b"_frame_ms", "_min_speech_ms", b"_min_speech_ms", "_pause_ms", b"_pause_ms", "_pre_roll_ms", b"_pre_roll_ms", "aggressiveness", b"aggressiveness", "backend", b"backend", "detector", b"detector", "end_silence_ms", b"end_silence_ms", "format", b"format", "frame_ms", b"frame_ms", "min_speech_ms", b"min_speech_ms", "pause_ms", b"pause_ms", "pre_roll_ms", b"pre_roll_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness", "_backend", b"_backend", "_detector", b"_detector", "_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms", "_end_silence_ms", b"_end_silence_ms", "_frame_ms", b"_frame_ms", "_min_speech_ms", b"_min_speech_ms", "_pause_ms", b"_pause_ms", "_pre_roll_ms", b"_pre_roll_ms", "aggressiveness", b"aggressiveness", "backend", b"backend", "detector", b"detector", "end_of_turn_fallback_ms", b"end_of_turn_fallback_ms", "end_silence_ms", b"end_silence_ms", "format", b"format", "frame_ms", b"frame_ms", "min_speech_ms", b"min_speech_ms", "pause_ms", b"pause_ms", "pre_roll_ms", b"pre_roll_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness", "_backend", b"_backend", "_detector", b"_detector", "_end_silence_ms", b"_end_silence_ms", "_frame_ms", b"_frame_ms", "_min_speech_ms", b"_min_speech_ms", "_pause_ms", b"_pause_ms", "_pre_roll_ms", b"_pre_roll_ms", "aggressiveness", b"aggressiveness", "backend", b"backend", "detector", b"detector", "end_silence_ms", b"end_silence_ms", "format", b"format", "frame_ms", b"frame_ms", "min_speech_ms", b"min_speech_ms", "pause_ms", b"pause_ms", "pre_roll_ms", b"pre_roll_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness", "_backend", b"_backend", "_detector", b"_detector", "_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms", "_end_silence_ms", b"_end_silence_ms", "_frame_ms", b"_frame_ms", "_min_speech_ms", b"_min_speech_ms", "_pause_ms", b"_pause_ms", "_pre_roll_ms", b"_pre_roll_ms", "aggressiveness", b"aggressiveness", "backend", b"backend", "detector", b"detector", "end_of_turn_fallback_ms", b"end_of_turn_fallback_ms", "end_silence_ms", b"end_silence_ms", "format", b"format", "frame_ms", b"frame_ms", "min_speech_ms", b"min_speech_ms", "pause_ms", b"pause_ms", "pre_roll_ms", b"pre_roll_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__aggressiveness: _TypeAlias = _typing.Literal["aggressiveness"]  # noqa: Y015
     _WhichOneofArgType__aggressiveness: _TypeAlias = _typing.Literal["_aggressiveness", b"_aggressiveness"]  # noqa: Y015
@@ -286,6 +290,8 @@ class VadConfig(_message.Message):
     _WhichOneofArgType__backend: _TypeAlias = _typing.Literal["_backend", b"_backend"]  # noqa: Y015
     _WhichOneofReturnType__detector: _TypeAlias = _typing.Literal["detector"]  # noqa: Y015
     _WhichOneofArgType__detector: _TypeAlias = _typing.Literal["_detector", b"_detector"]  # noqa: Y015
+    _WhichOneofReturnType__end_of_turn_fallback_ms: _TypeAlias = _typing.Literal["end_of_turn_fallback_ms"]  # noqa: Y015
+    _WhichOneofArgType__end_of_turn_fallback_ms: _TypeAlias = _typing.Literal["_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms"]  # noqa: Y015
     _WhichOneofReturnType__end_silence_ms: _TypeAlias = _typing.Literal["end_silence_ms"]  # noqa: Y015
     _WhichOneofArgType__end_silence_ms: _TypeAlias = _typing.Literal["_end_silence_ms", b"_end_silence_ms"]  # noqa: Y015
     _WhichOneofReturnType__frame_ms: _TypeAlias = _typing.Literal["frame_ms"]  # noqa: Y015
@@ -302,6 +308,8 @@ class VadConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__backend) -> _WhichOneofReturnType__backend | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__detector) -> _WhichOneofReturnType__detector | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__end_of_turn_fallback_ms) -> _WhichOneofReturnType__end_of_turn_fallback_ms | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__end_silence_ms) -> _WhichOneofReturnType__end_silence_ms | None: ...
     @_typing.overload

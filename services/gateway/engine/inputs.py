@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from services.common.audio import MAX_RATE_HZ, MIN_RATE_HZ, check_sample_rate
 from services.common.errors import InvalidArgument, echo
-from services.common.limits import END_SILENCE_MS, SPEED
+from services.common.limits import END_OF_TURN_FALLBACK, END_SILENCE_MS, SPEED
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.vocabulary import Control
 
@@ -25,6 +25,7 @@ class SessionRequest:
     instructions: str = ""
     resume_id: str = ""  # a session to resume; "" starts a new one
     manual_turns: bool = False  # no VAD: the client says when its turn ends (Commit)
+    end_of_turn_fallback_ms: int | None = None  # the VAD's fallback silence for this session (None: its own)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class SessionConfig:
     instructions: str
     resume_id: str
     manual_turns: bool = False
+    end_of_turn_fallback_ms: int | None = None
 
 
 def configure(request: SessionRequest, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
@@ -114,8 +116,11 @@ def configure(request: SessionRequest, settings: GatewaySettings, voices: set[st
     if len(request.instructions) > settings.max_instructions_chars:
         raise InvalidArgument(f"instructions have {len(request.instructions)} characters; "
                               f"the limit is {settings.max_instructions_chars}")
+    if request.end_of_turn_fallback_ms is not None:
+        END_OF_TURN_FALLBACK.check("end_of_turn_fallback_ms", request.end_of_turn_fallback_ms)
     return SessionConfig(request.input_rate_hz, output, request.voice, request.speed, end_silence,
-                         request.instructions, request.resume_id, request.manual_turns)
+                         request.instructions, request.resume_id, request.manual_turns,
+                         request.end_of_turn_fallback_ms)
 
 
 def updated(config: SessionConfig, update: Update, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
@@ -126,4 +131,5 @@ def updated(config: SessionConfig, update: Update, settings: GatewaySettings, vo
         speed=config.speed if update.speed is None else update.speed,
         end_silence_ms=config.end_silence_ms,
         instructions=config.instructions if update.instructions is None else update.instructions,
-        resume_id=config.resume_id, manual_turns=config.manual_turns), settings, voices)
+        resume_id=config.resume_id, manual_turns=config.manual_turns,
+        end_of_turn_fallback_ms=config.end_of_turn_fallback_ms), settings, voices)

@@ -68,7 +68,8 @@ class Stages(Protocol):
     def connect(self) -> None:
         """Start connecting to every stage (a first turn should not pay for it)."""
 
-    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int) -> VadStream: ...
+    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int,
+                       fallback_ms: int | None = None) -> VadStream: ...
 
     def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
                 session_id: str, turn_id: str, speculative: bool = False) -> AsyncIterator[ReplyDelta]:

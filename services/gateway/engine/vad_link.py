@@ -26,11 +26,13 @@ class VadLink:
 
     def __init__(self, settings: GatewaySettings, stages: Stages, sample_rate_hz: int, end_silence_ms: int,
                  session_id: str, on_event: Callable[[VadEvent], Awaitable[None]],
-                 on_outage: Callable[[StageError], Awaitable[None]], budget: AudioBudget) -> None:
+                 on_outage: Callable[[StageError], Awaitable[None]], budget: AudioBudget,
+                 fallback_ms: int | None = None) -> None:
         self.settings = settings
         self.stages = stages
         self.sample_rate_hz = sample_rate_hz
         self.end_silence_ms = end_silence_ms
+        self.fallback_ms = fallback_ms  # the end-of-turn model's fallback for this session (None: the VAD's)
         self.session_id = session_id
         self.on_event = on_event
         self.on_outage = on_outage
@@ -95,7 +97,7 @@ class VadLink:
     async def _open(self, base: int) -> None:
         """A new stream whose sample 0 is input sample `base`."""
         try:
-            self._stream = await self.stages.open_vad(self.sample_rate_hz, self.end_silence_ms)
+            self._stream = await self.stages.open_vad(self.sample_rate_hz, self.end_silence_ms, self.fallback_ms)
         except StageError as err:
             await self._lost(err)
             return

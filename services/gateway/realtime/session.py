@@ -30,7 +30,7 @@ from services.gateway.engine.inputs import (
     Update,
 )
 from services.gateway.engine.vocabulary import Control, ErrorCode
-from services.gateway.realtime.config import RealtimeConfig, apply
+from services.gateway.realtime.config import EAGERNESS_FALLBACK_MS, RealtimeConfig, apply
 from services.gateway.realtime.formats import ClientError
 from services.gateway.realtime.outgoing import Outgoing, error, event_id
 
@@ -63,9 +63,10 @@ class RealtimeSession:
 
     def _request(self, resume_id: str) -> SessionRequest:
         c, td = self.config, self.config.turn_detection
+        fallback = EAGERNESS_FALLBACK_MS[td.eagerness] if td is not None and td.type == "semantic_vad" else None
         return SessionRequest(c.input_format.rate_hz, c.output_format.rate_hz, c.voice, c.speed,
                               td.silence_duration_ms if td is not None else None, c.instructions, resume_id,
-                              manual_turns=td is None)
+                              manual_turns=td is None, end_of_turn_fallback_ms=fallback)
 
     async def send(self, body: dict[str, Any]) -> None:
         async with self._send_lock:
