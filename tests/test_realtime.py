@@ -200,3 +200,47 @@ async def test_the_readme_example_gets_a_spoken_reply(stack: Stack, tmp_path) ->
     assert "completed" in out.decode()
     spoken, spoken_rate = sf.read(reply, dtype="int16")
     assert spoken_rate == 24000 and len(spoken) > 24000 * 0.3 and np.abs(spoken).max() > 1000
+
+
+async def test_talking_over_a_reply_with_truncate_keeps_only_the_heard_part(stack: Stack) -> None:
+    samples, source = recording("two_cities.wav")
+    over = resample(samples[: int(source * 3.0)], source, 24000).astype("<i2").tobytes()
+    async with connect(url(stack)) as conn:
+        session_id = (await conn.recv()).session.id
+        await append(conn, speech(), 48)
+        said: list[str] = []
+        async for event in conn:
+            if event.type == "response.output_audio_transcript.delta":
+                said.append(event.delta)
+            if event.type == "response.output_audio.delta":
+                item_id = event.item_id
+                break
+        talking = asyncio.ensure_future(paced(conn, over + bytes(48 * 2500)))  # the user talks over it
+        events = []
+        async for event in conn:
+            events.append(event)
+            if event.type == "input_audio_buffer.speech_started":  # as the SDK's agents do: stop, truncate
+                await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=300)
+            if event.type == "response.done" and event.response.output[0].id == item_id:
+                break
+        await talking
+        first = of(events, "response.done")[-1].response
+        assert first.status == "cancelled" and first.status_details.reason == "turn_detected"
+        store = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+        key = f"voice:session:{session_id}:context"
+        for _ in range(300):
+            if store.llen(key):
+                break
+            await asyncio.sleep(0.1)
+        kept = json.loads(store.lindex(key, 0) or "{}")
+    whole = "".join(said).strip()
+    assert kept["cut_off"] and len(kept["assistant"]) < len(whole)  # only what 300 ms of audio held
+    assert whole.startswith(kept["assistant"].strip())
+
+
+async def paced(conn: Any, audio: bytes) -> None:
+    """Audio appended at real time (24 kHz PCM16), as a microphone sends it."""
+    step = CHUNK_MS * 48
+    for i in range(0, len(audio), step):
+        await conn.input_audio_buffer.append(audio=base64.b64encode(audio[i:i + step]).decode())
+        await asyncio.sleep(CHUNK_MS / 1000)
