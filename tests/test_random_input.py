@@ -131,3 +131,56 @@ def test_random_json_into_the_websocket_leaves_the_session_and_others_working(st
         asyncio.run(run(values))
 
     one()
+
+
+realtime_events = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"type": st.sampled_from([
+        "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
+        "conversation.item.create", "conversation.item.truncate", "response.create", "response.cancel",
+        "output_audio_buffer.clear", "session.created"])}, optional={
+        "session": json_values | st.fixed_dictionaries({}, optional={
+            "audio": json_values | st.fixed_dictionaries({}, optional={
+                "input": json_values | st.fixed_dictionaries({}, optional={
+                    "format": json_values | st.fixed_dictionaries({"type": st.sampled_from(
+                        ["audio/pcm", "audio/pcmu", "audio/pcma"]) | json_values}, optional={"rate": json_values}),
+                    "turn_detection": json_values | st.fixed_dictionaries(
+                        {"type": st.sampled_from(["server_vad", "semantic_vad"]) | json_values}, optional={
+                            k: json_values for k in ("eagerness", "silence_duration_ms", "create_response",
+                                                     "threshold", "idle_timeout_ms")}),
+                    "noise_reduction": json_values}),
+                "output": json_values | st.fixed_dictionaries({}, optional={
+                    "format": json_values, "voice": json_values, "speed": json_values})}),
+            "instructions": json_values, "tools": json_values, "output_modalities": json_values,
+            "voice": json_values, "speed": json_values, "turn_detection": json_values,
+            "input_audio_format": json_values}),
+        "audio": json_values | st.binary(max_size=64).map(lambda b: __import__("base64").b64encode(b).decode()),
+        "item": json_values, "item_id": json_values, "audio_end_ms": json_values, "response": json_values,
+        "event_id": json_values}),
+)
+
+
+def test_random_events_into_the_realtime_endpoint_get_errors_not_a_dropped_session(stack: Stack) -> None:
+    url = f"http://127.0.0.1:{stack.web_port}/v1/realtime"
+
+    async def run(events: list[Any]) -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            assert json.loads((await ws.receive(timeout=10)).data)["type"] == "session.created"
+            for event in events:
+                await ws.send_str(json.dumps(event))
+            await ws.send_json({"type": "session.update", "session": {"instructions": "still here"}})
+            while True:  # every event is answered or absorbed; the last update is answered
+                frame = await ws.receive(timeout=30)
+                assert frame.type == aiohttp.WSMsgType.TEXT, frame
+                body = json.loads(frame.data)
+                if body["type"] == "error":
+                    assert body["error"]["type"] == "invalid_request_error", body
+                if body["type"] == "session.updated" and body["session"]["instructions"] == "still here":
+                    break
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(events=st.lists(realtime_events, min_size=1, max_size=8))
+    def one(events: list[Any]) -> None:
+        asyncio.run(run(events))
+
+    one()

@@ -212,7 +212,10 @@ class ConversationEngine:
                 case ClearAudio():
                     session.clear_audio()
                 case Update():
-                    session.update(updated(session.config, item, self.settings, await self.voices()))
+                    try:
+                        session.update(updated(session.config, item, self.settings, await self.voices()))
+                    except InvalidArgument as exc:
+                        await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, str(exc)))
                 case PlaybackReport():
                     problem = check_playback(item)
                     if problem:

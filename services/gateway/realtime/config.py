@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from services.common.limits import END_SILENCE_MS
+from services.common.limits import END_SILENCE_MS, SPEED
 from services.gateway.realtime.formats import PCM, AudioFormat, ClientError, audio_format
 
 # semantic_vad's eagerness: how long the detector may wait for more when the model hears "not done".
@@ -73,7 +73,7 @@ def _turn_detection(value: Any, param: str) -> TurnDetection | None:
         raise ClientError(f"{param}.silence_duration_ms must be an integer from {END_SILENCE_MS.low} to "
                           f"{END_SILENCE_MS.high}", f"{param}.silence_duration_ms")
     eagerness = value.get("eagerness", "auto")
-    if eagerness not in EAGERNESS_FALLBACK_MS:
+    if not isinstance(eagerness, str) or eagerness not in EAGERNESS_FALLBACK_MS:
         raise ClientError(f"{param}.eagerness must be one of {sorted(EAGERNESS_FALLBACK_MS)}", f"{param}.eagerness")
     known = {"type", "silence_duration_ms", "eagerness", "create_response", "interrupt_response",
              "threshold", "prefix_padding_ms", "idle_timeout_ms"}
@@ -82,6 +82,9 @@ def _turn_detection(value: Any, param: str) -> TurnDetection | None:
         raise ClientError(f"{param}.{unknown[0]} is not supported", f"{param}.{unknown[0]}")
     if value.get("idle_timeout_ms") is not None:
         raise ClientError(f"{param}.idle_timeout_ms is not supported", f"{param}.idle_timeout_ms")
+    for flag in ("create_response", "interrupt_response"):
+        if not isinstance(value.get(flag, True), bool):
+            raise ClientError(f"{param}.{flag} must be true or false", f"{param}.{flag}")
     return TurnDetection(value["type"], silence, eagerness, bool(value.get("create_response", True)),
                          bool(value.get("interrupt_response", True)),
                          tuple((k, value[k]) for k in ("threshold", "prefix_padding_ms") if k in value))
@@ -161,9 +164,14 @@ def _audio(audio: Any) -> dict[str, Any]:
         if key == "format":
             changes["output_format"] = audio_format(value, param)
         elif key == "voice":
-            changes["voice"] = "" if value in ("default", None) else str(value)
+            if value is not None and not isinstance(value, str):
+                raise ClientError(f"{param} must be a voice name", param)
+            changes["voice"] = "" if value in ("default", None) else value
         elif key == "speed":
-            changes["speed"] = value
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not SPEED.low <= value <= SPEED.high:
+                raise ClientError(f"{param} must be a number from {SPEED.low} to {SPEED.high}", param)
+            changes["speed"] = float(value)
         else:
             raise ClientError(f"{param} is not supported", param)
     return changes

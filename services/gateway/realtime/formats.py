@@ -46,7 +46,7 @@ def audio_format(value: Any, param: str) -> AudioFormat:
     """A GA format object ({"type": "audio/pcm", "rate": 24000}) or a beta name ("pcm16")."""
     if isinstance(value, str) and value in BETA_FORMATS:
         return FORMATS[BETA_FORMATS[value]]
-    if not isinstance(value, dict) or value.get("type") not in FORMATS:
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str) or value["type"] not in FORMATS:
         raise ClientError(f"{param} must be one of {sorted(FORMATS)} (as {{\"type\": ...}})", param)
     chosen = FORMATS[value["type"]]
     if value.get("rate", chosen.rate_hz) != chosen.rate_hz:

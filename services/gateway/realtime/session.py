@@ -122,12 +122,19 @@ class RealtimeSession:
                 body = json.loads(text)
             except (ValueError, RecursionError) as exc:
                 raise ClientError(f"not JSON: {str(exc)[:120]}", code="invalid_json") from None
+            if isinstance(body, dict) and isinstance(body.get("event_id"), str):
+                about = body["event_id"][:64]
             if not isinstance(body, dict) or not isinstance(body.get("type"), str):
                 raise ClientError("a client event is a JSON object with a string \"type\"", "type")
-            about = body.get("event_id") if isinstance(body.get("event_id"), str) else None
             await self._dispatch(body)
         except ClientError as exc:
             await self.send(error(str(exc), code=exc.code, param=exc.param, about=about))
+        except ServiceError as exc:  # a rule of the engine's, checked here first (an instructions limit, say)
+            await self.send(error(str(exc), code=ErrorCode.of_status(exc.status).value.lower(), about=about))
+        except Exception:  # a bug of ours: said and logged, and the session goes on
+            log.exception("realtime event failed", extra={"session_id": self.session_id})
+            await self.send(error("the event could not be handled (a server error)", kind="server_error",
+                                  code="internal", about=about))
 
     async def _dispatch(self, body: dict[str, Any]) -> None:
         kind = body["type"]
@@ -174,6 +181,9 @@ class RealtimeSession:
             if voices and new.voice not in voices:
                 raise ClientError(f"voice {new.voice[:64]!r} is unknown: the TTS offers {', '.join(sorted(voices))}",
                                   "session.audio.output.voice")
+        if len(new.instructions) > self.engine.settings.max_instructions_chars:
+            raise ClientError(f"session.instructions have {len(new.instructions)} characters; the limit is "
+                              f"{self.engine.settings.max_instructions_chars}", "session.instructions")
         old, self.config = self.config, new
         if new.engine_shape() != old.engine_shape() and self.session_id:
             self.restarting = True  # the engine session starts again, resumed, with the new audio settings
