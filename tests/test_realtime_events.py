@@ -13,7 +13,7 @@ from tests.test_gateway_security import start
 from tools.local_redis import RedisProcess
 
 TD = "session.audio.input.turn_detection"
-CASES: list[tuple[dict[str, Any], str]] = [
+CASES: list[tuple[dict[str, Any], str | None]] = [
     ({"type": "session.update", "session": {"audio": {"output": {"speed": "fast"}}}}, "session.audio.output.speed"),
     ({"type": "session.update", "session": {"audio": {"output": {"speed": 99}}}}, "session.audio.output.speed"),
     ({"type": "session.update", "session": {"audio": {"output": {"voice": {"x": 1}}}}},
