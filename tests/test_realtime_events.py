@@ -3,7 +3,12 @@ the session goes on (a real gateway; no stage is needed to judge an event)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import os
+import socket
+import struct
 from typing import Any
 
 import aiohttp
@@ -69,3 +74,53 @@ async def test_each_bad_event_is_an_error_naming_its_field_and_the_session_goes_
         await ws.send_json({"type": "session.update", "session": {"instructions": "Still here."}})
         updated = await next_body(ws)
         assert updated["type"] == "session.updated" and updated["session"]["instructions"] == "Still here."
+
+
+def masked_text_frame(text: str) -> bytes:
+    """A client's WebSocket text frame (RFC 6455: client frames are masked)."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    header = bytes([0x81]) + (bytes([0x80 | len(payload)]) if len(payload) < 126
+                              else bytes([0x80 | 126]) + struct.pack("!H", len(payload)))
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def deaf_client(port: int) -> socket.socket:
+    """A WebSocket client on /v1/realtime that sends events and never reads a byte (a tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.settimeout(2.0)
+    frame = masked_text_frame(json.dumps({"type": "no.such.event"}))
+    try:
+        for _ in range(50_000):  # each is answered with an error nobody reads
+            sock.sendall(frame)
+    except TimeoutError:
+        pass  # the gateway stopped reading it: its answers are stuck
+    return sock
+
+
+async def test_a_realtime_client_that_stops_reading_is_closed_and_frees_its_session(
+        redis_server: RedisProcess, caplog: pytest.LogCaptureFixture) -> None:
+    server, settings = await start(redis_server, auth_disabled=True, write_timeout_s=1.0, max_sessions=1)
+    url = f"http://127.0.0.1:{settings.web_port}/v1/realtime"
+    try:
+        deaf = await asyncio.to_thread(deaf_client, settings.web_port)
+        freed = False
+        async with aiohttp.ClientSession() as http:
+            for _ in range(60):
+                try:
+                    async with http.ws_connect(url) as probe:
+                        freed = (await next_body(probe))["type"] == "session.created"
+                        break
+                except aiohttp.WSServerHandshakeError as err:  # still held: 503 at the gateway's maximum
+                    assert err.status == 503
+                    await asyncio.sleep(0.5)
+        deaf.close()
+        assert freed
+        assert "realtime client stopped reading: session closed" in caplog.text
+    finally:
+        await server.stop(0)

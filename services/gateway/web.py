@@ -57,6 +57,15 @@ def read_frame(text: str) -> Input:
         return Unreadable(f"cannot read that frame: {str(exc)[:200]}")
 
 
+async def close(ws: web.WebSocketResponse, request: web.Request) -> None:
+    """Close the socket; one whose client reads nothing (so the close frame cannot go) is dropped."""
+    try:
+        await asyncio.wait_for(ws.close(), NOTICE_WRITE_S)
+    except (TimeoutError, ConnectionError):
+        if request.transport is not None:
+            request.transport.abort()
+
+
 class WebBridge:
     def __init__(self, settings: GatewaySettings, engine: ConversationEngine, keys: Keys) -> None:
         self.settings = settings
@@ -129,7 +138,7 @@ class WebBridge:
         except ConnectionResetError:
             pass  # the client went away; the engine session has ended
         finally:
-            await ws.close()
+            await close(ws, request)
         return ws
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
@@ -168,5 +177,5 @@ class WebBridge:
         except ConnectionResetError:
             pass  # the browser went away; converse() has already cancelled its work
         finally:
-            await ws.close()
+            await close(ws, request)
         return ws

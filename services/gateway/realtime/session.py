@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import secrets
@@ -16,8 +17,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from services.common.errors import ServiceError
+from services.common.interceptor import NOTICE_WRITE_S
 from services.gateway.engine.caller import Caller
-from services.gateway.engine.conversations import ConversationEngine
+from services.gateway.engine.conversations import ConversationEngine, Stalled
 from services.gateway.engine.events import Event, SessionStarted
 from services.gateway.engine.inputs import (
     Audio,
@@ -30,6 +32,7 @@ from services.gateway.engine.inputs import (
     Update,
 )
 from services.gateway.engine.vocabulary import Control, ErrorCode
+from services.gateway.metrics import STALLED_CLOSED
 from services.gateway.realtime.config import EAGERNESS_FALLBACK_MS, RealtimeConfig, apply
 from services.gateway.realtime.formats import ClientError
 from services.gateway.realtime.outgoing import Outgoing, error, event_id
@@ -56,6 +59,7 @@ class RealtimeSession:
         self.restarting = False
         self.pending_commit = False
         self._send_lock = asyncio.Lock()
+        self.stalled = False
 
     def _outgoing(self) -> Outgoing:
         return Outgoing(self.config.output_format.encode, self.config.turn_detection is None,
@@ -69,8 +73,21 @@ class RealtimeSession:
                               manual_turns=td is None, end_of_turn_fallback_ms=fallback)
 
     async def send(self, body: dict[str, Any]) -> None:
+        """One server event; a client that reads nothing for the write timeout ends the session."""
+        timeout_s = self.engine.settings.write_timeout_s
         async with self._send_lock:
-            await self.ws.send_json({"event_id": event_id(), **body})
+            if self.stalled:
+                raise Stalled("the client stopped reading")
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self.ws.send_json({"event_id": event_id(), **body})
+            except TimeoutError:
+                self.stalled = True
+                STALLED_CLOSED.inc()
+                log.warning("realtime client stopped reading: session closed", extra={
+                    "session_id": self.session_id, "client": self.caller.client, "write_timeout_s": timeout_s})
+                self.queue.put_nowait(None)  # the engine session ends
+                raise Stalled(f"nothing could be delivered to the client for {timeout_s:g} s") from None
 
     async def run(self) -> None:
         reader = asyncio.ensure_future(self._read())
@@ -82,8 +99,13 @@ class RealtimeSession:
                 if not self.restarting:
                     return
                 self.restarting = False
-        except ServiceError as exc:
-            await self.send(error(str(exc), kind="server_error", code=ErrorCode.of_status(exc.status).value.lower()))
+        except ServiceError as exc:  # refused, or ended (a client that stopped reading): said if it can be
+            with contextlib.suppress(Exception):
+                if self.stalled:
+                    return
+                await asyncio.wait_for(self.send(error(str(exc), kind="server_error",
+                                                       code=ErrorCode.of_status(exc.status).value.lower())),
+                                       NOTICE_WRITE_S)
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -127,6 +149,8 @@ class RealtimeSession:
             if not isinstance(body, dict) or not isinstance(body.get("type"), str):
                 raise ClientError("a client event is a JSON object with a string \"type\"", "type")
             await self._dispatch(body)
+        except Stalled:
+            raise
         except ClientError as exc:
             await self.send(error(str(exc), code=exc.code, param=exc.param, about=about))
         except ServiceError as exc:  # a rule of the engine's, checked here first (an instructions limit, say)
