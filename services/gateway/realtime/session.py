@@ -8,6 +8,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -95,7 +96,8 @@ class RealtimeSession:
             self.queue.put_nowait(self._request(""))
             while True:
                 queue = self.queue
-                await self.engine.converse(self._inputs(queue), self._on_event, self.caller)
+                out = self.out = self._outgoing()  # this engine session's items, in its audio format
+                await self.engine.converse(self._inputs(queue), functools.partial(self._on_event, out), self.caller)
                 if not self.restarting:
                     return
                 self.restarting = False
@@ -114,14 +116,14 @@ class RealtimeSession:
         while (item := await queue.get()) is not None:
             yield item
 
-    async def _on_event(self, event: Event) -> None:
+    async def _on_event(self, out: Outgoing, event: Event) -> None:
         if isinstance(event, SessionStarted):
             first = not self.session_id
             self.session_id = event.session_id
             kind = "session.created" if first else "session.updated"
             await self.send({"type": kind, "session": self.config.describe(self.session_id)})
             return
-        for body in self.out.map(event):
+        for body in out.map(event):
             await self.send(body)
 
     async def _read(self) -> None:
@@ -213,8 +215,8 @@ class RealtimeSession:
             self.restarting = True  # the engine session starts again, resumed, with the new audio settings
             old_queue, self.queue = self.queue, asyncio.Queue()
             self.queue.put_nowait(self._request(self.session_id))
+            old_queue.put_nowait(ControlInput(Control.INTERRUPT))  # a reply in the old format ends (cancelled)
             old_queue.put_nowait(None)
-            self.out = self._outgoing()
             self.pending_commit = False
             return  # session.updated comes when it has started
         if (new.voice, new.speed, new.instructions) != (old.voice, old.speed, old.instructions):
