@@ -11,7 +11,7 @@ import pytest
 from services.common.errors import FailedPrecondition, PermissionDenied, ResourceExhausted
 from services.common.store import Exchange
 from services.gateway.engine.caller import Caller
-from services.gateway.engine.conversations import Stalled
+from services.gateway.engine.ends import Stalled
 from services.gateway.engine.events import Event, SessionStarted
 from services.gateway.engine.inputs import SessionRequest
 from services.gateway.engine.vocabulary import Stage

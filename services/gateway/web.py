@@ -27,7 +27,8 @@ from services.common.interceptor import NOTICE_WRITE_S
 from services.gateway.auth import Keys
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.caller import Caller
-from services.gateway.engine.conversations import ClientLimit, ConversationEngine
+from services.gateway.engine.conversations import ConversationEngine
+from services.gateway.engine.ends import ClientLimit
 from services.gateway.engine.events import ErrorEvent, Event, ResponseAudio
 from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
 from services.gateway.engine.vocabulary import ErrorCode

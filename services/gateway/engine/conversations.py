@@ -9,12 +9,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from services.common.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
+from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.admission import Admission
 from services.gateway.engine.budget import ByteBudget
 from services.gateway.engine.caller import Caller
+from services.gateway.engine.ends import ClientLimit, Idle, Stalled
 from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import (
     Audio,
@@ -38,17 +39,6 @@ from services.gateway.metrics import IDLE_CLOSED, SESSIONS, STALLED_CLOSED
 
 log = logging.getLogger(__name__)
 
-
-class Idle(DeadlineExceeded):
-    """The client sent nothing for the idle timeout."""
-
-
-class Stalled(DeadlineExceeded):
-    """The client read nothing for the write timeout."""
-
-
-class ClientLimit(ResourceExhausted):
-    """One client holds its maximum of sessions."""
 
 # A session that spoke this recently counts as loading the stages (admission control).
 ACTIVE_S = 60.0

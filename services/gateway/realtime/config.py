@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from services.common.limits import END_SILENCE_MS, SPEED
+from services.gateway.engine.inputs import SessionRequest
 from services.gateway.realtime.formats import PCM, AudioFormat, ClientError, audio_format
 
 # semantic_vad's eagerness: how long the detector may wait for more when the model hears "not done".
@@ -43,6 +44,14 @@ class RealtimeConfig:
     output_format: AudioFormat = PCM
     turn_detection: TurnDetection | None = TurnDetection("server_vad")
 
+    def request(self, resume_id: str) -> SessionRequest:
+        """The engine session this config asks for (resuming `resume_id` when it is set)."""
+        td = self.turn_detection
+        fallback = EAGERNESS_FALLBACK_MS[td.eagerness] if td is not None and td.type == "semantic_vad" else None
+        return SessionRequest(self.input_format.rate_hz, self.output_format.rate_hz, self.voice, self.speed,
+                              td.silence_duration_ms if td is not None else None, self.instructions, resume_id,
+                              manual_turns=td is None, end_of_turn_fallback_ms=fallback)
+
     def engine_shape(self) -> tuple[Any, ...]:
         """What the engine session is started with: changing it starts the session again (resumed)."""
         return self.input_format, self.output_format, self.turn_detection
@@ -59,6 +68,13 @@ class RealtimeConfig:
                            "speed": self.speed if self.speed is not None else 1.0},
             },
         }
+
+
+def resolve_voice(name: str, voices: set[str]) -> str:
+    """An OpenAI voice name ("alloy") as the TTS's voice of that name ("af_alloy"), when it has one."""
+    if not name or not voices or name in voices:
+        return name
+    return next((v for v in sorted(voices) if v.split("_", 1)[-1] == name), name)
 
 
 def _turn_detection(value: Any, param: str) -> TurnDetection | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,3 +54,14 @@ def audio_format(value: Any, param: str) -> AudioFormat:
     if value.get("rate", chosen.rate_hz) != chosen.rate_hz:
         raise ClientError(f"{param}.rate must be {chosen.rate_hz} for {chosen.type}", f"{param}.rate")
     return chosen
+
+
+def decode_audio(value: Any, fmt: AudioFormat, param: str) -> bytes:
+    """A client's base64 audio in `fmt` as PCM16."""
+    if not isinstance(value, str):
+        raise ClientError(f"{param} must be base64 audio in {fmt.type}", param)
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientError(f"{param} is not valid base64", param) from None
+    return fmt.decode(data)

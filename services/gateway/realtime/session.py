@@ -1,12 +1,9 @@
 """One Realtime connection: client events become engine inputs, engine events become server events.
-A change of audio format or turn detection starts the engine session again, resumed (same id and
-context); voice, speed and instructions change in place."""
+A new audio format or turn detection restarts the engine session, resumed; the rest change in place."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import functools
 import json
@@ -20,7 +17,8 @@ from aiohttp import WSMsgType, web
 from services.common.errors import ServiceError
 from services.common.interceptor import NOTICE_WRITE_S
 from services.gateway.engine.caller import Caller
-from services.gateway.engine.conversations import ConversationEngine, Stalled
+from services.gateway.engine.conversations import ConversationEngine
+from services.gateway.engine.ends import Stalled
 from services.gateway.engine.events import Event, SessionStarted
 from services.gateway.engine.inputs import (
     Audio,
@@ -29,23 +27,15 @@ from services.gateway.engine.inputs import (
     ControlInput,
     Input,
     PlaybackReport,
-    SessionRequest,
     Update,
 )
 from services.gateway.engine.vocabulary import Control, ErrorCode
 from services.gateway.metrics import STALLED_CLOSED
-from services.gateway.realtime.config import EAGERNESS_FALLBACK_MS, RealtimeConfig, apply
-from services.gateway.realtime.formats import ClientError
+from services.gateway.realtime.config import RealtimeConfig, apply, resolve_voice
+from services.gateway.realtime.formats import ClientError, decode_audio
 from services.gateway.realtime.outgoing import Outgoing, error, event_id
 
 log = logging.getLogger(__name__)
-
-
-def resolve_voice(name: str, voices: set[str]) -> str:
-    """An OpenAI voice name ("alloy") as the TTS's voice of that name ("af_alloy"), when it has one."""
-    if not name or not voices or name in voices:
-        return name
-    return next((v for v in sorted(voices) if v.split("_", 1)[-1] == name), name)
 
 
 class RealtimeSession:
@@ -66,13 +56,6 @@ class RealtimeSession:
         return Outgoing(self.config.output_format.encode, self.config.turn_detection is None,
                         self.config.input_format.rate_hz)
 
-    def _request(self, resume_id: str) -> SessionRequest:
-        c, td = self.config, self.config.turn_detection
-        fallback = EAGERNESS_FALLBACK_MS[td.eagerness] if td is not None and td.type == "semantic_vad" else None
-        return SessionRequest(c.input_format.rate_hz, c.output_format.rate_hz, c.voice, c.speed,
-                              td.silence_duration_ms if td is not None else None, c.instructions, resume_id,
-                              manual_turns=td is None, end_of_turn_fallback_ms=fallback)
-
     async def send(self, body: dict[str, Any]) -> None:
         """One server event; a client that reads nothing for the write timeout ends the session."""
         timeout_s = self.engine.settings.write_timeout_s
@@ -83,17 +66,17 @@ class RealtimeSession:
                 async with asyncio.timeout(timeout_s):
                     await self.ws.send_json({"event_id": event_id(), **body})
             except TimeoutError:
-                self.stalled = True
+                self.stalled = True  # counted, logged, and the engine session ends
                 STALLED_CLOSED.inc()
-                log.warning("realtime client stopped reading: session closed", extra={
-                    "session_id": self.session_id, "client": self.caller.client, "write_timeout_s": timeout_s})
-                self.queue.put_nowait(None)  # the engine session ends
+                log.warning("realtime client stopped reading: session closed",
+                            extra={"session_id": self.session_id, "client": self.caller.client})
+                self.queue.put_nowait(None)
                 raise Stalled(f"nothing could be delivered to the client for {timeout_s:g} s") from None
 
     async def run(self) -> None:
         reader = asyncio.ensure_future(self._read())
         try:
-            self.queue.put_nowait(self._request(""))
+            self.queue.put_nowait(self.config.request(""))
             while True:
                 queue = self.queue
                 out = self.out = self._outgoing()  # this engine session's items, in its audio format
@@ -118,9 +101,8 @@ class RealtimeSession:
 
     async def _on_event(self, out: Outgoing, event: Event) -> None:
         if isinstance(event, SessionStarted):
-            first = not self.session_id
+            kind = "session.updated" if self.session_id else "session.created"
             self.session_id = event.session_id
-            kind = "session.created" if first else "session.updated"
             await self.send({"type": kind, "session": self.config.describe(self.session_id)})
             return
         for body in out.map(event):
@@ -167,7 +149,7 @@ class RealtimeSession:
         if kind == "session.update":
             await self._session_update(body.get("session"))
         elif kind == "input_audio_buffer.append":
-            self.queue.put_nowait(Audio(self._audio(body.get("audio"), "audio")))
+            self.queue.put_nowait(Audio(decode_audio(body.get("audio"), self.config.input_format, "audio")))
         elif kind == "input_audio_buffer.commit":
             await self._commit()
         elif kind == "input_audio_buffer.clear":
@@ -190,15 +172,6 @@ class RealtimeSession:
         else:
             raise ClientError(f"event type {kind[:64]!r} is not supported here", "type", code="invalid_event")
 
-    def _audio(self, value: Any, param: str) -> bytes:
-        if not isinstance(value, str):
-            raise ClientError(f"{param} must be base64 audio in {self.config.input_format.type}", param)
-        try:
-            data = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ClientError(f"{param} is not valid base64", param) from None
-        return self.config.input_format.decode(data)
-
     async def _session_update(self, session: Any) -> None:
         new = apply(self.config, session)
         voices = await self.engine.voices()
@@ -214,7 +187,7 @@ class RealtimeSession:
         if new.engine_shape() != old.engine_shape() and self.session_id:
             self.restarting = True  # the engine session starts again, resumed, with the new audio settings
             old_queue, self.queue = self.queue, asyncio.Queue()
-            self.queue.put_nowait(self._request(self.session_id))
+            self.queue.put_nowait(self.config.request(self.session_id))
             old_queue.put_nowait(ControlInput(Control.INTERRUPT))  # a reply in the old format ends (cancelled)
             old_queue.put_nowait(None)
             self.pending_commit = False
@@ -247,8 +220,9 @@ class RealtimeSession:
         if self.config.turn_detection is not None:
             raise ClientError("audio items are for manual turns: with turn detection on, append audio instead",
                               "item")
+        fmt = self.config.input_format
         for n, part in enumerate(content):
-            self.queue.put_nowait(Audio(self._audio(part.get("audio"), f"item.content[{n}].audio")))
+            self.queue.put_nowait(Audio(decode_audio(part.get("audio"), fmt, f"item.content[{n}].audio")))
         await self._commit()
 
     async def _response_create(self, response: Any) -> None:
