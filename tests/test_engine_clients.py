@@ -160,3 +160,27 @@ async def test_a_session_can_set_the_end_of_turn_fallback_of_its_vad_stream(stag
     await client.end()
     with pytest.raises(InvalidArgument, match="end_of_turn_fallback_ms=50 is out of range: use 200 to 10000"):
         await Client(engine(stages, redis), SessionRequest(RATE, end_of_turn_fallback_ms=50)).task
+
+
+class SlowToAck(Client):
+    """Its transport takes a while to report each event written (the client has it already)."""
+
+    async def _send(self, event: Event) -> None:
+        await super()._send(event)
+        await asyncio.sleep(0.05)
+
+
+async def test_draining_right_after_speech_ended_still_answers_that_turn(stages: FakeStages,
+                                                                         redis: RedisProcess) -> None:
+    from services.gateway.engine.events import ErrorEvent, SpeechEnded, TurnCompleted
+
+    conversations = engine(stages, redis)
+    client = SlowToAck(conversations)
+    await utter(client, stages)
+    await client.wait_for(SpeechEnded)  # the client has it; the engine is still setting the turn up
+    drained = asyncio.ensure_future(conversations.drain(grace_s=5.0))
+    done = await client.wait_for(TurnCompleted)
+    farewell = await client.wait_for(ErrorEvent)
+    await drained
+    assert done.assistant_text and not farewell.session_continues
+    assert client.events.index(done) < client.events.index(farewell)

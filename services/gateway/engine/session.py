@@ -135,7 +135,9 @@ class ConversationSession:
         await self.finish_turn()
 
     async def finish_turn(self) -> None:
-        """Wait for the reply in progress and everything it leaves to do (transcript, memory)."""
+        """Wait for the reply in progress and everything it leaves to do (transcript, memory); a turn
+        whose end the client has been told of but whose reply is still being set up counts."""
+        await self.vad.settled()
         await self._tasks.drain()
 
     async def close(self) -> None:

@@ -44,6 +44,8 @@ class VadLink:
         self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()  # bounded in bytes by `budget`
         self.budget = budget
         self._tasks = TaskSet()
+        self._settled = asyncio.Event()  # no VAD event is being handled (a turn is being set up)
+        self._settled.set()
 
     async def open(self) -> None:
         """Open the stream and start feeding it."""
@@ -62,6 +64,10 @@ class VadLink:
             await self._stream.finish()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def settled(self) -> None:
+        """Until the event being handled, if any, has been (the turn it ends has started)."""
+        await self._settled.wait()
 
     async def close(self) -> None:
         if self._stream is not None:
@@ -119,8 +125,12 @@ class VadLink:
     async def _read(self, stream: VadStream, base: int) -> None:
         try:
             async for event in stream.events():
-                await self.on_event(dataclasses.replace(event, start_sample=base + event.start_sample,
-                                                        end_sample=base + event.end_sample))
+                self._settled.clear()
+                try:
+                    await self.on_event(dataclasses.replace(event, start_sample=base + event.start_sample,
+                                                            end_sample=base + event.end_sample))
+                finally:
+                    self._settled.set()
         except StageError as err:
             if stream is self._stream:
                 await self._lost(err)
