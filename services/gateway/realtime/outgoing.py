@@ -10,6 +10,8 @@ from typing import Any
 from services.gateway.engine import events as ev
 from services.gateway.engine.vocabulary import ErrorCode
 
+# Items a session remembers for truncate and transcripts (a client truncates what it is playing).
+KEPT_ITEMS = 256
 CLIENT_ERRORS = {ErrorCode.INVALID_ARGUMENT, ErrorCode.FAILED_PRECONDITION, ErrorCode.PERMISSION_DENIED,
                  ErrorCode.UNAUTHENTICATED}
 
@@ -68,6 +70,9 @@ class Outgoing:
         reply = Reply("resp_" + turn_id[:24], "item_r" + turn_id[:23], self.user_item(turn_id))
         self.replies[turn_id] = reply
         self.items[reply.item_id] = turn_id
+        for kept in (self.items, self.user_items):  # a long session keeps its recent items only
+            while len(kept) > KEPT_ITEMS:
+                del kept[next(iter(kept))]
         previous, self.last_item = self.last_item, reply.item_id
         item = {"id": reply.item_id, "object": "realtime.item", "type": "message", "role": "assistant",
                 "status": "in_progress", "content": []}
