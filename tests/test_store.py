@@ -8,11 +8,16 @@ import time
 import pytest
 
 from services.common.settings import RedisSettings
-from services.common.store import STORE_FAILURES, Exchange, SessionStore
+from services.common.store import STORE_FAILURES, Claim, Exchange, SessionStore
 from tools.local_redis import RedisProcess
 
 METRICS = {"endpoint_ms": 800.0, "voxtral_ttft_ms": 90.0, "first_clause_ms": 120.0, "tts_ttfb_ms": 60.0,
            "e2e_ms": 210.0, "turn_ms": 1500.0, "overhead_ms": 5.0}
+
+
+async def known(store: SessionStore, session_id: str) -> bool:
+    """Whether the store holds the session's record (what a resume checks)."""
+    return bool(await store.redis.exists(f"voice:session:{session_id}:meta"))
 
 
 @pytest.fixture
@@ -23,7 +28,7 @@ async def store(redis_server: RedisProcess):
 
 
 async def test_context_keeps_last_five_exchanges_in_order_with_ttl(store: SessionStore) -> None:
-    assert await store.open_session("s1")
+    assert await store.claim("s1", "holder", "owner", resume=False) is Claim.OK
     for i in range(8):
         assert await store.append_exchange("s1", Exchange(user=f"u{i}", assistant=f"a{i}", turn_id=f"t{i}"))
     context = await store.context("s1")
@@ -36,10 +41,10 @@ async def test_context_keeps_last_five_exchanges_in_order_with_ttl(store: Sessio
 
 
 async def test_reset_context_and_session_exists(store: SessionStore) -> None:
-    assert await store.session_exists("s2") is False
-    await store.open_session("s2")
+    assert await known(store, "s2") is False
+    await store.claim("s2", "holder", "owner", resume=False)
     await store.append_exchange("s2", Exchange(user="hi", assistant="hello"))
-    assert await store.session_exists("s2") is True
+    assert await known(store, "s2") is True
     assert await store.reset_context("s2")
     assert await store.context("s2") == []
 
@@ -67,7 +72,7 @@ async def test_unknown_metric_name_is_refused(store: SessionStore) -> None:
 async def test_redis_killed_calls_degrade_fast_then_resume(redis_server: RedisProcess, store: SessionStore,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="services.common.store")
-    await store.open_session("s4")
+    await store.claim("s4", "holder", "owner", resume=False)
     await store.append_exchange("s4", Exchange(user="before", assistant="outage"))
     failures_before = STORE_FAILURES.labels(op="context")._value.get()
 
@@ -77,7 +82,7 @@ async def test_redis_killed_calls_degrade_fast_then_resume(redis_server: RedisPr
         "append": lambda: store.append_exchange("s4", Exchange(user="lost", assistant="lost")),
         "record": lambda: store.record_turn("s4", "t1", METRICS),
         "turns": lambda: store.turns("s4"),
-        "exists": lambda: store.session_exists("s4"),
+        "claim": lambda: store.claim("s4", "other", "owner", resume=True),
         "ping": store.ping,
     }
     results = {}
@@ -86,7 +91,7 @@ async def test_redis_killed_calls_degrade_fast_then_resume(redis_server: RedisPr
         results[name] = await call()
         elapsed_ms = (time.perf_counter() - started) * 1000
         assert elapsed_ms < 100, f"{name} took {elapsed_ms:.1f} ms with Redis down"
-    assert results == {"context": [], "append": False, "record": False, "turns": [], "exists": None,
+    assert results == {"context": [], "append": False, "record": False, "turns": [], "claim": Claim.UNREACHABLE,
                        "ping": False}
     assert not store.available
     assert store.failures >= len(calls)
@@ -120,13 +125,13 @@ async def test_redis_stalled_calls_still_return_within_budget(redis_server: Redi
 
 
 async def test_every_write_keeps_the_session_record_after_redis_lost_it(store: SessionStore) -> None:
-    await store.open_session("s9")
+    await store.claim("s9", "holder", "owner", resume=False)
     await store.redis.flushall()  # a Redis restarted without persistence
-    assert await store.session_exists("s9") is False
+    assert await known(store, "s9") is False
     await store.append_exchange("s9", Exchange(user="hi", assistant="hello"))
-    assert await store.session_exists("s9") is True
+    assert await known(store, "s9") is True
     await store.redis.flushall()
     await store.record_turn("s9", "t1", METRICS)
-    assert await store.session_exists("s9") is True
+    assert await known(store, "s9") is True
     assert await store.context("never-written") == []
-    assert await store.session_exists("never-written") is False  # reading creates no session
+    assert await known(store, "never-written") is False  # reading creates no session

@@ -135,19 +135,6 @@ class SessionStore:
     async def ping(self) -> bool:
         return await self._call("ping", self.redis.ping, False)
 
-    async def open_session(self, session_id: str) -> bool:
-        """Mark a session as known (so it can be resumed) and start its idle TTL."""
-        key = self._key(session_id, "meta")
-
-        async def run() -> bool:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hsetnx(key, "created", time.time())
-                pipe.expire(key, self.settings.session_ttl_s)
-                await pipe.execute()
-            return True
-
-        return await self._call("open_session", run, False)
-
     async def claim(self, session_id: str, holder: str, owner: str, *, resume: bool) -> Claim:
         """Take a session's lease for `holder` (one connection); a resume must name a known session
         created by `owner`."""
@@ -183,14 +170,6 @@ class SessionStore:
             return bool(await self.redis.eval(RELEASE, 1, self._key(session_id, "lease"), holder))
 
         return await self._call("release", run, False)
-
-    async def session_exists(self, session_id: str) -> bool | None:
-        """True or False; None when Redis cannot tell."""
-
-        async def run() -> bool | None:
-            return bool(await self.redis.exists(self._key(session_id, "meta")))
-
-        return await self._call("session_exists", run, None)
 
     async def context(self, session_id: str) -> list[Exchange]:
         """The last exchanges, oldest first; reading counts as activity (refreshes the TTL)."""
