@@ -176,3 +176,32 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
         return rebuild(handler, lambda behavior: _wrap(behavior, method, handler.request_streaming), tolerant=True)
+
+
+class Guard(grpc.aio.ServerInterceptor):
+    """Lets a call through or refuses it, before its handler runs: `guards` says which methods are
+    checked, `admits` whether a call's metadata passes, `refusal` what a refused caller is told (and
+    `notice`, a response message saying it in band on a response stream)."""
+
+    def guards(self, method: str) -> bool:
+        raise NotImplementedError
+
+    def admits(self, metadata: Any) -> bool:
+        raise NotImplementedError
+
+    def refusal(self) -> ServiceError:
+        raise NotImplementedError
+
+    def notice(self, method: str, refused: ServiceError) -> Any | None:
+        return None
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or not self.guards(details.method) or self.admits(details.invocation_metadata):
+            return handler
+        refused = self.refusal()
+        return refusing(handler, refused, details.method, self.notice(details.method, refused))

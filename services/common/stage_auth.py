@@ -5,37 +5,33 @@ certificate) on the gateway's channels. Health and reflection stay open for prob
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-from services.common.errors import Unauthenticated
-from services.common.interceptor import refusing
+from services.common.errors import ServiceError, Unauthenticated
+from services.common.interceptor import Guard
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
-class TokenInterceptor(grpc.aio.ServerInterceptor):
+class TokenInterceptor(Guard):
     """A stage's side: every call but health and reflection must carry the shared token."""
 
     def __init__(self, token: str) -> None:
         self.expected = f"Bearer {token}".encode()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(OPEN_PREFIXES):
-            return handler
-        offered = next((v for k, v in details.invocation_metadata or () if k.lower() == "authorization"), "")
-        if isinstance(offered, str) and hmac.compare_digest(self.expected, offered.encode()):
-            return handler
-        return refusing(handler, Unauthenticated("this service takes calls from the gateway only: missing or "
-                                                 "wrong stage token (authorization: Bearer <token>)"),
-                        details.method)
+    def guards(self, method: str) -> bool:
+        return not method.startswith(OPEN_PREFIXES)
+
+    def admits(self, metadata: Any) -> bool:
+        offered = next((v for k, v in metadata or () if k.lower() == "authorization"), "")
+        return isinstance(offered, str) and hmac.compare_digest(self.expected, offered.encode())
+
+    def refusal(self) -> ServiceError:
+        return Unauthenticated("this service takes calls from the gateway only: missing or wrong stage token "
+                               "(authorization: Bearer <token>)")
 
 
 def token_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
 from services.common.errors import ServiceError, Unauthenticated
-from services.common.interceptor import refusing
+from services.common.interceptor import Guard
 from services.gateway.engine.caller import OPEN, Caller
 
 SCHEME = "bearer "
@@ -81,7 +81,7 @@ def grpc_caller(keys: Keys, context: grpc.aio.ServicerContext) -> Caller:
     return caller
 
 
-class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+class ApiKeyInterceptor(Guard):
     """Guards one service's methods; health and reflection stay open for probes. `notice` gives a
     response message that tells a streaming caller the refusal in band."""
 
@@ -89,18 +89,16 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
                  notice: Callable[[str, ServiceError], Any] | None = None) -> None:
         self.keys = keys
         self.prefix = f"/{service}/"
-        self.notice = notice
+        self._notice = notice
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or not details.method.startswith(self.prefix):
-            return handler
-        if self.keys.identify(offered_key(metadata_headers(details.invocation_metadata))) is not None:
-            return handler
-        refused = Unauthenticated(f"missing or wrong API key: {HINT}")
-        notice = self.notice(details.method, refused) if self.notice is not None else None
-        return refusing(handler, refused, details.method, notice)
+    def guards(self, method: str) -> bool:
+        return method.startswith(self.prefix)
+
+    def admits(self, metadata: Any) -> bool:
+        return self.keys.identify(offered_key(metadata_headers(metadata))) is not None
+
+    def refusal(self) -> ServiceError:
+        return Unauthenticated(f"missing or wrong API key: {HINT}")
+
+    def notice(self, method: str, refused: ServiceError) -> Any | None:
+        return self._notice(method, refused) if self._notice is not None else None
