@@ -19,6 +19,7 @@ from services.gateway.engine.events import (
     SpeechEnded,
     SpeechStarted,
     TurnCompleted,
+    TurnEnded,
 )
 from services.gateway.engine.inputs import SessionRequest
 from services.gateway.engine.vocabulary import Control, ErrorCode, EventType, Stage, VadEventKind
@@ -46,7 +47,7 @@ async def test_one_turn(stages: FakeStages, redis: RedisProcess) -> None:
     await client.end()
     assert [e.type for e in client.events[:3]] == [EventType.SESSION_STARTED, EventType.SPEECH_STARTED,
                                                     EventType.SPEECH_ENDED]
-    assert client.events[-1] is done
+    assert client.events[-2] is done and isinstance(client.events[-1], TurnEnded)
     assert "".join(e.delta for e in client.of(ResponseText)) == REPLY
     assert " ".join(a.text for a in client.of(ResponseAudio)) == REPLY == done.assistant_text
     assert done.user_text == stages.transcript

@@ -74,6 +74,7 @@ async def test_server_vad_turns_a_recording_into_a_spoken_reply(stack: Stack) ->
         assert updated.session.audio.input.turn_detection.silence_duration_ms == 500
         await append(conn, speech(), 48)
         events = await events_until(conn, "response.done")
+        events += await events_until(conn, "conversation.item.input_audio_transcription.completed")
         kinds = [e.type for e in events]
         for kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
                      "input_audio_buffer.committed", "response.created", "response.output_audio.delta",
@@ -150,9 +151,10 @@ async def test_bad_events_get_an_error_and_the_session_goes_on(stack: Stack) -> 
             ({"type": "session.update", "session": {"tools": [{"type": "function", "name": "f"}]}}, "session.tools"),
             ({"type": "session.update", "session": {"output_modalities": ["text"]}}, "session.output_modalities"),
             ({"type": "input_audio_buffer.append", "audio": "%%%"}, "audio"),
-            ({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
-                                                           "content": [{"type": "input_text", "text": "hi"}]}},
-             "item.content[0].type"),
+            ({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+                {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}}, "item.content[0].type"),
+            ({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "hi"}, {"type": "input_audio", "audio": ""}]}}, "item.content"),
         ):
             await conn.send(body)
             answer = await conn.recv()
@@ -171,6 +173,34 @@ async def test_bad_events_get_an_error_and_the_session_goes_on(stack: Stack) -> 
         semantic = await conn.recv()  # the engine session starts again with a 2 s fallback, resumed
         assert semantic.type == "session.updated" and semantic.session.id == beta.session.id
         assert semantic.session.audio.input.turn_detection.eagerness == "high"
+
+
+async def test_a_typed_message_gets_a_spoken_reply_and_joins_the_context(stack: Stack) -> None:
+    async with connect(url(stack)) as conn:
+        session_id = (await conn.recv()).session.id
+        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Hello! What is a good book to read on a train?"}]})
+        added = await conn.recv()
+        assert added.type == "conversation.item.added" and added.item.content[0].type == "input_text"
+        assert (await conn.recv()).type == "conversation.item.done"
+        await conn.response.create()
+        events = await events_until(conn, "response.done")
+        done = of(events, "response.done")[0].response
+        assert done.status == "completed" and done.output[0].content[0].transcript.strip()
+        assert of(events, "conversation.item.added")[0].previous_item_id == added.item.id
+        audio = b"".join(base64.b64decode(e.delta) for e in of(events, "response.output_audio.delta"))
+        assert np.abs(np.frombuffer(audio, "<i2")).max() > 1000  # spoken
+        await conn.response.create()  # the typed message has its answer: nothing waits now
+        assert (await conn.recv()).error.code == "input_audio_buffer_commit_empty"
+        store = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+        key = f"voice:session:{session_id}:context"
+        for _ in range(100):
+            if store.llen(key):
+                break
+            await asyncio.sleep(0.1)
+        kept = json.loads(store.lindex(key, 0) or "{}")
+    assert kept["user"] == "Hello! What is a good book to read on a train?" and kept["assistant"].strip()
+    assert not of(events, "conversation.item.input_audio_transcription.completed")  # typed: nothing to transcribe
 
 
 async def test_a_wrong_key_is_refused_at_the_handshake(redis_server: RedisProcess) -> None:
@@ -210,6 +240,8 @@ async def test_talking_over_a_reply_with_truncate_keeps_only_the_heard_part(stac
         await append(conn, speech(), 48)
         said: list[str] = []
         async for event in conn:
+            if event.type == "input_audio_buffer.committed":
+                question = event.item_id
             if event.type == "response.output_audio_transcript.delta":
                 said.append(event.delta)
             if event.type == "response.output_audio.delta":
@@ -226,6 +258,10 @@ async def test_talking_over_a_reply_with_truncate_keeps_only_the_heard_part(stac
         await talking
         first = of(events, "response.done")[-1].response
         assert first.status == "cancelled" and first.status_details.reason == "turn_detected"
+        async for event in conn:  # the interrupted turn's words are transcribed all the same
+            if event.type == "conversation.item.input_audio_transcription.completed" and event.item_id == question:
+                assert event.transcript.strip()
+                break
         store = redis.Redis.from_url(stack.redis.url, decode_responses=True)
         key = f"voice:session:{session_id}:context"
         for _ in range(300):

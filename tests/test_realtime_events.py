@@ -40,6 +40,14 @@ CASES: list[tuple[dict[str, Any], str | None]] = [
     ({"type": "input_audio_buffer.commit"}, None),  # with turn detection on, the server commits
     ({"type": "conversation.item.truncate", "item_id": ["x"], "audio_end_ms": 5}, "item_id"),
     ({"type": "conversation.item.create", "item": {"type": "function_call_output"}}, "item"),
+    ({"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "input_text", "text": " "}]}},
+     "item.content"),
+    ({"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "input_text",
+                                                                                "text": "x" * 4001}]}},
+     "item.content"),
+    ({"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "input_text", "text": 3}]}},
+     "item.content[0].text"),
+    ({"type": "response.create"}, None),  # nothing committed or typed
     ({"type": "response.create", "response": {"instructions": "x"}}, "response"),
     ({"type": "response.cancel"}, None),
     ({"type": 7}, "type"),

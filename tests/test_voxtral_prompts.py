@@ -38,7 +38,7 @@ def test_audio_tokens_cover_the_utterance_in_30_s_windows(builder: PromptBuilder
     assert inputs.audio_tokens == audio_tokens
     start = inputs.tokens.index(BEGIN_AUDIO_ID)
     assert inputs.tokens[start + 1 : start + 1 + audio_tokens] == [AUDIO_TOKEN_ID] * audio_tokens
-    assert inputs.features.shape == (audio_tokens // 375, 128, 3000)
+    assert inputs.features is not None and inputs.features.shape == (audio_tokens // 375, 128, 3000)
 
 
 def test_history_in_order_then_audio_then_instructions(builder: PromptBuilder) -> None:

@@ -78,6 +78,17 @@ async def test_deltas_arrive_while_generation_is_still_running(voxtral) -> None:
     assert pool.busy == 0
 
 
+async def test_a_typed_turn_is_answered_without_audio(voxtral) -> None:
+    stub, _ = voxtral
+    request = voxtral_pb2.RespondRequest(text="Where is the station?", history=[
+        voxtral_pb2.ConversationTurn(role=voxtral_pb2.ROLE_USER, text="Hello."),
+        voxtral_pb2.ConversationTurn(role=voxtral_pb2.ROLE_ASSISTANT, text="Hi, how can I help?")])
+    replies = await collect(stub, request)
+    stats = replies[-1].stats
+    assert "".join(r.text_delta for r in replies).strip()
+    assert stats.audio_tokens == 0 and 10 < stats.prompt_tokens < 200 and stats.completion_tokens > 0
+
+
 async def test_history_reaches_the_prompt(voxtral) -> None:
     stub, _ = voxtral
     bare = (await collect(stub, respond()))[-1].stats.prompt_tokens
@@ -153,6 +164,8 @@ async def test_deadline_stops_generation(voxtral) -> None:
     (lambda: respond(audio=np.zeros(16000 * 31, dtype=np.int16).tobytes()), "the limit is 30 s"),
     (lambda: respond(generation=voxtral_pb2.GenerationOptions(temperature=3.0)), "temperature=3"),
     (lambda: respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=10000)), "max_new_tokens=10000"),
+    (lambda: respond(text="And the weather?"), "not both"),
+    (lambda: voxtral_pb2.RespondRequest(text="x" * 4001, sample_rate_hz=16000), "use 1 to 4000"),
 ])
 async def test_bad_requests_are_invalid_argument(voxtral, request_, detail: str) -> None:
     stub, _ = voxtral

@@ -45,3 +45,6 @@ VOXTRAL_SAMPLE_RATE_HZ = 16000
 # and marks the first audible reply sample (first_audible_ms, the conversation benchmark).
 AUDIBLE_DBFS = -45.0
 AUDIBLE_AMPLITUDE = 10 ** (AUDIBLE_DBFS / 20)  # of full scale (1.0 for float audio)
+# A user's typed turn (characters): Voxtral's context is what really bounds it, this keeps one
+# message from holding a slot while a huge prompt is tokenised.
+USER_TEXT_CHARS = Range(1, 4000)

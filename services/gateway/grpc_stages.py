@@ -121,12 +121,13 @@ class GrpcStages:
             raise StageError(Stage.VAD, status.name, await call.details() or "the VAD refused the stream") from None
         return GrpcVadStream(call)
 
-    async def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
-                      session_id: str, turn_id: str, speculative: bool = False) -> AsyncIterator[ReplyDelta]:
+    async def respond(self, pcm16k: np.ndarray | None, history: Sequence[HistoryTurn], instructions: str,
+                      session_id: str, turn_id: str, speculative: bool = False,
+                      text: str = "") -> AsyncIterator[ReplyDelta]:
         roles = {"user": voxtral_pb2.ROLE_USER, "assistant": voxtral_pb2.ROLE_ASSISTANT}
         request = voxtral_pb2.RespondRequest(
-            audio=pcm16k.tobytes(), sample_rate_hz=VOXTRAL_SAMPLE_RATE_HZ, instructions=instructions,
-            session_id=session_id, turn_id=turn_id, speculative=speculative,
+            audio=b"" if pcm16k is None else pcm16k.tobytes(), sample_rate_hz=VOXTRAL_SAMPLE_RATE_HZ,
+            text=text, instructions=instructions, session_id=session_id, turn_id=turn_id, speculative=speculative,
             history=[voxtral_pb2.ConversationTurn(role=roles[t.role], text=t.text) for t in history])
         call = self.voxtral.Respond(request, timeout=self.settings.voxtral_timeout_s, metadata=self.meta)
         try:

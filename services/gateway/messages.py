@@ -4,7 +4,15 @@ servicer and the WebSocket bridge (whose JSON is the proto's) both translate her
 from __future__ import annotations
 
 from services.gateway.engine import events as ev
-from services.gateway.engine.inputs import Audio, ControlInput, Input, PlaybackReport, SessionRequest, Unreadable
+from services.gateway.engine.inputs import (
+    Audio,
+    ControlInput,
+    Input,
+    PlaybackReport,
+    SessionRequest,
+    Unreadable,
+    UserText,
+)
 from services.gateway.engine.vocabulary import Control
 from voice.v1 import gateway_pb2
 
@@ -43,7 +51,9 @@ def to_input(request: gateway_pb2.ConverseRequest) -> Input:
         return ControlInput(action)
     if kind == "playback":
         return PlaybackReport(request.playback.turn_id, request.playback.played_ms)
-    return Unreadable("empty request: set audio, control or playback")
+    if kind == "text":
+        return UserText(request.text)
+    return Unreadable("empty request: set audio, text, control or playback")
 
 
 def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
@@ -78,6 +88,13 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
         case ev.ReplyResumed():
             return gateway_pb2.ConverseResponse(reply_resumed=gateway_pb2.ReplyResumed(
                 turn_id=event.turn_id, heard_ms=event.heard_ms, dismissed_turn_id=event.dismissed_turn_id))
+        case ev.TextTurn():
+            return gateway_pb2.ConverseResponse(text_turn=gateway_pb2.TextTurn(turn_id=event.turn_id, text=event.text))
+        case ev.TurnEnded():
+            return gateway_pb2.ConverseResponse(turn_ended=gateway_pb2.TurnEnded(
+                turn_id=event.turn_id, outcome=gateway_pb2.TurnOutcome.Value(event.outcome.wire),
+                user_text=event.user_text, user_text_known=event.user_text_known, heard_text=event.heard_text,
+                cut_off=event.cut_off, reason=event.reason, metrics=gateway_pb2.TurnMetrics(**event.metrics)))
         case ev.ErrorEvent():
             return gateway_pb2.ConverseResponse(error=gateway_pb2.Error(
                 code=gateway_pb2.ErrorCode.Value(event.code.wire), message=event.message,

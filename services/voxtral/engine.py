@@ -163,7 +163,8 @@ class VoxtralEngine:
                 return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
         ids = torch.tensor([inputs.tokens], device=self.device)
-        features = torch.from_numpy(inputs.features).to(self.device, getattr(torch, self.dtype))
+        features = None if inputs.features is None else \
+            torch.from_numpy(inputs.features).to(self.device, getattr(torch, self.dtype))
         streamer = _DeltaStreamer(self.prompts, on_delta, self.eos_ids)
         if self.settings.seed is not None:
             torch.manual_seed(self.settings.seed)

@@ -117,7 +117,9 @@ def train(model: Any, prompts: list[Any], replies: list[list[int]], recipe: dict
     # audio embeddings are computed once, and only the language model and the head learn.
     voxtral = model.model
     with torch.no_grad():
-        heard = [voxtral.get_audio_features(torch.from_numpy(p.features), return_dict=True).pooler_output
+        silent = torch.zeros(0, model.config.text_config.hidden_size)  # a text-only prompt's audio embeddings
+        heard = [silent if p.features is None else
+                 voxtral.get_audio_features(torch.from_numpy(p.features), return_dict=True).pooler_output
                  for p in prompts]
     language = voxtral.language_model
     params = [*language.parameters(), head, scale]

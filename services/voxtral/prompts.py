@@ -28,7 +28,7 @@ class Turn:
 @dataclass(frozen=True)
 class ModelInputs:
     tokens: list[int]
-    features: np.ndarray  # (windows, mel bins, 3000) float32
+    features: np.ndarray | None  # (windows, mel bins, 3000) float32; None: a text-only prompt
     audio_tokens: int
     dropped_turns: int = 0
 
@@ -78,13 +78,15 @@ class PromptBuilder:
         self.feature_extractor = processor.feature_extractor  # type: ignore[attr-defined]  # set by the processor at run time
         self.audio_token_id = audio_token_id
 
-    def chat(self, pcm16: np.ndarray, history: Sequence[Turn], instructions: str, max_tokens: int) -> ModelInputs:
-        """The user's utterance after the earlier turns; the oldest turns go first if it would not fit."""
+    def chat(self, pcm16: np.ndarray | None, history: Sequence[Turn], instructions: str, max_tokens: int,
+             text: str = "") -> ModelInputs:
+        """The user's utterance (or, with `pcm16` None, their typed `text`) after the earlier turns; the
+        oldest turns go first if it would not fit."""
         from mistral_common.protocol.instruct.chunk import AudioChunk, TextChunk
         from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
-        audio = wav_bytes(pcm16)
+        audio = None if pcm16 is None else wav_bytes(pcm16)
         turns = normalise_history(history)
         dropped = 0
         while True:
@@ -92,8 +94,10 @@ class PromptBuilder:
                 else (turns, "")
             messages: list[object] = [UserMessage(content=t.text) if t.role == "user" else AssistantMessage(
                 content=t.text) for t in earlier]
-            content: list[object] = [TextChunk(text=pending_user)] if pending_user else []
-            content.append(AudioChunk(input_audio=audio))
+            said = " ".join(part for part in (pending_user, text) if part)
+            content: list[object] = [TextChunk(text=said)] if said else []
+            if audio is not None:
+                content.append(AudioChunk(input_audio=audio))
             if instructions:
                 content.append(TextChunk(text=instructions))
             messages.append(UserMessage(content=content))
@@ -120,8 +124,8 @@ class PromptBuilder:
             features = mel["input_features"][0]
             windows.append(features.reshape(features.shape[0], -1, MEL_FRAMES).transpose(1, 0, 2))
         tokens = list(encoded.tokens)  # type: ignore[attr-defined]  # mistral-common's encoding is untyped
-        return ModelInputs(tokens, np.concatenate(windows).astype(np.float32), tokens.count(self.audio_token_id),
-                           dropped)
+        features = np.concatenate(windows).astype(np.float32) if windows else None
+        return ModelInputs(tokens, features, tokens.count(self.audio_token_id), dropped)
 
     def decode(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens))

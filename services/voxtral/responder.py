@@ -50,10 +50,11 @@ class Responder:
         self.engine = engine
         self.pool = SlotPool(settings.slots, settings.max_queue, "voxtral", settings.load_window_s)
 
-    async def respond(self, samples: np.ndarray, history: Sequence[Turn], instructions: str,
+    async def respond(self, samples: np.ndarray | None, history: Sequence[Turn], instructions: str,
                       params: GenerationParams, deadline: float,
-                      speculative: bool = False) -> AsyncIterator[Delta | ReplyDone]:
-        """Text deltas as they are generated, then one ReplyDone. `deadline` is time.monotonic()."""
+                      speculative: bool = False, text: str = "") -> AsyncIterator[Delta | ReplyDone]:
+        """Text deltas as they are generated, then one ReplyDone. `deadline` is time.monotonic();
+        `samples` None: the user typed `text`."""
         received = time.perf_counter()
         engine = self.engine
         loop = asyncio.get_running_loop()
@@ -64,7 +65,7 @@ class Responder:
         async with self.pool.slot(deadline, priority=priority) as slot:
             queue_ms = (time.perf_counter() - received) * 1000
             # The prompt is built in the slot's thread: never on the event loop, never before admission.
-            inputs = await slot.run(lambda: engine.prompts.chat(samples, list(history), instructions, budget),
+            inputs = await slot.run(lambda: engine.prompts.chat(samples, list(history), instructions, budget, text),
                                     deadline)
 
             def hand_on(delta: str) -> None:  # called in the worker thread

@@ -11,6 +11,7 @@ import numpy as np
 
 from services.common.audio import pcm16_samples
 from services.common.errors import InvalidArgument
+from services.common.limits import USER_TEXT_CHARS
 from services.common.load_message import stage_load_message
 from services.common.logs import bound
 from services.common.ready import Ready
@@ -44,12 +45,22 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
         if rate != SAMPLE_RATE:
             raise InvalidArgument(f"sample_rate_hz={rate} is not supported: send PCM16 mono at {SAMPLE_RATE} Hz")
         if not audio:
-            raise InvalidArgument(f"audio is empty: send the utterance as PCM16 mono at {SAMPLE_RATE} Hz")
+            raise InvalidArgument(f"audio is empty: send the utterance as PCM16 mono at {SAMPLE_RATE} Hz (or, to "
+                                  "Respond, the user's words as text)")
         samples = pcm16_samples(audio)
         seconds = len(samples) / SAMPLE_RATE
         if seconds > self.settings.max_audio_s:
             raise InvalidArgument(f"audio lasts {seconds:.1f} s; the limit is {self.settings.max_audio_s:g} s")
         return samples
+
+    def _said(self, request: voxtral_pb2.RespondRequest) -> tuple[np.ndarray | None, str]:
+        """The user's turn: their audio, or their typed text (one of the two)."""
+        if not request.text:
+            return self._audio(request.audio, request.sample_rate_hz), ""
+        if request.audio:
+            raise InvalidArgument("send the user's turn as audio or as text, not both")
+        USER_TEXT_CHARS.check("text length", len(request.text))
+        return None, request.text
 
     def _params(self, options: voxtral_pb2.GenerationOptions) -> GenerationParams:
         # OPTION_FIELDS are GenerationOptions' optional fields, which the stub types one literal at a time.
@@ -65,12 +76,12 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
     ) -> AsyncIterator[voxtral_pb2.RespondResponse]:
         with bound(session_id=request.session_id or None, turn_id=request.turn_id or None):
             responder = self.responder.get()
-            samples = self._audio(request.audio, request.sample_rate_hz)
+            samples, text = self._said(request)
             params = self._params(request.generation)
             history = [Turn(ROLES.get(t.role, ""), t.text) for t in request.history]
             first = True
             async for item in responder.respond(samples, history, request.instructions or self.settings.instructions,
-                                                params, self._deadline(context), request.speculative):
+                                                params, self._deadline(context), request.speculative, text):
                 if isinstance(item, Delta):
                     message = voxtral_pb2.RespondResponse(text_delta=item.text, elapsed_ms=item.elapsed_ms)
                     if first:

@@ -145,13 +145,15 @@ class FakeStages:
             if call.ended == "open":
                 call.ended = "cancelled"
 
-    async def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
-                      session_id: str, turn_id: str, speculative: bool = False) -> AsyncIterator[ReplyDelta]:
+    async def respond(self, pcm16k: np.ndarray | None, history: Sequence[HistoryTurn], instructions: str,
+                      session_id: str, turn_id: str, speculative: bool = False,
+                      text: str = "") -> AsyncIterator[ReplyDelta]:
         self.histories.append(list(history))
-        call = Call(Stage.VOXTRAL, "respond", {"samples": len(pcm16k), "turn_id": turn_id,
-                                               "speculative": speculative, "instructions": instructions})
-        async for text in self._paced(call, self.voxtral, self.reply):
-            yield ReplyDelta(str(text), elapsed_ms=1.0)
+        call = Call(Stage.VOXTRAL, "respond", {"samples": 0 if pcm16k is None else len(pcm16k), "turn_id": turn_id,
+                                               "speculative": speculative, "instructions": instructions,
+                                               "text": text})
+        async for delta in self._paced(call, self.voxtral, self.reply):
+            yield ReplyDelta(str(delta), elapsed_ms=1.0)
 
     async def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
                          session_id: str, turn_id: str, more_follows: bool = False,

@@ -44,6 +44,25 @@ CONTROL_ACTION_END_OF_INPUT: ControlAction.ValueType  # 3
 """No more audio: finish the turn in progress, then close."""
 Global___ControlAction: _TypeAlias = ControlAction  # noqa: Y015
 
+class _TurnOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TurnOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TurnOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TURN_OUTCOME_UNSPECIFIED: _TurnOutcome.ValueType  # 0
+    TURN_OUTCOME_COMPLETED: _TurnOutcome.ValueType  # 1
+    TURN_OUTCOME_INTERRUPTED: _TurnOutcome.ValueType  # 2
+    TURN_OUTCOME_FAILED: _TurnOutcome.ValueType  # 3
+
+class TurnOutcome(_TurnOutcome, metaclass=_TurnOutcomeEnumTypeWrapper): ...
+
+TURN_OUTCOME_UNSPECIFIED: TurnOutcome.ValueType  # 0
+TURN_OUTCOME_COMPLETED: TurnOutcome.ValueType  # 1
+TURN_OUTCOME_INTERRUPTED: TurnOutcome.ValueType  # 2
+TURN_OUTCOME_FAILED: TurnOutcome.ValueType  # 3
+Global___TurnOutcome: _TypeAlias = TurnOutcome  # noqa: Y015
+
 class _ErrorCode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -161,9 +180,14 @@ class ConverseRequest(_message.Message):
     AUDIO_FIELD_NUMBER: _builtins.int
     CONTROL_FIELD_NUMBER: _builtins.int
     PLAYBACK_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
     audio: _builtins.bytes
     """PCM16LE mono at input_sample_rate_hz, any length."""
     control: Global___ControlAction.ValueType
+    text: _builtins.str
+    """A typed user turn, answered like a spoken one (a reply in progress is cut short); up to 4000
+    characters.
+    """
     @_builtins.property
     def config(self) -> Global___SessionConfig: ...
     @_builtins.property
@@ -175,12 +199,13 @@ class ConverseRequest(_message.Message):
         audio: _builtins.bytes = ...,
         control: Global___ControlAction.ValueType = ...,
         playback: Global___PlaybackReport | None = ...,
+        text: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["config", "audio", "control", "playback"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["config", "audio", "control", "playback", "text"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -482,6 +507,80 @@ class Interrupted(_message.Message):
 Global___Interrupted: _TypeAlias = Interrupted  # noqa: Y015
 
 @_typing.final
+class TextTurn(_message.Message):
+    """A typed turn was taken: the reply that follows carries this turn_id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text", "turn_id", b"turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextTurn: _TypeAlias = TextTurn  # noqa: Y015
+
+@_typing.final
+class TurnEnded(_message.Message):
+    """Every reply's end, exactly once, whatever its outcome: sent when the user's words are known
+    (after TurnCompleted for a completed turn; after Interrupted or Error otherwise).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    USER_TEXT_FIELD_NUMBER: _builtins.int
+    USER_TEXT_KNOWN_FIELD_NUMBER: _builtins.int
+    HEARD_TEXT_FIELD_NUMBER: _builtins.int
+    CUT_OFF_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    outcome: Global___TurnOutcome.ValueType
+    user_text: _builtins.str
+    """The user's words, transcribed or as typed; empty when they could not be transcribed."""
+    user_text_known: _builtins.bool
+    heard_text: _builtins.str
+    """What the listener heard of the reply (what the context keeps)."""
+    cut_off: _builtins.bool
+    reason: _builtins.str
+    """Failed: the stage and its error. Interrupted: user_speech, client_interrupt or new_turn."""
+    @_builtins.property
+    def metrics(self) -> Global___TurnMetrics:
+        """What was measured before the turn ended (none when no audio went out)."""
+
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+        outcome: Global___TurnOutcome.ValueType = ...,
+        user_text: _builtins.str = ...,
+        user_text_known: _builtins.bool = ...,
+        heard_text: _builtins.str = ...,
+        cut_off: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        metrics: Global___TurnMetrics | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cut_off", b"cut_off", "heard_text", b"heard_text", "metrics", b"metrics", "outcome", b"outcome", "reason", b"reason", "turn_id", b"turn_id", "user_text", b"user_text", "user_text_known", b"user_text_known"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnEnded: _TypeAlias = TurnEnded  # noqa: Y015
+
+@_typing.final
 class Error(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -524,6 +623,8 @@ class ConverseResponse(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     REPLY_PAUSED_FIELD_NUMBER: _builtins.int
     REPLY_RESUMED_FIELD_NUMBER: _builtins.int
+    TEXT_TURN_FIELD_NUMBER: _builtins.int
+    TURN_ENDED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def session_started(self) -> Global___SessionStarted: ...
     @_builtins.property
@@ -544,6 +645,10 @@ class ConverseResponse(_message.Message):
     def reply_paused(self) -> Global___ReplyPaused: ...
     @_builtins.property
     def reply_resumed(self) -> Global___ReplyResumed: ...
+    @_builtins.property
+    def text_turn(self) -> Global___TextTurn: ...
+    @_builtins.property
+    def turn_ended(self) -> Global___TurnEnded: ...
     def __init__(
         self,
         *,
@@ -557,12 +662,14 @@ class ConverseResponse(_message.Message):
         error: Global___Error | None = ...,
         reply_paused: Global___ReplyPaused | None = ...,
         reply_resumed: Global___ReplyResumed | None = ...,
+        text_turn: Global___TextTurn | None = ...,
+        turn_ended: Global___TurnEnded | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "turn_completed", b"turn_completed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "text_turn", b"text_turn", "turn_completed", b"turn_completed", "turn_ended", b"turn_ended"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "turn_completed", b"turn_completed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "text_turn", b"text_turn", "turn_completed", b"turn_completed", "turn_ended", b"turn_ended"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["session_started", "speech_started", "speech_ended", "response_text", "response_audio", "turn_completed", "interrupted", "error", "reply_paused", "reply_resumed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["session_started", "speech_started", "speech_ended", "response_text", "response_audio", "turn_completed", "interrupted", "error", "reply_paused", "reply_resumed", "text_turn", "turn_ended"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

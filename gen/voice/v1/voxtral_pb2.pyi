@@ -149,8 +149,9 @@ class RespondRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TURN_ID_FIELD_NUMBER: _builtins.int
     SPECULATIVE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
     audio: _builtins.bytes
-    """PCM16LE mono."""
+    """PCM16LE mono; empty when the user typed their turn (`text`)."""
     sample_rate_hz: _builtins.int
     """Must be 16000."""
     instructions: _builtins.str
@@ -161,6 +162,8 @@ class RespondRequest(_message.Message):
     """Started on a pause hint, before the speaker is known to have finished: queued after replies
     that a listener waits for, before transcriptions.
     """
+    text: _builtins.str
+    """The user's typed words, sent instead of audio: exactly one of `audio` and `text` is set."""
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConversationTurn]:
         """Earlier turns, oldest first."""
@@ -178,10 +181,11 @@ class RespondRequest(_message.Message):
         session_id: _builtins.str = ...,
         turn_id: _builtins.str = ...,
         speculative: _builtins.bool = ...,
+        text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "generation", b"generation", "history", b"history", "instructions", b"instructions", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "speculative", b"speculative", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "generation", b"generation", "history", b"history", "instructions", b"instructions", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "speculative", b"speculative", "text", b"text", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

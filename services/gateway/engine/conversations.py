@@ -27,7 +27,9 @@ from services.gateway.engine.inputs import (
     SessionRequest,
     Unreadable,
     Update,
+    UserText,
     check_playback,
+    check_text,
     configure,
     updated,
 )
@@ -199,6 +201,12 @@ class ConversationEngine:
                                           "send the config once, first"))
                 case Commit():
                     await session.commit()
+                case UserText():
+                    problem = check_text(item)
+                    if problem:
+                        await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, problem))
+                    else:
+                        await session.say(item.text)
                 case ClearAudio():
                     session.clear_audio()
                 case Update():

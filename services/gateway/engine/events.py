@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from services.gateway.engine.vocabulary import ErrorCode, EventType
+from services.gateway.engine.vocabulary import ErrorCode, EventType, TurnOutcome
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,30 @@ class ReplyResumed:
 
 
 @dataclass(frozen=True)
+class TextTurn:
+    """A typed turn was taken; its reply follows under this turn id."""
+
+    type: ClassVar[EventType] = EventType.TEXT_TURN
+    turn_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """Every reply's end, once, whatever its outcome, when what is kept of it is known."""
+
+    type: ClassVar[EventType] = EventType.TURN_ENDED
+    turn_id: str
+    outcome: TurnOutcome
+    user_text: str  # transcribed or typed; "" when unknown
+    user_text_known: bool
+    heard_text: str  # what the listener heard of the reply
+    cut_off: bool
+    reason: str = ""  # failed: the stage and its error; interrupted: a StopReason
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ErrorEvent:
     type: ClassVar[EventType] = EventType.ERROR
     code: ErrorCode
@@ -92,4 +116,4 @@ class ErrorEvent:
 
 
 Event = (SessionStarted | SpeechStarted | SpeechEnded | ResponseText | ResponseAudio | TurnCompleted | Interrupted
-         | ErrorEvent | ReplyPaused | ReplyResumed)
+         | ErrorEvent | ReplyPaused | ReplyResumed | TextTurn | TurnEnded)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from services.common.audio import MAX_RATE_HZ, MIN_RATE_HZ, check_sample_rate
 from services.common.errors import InvalidArgument, echo
-from services.common.limits import END_OF_TURN_FALLBACK, END_SILENCE_MS, SPEED
+from services.common.limits import END_OF_TURN_FALLBACK, END_SILENCE_MS, SPEED, USER_TEXT_CHARS
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.vocabulary import Control
 
@@ -66,6 +66,22 @@ class ClearAudio:
 
 
 @dataclass(frozen=True)
+class UserText:
+    """A typed turn: answered as the user's next turn (a reply in progress is cut short)."""
+
+    text: str
+
+
+def check_text(item: UserText) -> str:
+    """What is wrong with a typed turn ("" when nothing is)."""
+    if not item.text.strip():
+        return "text is empty: type the user's words"
+    if len(item.text) > USER_TEXT_CHARS.high:
+        return f"text has {len(item.text)} characters; the limit is {USER_TEXT_CHARS.high}"
+    return ""
+
+
+@dataclass(frozen=True)
 class Update:
     """Change how later replies are made; None: unchanged."""
 
@@ -81,7 +97,8 @@ class Unreadable:
     message: str
 
 
-Input = SessionRequest | Audio | ControlInput | PlaybackReport | Commit | ClearAudio | Update | Unreadable
+Input = (SessionRequest | Audio | ControlInput | PlaybackReport | Commit | ClearAudio | Update | UserText
+         | Unreadable)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,6 @@ class Memory:
 
     async def record(self, turn_id: str, metrics: Mapping[str, float],
                      details: Mapping[str, object] | None = None) -> None:
-        """A turn's latency record, with what else is known of it: Redis, Prometheus and the log."""
+        """A turn's latency record, with what else is known of it: Redis and Prometheus."""
         await self.store.record_turn(self.session_id, turn_id, metrics, details)
         observe_turn(metrics)
-        log.info("turn recorded", extra={"turn_id": turn_id, **(details or {}), **metrics})

@@ -14,7 +14,7 @@ from services.common.audio import resample
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.logs import bound
 from services.gateway.config import GatewaySettings
-from services.gateway.engine.events import ErrorEvent, Event, Interrupted, TurnCompleted
+from services.gateway.engine.events import ErrorEvent, Event, Interrupted, TurnCompleted, TurnEnded
 from services.gateway.engine.inputs import SessionConfig
 from services.gateway.engine.memory import Memory
 from services.gateway.engine.playout import Playout
@@ -23,8 +23,8 @@ from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.turn import Listening, Turn
-from services.gateway.engine.vocabulary import ErrorCode, Speculation, TurnOutcome
-from services.gateway.metrics import SPECULATIONS, TRANSCRIPTIONS_LOST, TURNS
+from services.gateway.engine.vocabulary import ErrorCode, Speculation, StopReason, TurnOutcome
+from services.gateway.metrics import SPECULATIONS, TRANSCRIPTIONS_LOST
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,20 @@ class Replies:
 
     def new_turn(self, turn_id: str, start: int, end: int, ended_at: float, endpoint_ms: float,
                   end_of_turn_probability: float | None, speculative: bool = False) -> Turn:
-        request = TurnRequest(turn_id, self.session_id, self.utterance(start, end), self.memory.history(),
-                              self.config.instructions, self.config.voice, self.config.speed,
-                              self.config.output_rate_hz, ended_at, endpoint_ms, end_of_turn_probability,
-                              speculative, end)
+        return self._turn(TurnRequest(
+            turn_id, self.session_id, self.utterance(start, end), self.memory.history(), self.config.instructions,
+            self.config.voice, self.config.speed, self.config.output_rate_hz, ended_at, endpoint_ms,
+            end_of_turn_probability, speculative, end))
+
+    def text_turn(self, turn_id: str, text: str) -> Turn:
+        """A typed turn, answered from now."""
+        return self._turn(TurnRequest(
+            turn_id, self.session_id, None, self.memory.history(), self.config.instructions, self.config.voice,
+            self.config.speed, self.config.output_rate_hz, time.monotonic(), 0.0, text=text))
+
+    def _turn(self, request: TurnRequest) -> Turn:
         playout = Playout(self.config.output_rate_hz, self.settings.reply_lead_ms, self.settings.reply_piece_ms,
-                          held=speculative)
+                          held=request.speculative)
         return Turn(request, playout, self._tasks, self._answer, self._transcribe)
 
     async def _answer(self, turn: Turn) -> None:
@@ -101,26 +109,26 @@ class Replies:
                     self.answering = None
             await turn.confirmed.wait()  # a speculative reply's failure counts once it is confirmed
             if error is not None:
-                TURNS.labels(outcome=TurnOutcome.FAILED).inc()
-                await self.error(error, turn.turn_id)
-                await self._remember(turn, TurnOutcome.FAILED)
-            else:
-                TURNS.labels(outcome=TurnOutcome.COMPLETED).inc()
-                await self._remember(turn, TurnOutcome.COMPLETED)
+                if turn.end(TurnOutcome.FAILED, f"{error.stage} failed: {error.code}: {error.message}"):
+                    await self.error(error, turn.turn_id)
+                    await self._remember(turn)
+            elif turn.end(TurnOutcome.COMPLETED):
+                await self._remember(turn)
 
-    async def stop(self) -> None:
+    async def stop(self, reason: StopReason = StopReason.SPEECH) -> None:
         turn = self.answering
-        if turn is None or turn.task.done():
+        if turn is None or turn.task.done() or not turn.end(TurnOutcome.INTERRUPTED, reason):
             return
         self.answering = None
         heard_ms = turn.playout.pause()  # what is heard stops here, whatever the client still had queued
         await turn.stop()
-        TURNS.labels(outcome=TurnOutcome.INTERRUPTED).inc()
         await self.emit(Interrupted(turn.turn_id, turn.progress.spoken_text, heard_ms))
-        self._tasks.spawn(self._remember(turn, TurnOutcome.INTERRUPTED))
+        self._tasks.spawn(self._remember(turn))
 
     async def _transcribe(self, request: TurnRequest) -> str | None:
         """The user's words; None when they cannot be known (the exchange is kept, marked so)."""
+        if request.utterance is None:
+            return request.text  # typed
         try:
             return await self.stages.transcribe(request.utterance, self.session_id, request.turn_id)
         except StageError as err:
@@ -129,22 +137,28 @@ class Replies:
                         extra={"turn_id": request.turn_id, "error": str(err)})
             return None
 
-    async def _remember(self, turn: Turn, outcome: TurnOutcome) -> None:
-        """Keep the exchange (what the listener heard, marked when cut off) and the turn's record."""
+    async def _remember(self, turn: Turn) -> None:
+        """Keep the exchange (what the listener heard, marked when cut off) and the turn's record;
+        then tell the client how the turn ended (one line in the log, too)."""
+        outcome = turn.outcome or TurnOutcome.FAILED
         words = (await asyncio.gather(turn.transcript, return_exceptions=True))[0]
         user = words if isinstance(words, str) else None
         spoken, cut_off = turn.progress.spoken_text, turn.progress.cut_off
         await self.memory.remember(turn.turn_id, user, spoken, cut_off)
         metrics = dict(turn.progress.metrics)
+        details: dict[str, object] = {"outcome": outcome.value, "reason": turn.reason, "cut_off": cut_off,
+                                      "speculation": Speculation.USED.value if turn.request.speculative else "none",
+                                      "typed": turn.request.utterance is None}
+        if turn.request.end_of_turn_probability is not None:
+            details["end_of_turn_probability"] = round(turn.request.end_of_turn_probability, 4)
         if "e2e_ms" in metrics:
-            details: dict[str, object] = {"outcome": outcome.value, "cut_off": cut_off,
-                                          "speculation": Speculation.USED.value if turn.request.speculative
-                                          else "none"}
-            if turn.request.end_of_turn_probability is not None:
-                details["end_of_turn_probability"] = round(turn.request.end_of_turn_probability, 4)
             await self.memory.record(turn.turn_id, metrics, details)
+        log.log(logging.WARNING if outcome is TurnOutcome.FAILED else logging.INFO, "turn %s", outcome.value,
+                extra={"turn_id": turn.turn_id, **details, **metrics})
         if outcome is TurnOutcome.COMPLETED:
             await self.emit(TurnCompleted(turn.turn_id, user or "", spoken, metrics, turn.request.speculative))
+        await self.emit(TurnEnded(turn.turn_id, outcome, user or "", user is not None, spoken, cut_off, turn.reason,
+                                  metrics))
 
     async def error(self, err: StageError, turn_id: str) -> None:
         await self.emit(ErrorEvent(ErrorCode.of_status(err.code), f"{err.stage} failed: {err.message}", True,

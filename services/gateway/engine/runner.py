@@ -21,7 +21,7 @@ from services.gateway.engine.stages import HistoryTurn, SpeechChunk, StageError,
 class TurnRequest:
     turn_id: str
     session_id: str
-    utterance: np.ndarray  # PCM16 at 16 kHz
+    utterance: np.ndarray | None  # PCM16 at 16 kHz; None for a typed turn
     history: list[HistoryTurn]
     instructions: str
     voice: str
@@ -32,6 +32,7 @@ class TurnRequest:
     end_of_turn_probability: float | None = None  # the VAD model's answer that ended the turn
     speculative: bool = False  # started on a pause hint: its output waits for the speech-ended event
     utterance_end: int = 0  # input sample where the utterance answered ends
+    text: str = ""  # a typed turn's words
 
 
 @dataclass
@@ -133,7 +134,8 @@ class TurnRunner:
                                       first_clause_s=self.settings.first_clause_s, growth=growth)
             try:
                 async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
-                                                       turn.session_id, turn.turn_id, turn.speculative):
+                                                       turn.session_id, turn.turn_id, turn.speculative,
+                                                       turn.text):
                     if "voxtral_ttft_ms" not in m:
                         m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
                     await text_out(ResponseText(turn.turn_id, delta.text))

@@ -20,6 +20,7 @@ from services.gateway.engine.events import (
     SessionStarted,
     SpeechEnded,
     SpeechStarted,
+    TextTurn,
 )
 from services.gateway.engine.inputs import PlaybackReport, SessionConfig
 from services.gateway.engine.memory import Memory
@@ -30,7 +31,7 @@ from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.turn import Listening
 from services.gateway.engine.vad_link import VadLink
-from services.gateway.engine.vocabulary import ErrorCode, VadEventKind
+from services.gateway.engine.vocabulary import ErrorCode, StopReason, VadEventKind
 from services.gateway.metrics import END_OF_TURN_PROBABILITY
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,18 @@ class ConversationSession:
                                        f"audio at least since the last commit (got {got_ms} ms)"))
             return
         self._committed = end
-        await self.replies.stop()
+        await self.replies.stop(StopReason.NEW_TURN)
         await self._speech_started(VadEvent(VadEventKind.STARTED, start, start))
         await self._speech_ended(VadEvent(VadEventKind.ENDED, start, end, voiced_ms=float(got_ms)))
+
+    async def say(self, text: str) -> None:
+        """A typed turn: answered now, as the user's next turn (a reply still running is cut short)."""
+        await self.replies.drop_speculation()
+        await self.replies.stop(StopReason.NEW_TURN)
+        turn_id = new_id()
+        await self.emit(TextTurn(turn_id, text))
+        self.spoke_at = time.monotonic()
+        self.replies.answering = self.replies.text_turn(turn_id, text)
 
     def clear_audio(self) -> None:
         """Manual turns: the audio since the last commit is dropped."""
@@ -118,7 +128,7 @@ class ConversationSession:
         self.config = self.replies.config = config
 
     async def interrupt(self) -> None:
-        await self.replies.stop()
+        await self.replies.stop(StopReason.CLIENT)
 
     def playback(self, report: PlaybackReport) -> None:
         """The client's playback position of a reply: the truth about what was heard."""

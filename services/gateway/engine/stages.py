@@ -71,10 +71,10 @@ class Stages(Protocol):
     async def open_vad(self, sample_rate_hz: int, end_silence_ms: int,
                        fallback_ms: int | None = None) -> VadStream: ...
 
-    def respond(self, pcm16k: np.ndarray, history: Sequence[HistoryTurn], instructions: str,
-                session_id: str, turn_id: str, speculative: bool = False) -> AsyncIterator[ReplyDelta]:
-        """`speculative`: started before the speaker is known to have finished (queued after replies
-        a listener waits for)."""
+    def respond(self, pcm16k: np.ndarray | None, history: Sequence[HistoryTurn], instructions: str,
+                session_id: str, turn_id: str, speculative: bool = False, text: str = "") -> AsyncIterator[ReplyDelta]:
+        """The user's words as audio, or (`pcm16k` None) as typed `text`. `speculative`: started
+        before the speaker is known to have finished (queued after replies a listener waits for)."""
 
     def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
                    session_id: str, turn_id: str, more_follows: bool = False,

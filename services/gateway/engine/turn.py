@@ -11,6 +11,8 @@ from typing import Any
 from services.gateway.engine.playout import Playout
 from services.gateway.engine.runner import TurnProgress, TurnRequest
 from services.gateway.engine.tasks import TaskSet
+from services.gateway.engine.vocabulary import TurnOutcome
+from services.gateway.metrics import TURNS
 
 
 @dataclass
@@ -45,12 +47,22 @@ class Turn:
         if not request.speculative:
             self.confirmed.set()
         self._voxtral_free = asyncio.Event()
+        self.outcome: TurnOutcome | None = None  # set once: how the reply ended
+        self.reason = ""
         self.transcript: asyncio.Task[str | None] = tasks.spawn(self._transcribe(transcribe))
         self.task: asyncio.Task[None] = tasks.spawn(answer(self))
 
     @property
     def turn_id(self) -> str:
         return self.request.turn_id
+
+    def end(self, outcome: TurnOutcome, reason: str = "") -> bool:
+        """The reply's one outcome, counted once; False when it already has one."""
+        if self.outcome is not None:
+            return False
+        self.outcome, self.reason = outcome, reason
+        TURNS.labels(outcome=outcome).inc()
+        return True
 
     def voxtral_free(self) -> None:
         """Voxtral has no more work for this reply: the user's words can be asked for now."""

@@ -57,6 +57,8 @@ class EventType(StrEnum):
     ERROR = "error"
     REPLY_PAUSED = "reply_paused"
     REPLY_RESUMED = "reply_resumed"
+    TEXT_TURN = "text_turn"
+    TURN_ENDED = "turn_ended"
 
 
 class Control(StrEnum):
@@ -77,3 +79,15 @@ class TurnOutcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+
+    @property
+    def wire(self) -> str:
+        return f"TURN_OUTCOME_{self.value.upper()}"
+
+
+class StopReason(StrEnum):
+    """Why a reply was cut short (a turn's `reason` when it was interrupted)."""
+
+    SPEECH = "user_speech"  # the user talked over it
+    CLIENT = "client_interrupt"  # the client asked (interrupt, response.cancel)
+    NEW_TURN = "new_turn"  # the client committed or typed the next turn

@@ -48,6 +48,8 @@ class Outgoing:
         self.items: dict[str, str] = {}  # assistant item id -> engine turn id (truncate names the item)
         self.user_items: dict[str, str] = {}  # engine turn id -> user item id
         self.pending_items: list[str] = []  # manual commits announced, not yet answered
+        self.pending_texts: list[str] = []  # typed user items created, not yet answered
+        self.typed: set[str] = set()  # engine turns that answer a typed item (no transcription)
         self.replies: dict[str, Reply] = {}
         self.last_item: str | None = None
 
@@ -63,6 +65,26 @@ class Outgoing:
                 {"type": "conversation.item.added", "previous_item_id": previous, "item": {
                     "id": item_id, "object": "realtime.item", "type": "message", "role": "user",
                     "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}}]
+
+    def typed_item(self, item_id: str, text: str) -> list[dict[str, Any]]:
+        """A user text message the client created: added now, answered at response.create."""
+        previous, self.last_item = self.last_item, item_id
+        self.pending_texts.append(item_id)
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
+                "content": [{"type": "input_text", "text": text}]}
+        return [{"type": "conversation.item.added", "previous_item_id": previous, "item": item},
+                {"type": "conversation.item.done", "previous_item_id": previous, "item": item}]
+
+    def _transcription(self, turn_id: str, text: str, known: bool) -> list[dict[str, Any]]:
+        if turn_id in self.typed:
+            return []  # the user's words are the item they typed
+        item = self.user_item(turn_id)
+        if not known:
+            return [{"type": "conversation.item.input_audio_transcription.failed", "item_id": item,
+                     "content_index": 0, "error": {"type": "transcription_error", "code": "unavailable",
+                                                   "message": "the words could not be transcribed"}}]
+        return [{"type": "conversation.item.input_audio_transcription.completed", "item_id": item,
+                 "content_index": 0, "transcript": text}]
 
     def _reply(self, turn_id: str) -> tuple[Reply, list[dict[str, Any]]]:
         if turn_id in self.replies:
@@ -143,12 +165,18 @@ class Outgoing:
                 out.append({"type": "response.output_audio.delta", **ids,
                             "delta": base64.b64encode(self.encode(event.pcm)).decode()})
                 return out
+            case ev.TextTurn():
+                self.typed.add(event.turn_id)
+                if self.pending_texts:
+                    self.user_items[event.turn_id] = self.pending_texts.pop(0)
+                return self._reply(event.turn_id)[1]
             case ev.TurnCompleted():
-                item = self.user_item(event.turn_id)
-                return [{"type": "conversation.item.input_audio_transcription.completed", "item_id": item,
-                         "content_index": 0, "transcript": event.user_text},
-                        *self._finish(event.turn_id, "completed", timings=dict(event.metrics),
-                                      transcript=event.assistant_text)]
+                return self._finish(event.turn_id, "completed", timings=dict(event.metrics),
+                                    transcript=event.assistant_text)
+            case ev.TurnEnded():  # every turn's, whatever its outcome: the user's words are known now
+                out = self._transcription(event.turn_id, event.user_text, event.user_text_known)
+                self.typed.discard(event.turn_id)
+                return out
             case ev.Interrupted():
                 reason = "client_cancelled" if event.turn_id in self.cancelled_by_client else "turn_detected"
                 return self._finish(event.turn_id, "cancelled", {"type": "cancelled", "reason": reason},

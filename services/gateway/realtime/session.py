@@ -8,7 +8,6 @@ import contextlib
 import functools
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +22,6 @@ from services.gateway.engine.events import Event, SessionStarted
 from services.gateway.engine.inputs import (
     Audio,
     ClearAudio,
-    Commit,
     ControlInput,
     Input,
     PlaybackReport,
@@ -33,6 +31,7 @@ from services.gateway.engine.vocabulary import Control, ErrorCode
 from services.gateway.metrics import STALLED_CLOSED
 from services.gateway.realtime.config import RealtimeConfig, apply, resolve_voice
 from services.gateway.realtime.formats import ClientError, decode_audio
+from services.gateway.realtime.items import Pending, new_item_id, user_message
 from services.gateway.realtime.outgoing import Outgoing, error, event_id
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class RealtimeSession:
         self.queue: asyncio.Queue[Input | None] = asyncio.Queue()
         self.out = self._outgoing()
         self.restarting = False
-        self.pending_commit = False
+        self.pending = Pending()  # what response.create answers
         self._send_lock = asyncio.Lock()
         self.stalled = False
 
@@ -155,7 +154,7 @@ class RealtimeSession:
         elif kind == "input_audio_buffer.clear":
             if self.config.turn_detection is None:
                 self.queue.put_nowait(ClearAudio())
-                self.pending_commit = False
+                self.pending.commit = False
             await self.send({"type": "input_audio_buffer.cleared"})
         elif kind == "conversation.item.create":
             await self._item_create(body.get("item"))
@@ -190,7 +189,7 @@ class RealtimeSession:
             self.queue.put_nowait(self.config.request(self.session_id))
             old_queue.put_nowait(ControlInput(Control.INTERRUPT))  # a reply in the old format ends (cancelled)
             old_queue.put_nowait(None)
-            self.pending_commit = False
+            self.pending.clear()
             return  # session.updated comes when it has started
         if (new.voice, new.speed, new.instructions) != (old.voice, old.speed, old.instructions):
             self.queue.put_nowait(Update(new.voice, new.speed, new.instructions))
@@ -201,28 +200,27 @@ class RealtimeSession:
             raise ClientError("with turn detection on, the server commits the audio at the end of each turn "
                               "(set session.audio.input.turn_detection to null to commit yourself)",
                               code="input_audio_buffer_commit_not_allowed")
-        item = "item_" + secrets.token_hex(12)
+        self.pending.add_commit()
+        item = new_item_id()
         self.out.pending_items.append(item)
-        self.pending_commit = True
         for body in self.out.committed(item):
             await self.send(body)
 
     async def _item_create(self, item: Any) -> None:
-        if not isinstance(item, dict) or item.get("type", "message") != "message" or item.get("role") != "user":
-            raise ClientError("only user messages can be created (item.type message, item.role user)", "item")
-        content = item.get("content")
-        if not isinstance(content, list) or not content:
-            raise ClientError("item.content must be a list of input_audio parts", "item.content")
-        for n, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "input_audio":
-                raise ClientError(f"item.content[{n}].type must be input_audio: this endpoint hears, it does not "
-                                  "read text", f"item.content[{n}].type")
+        message = user_message(item)
+        if message.text:
+            item_id = new_item_id()
+            self.pending.add_text(item_id, message.text)
+            for body in self.out.typed_item(item_id, message.text):
+                await self.send(body)
+            return
         if self.config.turn_detection is not None:
             raise ClientError("audio items are for manual turns: with turn detection on, append audio instead",
                               "item")
         fmt = self.config.input_format
-        for n, part in enumerate(content):
-            self.queue.put_nowait(Audio(decode_audio(part.get("audio"), fmt, f"item.content[{n}].audio")))
+        audio = [decode_audio(part, fmt, f"item.content[{n}].audio") for n, part in enumerate(message.audio)]
+        for pcm in audio:
+            self.queue.put_nowait(Audio(pcm))
         await self._commit()
 
     async def _response_create(self, response: Any) -> None:
@@ -232,11 +230,10 @@ class RealtimeSession:
         if self.out.active is not None:
             raise ClientError("a response is in progress: cancel it first",
                               code="conversation_already_has_active_response")
-        if not self.pending_commit:
-            raise ClientError("nothing to respond to: commit audio first (input_audio_buffer.commit)",
-                              code="input_audio_buffer_commit_empty")
-        self.pending_commit = False
-        self.queue.put_nowait(Commit())
+        answer, typed_item = self.pending.respond()
+        if typed_item is not None:
+            self.out.pending_texts.append(typed_item)
+        self.queue.put_nowait(answer)
 
     async def _truncate(self, body: dict[str, Any]) -> None:
         item_id, played = body.get("item_id"), body.get("audio_end_ms")
