@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +50,13 @@ def microphone_file(folder: Path) -> Path:
 def test_page_served(stack: Stack) -> None:
     page = urllib.request.urlopen(f"http://127.0.0.1:{stack.web_port}/", timeout=5).read().decode()
     assert 'id="talk"' in page and "/static/app.js" in page and 'aria-live="polite"' in page
-    for asset in ("app.js", "capture-worklet.js", "playback-worklet.js", "style.css"):
+    for asset in ("app.js", "view.js", "capture-worklet.js", "playback-worklet.js", "style.css", "favicon.svg"):
         assert urllib.request.urlopen(f"http://127.0.0.1:{stack.web_port}/static/{asset}", timeout=5).status == 200
 
 
-def test_a_spoken_question_in_chromium_gets_reply_audio_and_a_latency_row(stack: Stack, chromium: str) -> None:
+def drive(stack: Stack, chromium: str, scenario: str, when_broken: Callable[[], None] | None = None) -> dict:
+    """Run tests/browser/converse.mjs; `when_broken` runs when the page has shown the failed turn."""
     ARTIFACTS.mkdir(exist_ok=True)
-    screenshot = ARTIFACTS / "browser-page.png"
     with tempfile.TemporaryDirectory() as tmp:
         # Playwright runs it headless in a fresh temporary profile (its own --user-data-dir).
         args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -64,16 +65,53 @@ def test_a_spoken_question_in_chromium_gets_reply_audio_and_a_latency_row(stack:
                 f"--use-file-for-fake-audio-capture={microphone_file(Path(tmp))}",
                 "--autoplay-policy=no-user-gesture-required"]
         env = {**os.environ, "CHROMIUM": chromium, "CHROMIUM_ARGS": json.dumps(args)}
-        run = subprocess.run(["node", str(ROOT / "tests" / "browser" / "converse.mjs"),
-                              f"http://127.0.0.1:{stack.web_port}/", str(screenshot)],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+        node = subprocess.Popen(["node", str(ROOT / "tests" / "browser" / "converse.mjs"),
+                                 f"http://127.0.0.1:{stack.web_port}/", str(ARTIFACTS), scenario],
+                                cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert node.stdout is not None and node.stdin is not None
+        lines = []
+        for line in node.stdout:
+            lines.append(line)
+            if line.strip() == "broken" and when_broken is not None:
+                when_broken()
+                node.stdin.write("back\n")
+                node.stdin.flush()
+        node.wait(timeout=400)
+    assert node.returncode == 0, node.stderr.read() if node.stderr else ""
+    result = json.loads(lines[-1])
     assert "failure" not in result, result
-    assert result["stats"]["audioBytes"] > 24000  # at least half a second of reply audio
-    assert result["stats"]["turns"] >= 1
-    assert {"session_started", "speech_started", "speech_ended", "response_text", "response_audio",
-            "turn_completed"} <= set(result["stats"]["events"])
-    assert "Voxtral first token" in result["row"] and "ms" in result["row"]
-    assert result["button"] == "true" and result["problem"] == "" and result["reply"]
-    assert screenshot.stat().st_size > 10_000
+    assert not result["failedRequests"], result["failedRequests"]  # no 404, not even a favicon
+    assert not [line for line in result["console"] if line.startswith(("pageerror", "error"))], result["console"]
+    return result["steps"]
+
+
+def test_a_spoken_turn_a_typed_turn_and_a_dropped_socket_each_leave_their_row(stack: Stack, chromium: str) -> None:
+    steps = drive(stack, chromium, "talk")
+    spoken, typed, reconnected, after = steps["spoken"], steps["typed"], steps["reconnected"], steps["after"]
+    assert spoken["voices"] > 10  # the TTS's voices, offered for the choice
+    assert spoken["stats"]["audioBytes"] > 24000  # at least half a second of reply audio
+    assert spoken["rows"][0]["outcome"] == "completed" and "Voxtral first token" in spoken["rows"][0]["text"]
+    first = spoken["transcript"][0]
+    assert first["outcome"] == "completed" and first["user"] and first["reply"]
+    assert spoken["button"] == "true" and spoken["problem"] == ""
+    assert {"speaking", "thinking", "user", "listening"} <= set(spoken["stats"]["states"])
+    assert typed["transcript"][1]["user"] == "What is a good book for a train ride?"
+    assert typed["rows"][1]["outcome"] == "completed" and typed["transcript"][1]["reply"]
+    assert reconnected["stats"]["reconnects"] == 1 and "reconnecting" in reconnected["stats"]["states"]
+    assert reconnected["stats"]["events"].count("session_started") == 2
+    assert after["rows"][2]["outcome"] in ("completed", "interrupted") and after["problem"] == ""
+    # One row per turn that ended, each counted once.
+    assert after["stats"]["turns"] == len(after["rows"]) == sum(after["stats"]["outcomes"].values())
+
+
+def test_a_failed_turn_leaves_a_row_and_the_page_recovers(faulty_stack: Stack, chromium: str) -> None:
+    faulty_stack.services["tts"].kill()
+    steps = drive(faulty_stack, chromium, "failure", when_broken=faulty_stack.restore)
+    failed, recovered = steps["failed"], steps["recovered"]
+    assert failed["rows"][0]["outcome"] == "failed" and "Failed in the TTS" in failed["rows"][0]["text"]
+    assert failed["status"] == "listening"  # not stuck on "Thinking…"
+    assert "down (the voice)" in failed["problem"]
+    assert failed["transcript"][0]["outcome"] == "failed"
+    assert recovered["rows"][-1]["outcome"] == "completed" and recovered["problem"] == ""
+    assert recovered["stats"]["turns"] == len(recovered["rows"])

@@ -82,6 +82,7 @@ class WebBridge:
             web.get("/ws", self.websocket),
             web.get("/v1/realtime", self.realtime),
             web.get("/healthz", self.health),
+            web.get("/voices", self.voices),
             web.static("/static", PAGE, show_index=False),
         ])
         self.runner: web.AppRunner | None = None
@@ -111,6 +112,10 @@ class WebBridge:
             "stages": {stage.value: {**asdict(load), "session_share": admission.shares.get(stage)}
                        for stage, load in admission.loads.items()},
         })
+
+    async def voices(self, request: web.Request) -> web.Response:
+        """The TTS's voices, for the page's choice (empty while the TTS cannot be asked: its default then)."""
+        return web.json_response({"voices": sorted(await self.engine.voices())})
 
     def admit(self, request: web.Request, hint: str) -> Caller:
         """The caller of an upgrade request, refused with an HTTP status before the upgrade: 401 without a
