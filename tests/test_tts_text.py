@@ -68,3 +68,17 @@ def test_a_clause_is_cut_at_words_into_pieces_under_the_limit() -> None:
     long_word = plan_pieces("x" * 100, 24, phonemize, len)
     assert len(long_word) == 1 and long_word[0].count == 24  # one word over the limit is cut short
     assert plan_pieces("   ", 24, phonemize, len) == []
+
+
+def test_words_espeak_splits_are_phonemized_without_a_warning(caplog) -> None:
+    """A token espeak reads as several words ("WiFi") is no mismatch for misaki's fallback: nothing
+    is logged for it (it was a phonemizer WARNING on each such word)."""
+    import logging
+
+    from services.tts.phonemes import EnglishPhonemizer
+
+    caplog.set_level(logging.WARNING)
+    phonemizer = EnglishPhonemizer()
+    for british in (False, True):
+        assert phonemizer.phonemize("The WiFi is down.", british=british).count(" ") >= 4
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records

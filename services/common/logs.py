@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object a line, carrying the session and turn in scope."""
+"""Structured logs: one JSON object a line (or, for a terminal, one readable line), carrying the
+session and turn in scope."""
 
 from __future__ import annotations
 
@@ -43,12 +44,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """One readable line: time, level, service, message, then the same fields as the JSON line."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, object] = {}
+        if session := session_id_var.get():
+            fields["session_id"] = session
+        if turn := turn_id_var.get():
+            fields["turn_id"] = turn
+        fields.update((k, v) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
+        extra = " ".join(f"{k}={round(v, 1) if isinstance(v, float) else v}" for k, v in fields.items())
+        clock = time.strftime("%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
+        line = f"{clock} {record.levelname:7} {self.service:8} {record.getMessage()}" + (f"  {extra}" if extra else "")
+        return f"{line}\n{self.formatException(record.exc_info)}" if record.exc_info else line
+
+
 def configure_logging(service: str, level: str = "INFO", *, json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if json_lines:
-        handler.setFormatter(JsonFormatter(service))
-    else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter(service) if json_lines else TextFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -58,6 +58,21 @@ async def requests(audio: np.ndarray, rate: int, args: argparse.Namespace,
     yield gateway_pb2.ConverseRequest(control=gateway_pb2.CONTROL_ACTION_END_OF_INPUT)
 
 
+def describe(kind: str, event: object) -> str | None:
+    """One line for an event a person reading along wants (text deltas and the completed-turn summary
+    are said by the audio's clauses and turn_ended)."""
+    if kind in ("response_text", "turn_completed"):
+        return None
+    if kind == "turn_ended":
+        assert isinstance(event, gateway_pb2.TurnEnded)
+        outcome = gateway_pb2.TurnOutcome.Name(event.outcome).removeprefix("TURN_OUTCOME_").lower()
+        reason = f" ({event.reason})" if event.reason else ""
+        user = repr(event.user_text) if event.user_text_known else "(not transcribed)"
+        return f"turn_ended      {outcome}{reason}  user={user} heard={event.heard_text!r}"
+    fields = " ".join(str(event).split())
+    return f"{kind:15} {fields}"
+
+
 def metrics_table(turns: list[tuple[str, gateway_pb2.TurnMetrics]]) -> str:
     width = max(len(name) for name in METRICS) + 2
     header = "turn      " + "".join(f"{name:>{width}}" for name in METRICS)
@@ -95,18 +110,16 @@ async def converse(args: argparse.Namespace) -> int:
                     reply_rate = event.sample_rate_hz
                     if event.text:
                         print(f"response_audio  at {event.offset_ms / 1000:5.2f} s  {event.text!r}")
-                elif kind in ("reply_paused", "interrupted"):
+                    continue
+                if kind in ("reply_paused", "interrupted"):
                     stopped = listener.stop()  # drop what is queued; tell the gateway where playback stopped
                     if stopped is not None and stopped[0] == event.turn_id:
                         reports.put_nowait(gateway_pb2.PlaybackReport(turn_id=stopped[0], played_ms=stopped[1]))
-                    print(f"{kind:15} " + " ".join(str(event).split()))
-                elif kind == "response_text":
-                    print(f"response_text   {event.delta!r}")
-                elif kind == "turn_completed":
+                if kind == "turn_ended" and event.metrics.e2e_ms:
                     turns.append((event.turn_id, event.metrics))
-                    print(f"turn_completed  user={event.user_text!r} assistant={event.assistant_text!r}")
-                else:
-                    print(f"{kind:15} " + " ".join(str(event).split()))
+                line = describe(kind, event)
+                if line:
+                    print(line)
         except grpc.aio.AioRpcError as err:
             if farewell is not None:  # the gateway's own word, whatever the transport made of the end
                 print(f"error: {gateway_pb2.ErrorCode.Name(farewell.code).removeprefix('ERROR_CODE_')}: "

@@ -30,9 +30,15 @@ VAD_KINDS = {
 }
 
 
+# A stage's deadline passes on either side (its own, or this call's): said one way, whichever it was.
+DEADLINE_WORDING = "did not answer within its deadline"
+
+
 def stage_error(stage: Stage, err: grpc.aio.AioRpcError) -> StageError:
     code = err.code().name
     STAGE_ERRORS.labels(stage=stage, code=code).inc()
+    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return StageError(stage, code, DEADLINE_WORDING)
     return StageError(stage, code, err.details() or code)
 
 

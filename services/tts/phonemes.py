@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,24 @@ def _offline_spacy_model() -> Iterator[None]:
         spacy.util.is_package, spacy.load = real_is_package, real_load
 
 
+# phonemizer checks that each input line gives as many words as it had: misaki asks for one token at
+# a time, and a token that espeak reads as several words ("R2D2", "3D") is no error here. The check
+# would warn on each, so its logger here says errors only.
+_ESPEAK_LOG = logging.getLogger("services.tts.espeak")
+_ESPEAK_LOG.setLevel(logging.ERROR)
+
+
+def _quiet_fallback(british: bool) -> object:
+    """misaki's espeak fallback for unknown words, on a backend made as misaki makes it, quieter."""
+    from misaki import espeak
+    from phonemizer.backend import EspeakBackend
+
+    fallback = espeak.EspeakFallback(british=british)
+    fallback.backend = EspeakBackend(language=f"en-{'gb' if british else 'us'}", preserve_punctuation=True,
+                                     with_stress=True, tie="^", logger=_ESPEAK_LOG)
+    return fallback
+
+
 class EnglishPhonemizer:
     """American or British English G2P (misaki), with espeak-ng for words it does not know."""
 
@@ -49,12 +68,10 @@ class EnglishPhonemizer:
     def _load(self, british: bool) -> object:
         with self._lock:
             if british not in self._g2p:
-                from misaki import en, espeak
+                from misaki import en
 
                 with _offline_spacy_model():
-                    self._g2p[british] = en.G2P(
-                        trf=False, british=british, fallback=espeak.EspeakFallback(british=british), unk=""
-                    )
+                    self._g2p[british] = en.G2P(trf=False, british=british, fallback=_quiet_fallback(british), unk="")
         return self._g2p[british]
 
     def warm_up(self) -> None:
