@@ -37,11 +37,19 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def microphone_file(folder: Path) -> Path:
+def microphone_file(folder: Path, talk_over: bool = False) -> Path:
     """What the fake microphone says, looped: a question, then silence for the reply (heard at real
-    time, so it lasts as long as its audio)."""
+    time, so it lasts as long as its audio). `talk_over`: while the reply is being made or played,
+    an "mm-hmm" (too little voice to be a turn: the reply pauses, then resumes), then a sentence
+    (a turn: the reply is interrupted, and the sentence answered)."""
     speech, rate = espeak("What is the weather like today?")
-    audio = np.concatenate([silence(rate, 500), speech, silence(rate, 15000)])
+    parts = [silence(rate, 500), speech]
+    if talk_over:
+        # The reply starts about 3 s after the question (a 1.6 s end-of-turn wait on this synthetic
+        # voice, then the first clause) and plays for about 3 s.
+        parts += [silence(rate, 3400), espeak("Mm.")[0], silence(rate, 1400),
+                  espeak("Wait, stop, tell me about the sea instead, please.")[0]]
+    audio = np.concatenate([*parts, silence(rate, 15000)])
     path = folder / "microphone.wav"
     sf.write(path, resample(audio, rate, 48000), 48000, subtype="PCM_16")
     return path
@@ -62,7 +70,7 @@ def drive(stack: Stack, chromium: str, scenario: str, when_broken: Callable[[], 
         args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-quic",
                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-audio-capture={microphone_file(Path(tmp))}",
+                f"--use-file-for-fake-audio-capture={microphone_file(Path(tmp), scenario == 'talk-over')}",
                 "--autoplay-policy=no-user-gesture-required"]
         env = {**os.environ, "CHROMIUM": chromium, "CHROMIUM_ARGS": json.dumps(args)}
         node = subprocess.Popen(["node", str(ROOT / "tests" / "browser" / "converse.mjs"),
@@ -115,3 +123,21 @@ def test_a_failed_turn_leaves_a_row_and_the_page_recovers(faulty_stack: Stack, c
     assert failed["transcript"][0]["outcome"] == "failed"
     assert recovered["rows"][-1]["outcome"] == "completed" and recovered["problem"] == ""
     assert recovered["stats"]["turns"] == len(recovered["rows"])
+
+
+def test_talking_over_a_reply_pauses_it_then_a_cough_resumes_it_and_a_sentence_interrupts_it(
+        stack: Stack, chromium: str) -> None:
+    steps = drive(stack, chromium, "talk-over")
+    done = steps["done"]
+    stats = done["stats"]
+    assert stats["pauses"] >= 2 and "reply_resumed" in stats["events"] and "paused" in stats["states"]
+    rows = done["rows"]
+    assert rows[0]["outcome"] == "interrupted" and "Interrupted: you spoke over it" in rows[0]["text"], rows
+    assert rows[1]["outcome"] == "completed", rows  # the sentence that interrupted it, answered
+    # After the "mm" was judged no turn the reply played on: speaking again before the interruption.
+    states = stats["states"]
+    assert "speaking" in states[states.index("paused"):], states
+    turns = done["transcript"]
+    assert len(turns) == len(done["rows"])  # the "mm-hmm" was no turn: no row, no transcript entry
+    assert turns[0]["outcome"] == "interrupted" and "you spoke over it" in turns[0]["reply"]
+    assert stats["turns"] == len(done["rows"]) == sum(stats["outcomes"].values())

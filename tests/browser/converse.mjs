@@ -1,7 +1,7 @@
 // Drives the page in headless Chromium with a fake microphone playing a WAV file (looped):
 //   node converse.mjs URL SCREENSHOT_DIR SCENARIO   (Chromium flags in CHROMIUM_ARGS, JSON)
 // Scenarios: "talk" (a spoken turn, a typed turn, a dropped socket that resumes, a spoken turn
-// again); "failure" (a turn fails while a stage is down; the line "broken" is printed, and the
+// again); "talk-over" (an "mm-hmm" and then a sentence over the reply); "failure" (a turn fails while a stage is down; the line "broken" is printed, and the
 // page waits for a line on stdin, sent once the stage is back, then for a turn that completes).
 // Prints one JSON line: what the page showed at each step.
 import { createInterface } from "node:readline";
@@ -60,6 +60,11 @@ try {
     steps.reconnected = await seen();
     await rows(3, 150000);
     steps.after = await seen();
+  } else if (scenario === "talk-over") {
+    await state("paused", 120000);
+    await page.screenshot({ path: `${shots}/page-paused.png`, fullPage: true });
+    await rows(2, 150000);
+    steps.done = await seen();
   } else {
     await rows(1);
     await state("listening");

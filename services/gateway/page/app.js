@@ -228,7 +228,10 @@ class Conversation {
         break;
       case "reply_resumed":
         this.paused = false;
-        if (event.dismissed_turn_id) transcript.drop(event.dismissed_turn_id); // that sound was no turn
+        if (event.dismissed_turn_id) { // that sound was no turn: the reply plays on
+          transcript.drop(event.dismissed_turn_id);
+          this.userSpeaking = false;
+        }
         break;
       case "interrupted":
         stats.interruptions += 1;
