@@ -12,8 +12,9 @@ import pytest
 
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import ResponseAudio
+from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.playout import Playout
-from services.gateway.engine.runner import SynthesisPace, TurnProgress, TurnRequest, TurnRunner
+from services.gateway.engine.runner import TurnProgress, TurnRequest, TurnRunner
 from services.gateway.engine.stages import ReplyDelta, SpeechChunk
 
 

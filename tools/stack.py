@@ -12,7 +12,10 @@ from tools.processes import ServiceProcess
 
 class Stack:
     def __init__(self, voxtral_model: Path, voxtral_env: dict[str, str] | None = None,
-                 tts_env: dict[str, str] | None = None, **overrides: str) -> None:
+                 tts_env: dict[str, str] | None = None, every_env: dict[str, str] | None = None,
+                 **overrides: str) -> None:
+        """`every_env`: settings for every service (OTEL_* say); `overrides`: the gateway's."""
+        every = every_env or {}
         self.redis = RedisProcess()
         self.redis.start()
         self.metrics_port = free_port()
@@ -20,18 +23,19 @@ class Stack:
         self.stage_metrics_ports = {"voxtral": free_port(), "tts": free_port()}
         quiet = {"LOG_LEVEL": "INFO"}
         self.services: dict[str, ServiceProcess] = {
-            "vad": ServiceProcess("services.vad", "VAD_", {f"VAD_{k}": v for k, v in quiet.items()}),
+            "vad": ServiceProcess("services.vad", "VAD_", {**every, **{f"VAD_{k}": v for k, v in quiet.items()}}),
             "voxtral": ServiceProcess("services.voxtral", "VOXTRAL_", {
-                "VOXTRAL_MODEL_ID": str(voxtral_model), "VOXTRAL_COMPILE_MODE": "eager", "VOXTRAL_SEED": "0",
+                **every, "VOXTRAL_MODEL_ID": str(voxtral_model), "VOXTRAL_COMPILE_MODE": "eager", "VOXTRAL_SEED": "0",
                 "VOXTRAL_MAX_NEW_TOKENS": "12", "VOXTRAL_TRANSCRIBE_MAX_NEW_TOKENS": "8", "HF_HUB_OFFLINE": "1",
                 "VOXTRAL_METRICS_PORT": str(self.stage_metrics_ports["voxtral"]), **(voxtral_env or {})}),
             "tts": ServiceProcess("services.tts", "TTS_", {
-                "TTS_BACKEND": "onnx", "TTS_TIMEOUT_S": "10",
+                **every, "TTS_BACKEND": "onnx", "TTS_TIMEOUT_S": "10",
                 "TTS_METRICS_PORT": str(self.stage_metrics_ports["tts"]), **(tts_env or {})}),
         }
         for service in self.services.values():
             service.wait_listening()
         gateway_env = {
+            **every,
             "GATEWAY_VAD_TARGET": self.services["vad"].target,
             "GATEWAY_VOXTRAL_TARGET": self.services["voxtral"].target,
             "GATEWAY_TTS_TARGET": self.services["tts"].target,

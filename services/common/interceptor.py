@@ -10,7 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.context import Context
 
+from services.common import tracing
 from services.common.errors import InvalidArgument, ServiceError, status_for, unreadable
 
 log = logging.getLogger(__name__)
@@ -88,10 +91,11 @@ async def _checked(requests: Any) -> Any:
 
 
 def _wrap(behavior: Callable[..., Any], method: str, streaming_request: bool = False,
-          check: bool = True) -> Callable[..., Any]:
+          check: bool = True, traced: Context | None = None) -> Callable[..., Any]:
     """`behavior` with every failure a status (after draining a request stream); `check`: unreadable
-    requests are refused as INVALID_ARGUMENT first."""
+    requests are refused as INVALID_ARGUMENT first; `traced`: the caller's trace, the call a span in it."""
     async def fail(request: Any, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+        trace.get_current_span().record_exception(exc)
         if streaming_request:
             await drain_requests(request)
         await _abort(context, exc, method)
@@ -104,25 +108,27 @@ def _wrap(behavior: Callable[..., Any], method: str, streaming_request: bool = F
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if check and not streaming_request and (refused := _refused(request)):
                 await _abort(context, refused, method)
-            try:
-                async for item in behavior(given(request), context):
-                    yield item
-            except BaseException as exc:
-                if _passes_through(exc):
-                    raise
-                await fail(request, context, exc)
+            with tracing.server_span(method, traced):
+                try:
+                    async for item in behavior(given(request), context):
+                        yield item
+                except BaseException as exc:
+                    if _passes_through(exc):
+                        raise
+                    await fail(request, context, exc)
 
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if check and not streaming_request and (refused := _refused(request)):
             await _abort(context, refused, method)
-        try:
-            return await behavior(given(request), context)
-        except BaseException as exc:
-            if _passes_through(exc):
-                raise
-            await fail(request, context, exc)
+        with tracing.server_span(method, traced):
+            try:
+                return await behavior(given(request), context)
+            except BaseException as exc:
+                if _passes_through(exc):
+                    raise
+                await fail(request, context, exc)
 
     return unary
 
@@ -175,7 +181,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        return rebuild(handler, lambda behavior: _wrap(behavior, method, handler.request_streaming), tolerant=True)
+        traced = tracing.incoming(method, handler_call_details.invocation_metadata)
+        return rebuild(handler, lambda behavior: _wrap(behavior, method, handler.request_streaming, traced=traced),
+                       tolerant=True)
 
 
 class Guard(grpc.aio.ServerInterceptor):

@@ -152,9 +152,11 @@ def serve_main(name: str, settings_class: type[S], service: Callable[[S], Servic
     """The body of every service's __main__: settings, logs, then serve until SIGTERM."""
     from services.common.logs import configure_logging
     from services.common.settings import load_settings
+    from services.common.tracing import configure_tracing, shutdown_tracing
 
     settings = load_settings(settings_class)
     configure_logging(name, settings.log_level, json_lines=settings.log_json)
+    tracing = configure_tracing(name)
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
@@ -170,4 +172,7 @@ def serve_main(name: str, settings_class: type[S], service: Callable[[S], Servic
         log.error("cannot start: %s", err)
         print(f"{name}: cannot start: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        if tracing:
+            shutdown_tracing()
     return settings

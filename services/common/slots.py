@@ -18,6 +18,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+
+from services.common import tracing
 from services.common.errors import DeadlineExceeded, ResourceExhausted
 from services.common.load import LoadMeter, StageLoad
 
@@ -85,6 +88,8 @@ class SlotPool:
                 self._waiting -= 1
                 self.meter.queued_changed(self._waiting)
         slot = Slot(self, time.monotonic() - queued_at)
+        tracing.record(f"{self.name}.queue", trace.get_current_span(), queued_at, time.monotonic(),
+                       queued_ms=round(slot.queued_s * 1000, 2))
         self.meter.granted(slot.queued_s, time.monotonic() - (queued_at if need_by is None else need_by))
         try:
             yield slot
@@ -117,19 +122,22 @@ class Slot:
         self._held_from = time.monotonic()
         self.queued_s = queued_s  # how long the caller waited for this slot
 
-    async def run(self, fn: Callable[[], T], deadline: float, stop: Callable[[], None] | None = None) -> T:
+    async def run(self, fn: Callable[[], T], deadline: float, stop: Callable[[], None] | None = None,
+                  what: str = "compute") -> T:
         """Run blocking `fn` in this slot's worker thread; DEADLINE_EXCEEDED if it outlives `deadline`.
-        `stop` asks the running `fn` to end early (thread-safe); it is called when the caller gives up."""
+        `stop` asks the running `fn` to end early (thread-safe); it is called when the caller gives up.
+        `what` names its span (`<pool>.<what>`)."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool._executor, fn)  # noqa: SLF001 (a slot is part of its pool)
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # work a caller left is read by nobody
-        self._pending, self._stop = future, stop
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            self._abandon()
-            raise DeadlineExceeded(f"{self._pool.name}: the request ran past its deadline") from None
+        with tracing.span(f"{self._pool.name}.{what}"):
+            future = loop.run_in_executor(self._pool._executor, fn)  # noqa: SLF001 (a slot is part of its pool)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # work a caller left is read by nobody
+            self._pending, self._stop = future, stop
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                self._abandon()
+                raise DeadlineExceeded(f"{self._pool.name}: the request ran past its deadline") from None
 
     def _abandon(self) -> None:
         if self._pending is not None and not self._pending.done() and self._stop is not None:

@@ -5,6 +5,7 @@ from prometheus_client import start_http_server
 from services.common.logs import configure_logging
 from services.common.server import run_service
 from services.common.settings import load_settings
+from services.common.tracing import configure_tracing, shutdown_tracing
 from services.gateway.config import GatewaySettings
 from services.gateway.metrics import watch_event_loop
 from services.gateway.wiring import gateway_service
@@ -13,6 +14,7 @@ from services.gateway.wiring import gateway_service
 def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level, json_lines=settings.log_json)
+    tracing = configure_tracing("gateway")
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.host)
 
@@ -21,7 +23,11 @@ def main() -> None:
         watch_event_loop(asyncio.get_running_loop())
         await run_service(settings, [gateway_service(settings)])
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        if tracing:
+            shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -49,12 +49,18 @@ class GrpcVadStream:
         self.call = call
 
     async def send(self, pcm: bytes) -> None:
+        await self.send_request(vad_pb2.StreamDetectRequest(audio=pcm))
+
+    async def send_request(self, request: vad_pb2.StreamDetectRequest) -> None:
         try:
-            await self.call.write(vad_pb2.StreamDetectRequest(audio=pcm))
+            await self.call.write(request)
         except grpc.aio.AioRpcError as err:
             raise stage_error(Stage.VAD, err) from None
         except asyncio.InvalidStateError:
             raise StageError(Stage.VAD, "UNAVAILABLE", "the VAD stream has ended") from None
+
+    async def trace(self, carrier: dict[str, str]) -> None:
+        await self.send_request(vad_pb2.StreamDetectRequest(trace=vad_pb2.TraceContext(carrier=carrier)))
 
     async def finish(self) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):

@@ -18,6 +18,7 @@ from services.vad import models
 from services.vad.config import VadSettings
 from services.vad.endpointer import Ask, Endpointer, EndpointerConfig, EventKind, SpeechEvent
 from services.vad.smart_turn import DecisionPool, SmartTurn
+from services.vad.tracing import UtteranceTrace
 from services.vad.turn_policy import FALLBACK_MS, Detector, EndReason, TurnPolicy
 from services.vad.voice import Backend, SileroModel
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
@@ -132,10 +133,15 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
         decisions: set[asyncio.Task[None]] = set()
         endpointer: Endpointer | None = None
 
+        utterance = UtteranceTrace()
+
         async def decide(ask: Ask) -> None:
-            probability, _ = await self.models.decisions.probability(ask.audio)
+            with utterance.span("vad.end_of_turn_model") as span:
+                probability, compute_ms = await self.models.decisions.probability(ask.audio)
+                span.set_attributes({"compute_ms": round(compute_ms, 2), "probability": probability or -1.0})
             if endpointer is not None:
                 for event in endpointer.answer(ask, probability):
+                    utterance.saw(event)
                     out.put_nowait(event)
 
         def handle(items: list[SpeechEvent | Ask]) -> None:
@@ -145,6 +151,7 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
                     decisions.add(task)
                     task.add_done_callback(decisions.discard)
                 else:
+                    utterance.saw(item)
                     out.put_nowait(item)
 
         async def read() -> None:
@@ -160,6 +167,8 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
                         if endpointer is None:
                             raise InvalidArgument("the first message must be config (sample rate etc.), not audio")
                         handle(endpointer.push(request.audio))
+                    elif kind == "trace":
+                        utterance.follow(dict(request.trace.carrier))
                     else:
                         raise InvalidArgument("empty request: set config or audio")
                 if endpointer is not None:

@@ -66,13 +66,13 @@ class Responder:
             queue_ms = (time.perf_counter() - received) * 1000
             # The prompt is built in the slot's thread: never on the event loop, never before admission.
             inputs = await slot.run(lambda: engine.prompts.chat(samples, list(history), instructions, budget, text),
-                                    deadline)
+                                    deadline, what="prompt")
 
             def hand_on(delta: str) -> None:  # called in the worker thread
                 loop.call_soon_threadsafe(deltas.put_nowait, delta)
 
             work = asyncio.ensure_future(slot.run(lambda: engine.generate(inputs, params, hand_on, stop, deadline),
-                                                  deadline + 1.0))
+                                                  deadline + 1.0, what="generate"))
             # Deltas the worker queued come first: its completion reaches the loop after them.
             work.add_done_callback(lambda _: deltas.put_nowait(None))
             ttft_ms: float | None = None
@@ -95,9 +95,10 @@ class Responder:
         stop = threading.Event()
         async with self.pool.slot(deadline, priority=TRANSCRIBE_PRIORITY) as slot:
             try:
-                inputs = await slot.run(lambda: engine.prompts.transcription(samples, language), deadline)
+                inputs = await slot.run(lambda: engine.prompts.transcription(samples, language), deadline,
+                                        what="prompt")
                 result = await slot.run(lambda: engine.generate(inputs, params, lambda _: None, stop, deadline),
-                                        deadline + 1.0)
+                                        deadline + 1.0, what="generate")
             finally:
                 stop.set()
         if result.finish_reason == "cancelled":

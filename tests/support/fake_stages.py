@@ -49,6 +49,7 @@ class FakeVadStream:
         self._heard = asyncio.Condition()
         self.taking = asyncio.Event()  # clear it and the stream takes no audio (a VAD that lags)
         self.taking.set()
+        self.traces: list[dict[str, str]] = []  # trace carriers sent, in order
 
     async def send(self, pcm: bytes) -> None:
         await self.taking.wait()
@@ -57,6 +58,9 @@ class FakeVadStream:
         async with self._heard:
             self.received += len(pcm) // 2
             self._heard.notify_all()
+
+    async def trace(self, carrier: dict[str, str]) -> None:
+        self.traces.append(carrier)
 
     async def finish(self) -> None:
         self.finished = True

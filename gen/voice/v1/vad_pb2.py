@@ -25,21 +25,23 @@ _sym_db = _symbol_database.Default()
 from voice.v1 import audio_pb2 as voice_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12voice/v1/vad.proto\x12\x08voice.v1\x1a\x14voice/v1/audio.proto\"\x1a\n\x18VadServiceGetInfoRequest\"\x9d\x01\n\x19VadServiceGetInfoResponse\x12%\n\x08\x64\x65\x66\x61ults\x18\x01 \x01(\x0b\x32\x13.voice.v1.VadConfig\x12\x13\n\x0bmax_streams\x18\x02 \x01(\r\x12\x16\n\x0e\x61\x63tive_streams\x18\x03 \x01(\r\x12,\n\x0b\x65nd_of_turn\x18\x04 \x01(\x0b\x32\x17.voice.v1.EndOfTurnInfo\"\xae\x03\n\rEndOfTurnInfo\x12-\n\x08\x64\x65tector\x18\x01 \x01(\x0e\x32\x1b.voice.v1.EndOfTurnDetector\x12\'\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x16.voice.v1.VoiceBackend\x12\x18\n\x10smart_turn_model\x18\x03 \x01(\t\x12\x19\n\x11smart_turn_sha256\x18\x04 \x01(\t\x12\x14\n\x0csilero_model\x18\x05 \x01(\t\x12\x15\n\rsilero_sha256\x18\x06 \x01(\t\x12\x14\n\x0c\x61sk_after_ms\x18\x07 \x01(\r\x12\x14\n\x0c\x61sk_every_ms\x18\x08 \x01(\r\x12\x14\n\x0c\x61sk_until_ms\x18\x10 \x01(\r\x12\x17\n\x0fthreshold_start\x18\t \x01(\x02\x12\x15\n\rthreshold_end\x18\n \x01(\x02\x12\x13\n\x0b\x66\x61llback_ms\x18\x0b \x01(\r\x12\x19\n\x11\x63lean_fallback_ms\x18\x0c \x01(\r\x12\x0e\n\x06snr_db\x18\r \x01(\x02\x12\x17\n\x0f\x66loor_window_ms\x18\x0e \x01(\r\x12\x18\n\x10\x64\x65\x63ision_workers\x18\x0f \x01(\r\"\xef\x03\n\tVadConfig\x12%\n\x06\x66ormat\x18\x01 \x01(\x0b\x32\x15.voice.v1.AudioFormat\x12\x1b\n\x0e\x61ggressiveness\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08\x66rame_ms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x1b\n\x0e\x65nd_silence_ms\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x15\n\x08pause_ms\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x18\n\x0bpre_roll_ms\x18\x07 \x01(\rH\x05\x88\x01\x01\x12\x32\n\x08\x64\x65tector\x18\x08 \x01(\x0e\x32\x1b.voice.v1.EndOfTurnDetectorH\x06\x88\x01\x01\x12,\n\x07\x62\x61\x63kend\x18\t \x01(\x0e\x32\x16.voice.v1.VoiceBackendH\x07\x88\x01\x01\x12$\n\x17\x65nd_of_turn_fallback_ms\x18\n \x01(\rH\x08\x88\x01\x01\x42\x11\n\x0f_aggressivenessB\x0b\n\t_frame_msB\x10\n\x0e_min_speech_msB\x11\n\x0f_end_silence_msB\x0b\n\t_pause_msB\x0e\n\x0c_pre_roll_msB\x0b\n\t_detectorB\n\n\x08_backendB\x1a\n\x18_end_of_turn_fallback_ms\"X\n\x13StreamDetectRequest\x12%\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x13.voice.v1.VadConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\xff\x01\n\x0bSpeechEvent\x12\'\n\x04type\x18\x01 \x01(\x0e\x32\x19.voice.v1.SpeechEventType\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\x12\x12\n\nend_sample\x18\x03 \x01(\x04\x12\x19\n\x11\x64\x65\x63ided_at_sample\x18\x04 \x01(\x04\x12$\n\x17\x65nd_of_turn_probability\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12-\n\nend_reason\x18\x06 \x01(\x0e\x32\x19.voice.v1.EndOfTurnReason\x12\x11\n\tvoiced_ms\x18\x07 \x01(\rB\x1a\n\x18_end_of_turn_probability\"<\n\x14StreamDetectResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.voice.v1.SpeechEvent*\x80\x01\n\x11\x45ndOfTurnDetector\x12$\n END_OF_TURN_DETECTOR_UNSPECIFIED\x10\x00\x12 \n\x1c\x45ND_OF_TURN_DETECTOR_SILENCE\x10\x01\x12#\n\x1f\x45ND_OF_TURN_DETECTOR_SMART_TURN\x10\x02*a\n\x0cVoiceBackend\x12\x1d\n\x19VOICE_BACKEND_UNSPECIFIED\x10\x00\x12\x18\n\x14VOICE_BACKEND_WEBRTC\x10\x01\x12\x18\n\x14VOICE_BACKEND_SILERO\x10\x02*\xb6\x01\n\x0f\x45ndOfTurnReason\x12\"\n\x1e\x45ND_OF_TURN_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45ND_OF_TURN_REASON_SILENCE\x10\x01\x12\x1c\n\x18\x45ND_OF_TURN_REASON_MODEL\x10\x02\x12\x1f\n\x1b\x45ND_OF_TURN_REASON_FALLBACK\x10\x03\x12 \n\x1c\x45ND_OF_TURN_REASON_INPUT_END\x10\x04*\xad\x01\n\x0fSpeechEventType\x12!\n\x1dSPEECH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19SPEECH_EVENT_TYPE_STARTED\x10\x01\x12\x1c\n\x18SPEECH_EVENT_TYPE_PAUSED\x10\x02\x12\x1d\n\x19SPEECH_EVENT_TYPE_RESUMED\x10\x03\x12\x1b\n\x17SPEECH_EVENT_TYPE_ENDED\x10\x04\x32\xb3\x01\n\nVadService\x12Q\n\x0cStreamDetect\x12\x1d.voice.v1.StreamDetectRequest\x1a\x1e.voice.v1.StreamDetectResponse(\x01\x30\x01\x12R\n\x07GetInfo\x12\".voice.v1.VadServiceGetInfoRequest\x1a#.voice.v1.VadServiceGetInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12voice/v1/vad.proto\x12\x08voice.v1\x1a\x14voice/v1/audio.proto\"\x1a\n\x18VadServiceGetInfoRequest\"\x9d\x01\n\x19VadServiceGetInfoResponse\x12%\n\x08\x64\x65\x66\x61ults\x18\x01 \x01(\x0b\x32\x13.voice.v1.VadConfig\x12\x13\n\x0bmax_streams\x18\x02 \x01(\r\x12\x16\n\x0e\x61\x63tive_streams\x18\x03 \x01(\r\x12,\n\x0b\x65nd_of_turn\x18\x04 \x01(\x0b\x32\x17.voice.v1.EndOfTurnInfo\"\xae\x03\n\rEndOfTurnInfo\x12-\n\x08\x64\x65tector\x18\x01 \x01(\x0e\x32\x1b.voice.v1.EndOfTurnDetector\x12\'\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x16.voice.v1.VoiceBackend\x12\x18\n\x10smart_turn_model\x18\x03 \x01(\t\x12\x19\n\x11smart_turn_sha256\x18\x04 \x01(\t\x12\x14\n\x0csilero_model\x18\x05 \x01(\t\x12\x15\n\rsilero_sha256\x18\x06 \x01(\t\x12\x14\n\x0c\x61sk_after_ms\x18\x07 \x01(\r\x12\x14\n\x0c\x61sk_every_ms\x18\x08 \x01(\r\x12\x14\n\x0c\x61sk_until_ms\x18\x10 \x01(\r\x12\x17\n\x0fthreshold_start\x18\t \x01(\x02\x12\x15\n\rthreshold_end\x18\n \x01(\x02\x12\x13\n\x0b\x66\x61llback_ms\x18\x0b \x01(\r\x12\x19\n\x11\x63lean_fallback_ms\x18\x0c \x01(\r\x12\x0e\n\x06snr_db\x18\r \x01(\x02\x12\x17\n\x0f\x66loor_window_ms\x18\x0e \x01(\r\x12\x18\n\x10\x64\x65\x63ision_workers\x18\x0f \x01(\r\"\xef\x03\n\tVadConfig\x12%\n\x06\x66ormat\x18\x01 \x01(\x0b\x32\x15.voice.v1.AudioFormat\x12\x1b\n\x0e\x61ggressiveness\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08\x66rame_ms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x1b\n\x0e\x65nd_silence_ms\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x15\n\x08pause_ms\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x18\n\x0bpre_roll_ms\x18\x07 \x01(\rH\x05\x88\x01\x01\x12\x32\n\x08\x64\x65tector\x18\x08 \x01(\x0e\x32\x1b.voice.v1.EndOfTurnDetectorH\x06\x88\x01\x01\x12,\n\x07\x62\x61\x63kend\x18\t \x01(\x0e\x32\x16.voice.v1.VoiceBackendH\x07\x88\x01\x01\x12$\n\x17\x65nd_of_turn_fallback_ms\x18\n \x01(\rH\x08\x88\x01\x01\x42\x11\n\x0f_aggressivenessB\x0b\n\t_frame_msB\x10\n\x0e_min_speech_msB\x11\n\x0f_end_silence_msB\x0b\n\t_pause_msB\x0e\n\x0c_pre_roll_msB\x0b\n\t_detectorB\n\n\x08_backendB\x1a\n\x18_end_of_turn_fallback_ms\"t\n\x0cTraceContext\x12\x34\n\x07\x63\x61rrier\x18\x01 \x03(\x0b\x32#.voice.v1.TraceContext.CarrierEntry\x1a.\n\x0c\x43\x61rrierEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x81\x01\n\x13StreamDetectRequest\x12%\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x13.voice.v1.VadConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12\'\n\x05trace\x18\x03 \x01(\x0b\x32\x16.voice.v1.TraceContextH\x00\x42\t\n\x07payload\"\xff\x01\n\x0bSpeechEvent\x12\'\n\x04type\x18\x01 \x01(\x0e\x32\x19.voice.v1.SpeechEventType\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\x12\x12\n\nend_sample\x18\x03 \x01(\x04\x12\x19\n\x11\x64\x65\x63ided_at_sample\x18\x04 \x01(\x04\x12$\n\x17\x65nd_of_turn_probability\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12-\n\nend_reason\x18\x06 \x01(\x0e\x32\x19.voice.v1.EndOfTurnReason\x12\x11\n\tvoiced_ms\x18\x07 \x01(\rB\x1a\n\x18_end_of_turn_probability\"<\n\x14StreamDetectResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.voice.v1.SpeechEvent*\x80\x01\n\x11\x45ndOfTurnDetector\x12$\n END_OF_TURN_DETECTOR_UNSPECIFIED\x10\x00\x12 \n\x1c\x45ND_OF_TURN_DETECTOR_SILENCE\x10\x01\x12#\n\x1f\x45ND_OF_TURN_DETECTOR_SMART_TURN\x10\x02*a\n\x0cVoiceBackend\x12\x1d\n\x19VOICE_BACKEND_UNSPECIFIED\x10\x00\x12\x18\n\x14VOICE_BACKEND_WEBRTC\x10\x01\x12\x18\n\x14VOICE_BACKEND_SILERO\x10\x02*\xb6\x01\n\x0f\x45ndOfTurnReason\x12\"\n\x1e\x45ND_OF_TURN_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45ND_OF_TURN_REASON_SILENCE\x10\x01\x12\x1c\n\x18\x45ND_OF_TURN_REASON_MODEL\x10\x02\x12\x1f\n\x1b\x45ND_OF_TURN_REASON_FALLBACK\x10\x03\x12 \n\x1c\x45ND_OF_TURN_REASON_INPUT_END\x10\x04*\xad\x01\n\x0fSpeechEventType\x12!\n\x1dSPEECH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19SPEECH_EVENT_TYPE_STARTED\x10\x01\x12\x1c\n\x18SPEECH_EVENT_TYPE_PAUSED\x10\x02\x12\x1d\n\x19SPEECH_EVENT_TYPE_RESUMED\x10\x03\x12\x1b\n\x17SPEECH_EVENT_TYPE_ENDED\x10\x04\x32\xb3\x01\n\nVadService\x12Q\n\x0cStreamDetect\x12\x1d.voice.v1.StreamDetectRequest\x1a\x1e.voice.v1.StreamDetectResponse(\x01\x30\x01\x12R\n\x07GetInfo\x12\".voice.v1.VadServiceGetInfoRequest\x1a#.voice.v1.VadServiceGetInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice.v1.vad_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENDOFTURNDETECTOR']._serialized_start=1584
-  _globals['_ENDOFTURNDETECTOR']._serialized_end=1712
-  _globals['_VOICEBACKEND']._serialized_start=1714
-  _globals['_VOICEBACKEND']._serialized_end=1811
-  _globals['_ENDOFTURNREASON']._serialized_start=1814
-  _globals['_ENDOFTURNREASON']._serialized_end=1996
-  _globals['_SPEECHEVENTTYPE']._serialized_start=1999
-  _globals['_SPEECHEVENTTYPE']._serialized_end=2172
+  _globals['_TRACECONTEXT_CARRIERENTRY']._loaded_options = None
+  _globals['_TRACECONTEXT_CARRIERENTRY']._serialized_options = b'8\001'
+  _globals['_ENDOFTURNDETECTOR']._serialized_start=1744
+  _globals['_ENDOFTURNDETECTOR']._serialized_end=1872
+  _globals['_VOICEBACKEND']._serialized_start=1874
+  _globals['_VOICEBACKEND']._serialized_end=1971
+  _globals['_ENDOFTURNREASON']._serialized_start=1974
+  _globals['_ENDOFTURNREASON']._serialized_end=2156
+  _globals['_SPEECHEVENTTYPE']._serialized_start=2159
+  _globals['_SPEECHEVENTTYPE']._serialized_end=2332
   _globals['_VADSERVICEGETINFOREQUEST']._serialized_start=54
   _globals['_VADSERVICEGETINFOREQUEST']._serialized_end=80
   _globals['_VADSERVICEGETINFORESPONSE']._serialized_start=83
@@ -48,12 +50,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENDOFTURNINFO']._serialized_end=673
   _globals['_VADCONFIG']._serialized_start=676
   _globals['_VADCONFIG']._serialized_end=1171
-  _globals['_STREAMDETECTREQUEST']._serialized_start=1173
-  _globals['_STREAMDETECTREQUEST']._serialized_end=1261
-  _globals['_SPEECHEVENT']._serialized_start=1264
-  _globals['_SPEECHEVENT']._serialized_end=1519
-  _globals['_STREAMDETECTRESPONSE']._serialized_start=1521
-  _globals['_STREAMDETECTRESPONSE']._serialized_end=1581
-  _globals['_VADSERVICE']._serialized_start=2175
-  _globals['_VADSERVICE']._serialized_end=2354
+  _globals['_TRACECONTEXT']._serialized_start=1173
+  _globals['_TRACECONTEXT']._serialized_end=1289
+  _globals['_TRACECONTEXT_CARRIERENTRY']._serialized_start=1243
+  _globals['_TRACECONTEXT_CARRIERENTRY']._serialized_end=1289
+  _globals['_STREAMDETECTREQUEST']._serialized_start=1292
+  _globals['_STREAMDETECTREQUEST']._serialized_end=1421
+  _globals['_SPEECHEVENT']._serialized_start=1424
+  _globals['_SPEECHEVENT']._serialized_end=1679
+  _globals['_STREAMDETECTRESPONSE']._serialized_start=1681
+  _globals['_STREAMDETECTRESPONSE']._serialized_end=1741
+  _globals['_VADSERVICE']._serialized_start=2335
+  _globals['_VADSERVICE']._serialized_end=2514
 # @@protoc_insertion_point(module_scope)

@@ -33,7 +33,7 @@ from services.gateway.engine.inputs import (
     configure,
     updated,
 )
-from services.gateway.engine.runner import SynthesisPace
+from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.session import ConversationSession
 from services.gateway.engine.stages import StageError, Stages
 from services.gateway.engine.vocabulary import Control, ErrorCode

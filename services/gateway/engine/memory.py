@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Mapping
 
+from services.common import tracing
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable, echo
 from services.common.store import Claim, Exchange, SessionStore
 from services.gateway.config import GatewaySettings
@@ -80,10 +81,12 @@ class Memory:
         exchange = Exchange(user=user or "", assistant=spoken, turn_id=turn_id, at=time.time(), cut_off=cut_off,
                             user_unknown=user is None)
         self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
-        await self.store.append_exchange(self.session_id, exchange)
+        with tracing.span("redis.append_exchange"):
+            await self.store.append_exchange(self.session_id, exchange)
 
     async def record(self, turn_id: str, metrics: Mapping[str, float],
                      details: Mapping[str, object] | None = None) -> None:
         """A turn's latency record, with what else is known of it: Redis and Prometheus."""
-        await self.store.record_turn(self.session_id, turn_id, metrics, details)
+        with tracing.span("redis.record_turn"):
+            await self.store.record_turn(self.session_id, turn_id, metrics, details)
         observe_turn(metrics)

@@ -9,7 +9,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 import numpy as np
+from opentelemetry import trace
 
+from services.common import tracing
 from services.common.audio import resample
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.logs import bound
@@ -17,8 +19,9 @@ from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import ErrorEvent, Event, Interrupted, TurnCompleted, TurnEnded
 from services.gateway.engine.inputs import SessionConfig
 from services.gateway.engine.memory import Memory
+from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.playout import Playout
-from services.gateway.engine.runner import SynthesisPace, TurnRequest, TurnRunner
+from services.gateway.engine.runner import TurnRequest, TurnRunner
 from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
@@ -51,7 +54,7 @@ class Replies:
         if not self.settings.speculate or (p is not None and p < self.settings.speculate_min_probability):
             return
         self.speculating = self.new_turn(listening.turn_id, listening.start_sample, event.end_sample,
-                                           time.monotonic(), 0.0, p, speculative=True)
+                                           time.monotonic(), 0.0, p, speculative=True, span=listening.span)
         SPECULATIONS.labels(result=Speculation.STARTED).inc()
 
     def confirm(self, turn: Turn, ended_at: float, endpoint_ms: float, probability: float | None) -> None:
@@ -77,22 +80,23 @@ class Replies:
         return resample(pcm, self.config.input_rate_hz, VOXTRAL_SAMPLE_RATE_HZ)
 
     def new_turn(self, turn_id: str, start: int, end: int, ended_at: float, endpoint_ms: float,
-                  end_of_turn_probability: float | None, speculative: bool = False) -> Turn:
+                  end_of_turn_probability: float | None, speculative: bool = False,
+                  span: trace.Span = trace.INVALID_SPAN) -> Turn:
         return self._turn(TurnRequest(
             turn_id, self.session_id, self.utterance(start, end), self.memory.history(), self.config.instructions,
             self.config.voice, self.config.speed, self.config.output_rate_hz, ended_at, endpoint_ms,
-            end_of_turn_probability, speculative, end))
+            end_of_turn_probability, speculative, end), span)
 
-    def text_turn(self, turn_id: str, text: str) -> Turn:
+    def text_turn(self, turn_id: str, text: str, span: trace.Span = trace.INVALID_SPAN) -> Turn:
         """A typed turn, answered from now."""
         return self._turn(TurnRequest(
             turn_id, self.session_id, None, self.memory.history(), self.config.instructions, self.config.voice,
-            self.config.speed, self.config.output_rate_hz, time.monotonic(), 0.0, text=text))
+            self.config.speed, self.config.output_rate_hz, time.monotonic(), 0.0, text=text), span)
 
-    def _turn(self, request: TurnRequest) -> Turn:
+    def _turn(self, request: TurnRequest, span: trace.Span) -> Turn:
         playout = Playout(self.config.output_rate_hz, self.settings.reply_lead_ms, self.settings.reply_piece_ms,
                           held=request.speculative)
-        return Turn(request, playout, self._tasks, self._answer, self._transcribe)
+        return Turn(request, playout, self._tasks, self._answer, self._transcribe, span)
 
     async def _answer(self, turn: Turn) -> None:
         with bound(session_id=self.session_id, turn_id=turn.turn_id):
@@ -130,7 +134,8 @@ class Replies:
         if request.utterance is None:
             return request.text  # typed
         try:
-            return await self.stages.transcribe(request.utterance, self.session_id, request.turn_id)
+            with tracing.span("voxtral.transcribe"):
+                return await self.stages.transcribe(request.utterance, self.session_id, request.turn_id)
         except StageError as err:
             TRANSCRIPTIONS_LOST.labels(code=err.code).inc()
             log.warning("transcription failed; the exchange is kept with the user's words marked unknown",
@@ -139,7 +144,11 @@ class Replies:
 
     async def _remember(self, turn: Turn) -> None:
         """Keep the exchange (what the listener heard, marked when cut off) and the turn's record;
-        then tell the client how the turn ended (one line in the log, too)."""
+        then tell the client how the turn ended (one line in the log, too), and end its trace."""
+        with trace.use_span(turn.span, end_on_exit=False):
+            await self._keep(turn)
+
+    async def _keep(self, turn: Turn) -> None:
         outcome = turn.outcome or TurnOutcome.FAILED
         words = (await asyncio.gather(turn.transcript, return_exceptions=True))[0]
         user = words if isinstance(words, str) else None
@@ -157,6 +166,7 @@ class Replies:
                 extra={"turn_id": turn.turn_id, **details, **metrics})
         if outcome is TurnOutcome.COMPLETED:
             await self.emit(TurnCompleted(turn.turn_id, user or "", spoken, metrics, turn.request.speculative))
+        tracing.end(turn.span, outcome=outcome.value, reason=turn.reason, cut_off=cut_off, **metrics)
         await self.emit(TurnEnded(turn.turn_id, outcome, user or "", user is not None, spoken, cut_off, turn.reason,
                                   metrics))
 

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.common import tracing
 from services.common.clauses import ClauseSplitter
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import Event, ResponseAudio, ResponseText
+from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.playout import Piece, Playout
 from services.gateway.engine.stages import HistoryTurn, SpeechChunk, StageError, Stages
 
@@ -50,35 +52,6 @@ class TurnProgress:
     @property
     def cut_off(self) -> bool:
         return self.playout.cut_off
-
-
-# The share of a clause's playing time that the next clause's synthesis may take (the rest is
-# transport and scheduling).
-SYNTHESIS_HEADROOM = 0.8
-
-
-class SynthesisPace:
-    """Synthesis time per second of audio, as the TTS has delivered it to this gateway (a moving
-    average over every session's clauses; they share the TTS)."""
-
-    def __init__(self) -> None:
-        self.rtf: float | None = None  # None until the first clause
-
-    def observe(self, chunk: SpeechChunk, sample_rate_hz: int) -> None:
-        audio_ms = len(chunk.pcm) / 2 / sample_rate_hz * 1000
-        if audio_ms <= 0 or chunk.compute_ms <= 0:
-            return
-        rtf = chunk.compute_ms / audio_ms
-        self.rtf = rtf if self.rtf is None else 0.7 * self.rtf + 0.3 * rtf
-
-    def growth(self, setting: float) -> float:
-        """How much longer to say a clause may be than the one before: the setting, or less when the
-        TTS as measured would not finish it while the one before is being heard. Clauses never
-        shrink: a short clause costs more per second of speech (each synthesis has a fixed cost),
-        and measured here, shrinking them made junction stalls more frequent, not less."""
-        if setting <= 0 or self.rtf is None or self.rtf <= 0:
-            return setting
-        return max(1.0, min(setting, SYNTHESIS_HEADROOM / self.rtf))
 
 
 class TurnRunner:
@@ -133,14 +106,16 @@ class TurnRunner:
             splitter = ClauseSplitter(first_words=self.settings.first_clause_words,
                                       first_clause_s=self.settings.first_clause_s, growth=growth)
             try:
-                async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
-                                                       turn.session_id, turn.turn_id, turn.speculative,
-                                                       turn.text):
-                    if "voxtral_ttft_ms" not in m:
-                        m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
-                    await text_out(ResponseText(turn.turn_id, delta.text))
-                    for clause in splitter.push(delta.text):
-                        await hand_on(clause, delta.elapsed_ms)
+                with tracing.span("voxtral.respond", speculative=turn.speculative) as span:
+                    async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
+                                                           turn.session_id, turn.turn_id, turn.speculative,
+                                                           turn.text):
+                        if "voxtral_ttft_ms" not in m:
+                            m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
+                            span.add_event("first_token", {"voxtral_ttft_ms": m["voxtral_ttft_ms"]})
+                        await text_out(ResponseText(turn.turn_id, delta.text))
+                        for clause in splitter.push(delta.text):
+                            await hand_on(clause, delta.elapsed_ms)
                 done("text")
                 rest = splitter.flush()
                 for n, clause in enumerate(rest):
@@ -235,9 +210,16 @@ class TurnRunner:
 
     async def _synthesize(self, turn: TurnRequest, clause: str, more_follows: bool, need_in_ms: int,
                           chunks: asyncio.Queue[SpeechChunk | None]) -> None:
+        sent_at, compute_ms = time.monotonic(), 0.0
         try:
-            async for chunk in self.stages.synthesize(clause, turn.voice, turn.speed, turn.output_rate_hz,
-                                                      turn.session_id, turn.turn_id, more_follows, need_in_ms):
-                await chunks.put(chunk)
+            with tracing.span("tts.synthesize", chars=len(clause), more_follows=more_follows,
+                              need_in_ms=need_in_ms) as span:
+                async for chunk in self.stages.synthesize(clause, turn.voice, turn.speed, turn.output_rate_hz,
+                                                          turn.session_id, turn.turn_id, more_follows, need_in_ms):
+                    if not compute_ms:
+                        span.add_event("first_audio", {"tts_ttfb_ms": (time.monotonic() - sent_at) * 1000})
+                    compute_ms += chunk.compute_ms
+                    await chunks.put(chunk)
+                span.set_attribute("compute_ms", round(compute_ms, 2))
         finally:
             chunks.put_nowait(None)

@@ -10,25 +10,20 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 
+from services.common import tracing
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.barge_in import BargeIn
 from services.gateway.engine.budget import AudioBudget, AudioPace, ByteBudget
-from services.gateway.engine.events import (
-    ErrorEvent,
-    Event,
-    SessionStarted,
-    SpeechEnded,
-    SpeechStarted,
-    TextTurn,
-)
+from services.gateway.engine.events import ErrorEvent, Event, SessionStarted, SpeechEnded, SpeechStarted, TextTurn
 from services.gateway.engine.inputs import PlaybackReport, SessionConfig
 from services.gateway.engine.memory import Memory
+from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.replies import Replies
-from services.gateway.engine.runner import SynthesisPace
 from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
+from services.gateway.engine.traces import SessionTrace
 from services.gateway.engine.turn import Listening
 from services.gateway.engine.vad_link import VadLink
 from services.gateway.engine.vocabulary import ErrorCode, StopReason, VadEventKind
@@ -61,6 +56,7 @@ class ConversationSession:
         self.vad = VadLink(settings, stages, config.input_rate_hz, config.end_silence_ms, self.session_id,
                            self._on_vad, self._on_vad_outage, budget, config.end_of_turn_fallback_ms)
         self._listening: Listening | None = None  # speech started, not ended yet
+        self.trace = SessionTrace(self.session_id)
         self.spoke_at: float | None = None  # when speech last started (a session that never speaks loads nothing)
         self._lease: asyncio.Task[None] | None = None
         self._committed = 0  # manual turns: the input sample the next commit starts at
@@ -72,6 +68,7 @@ class ConversationSession:
 
     async def start(self) -> SessionStarted:
         resumed = bool(self.config.resume_id)
+        self.trace.open(resumed)
         await self.memory.open(resume=resumed)
         self._lease = asyncio.create_task(self.memory.hold())  # not a turn's task: finish_turn does not wait for it
         log.info("session started", extra={"session_id": self.session_id, "resumed": resumed})
@@ -117,7 +114,7 @@ class ConversationSession:
         turn_id = new_id()
         await self.emit(TextTurn(turn_id, text))
         self.spoke_at = time.monotonic()
-        self.replies.answering = self.replies.text_turn(turn_id, text)
+        self.replies.answering = self.replies.text_turn(turn_id, text, self.trace.turn(turn_id, typed=True))
 
     def clear_audio(self) -> None:
         """Manual turns: the audio since the last commit is dropped."""
@@ -152,6 +149,7 @@ class ConversationSession:
 
     async def close(self) -> None:
         """The client is gone or done: stop all downstream work, leaving no task behind."""
+        self.trace.close(*(t.span for t in (self.replies.answering, self.replies.speculating, self._listening) if t))
         self.replies.speculating = None
         await self.vad.close()
         await self._tasks.cancel()
@@ -176,8 +174,11 @@ class ConversationSession:
 
     async def _speech_started(self, event: VadEvent) -> None:
         await self.replies.drop_speculation()
-        listening = Listening(new_id(), event.start_sample)
+        turn_id = new_id()
+        listening = Listening(turn_id, event.start_sample, self.trace.turn(turn_id))
         self._listening = listening
+        if not self.config.manual_turns:
+            self.vad.trace(tracing.carrier(listening.span))  # the VAD's spans for this utterance join its trace
         turn = self.replies.answering
         if turn is not None and not turn.task.done():
             if self.settings.barge_in_reversible:
@@ -217,10 +218,14 @@ class ConversationSession:
         if event.probability is not None:
             END_OF_TURN_PROBABILITY.observe(event.probability)
         await self.emit(SpeechEnded(listening.turn_id, event.start_sample, event.end_sample, event.probability))
+        if voiced_end_at:
+            tracing.record("end_of_turn_wait", listening.span, voiced_end_at, received, endpoint_ms=endpoint_ms,
+                           end_of_turn_probability=event.probability)
         if listening.over is not None:
             await self.barge_in.judge(listening, event)
             listening.stop_timer()
             if listening.dismissed:
+                tracing.end(listening.span, outcome="no_turn")
                 return  # a cough or a backchannel over the reply: nothing to answer
         spec, self.replies.speculating = self.replies.speculating, None
         if spec is not None and spec.request.utterance_end == event.end_sample and self.replies.answering is None:
@@ -229,11 +234,13 @@ class ConversationSession:
         if spec is not None:
             await self.replies.waste(spec)
         self.replies.answering = self.replies.new_turn(listening.turn_id, event.start_sample, event.end_sample,
-                                                       received, endpoint_ms, event.probability)
+                                                       received, endpoint_ms, event.probability,
+                                                       span=listening.span)
 
     async def _on_vad_outage(self, err: StageError) -> None:
         if self._listening is not None:
             self._listening.stop_timer()
+            tracing.end(self._listening.span, outcome="vad_lost")
         self._listening = None
         await self.replies.drop_speculation()
         await self.replies.error(err, turn_id="")

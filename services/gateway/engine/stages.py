@@ -54,6 +54,9 @@ class VadStream(Protocol):
 
     async def send(self, pcm: bytes) -> None: ...
 
+    async def trace(self, carrier: dict[str, str]) -> None:
+        """The utterance in progress belongs to this trace (W3C trace context)."""
+
     async def finish(self) -> None:
         """No more audio: the stream closes the utterance in progress and ends."""
 

@@ -8,6 +8,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from services.gateway.engine.playout import Playout
 from services.gateway.engine.runner import TurnProgress, TurnRequest
 from services.gateway.engine.tasks import TaskSet
@@ -22,6 +24,7 @@ class Listening:
 
     turn_id: str
     start_sample: int
+    span: trace.Span = trace.INVALID_SPAN  # the turn's trace, from the start of the speech
     over: Turn | None = None  # the reply this speech paused
     dismissed: bool = False
     timer: asyncio.Task[None] | None = None  # ends the judging: speech this long is a turn
@@ -39,8 +42,10 @@ class Turn:
 
     def __init__(self, request: TurnRequest, playout: Playout, tasks: TaskSet,
                  answer: Callable[[Turn], Coroutine[Any, Any, None]],
-                 transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str | None]]) -> None:
+                 transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str | None]],
+                 span: trace.Span = trace.INVALID_SPAN) -> None:
         self.request = request
+        self.span = span  # the turn's trace: the reply's stage calls are its children
         self.playout = playout
         self.progress = TurnProgress(playout)
         self.confirmed = asyncio.Event()  # a speculative reply is confirmed by the speech-ended event
@@ -49,8 +54,9 @@ class Turn:
         self._voxtral_free = asyncio.Event()
         self.outcome: TurnOutcome | None = None  # set once: how the reply ended
         self.reason = ""
-        self.transcript: asyncio.Task[str | None] = tasks.spawn(self._transcribe(transcribe))
-        self.task: asyncio.Task[None] = tasks.spawn(answer(self))
+        with trace.use_span(span, end_on_exit=False):  # the tasks start in the turn's trace
+            self.transcript: asyncio.Task[str | None] = tasks.spawn(self._transcribe(transcribe))
+            self.task: asyncio.Task[None] = tasks.spawn(answer(self))
 
     @property
     def turn_id(self) -> str:

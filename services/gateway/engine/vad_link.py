@@ -4,6 +4,7 @@ reading of the client), events read by another, the stream opened again after an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -40,8 +41,8 @@ class VadLink:
         self._reader: asyncio.Task[None] | None = None
         self._failed_at = 0.0
         self._outage = False
-        # (input offset of the first sample, PCM)
-        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()  # bounded in bytes by `budget`
+        # (input offset of the first sample, PCM), or (-1, a trace carrier for the utterance in progress)
+        self._queue: asyncio.Queue[tuple[int, bytes | dict[str, str]]] = asyncio.Queue()  # bytes: `budget`
         self.budget = budget
         self._tasks = TaskSet()
         self._settled = asyncio.Event()  # no VAD event is being handled (a turn is being set up)
@@ -56,6 +57,11 @@ class VadLink:
         """Queue audio whose first sample is input sample `start`, once the byte budget has room."""
         await self.budget.take(len(pcm))
         self._queue.put_nowait((start, pcm))
+
+    def trace(self, carrier: dict[str, str]) -> None:
+        """Tell the VAD, in order with the audio, which trace the utterance in progress belongs to."""
+        if carrier:
+            self._queue.put_nowait((-1, carrier))
 
     async def finish(self) -> None:
         """No more audio: everything queued goes out, then the VAD closes the utterance and ends."""
@@ -75,12 +81,18 @@ class VadLink:
         await self._tasks.cancel()
         while not self._queue.empty():  # audio nobody will send: its bytes go back to the process
             _, pcm = self._queue.get_nowait()
-            self.budget.give(len(pcm))
+            if isinstance(pcm, bytes):
+                self.budget.give(len(pcm))
 
     async def _write(self) -> None:
         while True:
             start, pcm = await self._queue.get()
             try:
+                if isinstance(pcm, dict):
+                    if self._stream is not None:
+                        with contextlib.suppress(StageError):  # a lost stream is noticed by the audio
+                            await self._stream.trace(pcm)
+                    continue
                 if self._stream is None and time.monotonic() - self._failed_at >= VAD_RETRY_S:
                     await self._open(start)
                 stream = self._stream
@@ -97,7 +109,8 @@ class VadLink:
                 log.exception("VAD writer failed", extra={"session_id": self.session_id})
                 await self._lost(StageError(Stage.VAD, "INTERNAL", repr(exc)))
             finally:
-                self.budget.give(len(pcm))
+                if isinstance(pcm, bytes):
+                    self.budget.give(len(pcm))
                 self._queue.task_done()
 
     async def _open(self, base: int) -> None:
