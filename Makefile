@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -119,6 +119,10 @@ bench-capacity: install system-deps assets models
 # The OpenAI Realtime endpoint against the gRPC API, turns alternating, one session at a time.
 bench-realtime: install system-deps assets models
 	$(PY) -m bench.realtime_latency
+
+# Tracing off against tracing on (OTLP to a receiver), turns alternating: bench/results/tracing_cost.*
+bench-tracing: install system-deps assets models
+	$(PY) -m bench.tracing_cost
 
 # Hostile clients: an audio flood's memory cost, a normal session meanwhile, 256 idle sessions from one client.
 bench-abuse: install system-deps assets models

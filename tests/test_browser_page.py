@@ -37,22 +37,26 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def microphone_file(folder: Path, talk_over: bool = False) -> Path:
+def microphone_file(folder: Path) -> Path:
     """What the fake microphone says, looped: a question, then silence for the reply (heard at real
-    time, so it lasts as long as its audio). `talk_over`: while the reply is being made or played,
-    an "mm-hmm" (too little voice to be a turn: the reply pauses, then resumes), then a sentence
-    (a turn: the reply is interrupted, and the sentence answered)."""
+    time, so it lasts as long as its audio)."""
     speech, rate = espeak("What is the weather like today?")
-    parts = [silence(rate, 500), speech]
-    if talk_over:
-        # The reply starts about 3 s after the question (a 1.6 s end-of-turn wait on this synthetic
-        # voice, then the first clause) and plays for about 3 s.
-        parts += [silence(rate, 3400), espeak("Mm.")[0], silence(rate, 1400),
-                  espeak("Wait, stop, tell me about the sea instead, please.")[0]]
-    audio = np.concatenate([*parts, silence(rate, 15000)])
+    audio = np.concatenate([silence(rate, 500), speech, silence(rate, 15000)])
     path = folder / "microphone.wav"
     sf.write(path, resample(audio, rate, 48000), 48000, subtype="PCM_16")
     return path
+
+
+def spoken(folder: Path) -> list[str]:
+    """The talk-over scenario's three utterances, each a WAV the page's microphone plays on cue."""
+    paths = []
+    for n, text in enumerate(("What is the weather like today?", "Mm.",
+                              "Wait, stop, tell me about the sea instead, please.")):
+        speech, rate = espeak(text)
+        path = folder / f"said-{n}.wav"
+        sf.write(path, np.concatenate([speech, silence(rate, 100)]), rate, subtype="PCM_16")
+        paths.append(str(path))
+    return paths
 
 
 def test_page_served(stack: Stack) -> None:
@@ -70,11 +74,12 @@ def drive(stack: Stack, chromium: str, scenario: str, when_broken: Callable[[], 
         args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-quic",
                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-audio-capture={microphone_file(Path(tmp), scenario == 'talk-over')}",
+                f"--use-file-for-fake-audio-capture={microphone_file(Path(tmp))}",
                 "--autoplay-policy=no-user-gesture-required"]
         env = {**os.environ, "CHROMIUM": chromium, "CHROMIUM_ARGS": json.dumps(args)}
+        cues = spoken(Path(tmp)) if scenario == "talk-over" else []
         node = subprocess.Popen(["node", str(ROOT / "tests" / "browser" / "converse.mjs"),
-                                 f"http://127.0.0.1:{stack.web_port}/", str(ARTIFACTS), scenario],
+                                 f"http://127.0.0.1:{stack.web_port}/", str(ARTIFACTS), scenario, *cues],
                                 cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         assert node.stdout is not None and node.stdin is not None
@@ -128,7 +133,8 @@ def test_a_failed_turn_leaves_a_row_and_the_page_recovers(faulty_stack: Stack, c
 def test_talking_over_a_reply_pauses_it_then_a_cough_resumes_it_and_a_sentence_interrupts_it(
         stack: Stack, chromium: str) -> None:
     steps = drive(stack, chromium, "talk-over")
-    done = steps["done"]
+    resumed, done = steps["resumed"], steps["done"]
+    assert resumed["rows"] == [] and resumed["transcript"][-1]["reply"]  # the "mm" is no turn: nothing ended
     stats = done["stats"]
     assert stats["pauses"] >= 2 and "reply_resumed" in stats["events"] and "paused" in stats["states"]
     rows = done["rows"]

@@ -9,15 +9,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent import futures
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from tools.local_redis import free_port
+from tools.otlp_receiver import Receiver, Span, exporting_to, receiving, render
 from tools.stack import Stack
 
 # Every service as real processes, tracing on.
@@ -25,80 +22,18 @@ pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@dataclass
-class Span:
-    service: str
-    name: str
-    trace_id: str
-    span_id: str
-    parent_id: str
-    start_ns: int
-    end_ns: int
-    attributes: dict[str, object] = field(default_factory=dict)
-    events: list[str] = field(default_factory=list)
-
-
-class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """An OTLP/gRPC trace receiver: keeps every span it is sent."""
-
-    def __init__(self) -> None:
-        self.spans: list[Span] = []
-
-    def Export(self, request, context):  # the OTLP service's method name
-        for resource in request.resource_spans:
-            attrs = {a.key: a.value.string_value for a in resource.resource.attributes}
-            for scope in resource.scope_spans:
-                for s in scope.spans:
-                    values = {a.key: _value(a.value) for a in s.attributes}
-                    self.spans.append(Span(attrs.get("service.name", ""), s.name, s.trace_id.hex(), s.span_id.hex(),
-                                           s.parent_span_id.hex(), s.start_time_unix_nano, s.end_time_unix_nano,
-                                           values, [e.name for e in s.events]))
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-def _value(v) -> object:
-    kind = v.WhichOneof("value")
-    return getattr(v, kind) if kind else None
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[tuple[Receiver, int]]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    found = Receiver()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(found, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield found, port
-    server.stop(0)
+    with receiving() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def traced_stack(english_voxtral: Path, receiver: tuple[Receiver, int]) -> Iterator[Stack]:
-    otel = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver[1]}",
-            "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    running = Stack(english_voxtral, every_env=otel, GATEWAY_ADMISSION__ENABLED="false",
+    running = Stack(english_voxtral, every_env=exporting_to(receiver[1]), GATEWAY_ADMISSION__ENABLED="false",
                     GATEWAY_METRICS_PORT=str(free_port()))
     yield running
     running.stop()
-
-
-def render(spans: list[Span]) -> str:
-    """The trace as an indented tree: service, name, start offset and duration in ms."""
-    children: dict[str, list[Span]] = {}
-    for s in spans:
-        children.setdefault(s.parent_id, []).append(s)
-    t0 = min(s.start_ns for s in spans)
-    lines: list[str] = []
-
-    def walk(s: Span, depth: int) -> None:
-        lines.append(f"{'  ' * depth}{s.name:<{44 - 2 * depth}} {s.service:8} +{(s.start_ns - t0) / 1e6:7.1f} ms "
-                     f"{(s.end_ns - s.start_ns) / 1e6:7.1f} ms" + (f"  [{', '.join(s.events)}]" if s.events else ""))
-        for child in sorted(children.get(s.span_id, []), key=lambda c: c.start_ns):
-            walk(child, depth + 1)
-
-    for root in children.get("", []):
-        walk(root, 0)
-    return "\n".join(lines)
 
 
 def test_a_spoken_turn_is_one_trace_across_the_four_services(traced_stack: Stack,

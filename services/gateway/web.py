@@ -2,7 +2,8 @@
 
 WebSocket protocol: the client's first text frame is the session config as the proto's JSON
 ({"config": {"input_sample_rate_hz": 16000}}); binary frames are PCM16 mono audio; text frames
-{"control": "CONTROL_ACTION_INTERRUPT"} are controls. The server sends each event as a JSON text
+{"control": "CONTROL_ACTION_INTERRUPT"} are controls, {"text": "..."} a typed turn and
+{"playback": {...}} a playback report. The server sends each event as a JSON text
 frame {"type": "<event type>", ...the proto message's fields}; a "response_audio" frame is
 followed by one binary frame holding its PCM16 audio.
 """

@@ -1,13 +1,15 @@
 // Drives the page in headless Chromium with a fake microphone playing a WAV file (looped):
-//   node converse.mjs URL SCREENSHOT_DIR SCENARIO   (Chromium flags in CHROMIUM_ARGS, JSON)
+//   node converse.mjs URL SCREENSHOT_DIR SCENARIO [WAV...]   (Chromium flags in CHROMIUM_ARGS, JSON)
 // Scenarios: "talk" (a spoken turn, a typed turn, a dropped socket that resumes, a spoken turn
-// again); "talk-over" (an "mm-hmm" and then a sentence over the reply); "failure" (a turn fails while a stage is down; the line "broken" is printed, and the
+// again); "talk-over" (a question, then over its reply an "mm" and later a sentence, the three
+// WAVs given); "failure" (a turn fails while a stage is down; the line "broken" is printed, and the
 // page waits for a line on stdin, sent once the stage is back, then for a turn that completes).
 // Prints one JSON line: what the page showed at each step.
+import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
-const [url, shots, scenario] = process.argv.slice(2);
+const [url, shots, scenario, ...spoken] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: JSON.parse(process.env.CHROMIUM_ARGS),
@@ -19,6 +21,27 @@ page.on("console", (m) => console_.push(`${m.type()}: ${m.text()}`));
 page.on("pageerror", (e) => console_.push(`pageerror: ${e.message}`));
 page.on("response", (r) => r.status() >= 400 && failedRequests.push(`${r.status()} ${r.url()}`));
 const stdin = createInterface({ input: process.stdin });
+// "talk-over": the microphone is a stream the script plays WAV files into, each when the page is in
+// the state it is meant for (the page's capture path is the same; only the device is synthetic).
+if (scenario === "talk-over") {
+  await page.addInitScript(() => {
+    const mic = (window.fakeMic = {});
+    navigator.mediaDevices.getUserMedia = async () => {
+      mic.ctx = new AudioContext({ sampleRate: 48000 });
+      mic.dest = mic.ctx.createMediaStreamDestination();
+      return mic.dest.stream;
+    };
+    mic.play = async (b64) => {
+      await mic.ctx.resume();
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const source = mic.ctx.createBufferSource();
+      source.buffer = await mic.ctx.decodeAudioData(bytes.buffer);
+      source.connect(mic.dest);
+      await new Promise((done) => { source.onended = done; source.start(); });
+    };
+  });
+}
+const say = (file) => page.evaluate((b64) => window.fakeMic.play(b64), readFileSync(file).toString("base64"));
 const nextLine = () => new Promise((resolve) => stdin.once("line", resolve));
 
 const seen = () => page.evaluate(() => ({
@@ -61,8 +84,17 @@ try {
     await rows(3, 150000);
     steps.after = await seen();
   } else if (scenario === "talk-over") {
-    await state("paused", 120000);
+    const [question, mm, sentence] = spoken;
+    await state("listening");
+    await say(question);
+    await state("speaking", 120000);
+    const saying = say(mm); // over the reply: paused, judged no turn, resumed
+    await state("paused");
     await page.screenshot({ path: `${shots}/page-paused.png`, fullPage: true });
+    await saying;
+    await page.waitForFunction(() => window.voiceStats.events.includes("reply_resumed"), null, { timeout: 30000 });
+    steps.resumed = await seen();
+    await say(sentence); // over the reply again: a turn, so the reply is interrupted
     await rows(2, 150000);
     steps.done = await seen();
   } else {
