@@ -14,18 +14,20 @@ DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
 ENGLISH_DIR := models/voxtral-english
 
+# pip's output goes to .venv/install.log, shown only when something fails. torch goes first and
+# pinned: its CPU build lies on this kind of machine; anything else would pull CUDA.
 $(INSTALLED): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: its CPU build lies on this kind of machine; anything else would pull CUDA.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $@
+	@echo "installing the Python packages into $(VENV) (the first time takes minutes; log: $(VENV)/install.log)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@{ $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q torch==2.13.0 && \
+	   $(PY) -m pip install -q -e '.[dev]'; } > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@touch $@
 
 # npm ci: exactly the committed lockfile (every platform's optional packages are in it), never rewritten.
 $(NODE_INSTALLED): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+	@echo "installing the Node tools (buf, playwright-core) into node_modules"
+	@npm ci --no-audit --no-fund --loglevel=error > /dev/null
+	@touch $@
 
 # Debian packages the tests use (espeak-ng speaks test sentences, chromium runs the page); installed as root.
 system-deps:

@@ -153,7 +153,7 @@ def train(model: Any, prompts: list[Any], replies: list[list[int]], recipe: dict
         loss.backward()
         optimiser.step()
         schedule.step()
-        if step % 50 == 0 or step == steps - 1:
+        if step % 250 == 0 or step == steps - 1:
             log(f"step {step:4d}/{steps}  loss {loss.item():.3f}  {time.perf_counter() - started:.0f} s")
     model.eval()
     with torch.no_grad():
@@ -180,10 +180,13 @@ def build_english_voxtral(folder: Path, log: Callable[[str], None] = print) -> P
     prompts = prompt_pool(folder, corpus, recipe, rng)
     encode = prompts_tokenizer(folder)
     replies = [tokens for tokens in map(encode, corpus) if len(tokens) <= recipe["max_reply_tokens"]]
-    log(f"training on {len(replies)} sentences of {SOURCE}")
+    log(f"training the small offline Voxtral once (a few minutes) on {len(replies)} sentences of {SOURCE}")
     model = VoxtralForConditionalGeneration(config)
     used = train(model, prompts, replies, recipe, rng, log)
     model.generation_config.pad_token_id = PAD
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one small shard: a bar says nothing
     model.save_pretrained(folder, safe_serialization=True)
     (folder / "training.json").write_text(json.dumps(
         {"source": SOURCE, "sentences": len(replies), "output_tokens": len(used), "recipe": recipe}, indent=1))
@@ -204,7 +207,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folder", type=Path)
     args = parser.parse_args()
-    print(build_english_voxtral(args.folder))
+    print(f"voxtral: {build_english_voxtral(args.folder)} (the small offline model)")
 
 
 if __name__ == "__main__":
