@@ -103,6 +103,9 @@ def test_a_spoken_turn_a_typed_turn_and_a_dropped_socket_each_leave_their_row(st
     steps = drive(stack, chromium, "talk")
     spoken, typed, reconnected, after = steps["spoken"], steps["typed"], steps["reconnected"], steps["after"]
     assert spoken["voices"] > 10  # the TTS's voices, offered for the choice
+    config = spoken["stats"]["config"]  # the choices made on the page, in the session's config
+    assert config["voice"] == "bf_emma" and config["end_of_turn_detector"] == "END_OF_TURN_DETECTOR_SILENCE"
+    assert set(spoken["stats"]["endProbabilities"]) == {None}  # a fixed silence ended the turn, no model
     assert spoken["stats"]["audioBytes"] > 24000  # at least half a second of reply audio
     assert spoken["rows"][0]["outcome"] == "completed" and "Voxtral first token" in spoken["rows"][0]["text"]
     first = spoken["transcript"][0]

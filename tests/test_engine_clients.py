@@ -162,6 +162,23 @@ async def test_a_session_can_set_the_end_of_turn_fallback_of_its_vad_stream(stag
         await Client(engine(stages, redis), SessionRequest(RATE, end_of_turn_fallback_ms=50)).task
 
 
+async def test_a_session_can_choose_the_end_of_turn_detector_of_its_vad_stream(stages: FakeStages,
+                                                                              redis: RedisProcess) -> None:
+    from services.gateway.engine.vocabulary import Detector
+    from services.gateway.messages import session_request
+    from voice.v1 import gateway_pb2, vad_pb2
+
+    request = session_request(gateway_pb2.SessionConfig(
+        input_sample_rate_hz=RATE, end_of_turn_detector=vad_pb2.END_OF_TURN_DETECTOR_SILENCE))
+    assert request.end_of_turn_detector is Detector.SILENCE
+    assert session_request(gateway_pb2.SessionConfig(input_sample_rate_hz=RATE)).end_of_turn_detector is None
+    client = Client(engine(stages, redis), request)
+    await client.wait_for(SessionStarted)
+    await until(lambda: bool(stages.vad_opens))
+    await client.end()
+    assert stages.vad_opens[0]["detector"] is Detector.SILENCE
+
+
 class SlowToAck(Client):
     """Its transport takes a while to report each event written (the client has it already)."""
 

@@ -90,6 +90,21 @@ async def test_six_turns_keep_the_last_five_exchanges_and_a_resumed_session_gets
     assert start.resumed and start.session_id == session_id and start.context_exchanges == 5
 
 
+async def test_a_session_chooses_what_ends_its_turns(gateway) -> None:
+    """The fixed-silence detector, chosen per session, reaches the VAD: its turns end on the silence
+    alone (no end-of-turn probability); the default Smart Turn says its probability."""
+    from voice.v1 import vad_pb2
+
+    silence = converse(gateway, end_of_turn_detector=vad_pb2.END_OF_TURN_DETECTOR_SILENCE, end_silence_ms=400)
+    model = converse(gateway)
+    for conv in (silence, model):
+        await ask(conv, QUESTIONS[2], 1, pace=1.0)  # in real time: the model answers as the silence grows
+        await conv.finish()
+        assert conv.error is None
+    assert not silence.of("speech_ended")[0].HasField("end_of_turn_probability")
+    assert model.of("speech_ended")[0].HasField("end_of_turn_probability")
+
+
 async def test_unknown_session_id_is_refused(gateway) -> None:
     conv = converse(gateway, session_id="0" * 32)
     await conv.wait_for("closed")  # refused at once, before any audio

@@ -18,7 +18,7 @@ from services.common.load_message import stage_load_from_message
 from services.common.stage_auth import channel_credentials, token_metadata
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
-from services.gateway.engine.vocabulary import Stage, VadEventKind
+from services.gateway.engine.vocabulary import Detector, Stage, VadEventKind
 from services.gateway.metrics import STAGE_ERRORS
 from voice.v1 import audio_pb2, tts_pb2, tts_pb2_grpc, vad_pb2, vad_pb2_grpc, voxtral_pb2, voxtral_pb2_grpc
 
@@ -114,12 +114,13 @@ class GrpcStages:
         for channel in (self._vad_channel, self._voxtral_channel, self._tts_channel):
             channel.get_state(try_to_connect=True)
 
-    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int,
-                       fallback_ms: int | None = None) -> GrpcVadStream:
+    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int, fallback_ms: int | None = None,
+                       detector: Detector | None = None) -> GrpcVadStream:
         call = self.vad.StreamDetect(metadata=self.meta)
         config = vad_pb2.VadConfig(format=audio_pb2.AudioFormat(
             sample_rate_hz=sample_rate_hz, encoding=audio_pb2.AUDIO_ENCODING_PCM16LE, channels=1),
-            end_silence_ms=end_silence_ms, end_of_turn_fallback_ms=fallback_ms)
+            end_silence_ms=end_silence_ms, end_of_turn_fallback_ms=fallback_ms,
+            detector=vad_pb2.EndOfTurnDetector.Value(f"END_OF_TURN_DETECTOR_{detector.name}") if detector else None)
         try:
             async with asyncio.timeout(self.settings.vad_timeout_s):
                 await call.write(vad_pb2.StreamDetectRequest(config=config))

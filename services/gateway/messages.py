@@ -13,9 +13,11 @@ from services.gateway.engine.inputs import (
     Unreadable,
     UserText,
 )
-from services.gateway.engine.vocabulary import Control
-from voice.v1 import gateway_pb2
+from services.gateway.engine.vocabulary import Control, Detector
+from voice.v1 import gateway_pb2, vad_pb2
 
+DETECTORS = {vad_pb2.END_OF_TURN_DETECTOR_SILENCE: Detector.SILENCE,
+             vad_pb2.END_OF_TURN_DETECTOR_SMART_TURN: Detector.SMART_TURN}
 CONTROLS = {
     gateway_pb2.CONTROL_ACTION_INTERRUPT: Control.INTERRUPT,
     gateway_pb2.CONTROL_ACTION_RESET_CONTEXT: Control.RESET_CONTEXT,
@@ -34,6 +36,7 @@ def session_request(config: gateway_pb2.SessionConfig) -> SessionRequest:
         resume_id=config.session_id,
         end_of_turn_fallback_ms=config.end_of_turn_fallback_ms if config.HasField("end_of_turn_fallback_ms")
         else None,
+        end_of_turn_detector=DETECTORS.get(config.end_of_turn_detector),
     )
 
 

@@ -67,6 +67,8 @@ try {
   await page.goto(url);
   if (scenario === "talk") { // the TTS's voices are offered (with the TTS down, the default only)
     await page.waitForFunction(() => document.getElementById("voice").options.length > 1, null, { timeout: 30000 });
+    await page.getByLabel("Voice").selectOption("bf_emma"); // chosen before starting: the session's config
+    await page.getByLabel("End of turn").selectOption("END_OF_TURN_DETECTOR_SILENCE");
   }
   await page.getByRole("button", { name: "Start conversation" }).press("Enter"); // keyboard operable
   if (scenario === "talk") {

@@ -13,7 +13,7 @@ import numpy as np
 
 from services.common.load import StageLoad
 from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
-from services.gateway.engine.vocabulary import Stage, VadEventKind
+from services.gateway.engine.vocabulary import Detector, Stage, VadEventKind
 
 SAMPLES_PER_WORD = 240  # the fake TTS's audio: 10 ms at 24 kHz per word
 
@@ -102,7 +102,7 @@ class FakeStages:
     transcribe_knobs: Knobs = field(default_factory=Knobs)
     vad_open_failures: int = 0  # the next this-many opens fail with UNAVAILABLE
     calls: list[Call] = field(default_factory=list)
-    vad_opens: list[dict[str, int | None]] = field(default_factory=list)  # each VAD stream's settings
+    vad_opens: list[dict[str, int | str | None]] = field(default_factory=list)  # each VAD stream's settings
     streams: list[FakeVadStream] = field(default_factory=list)
     histories: list[list[HistoryTurn]] = field(default_factory=list)
     closed: bool = False
@@ -120,12 +120,13 @@ class FakeStages:
         return [c for c in self.calls if c.stage is stage and (not what or c.what == what)]
 
     async def open_vad(self, sample_rate_hz: int, end_silence_ms: int,
-                       fallback_ms: int | None = None) -> FakeVadStream:
+                       fallback_ms: int | None = None, detector: Detector | None = None) -> FakeVadStream:
         if self.vad_open_failures > 0:
             self.vad_open_failures -= 1
             raise StageError(Stage.VAD, "UNAVAILABLE", "the fake VAD is down")
         self.streams.append(FakeVadStream(len(self.streams)))
-        self.vad_opens.append({"rate": sample_rate_hz, "end_silence_ms": end_silence_ms, "fallback_ms": fallback_ms})
+        self.vad_opens.append({"rate": sample_rate_hz, "end_silence_ms": end_silence_ms, "fallback_ms": fallback_ms,
+                               "detector": detector})
         return self.streams[-1]
 
     async def _paced(self, call: Call, knobs: Knobs, pieces: Sequence[object]) -> AsyncIterator[object]:

@@ -22,61 +22,62 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from voice.v1 import vad_pb2 as voice_dot_v1_dot_vad__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/v1/gateway.proto\x12\x08voice.v1\"\x95\x02\n\rSessionConfig\x12\x1c\n\x14input_sample_rate_hz\x18\x01 \x01(\r\x12\x1d\n\x15output_sample_rate_hz\x18\x02 \x01(\r\x12\r\n\x05voice\x18\x03 \x01(\t\x12\x12\n\x05speed\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0e\x65nd_silence_ms\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x14\n\x0cinstructions\x18\x06 \x01(\t\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12$\n\x17\x65nd_of_turn_fallback_ms\x18\x08 \x01(\rH\x02\x88\x01\x01\x42\x08\n\x06_speedB\x11\n\x0f_end_silence_msB\x1a\n\x18_end_of_turn_fallback_ms\"4\n\x0ePlaybackReport\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x11\n\tplayed_ms\x18\x02 \x01(\x01\"\xc2\x01\n\x0f\x43onverseRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.voice.v1.SessionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12*\n\x07\x63ontrol\x18\x03 \x01(\x0e\x32\x17.voice.v1.ControlActionH\x00\x12,\n\x08playback\x18\x04 \x01(\x0b\x32\x18.voice.v1.PlaybackReportH\x00\x12\x0e\n\x04text\x18\x05 \x01(\tH\x00\x42\t\n\x07payload\"P\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12\x19\n\x11\x63ontext_exchanges\x18\x03 \x01(\r\"6\n\rSpeechStarted\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\"\x8a\x01\n\x0bSpeechEnded\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\x12\x12\n\nend_sample\x18\x03 \x01(\x04\x12$\n\x17\x65nd_of_turn_probability\x18\x04 \x01(\x02H\x00\x88\x01\x01\x42\x1a\n\x18_end_of_turn_probability\".\n\x0cResponseText\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\t\"h\n\rResponseAudio\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x11\n\toffset_ms\x18\x05 \x01(\x01\"0\n\x0bReplyPaused\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x10\n\x08heard_ms\x18\x02 \x01(\x01\"L\n\x0cReplyResumed\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x10\n\x08heard_ms\x18\x02 \x01(\x01\x12\x19\n\x11\x64ismissed_turn_id\x18\x03 \x01(\t\"\xb9\x01\n\x0bTurnMetrics\x12\x13\n\x0b\x65ndpoint_ms\x18\x01 \x01(\x01\x12\x17\n\x0fvoxtral_ttft_ms\x18\x02 \x01(\x01\x12\x17\n\x0f\x66irst_clause_ms\x18\x03 \x01(\x01\x12\x13\n\x0btts_ttfb_ms\x18\x04 \x01(\x01\x12\x0e\n\x06\x65\x32\x65_ms\x18\x05 \x01(\x01\x12\x0f\n\x07turn_ms\x18\x06 \x01(\x01\x12\x13\n\x0boverhead_ms\x18\x07 \x01(\x01\x12\x18\n\x10\x66irst_audible_ms\x18\x08 \x01(\x01\"\x88\x01\n\rTurnCompleted\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x11\n\tuser_text\x18\x02 \x01(\t\x12\x16\n\x0e\x61ssistant_text\x18\x03 \x01(\t\x12&\n\x07metrics\x18\x04 \x01(\x0b\x32\x15.voice.v1.TurnMetrics\x12\x13\n\x0bspeculative\x18\x05 \x01(\x08\"E\n\x0bInterrupted\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x13\n\x0bspoken_text\x18\x02 \x01(\t\x12\x10\n\x08heard_ms\x18\x03 \x01(\x01\")\n\x08TextTurn\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xcd\x01\n\tTurnEnded\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12&\n\x07outcome\x18\x02 \x01(\x0e\x32\x15.voice.v1.TurnOutcome\x12\x11\n\tuser_text\x18\x03 \x01(\t\x12\x17\n\x0fuser_text_known\x18\x04 \x01(\x08\x12\x12\n\nheard_text\x18\x05 \x01(\t\x12\x0f\n\x07\x63ut_off\x18\x06 \x01(\x08\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12&\n\x07metrics\x18\x08 \x01(\x0b\x32\x15.voice.v1.TurnMetrics\"g\n\x05\x45rror\x12!\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x13.voice.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x19\n\x11session_continues\x18\x03 \x01(\x08\x12\x0f\n\x07turn_id\x18\x04 \x01(\t\"\xcf\x04\n\x10\x43onverseResponse\x12\x33\n\x0fsession_started\x18\x01 \x01(\x0b\x32\x18.voice.v1.SessionStartedH\x00\x12\x31\n\x0espeech_started\x18\x02 \x01(\x0b\x32\x17.voice.v1.SpeechStartedH\x00\x12-\n\x0cspeech_ended\x18\x03 \x01(\x0b\x32\x15.voice.v1.SpeechEndedH\x00\x12/\n\rresponse_text\x18\x04 \x01(\x0b\x32\x16.voice.v1.ResponseTextH\x00\x12\x31\n\x0eresponse_audio\x18\x05 \x01(\x0b\x32\x17.voice.v1.ResponseAudioH\x00\x12\x31\n\x0eturn_completed\x18\x06 \x01(\x0b\x32\x17.voice.v1.TurnCompletedH\x00\x12,\n\x0binterrupted\x18\x07 \x01(\x0b\x32\x15.voice.v1.InterruptedH\x00\x12 \n\x05\x65rror\x18\x08 \x01(\x0b\x32\x0f.voice.v1.ErrorH\x00\x12-\n\x0creply_paused\x18\t \x01(\x0b\x32\x15.voice.v1.ReplyPausedH\x00\x12/\n\rreply_resumed\x18\n \x01(\x0b\x32\x16.voice.v1.ReplyResumedH\x00\x12\'\n\ttext_turn\x18\x0b \x01(\x0b\x32\x12.voice.v1.TextTurnH\x00\x12)\n\nturn_ended\x18\x0c \x01(\x0b\x32\x13.voice.v1.TurnEndedH\x00\x42\t\n\x07payload\".\n\x18GetSessionMetricsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"O\n\x0cStageLatency\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06p50_ms\x18\x02 \x01(\x01\x12\x0e\n\x06p95_ms\x18\x03 \x01(\x01\x12\x0f\n\x07samples\x18\x04 \x01(\r\"f\n\x19GetSessionMetricsResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05turns\x18\x02 \x01(\r\x12&\n\x06stages\x18\x03 \x03(\x0b\x32\x16.voice.v1.StageLatency*\x90\x01\n\rControlAction\x12\x1e\n\x1a\x43ONTROL_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONTROL_ACTION_INTERRUPT\x10\x01\x12 \n\x1c\x43ONTROL_ACTION_RESET_CONTEXT\x10\x02\x12\x1f\n\x1b\x43ONTROL_ACTION_END_OF_INPUT\x10\x03*~\n\x0bTurnOutcome\x12\x1c\n\x18TURN_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TURN_OUTCOME_COMPLETED\x10\x01\x12\x1c\n\x18TURN_OUTCOME_INTERRUPTED\x10\x02\x12\x17\n\x13TURN_OUTCOME_FAILED\x10\x03*\xa8\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x01\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x02\x12 \n\x1c\x45RROR_CODE_DEADLINE_EXCEEDED\x10\x03\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x04\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x05\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x06\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x07\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\x08\x32\xb5\x01\n\x0eGatewayService\x12\x45\n\x08\x43onverse\x12\x19.voice.v1.ConverseRequest\x1a\x1a.voice.v1.ConverseResponse(\x01\x30\x01\x12\\\n\x11GetSessionMetrics\x12\".voice.v1.GetSessionMetricsRequest\x1a#.voice.v1.GetSessionMetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/v1/gateway.proto\x12\x08voice.v1\x1a\x12voice/v1/vad.proto\"\xee\x02\n\rSessionConfig\x12\x1c\n\x14input_sample_rate_hz\x18\x01 \x01(\r\x12\x1d\n\x15output_sample_rate_hz\x18\x02 \x01(\r\x12\r\n\x05voice\x18\x03 \x01(\t\x12\x12\n\x05speed\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0e\x65nd_silence_ms\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x14\n\x0cinstructions\x18\x06 \x01(\t\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12$\n\x17\x65nd_of_turn_fallback_ms\x18\x08 \x01(\rH\x02\x88\x01\x01\x12>\n\x14\x65nd_of_turn_detector\x18\t \x01(\x0e\x32\x1b.voice.v1.EndOfTurnDetectorH\x03\x88\x01\x01\x42\x08\n\x06_speedB\x11\n\x0f_end_silence_msB\x1a\n\x18_end_of_turn_fallback_msB\x17\n\x15_end_of_turn_detector\"4\n\x0ePlaybackReport\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x11\n\tplayed_ms\x18\x02 \x01(\x01\"\xc2\x01\n\x0f\x43onverseRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.voice.v1.SessionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12*\n\x07\x63ontrol\x18\x03 \x01(\x0e\x32\x17.voice.v1.ControlActionH\x00\x12,\n\x08playback\x18\x04 \x01(\x0b\x32\x18.voice.v1.PlaybackReportH\x00\x12\x0e\n\x04text\x18\x05 \x01(\tH\x00\x42\t\n\x07payload\"P\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12\x19\n\x11\x63ontext_exchanges\x18\x03 \x01(\r\"6\n\rSpeechStarted\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\"\x8a\x01\n\x0bSpeechEnded\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\x12\x12\n\nend_sample\x18\x03 \x01(\x04\x12$\n\x17\x65nd_of_turn_probability\x18\x04 \x01(\x02H\x00\x88\x01\x01\x42\x1a\n\x18_end_of_turn_probability\".\n\x0cResponseText\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\t\"h\n\rResponseAudio\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x11\n\toffset_ms\x18\x05 \x01(\x01\"0\n\x0bReplyPaused\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x10\n\x08heard_ms\x18\x02 \x01(\x01\"L\n\x0cReplyResumed\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x10\n\x08heard_ms\x18\x02 \x01(\x01\x12\x19\n\x11\x64ismissed_turn_id\x18\x03 \x01(\t\"\xb9\x01\n\x0bTurnMetrics\x12\x13\n\x0b\x65ndpoint_ms\x18\x01 \x01(\x01\x12\x17\n\x0fvoxtral_ttft_ms\x18\x02 \x01(\x01\x12\x17\n\x0f\x66irst_clause_ms\x18\x03 \x01(\x01\x12\x13\n\x0btts_ttfb_ms\x18\x04 \x01(\x01\x12\x0e\n\x06\x65\x32\x65_ms\x18\x05 \x01(\x01\x12\x0f\n\x07turn_ms\x18\x06 \x01(\x01\x12\x13\n\x0boverhead_ms\x18\x07 \x01(\x01\x12\x18\n\x10\x66irst_audible_ms\x18\x08 \x01(\x01\"\x88\x01\n\rTurnCompleted\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x11\n\tuser_text\x18\x02 \x01(\t\x12\x16\n\x0e\x61ssistant_text\x18\x03 \x01(\t\x12&\n\x07metrics\x18\x04 \x01(\x0b\x32\x15.voice.v1.TurnMetrics\x12\x13\n\x0bspeculative\x18\x05 \x01(\x08\"E\n\x0bInterrupted\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x13\n\x0bspoken_text\x18\x02 \x01(\t\x12\x10\n\x08heard_ms\x18\x03 \x01(\x01\")\n\x08TextTurn\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xcd\x01\n\tTurnEnded\x12\x0f\n\x07turn_id\x18\x01 \x01(\t\x12&\n\x07outcome\x18\x02 \x01(\x0e\x32\x15.voice.v1.TurnOutcome\x12\x11\n\tuser_text\x18\x03 \x01(\t\x12\x17\n\x0fuser_text_known\x18\x04 \x01(\x08\x12\x12\n\nheard_text\x18\x05 \x01(\t\x12\x0f\n\x07\x63ut_off\x18\x06 \x01(\x08\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12&\n\x07metrics\x18\x08 \x01(\x0b\x32\x15.voice.v1.TurnMetrics\"g\n\x05\x45rror\x12!\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x13.voice.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x19\n\x11session_continues\x18\x03 \x01(\x08\x12\x0f\n\x07turn_id\x18\x04 \x01(\t\"\xcf\x04\n\x10\x43onverseResponse\x12\x33\n\x0fsession_started\x18\x01 \x01(\x0b\x32\x18.voice.v1.SessionStartedH\x00\x12\x31\n\x0espeech_started\x18\x02 \x01(\x0b\x32\x17.voice.v1.SpeechStartedH\x00\x12-\n\x0cspeech_ended\x18\x03 \x01(\x0b\x32\x15.voice.v1.SpeechEndedH\x00\x12/\n\rresponse_text\x18\x04 \x01(\x0b\x32\x16.voice.v1.ResponseTextH\x00\x12\x31\n\x0eresponse_audio\x18\x05 \x01(\x0b\x32\x17.voice.v1.ResponseAudioH\x00\x12\x31\n\x0eturn_completed\x18\x06 \x01(\x0b\x32\x17.voice.v1.TurnCompletedH\x00\x12,\n\x0binterrupted\x18\x07 \x01(\x0b\x32\x15.voice.v1.InterruptedH\x00\x12 \n\x05\x65rror\x18\x08 \x01(\x0b\x32\x0f.voice.v1.ErrorH\x00\x12-\n\x0creply_paused\x18\t \x01(\x0b\x32\x15.voice.v1.ReplyPausedH\x00\x12/\n\rreply_resumed\x18\n \x01(\x0b\x32\x16.voice.v1.ReplyResumedH\x00\x12\'\n\ttext_turn\x18\x0b \x01(\x0b\x32\x12.voice.v1.TextTurnH\x00\x12)\n\nturn_ended\x18\x0c \x01(\x0b\x32\x13.voice.v1.TurnEndedH\x00\x42\t\n\x07payload\".\n\x18GetSessionMetricsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"O\n\x0cStageLatency\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06p50_ms\x18\x02 \x01(\x01\x12\x0e\n\x06p95_ms\x18\x03 \x01(\x01\x12\x0f\n\x07samples\x18\x04 \x01(\r\"f\n\x19GetSessionMetricsResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05turns\x18\x02 \x01(\r\x12&\n\x06stages\x18\x03 \x03(\x0b\x32\x16.voice.v1.StageLatency*\x90\x01\n\rControlAction\x12\x1e\n\x1a\x43ONTROL_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONTROL_ACTION_INTERRUPT\x10\x01\x12 \n\x1c\x43ONTROL_ACTION_RESET_CONTEXT\x10\x02\x12\x1f\n\x1b\x43ONTROL_ACTION_END_OF_INPUT\x10\x03*~\n\x0bTurnOutcome\x12\x1c\n\x18TURN_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TURN_OUTCOME_COMPLETED\x10\x01\x12\x1c\n\x18TURN_OUTCOME_INTERRUPTED\x10\x02\x12\x17\n\x13TURN_OUTCOME_FAILED\x10\x03*\xa8\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x01\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x02\x12 \n\x1c\x45RROR_CODE_DEADLINE_EXCEEDED\x10\x03\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x04\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x05\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x06\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x07\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\x08\x32\xb5\x01\n\x0eGatewayService\x12\x45\n\x08\x43onverse\x12\x19.voice.v1.ConverseRequest\x1a\x1a.voice.v1.ConverseResponse(\x01\x30\x01\x12\\\n\x11GetSessionMetrics\x12\".voice.v1.GetSessionMetricsRequest\x1a#.voice.v1.GetSessionMetricsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTROLACTION']._serialized_start=2710
-  _globals['_CONTROLACTION']._serialized_end=2854
-  _globals['_TURNOUTCOME']._serialized_start=2856
-  _globals['_TURNOUTCOME']._serialized_end=2982
-  _globals['_ERRORCODE']._serialized_start=2985
-  _globals['_ERRORCODE']._serialized_end=3281
-  _globals['_SESSIONCONFIG']._serialized_start=37
-  _globals['_SESSIONCONFIG']._serialized_end=314
-  _globals['_PLAYBACKREPORT']._serialized_start=316
-  _globals['_PLAYBACKREPORT']._serialized_end=368
-  _globals['_CONVERSEREQUEST']._serialized_start=371
-  _globals['_CONVERSEREQUEST']._serialized_end=565
-  _globals['_SESSIONSTARTED']._serialized_start=567
-  _globals['_SESSIONSTARTED']._serialized_end=647
-  _globals['_SPEECHSTARTED']._serialized_start=649
-  _globals['_SPEECHSTARTED']._serialized_end=703
-  _globals['_SPEECHENDED']._serialized_start=706
-  _globals['_SPEECHENDED']._serialized_end=844
-  _globals['_RESPONSETEXT']._serialized_start=846
-  _globals['_RESPONSETEXT']._serialized_end=892
-  _globals['_RESPONSEAUDIO']._serialized_start=894
-  _globals['_RESPONSEAUDIO']._serialized_end=998
-  _globals['_REPLYPAUSED']._serialized_start=1000
-  _globals['_REPLYPAUSED']._serialized_end=1048
-  _globals['_REPLYRESUMED']._serialized_start=1050
-  _globals['_REPLYRESUMED']._serialized_end=1126
-  _globals['_TURNMETRICS']._serialized_start=1129
-  _globals['_TURNMETRICS']._serialized_end=1314
-  _globals['_TURNCOMPLETED']._serialized_start=1317
-  _globals['_TURNCOMPLETED']._serialized_end=1453
-  _globals['_INTERRUPTED']._serialized_start=1455
-  _globals['_INTERRUPTED']._serialized_end=1524
-  _globals['_TEXTTURN']._serialized_start=1526
-  _globals['_TEXTTURN']._serialized_end=1567
-  _globals['_TURNENDED']._serialized_start=1570
-  _globals['_TURNENDED']._serialized_end=1775
-  _globals['_ERROR']._serialized_start=1777
-  _globals['_ERROR']._serialized_end=1880
-  _globals['_CONVERSERESPONSE']._serialized_start=1883
-  _globals['_CONVERSERESPONSE']._serialized_end=2474
-  _globals['_GETSESSIONMETRICSREQUEST']._serialized_start=2476
-  _globals['_GETSESSIONMETRICSREQUEST']._serialized_end=2522
-  _globals['_STAGELATENCY']._serialized_start=2524
-  _globals['_STAGELATENCY']._serialized_end=2603
-  _globals['_GETSESSIONMETRICSRESPONSE']._serialized_start=2605
-  _globals['_GETSESSIONMETRICSRESPONSE']._serialized_end=2707
-  _globals['_GATEWAYSERVICE']._serialized_start=3284
-  _globals['_GATEWAYSERVICE']._serialized_end=3465
+  _globals['_CONTROLACTION']._serialized_start=2819
+  _globals['_CONTROLACTION']._serialized_end=2963
+  _globals['_TURNOUTCOME']._serialized_start=2965
+  _globals['_TURNOUTCOME']._serialized_end=3091
+  _globals['_ERRORCODE']._serialized_start=3094
+  _globals['_ERRORCODE']._serialized_end=3390
+  _globals['_SESSIONCONFIG']._serialized_start=57
+  _globals['_SESSIONCONFIG']._serialized_end=423
+  _globals['_PLAYBACKREPORT']._serialized_start=425
+  _globals['_PLAYBACKREPORT']._serialized_end=477
+  _globals['_CONVERSEREQUEST']._serialized_start=480
+  _globals['_CONVERSEREQUEST']._serialized_end=674
+  _globals['_SESSIONSTARTED']._serialized_start=676
+  _globals['_SESSIONSTARTED']._serialized_end=756
+  _globals['_SPEECHSTARTED']._serialized_start=758
+  _globals['_SPEECHSTARTED']._serialized_end=812
+  _globals['_SPEECHENDED']._serialized_start=815
+  _globals['_SPEECHENDED']._serialized_end=953
+  _globals['_RESPONSETEXT']._serialized_start=955
+  _globals['_RESPONSETEXT']._serialized_end=1001
+  _globals['_RESPONSEAUDIO']._serialized_start=1003
+  _globals['_RESPONSEAUDIO']._serialized_end=1107
+  _globals['_REPLYPAUSED']._serialized_start=1109
+  _globals['_REPLYPAUSED']._serialized_end=1157
+  _globals['_REPLYRESUMED']._serialized_start=1159
+  _globals['_REPLYRESUMED']._serialized_end=1235
+  _globals['_TURNMETRICS']._serialized_start=1238
+  _globals['_TURNMETRICS']._serialized_end=1423
+  _globals['_TURNCOMPLETED']._serialized_start=1426
+  _globals['_TURNCOMPLETED']._serialized_end=1562
+  _globals['_INTERRUPTED']._serialized_start=1564
+  _globals['_INTERRUPTED']._serialized_end=1633
+  _globals['_TEXTTURN']._serialized_start=1635
+  _globals['_TEXTTURN']._serialized_end=1676
+  _globals['_TURNENDED']._serialized_start=1679
+  _globals['_TURNENDED']._serialized_end=1884
+  _globals['_ERROR']._serialized_start=1886
+  _globals['_ERROR']._serialized_end=1989
+  _globals['_CONVERSERESPONSE']._serialized_start=1992
+  _globals['_CONVERSERESPONSE']._serialized_end=2583
+  _globals['_GETSESSIONMETRICSREQUEST']._serialized_start=2585
+  _globals['_GETSESSIONMETRICSREQUEST']._serialized_end=2631
+  _globals['_STAGELATENCY']._serialized_start=2633
+  _globals['_STAGELATENCY']._serialized_end=2712
+  _globals['_GETSESSIONMETRICSRESPONSE']._serialized_start=2714
+  _globals['_GETSESSIONMETRICSRESPONSE']._serialized_end=2816
+  _globals['_GATEWAYSERVICE']._serialized_start=3393
+  _globals['_GATEWAYSERVICE']._serialized_end=3574
 # @@protoc_insertion_point(module_scope)

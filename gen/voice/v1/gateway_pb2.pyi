@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from voice.v1 import vad_pb2 as _vad_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -104,6 +105,7 @@ class SessionConfig(_message.Message):
     INSTRUCTIONS_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     END_OF_TURN_FALLBACK_MS_FIELD_NUMBER: _builtins.int
+    END_OF_TURN_DETECTOR_FIELD_NUMBER: _builtins.int
     input_sample_rate_hz: _builtins.int
     """Rate of the audio the client sends, 8000 to 48000."""
     output_sample_rate_hz: _builtins.int
@@ -116,6 +118,10 @@ class SessionConfig(_message.Message):
     """Set to resume an earlier conversation's context."""
     end_of_turn_fallback_ms: _builtins.int
     """Silence after which a turn ends whatever the end-of-turn model says (200 to 10000; unset: the VAD's)."""
+    end_of_turn_detector: _vad_pb2.EndOfTurnDetector.ValueType
+    """Which rule ends the user's turn: a fixed silence (end_silence_ms) or the Smart Turn model
+    (unset: the VAD's default).
+    """
     def __init__(
         self,
         *,
@@ -127,17 +133,22 @@ class SessionConfig(_message.Message):
         instructions: _builtins.str = ...,
         session_id: _builtins.str = ...,
         end_of_turn_fallback_ms: _builtins.int | None = ...,
+        end_of_turn_detector: _vad_pb2.EndOfTurnDetector.ValueType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms", "_end_silence_ms", b"_end_silence_ms", "_speed", b"_speed", "end_of_turn_fallback_ms", b"end_of_turn_fallback_ms", "end_silence_ms", b"end_silence_ms", "speed", b"speed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_detector", b"_end_of_turn_detector", "_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms", "_end_silence_ms", b"_end_silence_ms", "_speed", b"_speed", "end_of_turn_detector", b"end_of_turn_detector", "end_of_turn_fallback_ms", b"end_of_turn_fallback_ms", "end_silence_ms", b"end_silence_ms", "speed", b"speed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms", "_end_silence_ms", b"_end_silence_ms", "_speed", b"_speed", "end_of_turn_fallback_ms", b"end_of_turn_fallback_ms", "end_silence_ms", b"end_silence_ms", "input_sample_rate_hz", b"input_sample_rate_hz", "instructions", b"instructions", "output_sample_rate_hz", b"output_sample_rate_hz", "session_id", b"session_id", "speed", b"speed", "voice", b"voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_detector", b"_end_of_turn_detector", "_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms", "_end_silence_ms", b"_end_silence_ms", "_speed", b"_speed", "end_of_turn_detector", b"end_of_turn_detector", "end_of_turn_fallback_ms", b"end_of_turn_fallback_ms", "end_silence_ms", b"end_silence_ms", "input_sample_rate_hz", b"input_sample_rate_hz", "instructions", b"instructions", "output_sample_rate_hz", b"output_sample_rate_hz", "session_id", b"session_id", "speed", b"speed", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__end_of_turn_detector: _TypeAlias = _typing.Literal["end_of_turn_detector"]  # noqa: Y015
+    _WhichOneofArgType__end_of_turn_detector: _TypeAlias = _typing.Literal["_end_of_turn_detector", b"_end_of_turn_detector"]  # noqa: Y015
     _WhichOneofReturnType__end_of_turn_fallback_ms: _TypeAlias = _typing.Literal["end_of_turn_fallback_ms"]  # noqa: Y015
     _WhichOneofArgType__end_of_turn_fallback_ms: _TypeAlias = _typing.Literal["_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms"]  # noqa: Y015
     _WhichOneofReturnType__end_silence_ms: _TypeAlias = _typing.Literal["end_silence_ms"]  # noqa: Y015
     _WhichOneofArgType__end_silence_ms: _TypeAlias = _typing.Literal["_end_silence_ms", b"_end_silence_ms"]  # noqa: Y015
     _WhichOneofReturnType__speed: _TypeAlias = _typing.Literal["speed"]  # noqa: Y015
     _WhichOneofArgType__speed: _TypeAlias = _typing.Literal["_speed", b"_speed"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__end_of_turn_detector) -> _WhichOneofReturnType__end_of_turn_detector | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__end_of_turn_fallback_ms) -> _WhichOneofReturnType__end_of_turn_fallback_ms | None: ...
     @_typing.overload

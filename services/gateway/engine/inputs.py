@@ -10,7 +10,7 @@ from services.common.audio import MAX_RATE_HZ, MIN_RATE_HZ, check_sample_rate
 from services.common.errors import InvalidArgument, echo
 from services.common.limits import END_OF_TURN_FALLBACK, END_SILENCE_MS, SPEED, USER_TEXT_CHARS
 from services.gateway.config import GatewaySettings
-from services.gateway.engine.vocabulary import Control
+from services.gateway.engine.vocabulary import Control, Detector
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class SessionRequest:
     resume_id: str = ""  # a session to resume; "" starts a new one
     manual_turns: bool = False  # no VAD: the client says when its turn ends (Commit)
     end_of_turn_fallback_ms: int | None = None  # the VAD's fallback silence for this session (None: its own)
+    end_of_turn_detector: Detector | None = None  # None: the VAD's own
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class SessionConfig:
     resume_id: str
     manual_turns: bool = False
     end_of_turn_fallback_ms: int | None = None
+    end_of_turn_detector: Detector | None = None
 
 
 def configure(request: SessionRequest, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
@@ -137,7 +139,7 @@ def configure(request: SessionRequest, settings: GatewaySettings, voices: set[st
         END_OF_TURN_FALLBACK.check("end_of_turn_fallback_ms", request.end_of_turn_fallback_ms)
     return SessionConfig(request.input_rate_hz, output, request.voice, request.speed, end_silence,
                          request.instructions, request.resume_id, request.manual_turns,
-                         request.end_of_turn_fallback_ms)
+                         request.end_of_turn_fallback_ms, request.end_of_turn_detector)
 
 
 def updated(config: SessionConfig, update: Update, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
@@ -149,4 +151,5 @@ def updated(config: SessionConfig, update: Update, settings: GatewaySettings, vo
         end_silence_ms=config.end_silence_ms,
         instructions=config.instructions if update.instructions is None else update.instructions,
         resume_id=config.resume_id, manual_turns=config.manual_turns,
-        end_of_turn_fallback_ms=config.end_of_turn_fallback_ms), settings, voices)
+        end_of_turn_fallback_ms=config.end_of_turn_fallback_ms, end_of_turn_detector=config.end_of_turn_detector),
+        settings, voices)

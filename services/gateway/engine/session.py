@@ -54,7 +54,8 @@ class ConversationSession:
                              audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id)
         self.audio_pace = AudioPace(config.input_rate_hz, settings.max_audio_speed, settings.audio_burst_s, budget)
         self.vad = VadLink(settings, stages, config.input_rate_hz, config.end_silence_ms, self.session_id,
-                           self._on_vad, self._on_vad_outage, budget, config.end_of_turn_fallback_ms)
+                           self._on_vad, self._on_vad_outage, budget, config.end_of_turn_fallback_ms,
+                           config.end_of_turn_detector)
         self._listening: Listening | None = None  # speech started, not ended yet
         self.trace = SessionTrace(self.session_id)
         self.spoke_at: float | None = None  # when speech last started (a session that never speaks loads nothing)

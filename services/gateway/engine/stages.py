@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from services.common.load import StageLoad
-from services.gateway.engine.vocabulary import Stage, VadEventKind
+from services.gateway.engine.vocabulary import Detector, Stage, VadEventKind
 
 
 class StageError(Exception):
@@ -71,8 +71,8 @@ class Stages(Protocol):
     def connect(self) -> None:
         """Start connecting to every stage (a first turn should not pay for it)."""
 
-    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int,
-                       fallback_ms: int | None = None) -> VadStream: ...
+    async def open_vad(self, sample_rate_hz: int, end_silence_ms: int, fallback_ms: int | None = None,
+                       detector: Detector | None = None) -> VadStream: ...
 
     def respond(self, pcm16k: np.ndarray | None, history: Sequence[HistoryTurn], instructions: str,
                 session_id: str, turn_id: str, speculative: bool = False, text: str = "") -> AsyncIterator[ReplyDelta]:

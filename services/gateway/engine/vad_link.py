@@ -14,7 +14,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.engine.budget import AudioBudget
 from services.gateway.engine.stages import StageError, Stages, VadEvent, VadStream
 from services.gateway.engine.tasks import TaskSet
-from services.gateway.engine.vocabulary import Stage
+from services.gateway.engine.vocabulary import Detector, Stage
 
 log = logging.getLogger(__name__)
 # After a VAD failure, the stream is opened again at most this often.
@@ -28,12 +28,13 @@ class VadLink:
     def __init__(self, settings: GatewaySettings, stages: Stages, sample_rate_hz: int, end_silence_ms: int,
                  session_id: str, on_event: Callable[[VadEvent], Awaitable[None]],
                  on_outage: Callable[[StageError], Awaitable[None]], budget: AudioBudget,
-                 fallback_ms: int | None = None) -> None:
+                 fallback_ms: int | None = None, detector: Detector | None = None) -> None:
         self.settings = settings
         self.stages = stages
         self.sample_rate_hz = sample_rate_hz
         self.end_silence_ms = end_silence_ms
         self.fallback_ms = fallback_ms  # the end-of-turn model's fallback for this session (None: the VAD's)
+        self.detector = detector  # what ends a turn in this session (None: the VAD's default)
         self.session_id = session_id
         self.on_event = on_event
         self.on_outage = on_outage
@@ -116,7 +117,8 @@ class VadLink:
     async def _open(self, base: int) -> None:
         """A new stream whose sample 0 is input sample `base`."""
         try:
-            self._stream = await self.stages.open_vad(self.sample_rate_hz, self.end_silence_ms, self.fallback_ms)
+            self._stream = await self.stages.open_vad(self.sample_rate_hz, self.end_silence_ms, self.fallback_ms,
+                                                      self.detector)
         except StageError as err:
             await self._lost(err)
             return

@@ -11,6 +11,13 @@ class Stage(StrEnum):
     TTS = "tts"
 
 
+class Detector(StrEnum):
+    """What ends a user's turn (the VAD's end-of-turn detector)."""
+
+    SILENCE = "silence"  # a fixed silence
+    SMART_TURN = "smart_turn"  # the Smart Turn model, with a fallback silence
+
+
 class VadEventKind(StrEnum):
     STARTED = "started"
     PAUSED = "paused"  # a short silence: a hint that the turn may be over

@@ -20,7 +20,8 @@ const LABELS = {
 const $ = (id) => document.getElementById(id);
 const ui = {
   talk: $("talk"), status: $("status"), problem: $("problem"), level: $("level"), voice: $("voice"),
-  speed: $("speed"), speedValue: $("speed-value"), fallback: $("fallback"), settings: $("settings"),
+  speed: $("speed"), speedValue: $("speed-value"), fallback: $("fallback"), detector: $("detector"),
+  settings: $("settings"),
   typed: $("typed"), typedText: $("typed-text"), typedSend: $("typed-send"),
 };
 const transcript = new Transcript($("transcript"));
@@ -28,6 +29,7 @@ const waterfall = new Waterfall(document.querySelector("#latency tbody"), $("cha
 // Exposed for tests and the curious: what this page has received and shown.
 const stats = (window.voiceStats = {
   audioBytes: 0, turns: 0, outcomes: {}, interruptions: 0, pauses: 0, reconnects: 0, events: [], states: [],
+  config: null, endProbabilities: [],
 });
 let conversation = null;
 
@@ -49,7 +51,7 @@ function key() {
 
 class Conversation {
   constructor(settings) {
-    this.settings = settings;
+    this.settings = stats.config = settings;
     this.sessionId = "";
     this.pendingAudio = null; // metadata of the next binary (audio) frame
     this.userSpeaking = false;
@@ -206,6 +208,7 @@ class Conversation {
         transcript.turn(event.turn_id);
         break;
       case "speech_ended":
+        stats.endProbabilities.push(event.end_of_turn_probability ?? null);
         this.userSpeaking = false;
         this.waiting.add(event.turn_id);
         this.open.add(event.turn_id);
@@ -280,7 +283,8 @@ function settings() {
   const chosen = { input_sample_rate_hz: INPUT_RATE, output_sample_rate_hz: OUTPUT_RATE };
   if (ui.voice.value) chosen.voice = ui.voice.value;
   if (Number(ui.speed.value) !== 1) chosen.speed = Number(ui.speed.value);
-  if (ui.fallback.value) chosen.end_of_turn_fallback_ms = Number(ui.fallback.value);
+  if (ui.detector.value) chosen.end_of_turn_detector = ui.detector.value;
+  if (ui.fallback.value && !ui.detector.value) chosen.end_of_turn_fallback_ms = Number(ui.fallback.value);
   return chosen;
 }
 
