@@ -8,6 +8,7 @@ from typing import Any
 
 from services.common.limits import END_SILENCE_MS, SPEED
 from services.gateway.engine.inputs import SessionRequest
+from services.gateway.engine.vocabulary import Detector
 from services.gateway.realtime.formats import PCM, AudioFormat, ClientError, audio_format
 
 # semantic_vad's eagerness: how long the detector may wait for more when the model hears "not done".
@@ -48,9 +49,13 @@ class RealtimeConfig:
         """The engine session this config asks for (resuming `resume_id` when it is set)."""
         td = self.turn_detection
         fallback = EAGERNESS_FALLBACK_MS[td.eagerness] if td is not None and td.type == "semantic_vad" else None
+        # server_vad with a silence_duration_ms asks for turns that end on that silence: the fixed-silence
+        # detector; without one, the VAD's default (the Smart Turn model) decides.
+        silence = td is not None and td.type == "server_vad" and td.silence_duration_ms is not None
         return SessionRequest(self.input_format.rate_hz, self.output_format.rate_hz, self.voice, self.speed,
                               td.silence_duration_ms if td is not None else None, self.instructions, resume_id,
-                              manual_turns=td is None, end_of_turn_fallback_ms=fallback)
+                              manual_turns=td is None, end_of_turn_fallback_ms=fallback,
+                              end_of_turn_detector=Detector.SILENCE if silence else None)
 
     def engine_shape(self) -> tuple[Any, ...]:
         """What the engine session is started with: changing it starts the session again (resumed)."""
