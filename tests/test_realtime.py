@@ -58,6 +58,19 @@ async def events_until(conn: Any, last: str, limit: int = 4000) -> list[Any]:
     return seen
 
 
+async def kept_context(stack: Stack, session_id: str) -> list[dict[str, Any]]:
+    """The session's exchanges in Redis, once there is one (it is kept when the user's words are known)."""
+    store = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    key = f"voice:session:{session_id}:context"
+    for _ in range(300):
+        if store.llen(key):
+            break
+        await asyncio.sleep(0.1)
+    context = [json.loads(x) for x in store.lrange(key, 0, -1)]
+    assert context, "no exchange was kept"
+    return context
+
+
 def of(events: list[Any], kind: str) -> list[Any]:
     return [e for e in events if e.type == kind]
 
@@ -133,13 +146,7 @@ async def test_cancel_and_truncate_keep_only_what_was_heard(stack: Stack) -> Non
         assert done.response.status == "cancelled" and done.response.status_details.reason == "client_cancelled"
         await conn.response.cancel()  # nothing left to cancel
         assert (await conn.recv()).error.code == "response_cancel_not_active"
-        store = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-        key = f"voice:session:{session_id}:context"
-        for _ in range(300):  # the exchange is kept once the user's words are transcribed
-            if store.llen(key):
-                break
-            await asyncio.sleep(0.1)
-        context = [json.loads(x) for x in store.lrange(key, 0, -1)]
+        context = await kept_context(stack, session_id)
     assert context and context[-1]["assistant"] == "" and context[-1]["cut_off"]  # nothing was heard
 
 
@@ -192,13 +199,7 @@ async def test_a_typed_message_gets_a_spoken_reply_and_joins_the_context(stack: 
         assert np.abs(np.frombuffer(audio, "<i2")).max() > 1000  # spoken
         await conn.response.create()  # the typed message has its answer: nothing waits now
         assert (await conn.recv()).error.code == "input_audio_buffer_commit_empty"
-        store = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-        key = f"voice:session:{session_id}:context"
-        for _ in range(100):
-            if store.llen(key):
-                break
-            await asyncio.sleep(0.1)
-        kept = json.loads(store.lindex(key, 0) or "{}")
+        kept = (await kept_context(stack, session_id))[0]
     assert kept["user"] == "Hello! What is a good book to read on a train?" and kept["assistant"].strip()
     assert not of(events, "conversation.item.input_audio_transcription.completed")  # typed: nothing to transcribe
 
@@ -262,13 +263,7 @@ async def test_talking_over_a_reply_with_truncate_keeps_only_the_heard_part(stac
             if event.type == "conversation.item.input_audio_transcription.completed" and event.item_id == question:
                 assert event.transcript.strip()
                 break
-        store = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-        key = f"voice:session:{session_id}:context"
-        for _ in range(300):
-            if store.llen(key):
-                break
-            await asyncio.sleep(0.1)
-        kept = json.loads(store.lindex(key, 0) or "{}")
+        kept = (await kept_context(stack, session_id))[0]
     whole = "".join(said).strip()
     assert kept["cut_off"] and len(kept["assistant"]) < len(whole)  # only what 300 ms of audio held
     assert whole.startswith(kept["assistant"].strip())
