@@ -1,7 +1,8 @@
 """OpenTelemetry traces, off unless the standard variables ask for them: OTEL_TRACES_EXPORTER=otlp
-(to OTEL_EXPORTER_OTLP_ENDPOINT, gRPC) or console. gRPC calls carry the trace context in their
-metadata (the aio instrumentation, client and server), so a turn's spans in every service join
-one trace. Without an exporter the API's no-op tracer is all that runs."""
+(to OTEL_EXPORTER_OTLP_ENDPOINT, gRPC) or console. Calls made carry the trace context in their
+metadata (OpenTelemetry's aio client instrumentation); calls served open their span under it in
+the error interceptor every service has (`incoming`, `server_span`), so a turn's spans in every
+service join one trace. Without an exporter the API's no-op tracer is all that runs."""
 
 from __future__ import annotations
 
