@@ -231,3 +231,26 @@ async def test_real_kokoro_audio_has_short_edges_and_natural_clause_pauses(tts) 
         settings.clause_pause_ms - settings.lead_ms, abs=2)  # the pause is heard while the next is made
     said = await asyncio.to_thread(transcribe, pcm(chunks), 24000)
     assert word_errors(text, said)[0] <= 2, said
+
+
+async def test_a_clause_needed_before_it_could_be_made_whole_is_cut_just_in_time(tts) -> None:
+    """A clause the listener needs sooner than the measured engine can make it whole comes as its first
+    words alone, then the rest: each piece in time, no pause inside the clause, every word said."""
+    from services.tts.pieces import IN_TIME_SHARE
+
+    stub, server = tts
+    synthesizer = server.services[0].servicer.synthesizer.get()
+    text = "The old lighthouse keeper walked slowly along the rocky shore looking for the little boat he had lost"
+    whole = await speak(stub, text, need_in_ms=0)  # needed now: nothing to gain by cutting it
+    assert [c.text for c in whole] == [text]
+    count = synthesizer.plan(text, "af_heart")[0].count
+    need_in_ms = int(synthesizer.cost.predict_ms(count // 2) / IN_TIME_SHARE)  # time for about half of it
+    chunks = await speak(stub, text, need_in_ms=need_in_ms)
+    assert len(chunks) >= 2 and " ".join(c.text for c in chunks) == text
+    assert [c.segment_index for c in chunks] == list(range(len(chunks)))
+    for before, after in zip(chunks, chunks[1:], strict=False):  # pieces of one clause meet with no pause
+        trailing = audible_edges_ms(np.frombuffer(before.audio, dtype="<i2"))[1]
+        leading = audible_edges_ms(np.frombuffer(after.audio, dtype="<i2"))[0]
+        assert trailing + leading <= TtsSettings().lead_ms + TtsSettings().tail_ms + 2
+    said = await asyncio.to_thread(transcribe, pcm(chunks), 24000)
+    assert word_errors(text, said)[0] <= 2, said

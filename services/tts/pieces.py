@@ -1,7 +1,11 @@
 """Bounded pieces of synthesis: a clause whose phonemes would take longer than a share of the
 synthesis budget is cut at words into pieces that do not, so one request never holds the slot for
 long, and a cancelled one frees it within one piece. The bound comes from the engine's measured
-cost (fixed + per phoneme), fitted on the pieces it has synthesised."""
+cost (fixed + per phoneme), fitted on the pieces it has synthesised.
+
+A clause whose listener is still hearing earlier audio is also cut just in time (`first_piece`):
+when the whole clause would not be ready before that audio runs out, its first words are
+synthesised alone, and the rest is planned again with that piece's audio ahead."""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ MIN_PIECE_PHONEMES = 24
 # Observations the cost is fitted on, and the least spread of phoneme counts a fit needs.
 COST_WINDOW = 64
 MIN_SPREAD = 20
+# Share of the time until the listener runs out of audio that a just-in-time piece is sized to take
+# (the rest: the cost estimate's error, the resampler, transport to the listener).
+IN_TIME_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,12 @@ class PieceCost:
     def predict_ms(self, count: int) -> float:
         return self.fixed_ms + self.per_phoneme_ms * count
 
+    def fitting(self, budget_ms: float) -> int:
+        """Phonemes expected to be synthesised within `budget_ms` (0 when unknown or none)."""
+        if self.per_phoneme_ms <= 0:
+            return 0
+        return max(0, int((budget_ms - self.fixed_ms) / self.per_phoneme_ms))
+
     def max_phonemes(self, budget_ms: float, ceiling: int) -> int:
         """The longest piece expected to finish within `budget_ms`."""
         ceiling = min(ceiling, MAX_PHONEMES)
@@ -60,6 +73,39 @@ class PieceCost:
             return ceiling
         fits = int((budget_ms - self.fixed_ms) / self.per_phoneme_ms)
         return max(MIN_PIECE_PHONEMES, min(ceiling, fits))
+
+
+def first_piece(text: str, limit: int, phonemize: Callable[[str], str],
+                count: Callable[[str], int]) -> tuple[Piece, str] | None:
+    """The longest run of `text`'s first words within `limit` phonemes, cut after punctuation when
+    some is in its last third, and the words left; None when the whole text fits, or when not even
+    its first word does (cutting would add a piece's fixed cost and save nothing)."""
+    phonemes = phonemize(text)
+    n = count(phonemes)
+    words = text.split()
+    if n <= limit or len(words) < 2:
+        return None
+    # Each word's share of the phonemes by its letters: one phonemizer call instead of one per word.
+    letters = [max(1, sum(c.isalnum() for c in w)) for w in words]
+    total, running, fits = sum(letters), 0, 0
+    for i, size in enumerate(letters[:-1]):
+        running += size
+        if n * running / total > limit:
+            break
+        fits = i + 1
+    if fits == 0:
+        return None
+    for i in range(fits, max(0, fits - fits // 3 - 1), -1):
+        if words[i - 1][-1:] in ",;:.!?":
+            fits = i
+            break
+    while fits > 0:
+        head = " ".join(words[:fits])
+        head_phonemes = phonemize(head)
+        if (head_count := count(head_phonemes)) <= limit or fits == 1:
+            return (Piece(head, head_phonemes, head_count), " ".join(words[fits:])) if head_count <= limit else None
+        fits -= 1  # the estimate was long: one word fewer
+    return None
 
 
 def _halves(words: list[str]) -> tuple[list[str], list[str]]:

@@ -26,7 +26,7 @@ from services.tts.emotion import choose_delivery
 from services.tts.engine import SAMPLE_RATE, Run, SpeechEngine, Stopped, count_phonemes
 from services.tts.normalize import speakable
 from services.tts.phonemes import EnglishPhonemizer
-from services.tts.pieces import Piece, PieceCost, plan_pieces
+from services.tts.pieces import IN_TIME_SHARE, MIN_PIECE_PHONEMES, Piece, PieceCost, first_piece, plan_pieces
 from services.tts.voices import VoiceBank
 
 log = logging.getLogger(__name__)
@@ -103,11 +103,17 @@ class Synthesizer:
                 voice, speed = delivery.voice, delivery.speed
                 log.info("emotional delivery", extra={"mood": delivery.mood, "voice": voice, "speed": speed})
             pieces = await loop.run_in_executor(self._g2p, self.plan, text, voice)
-            for n, piece in enumerate(pieces):
-                last = index == len(clauses) - 1 and n == len(pieces) - 1
+            while pieces:
+                piece = pieces.pop(0)
+                if heard_s > 0 or request.need_in_s > 0:  # audio is ahead of the listener: cut to arrive in time
+                    cut = await loop.run_in_executor(self._g2p, self.cut_in_time, piece, voice, need_by + heard_s)
+                    if cut is not None:
+                        piece, rest = cut
+                        pieces = await loop.run_in_executor(self._g2p, self.plan, rest, voice) + pieces
+                last = index == len(clauses) - 1 and not pieces
                 audio, compute_ms, queue_ms = await self._synthesize(piece, voice, speed, need_by + heard_s,
                                                                      wait_until, caller_deadline, segment > 0)
-                ends_clause = n == len(pieces) - 1
+                ends_clause = not pieces
                 audio = self.edges(audio, pause_after=(ends_clause and not last) or (last and request.more_follows))
                 heard_s += len(audio) / SAMPLE_RATE  # as heard: the model's padding trimmed, the pause kept
                 pcm = resampler.process(to_pcm16(audio), last=last)
@@ -145,6 +151,19 @@ class Synthesizer:
         limit = self.cost.max_phonemes(s.timeout_s * 1000 * s.piece_share, s.max_clause_phonemes)
         british = self.voices.info(voice).british
         return plan_pieces(text, limit, lambda t: self.phonemizer.phonemize(t, british=british),
+                           lambda p: count_phonemes(self.engine.vocab, p))
+
+    def cut_in_time(self, piece: Piece, voice: str, needed_at: float) -> tuple[Piece, str] | None:
+        """Blocking: when `piece` would not be synthesised before the listener needs it (at clock
+        `needed_at`), the first words that would be, and the words left; else None."""
+        budget_ms = (needed_at - time.monotonic()) * 1000 * IN_TIME_SHARE
+        if self.cost.per_phoneme_ms <= 0 or self.cost.predict_ms(piece.count) <= budget_ms:
+            return None
+        limit = self.cost.fitting(budget_ms)
+        if limit < MIN_PIECE_PHONEMES:
+            return None  # no short piece arrives in time either: one wait beats many short pieces' fixed costs
+        british = self.voices.info(voice).british
+        return first_piece(piece.text, limit, lambda t: self.phonemizer.phonemize(t, british=british),
                            lambda p: count_phonemes(self.engine.vocab, p))
 
     def edges(self, audio: np.ndarray, pause_after: bool) -> np.ndarray:
