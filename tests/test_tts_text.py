@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from services.tts.normalize import digit_groups, read_digits, speakable
-from services.tts.pieces import MIN_PIECE_PHONEMES, PieceCost, first_piece, plan_pieces
+from services.tts.pieces import MIN_PIECE_PHONEMES, Piece, PieceCost, first_piece, plan_pieces
 
 
 def test_long_digit_strings_are_read_as_digits_in_groups() -> None:
@@ -74,14 +74,17 @@ def test_a_clause_needed_soon_gives_its_first_words_alone() -> None:
     def phonemize(text: str) -> str:
         return text.replace(" ", "")
 
+    def piece(text: str) -> Piece:
+        return Piece(text, phonemize(text), len(phonemize(text)))
+
     text = "one two three four five six seven eight nine ten eleven twelve"
-    head, rest = first_piece(text, 20, phonemize, len) or (None, "")
+    head, rest = first_piece(piece(text), 20, phonemize, len) or (None, "")
     assert head is not None and head.count <= 20 and f"{head.text} {rest}" == text
     assert head.text == "one two three four five"  # the longest run of words that fits
-    assert first_piece(text, 200, phonemize, len) is None  # all of it fits: no cut
-    assert first_piece("extraordinarily long", 5, phonemize, len) is None  # not even one word fits
+    assert first_piece(piece(text), 200, phonemize, len) is None  # all of it fits: no cut
+    assert first_piece(piece("extraordinarily long"), 5, phonemize, len) is None  # not even one word fits
     punctuated = "we all went out together, and then came home again"
-    head, rest = first_piece(punctuated, 26, phonemize, len) or (None, "")
+    head, rest = first_piece(piece(punctuated), 26, phonemize, len) or (None, "")
     assert head is not None and head.text == "we all went out together," and rest.startswith("and")  # at the comma
 
 

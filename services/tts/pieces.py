@@ -75,14 +75,13 @@ class PieceCost:
         return max(MIN_PIECE_PHONEMES, min(ceiling, fits))
 
 
-def first_piece(text: str, limit: int, phonemize: Callable[[str], str],
+def first_piece(piece: Piece, limit: int, phonemize: Callable[[str], str],
                 count: Callable[[str], int]) -> tuple[Piece, str] | None:
-    """The longest run of `text`'s first words within `limit` phonemes, cut after punctuation when
-    some is in its last third, and the words left; None when the whole text fits, or when not even
+    """The longest run of `piece`'s first words within `limit` phonemes, cut after punctuation when
+    some is in its last third, and the words left; None when the whole piece fits, or when not even
     its first word does (cutting would add a piece's fixed cost and save nothing)."""
-    phonemes = phonemize(text)
-    n = count(phonemes)
-    words = text.split()
+    n = piece.count
+    words = piece.text.split()
     if n <= limit or len(words) < 2:
         return None
     # Each word's share of the phonemes by its letters: one phonemizer call instead of one per word.

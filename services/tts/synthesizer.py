@@ -163,7 +163,7 @@ class Synthesizer:
         if limit < MIN_PIECE_PHONEMES:
             return None  # no short piece arrives in time either: one wait beats many short pieces' fixed costs
         british = self.voices.info(voice).british
-        return first_piece(piece.text, limit, lambda t: self.phonemizer.phonemize(t, british=british),
+        return first_piece(piece, limit, lambda t: self.phonemizer.phonemize(t, british=british),
                            lambda p: count_phonemes(self.engine.vocab, p))
 
     def edges(self, audio: np.ndarray, pause_after: bool) -> np.ndarray:
