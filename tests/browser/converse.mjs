@@ -81,7 +81,9 @@ try {
     await rows(2);
     steps.typed = await seen();
     await page.evaluate(() => window.voiceDebug.drop());
-    await page.waitForFunction(() => window.voiceStats.reconnects >= 1, null, { timeout: 30000 });
+    // The socket is open again, then the gateway says the session resumed (its own event, later).
+    await page.waitForFunction(() => window.voiceStats.reconnects >= 1
+      && window.voiceStats.events.filter((e) => e === "session_started").length >= 2, null, { timeout: 30000 });
     steps.reconnected = await seen();
     await rows(3, 150000);
     steps.after = await seen();
