@@ -10,7 +10,6 @@ import gc
 import numpy as np
 import pytest
 
-from services.common.clauses import speech_seconds
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import ResponseAudio
 from services.gateway.engine.pace import SynthesisPace
@@ -155,29 +154,6 @@ def test_clause_growth_follows_the_synthesis_speed_measured() -> None:
     for _ in range(30):  # slower than real time: clauses stop growing (they never shrink)
         pace.observe(SpeechChunk(one_second, "slower", compute_ms=1500.0), 24000)
     assert pace.growth(2.0) == 1.0 and pace.growth(0.0) == 0.0
-
-
-def test_a_fixed_cost_per_call_lets_later_clauses_grow_faster_than_the_speed_alone_says() -> None:
-    """Kokoro on a CPU costs a fixed part per call: a clause twice as long costs far less than twice
-    as much. Fitted on clauses of different lengths, the growth is what lets the next clause be
-    made while the shortest one plays, not what the average speed says."""
-    pace = SynthesisPace()
-    texts = ["Yes indeed.", "It is hard to say.", "The weather is sunny and warm today.",
-             "My brother plays the guitar every evening after dinner."]
-    for _ in range(4):
-        for text in texts:
-            said = speech_seconds(text)
-            audio = b"\x00\x00" * int(24000 * (0.25 + 0.85 * said))  # the pause and edges, then the words
-            pace.observe(SpeechChunk(audio, text, compute_ms=400 + 300 * said), 24000)
-    fitted = pace.fit()
-    assert fitted is not None
-    (fixed_ms, per_s_ms), (plays_fixed_s, plays_per_s) = fitted
-    assert fixed_ms == pytest.approx(400, abs=5) and per_s_ms == pytest.approx(300, abs=5)
-    assert plays_fixed_s == pytest.approx(0.25, abs=0.01) and plays_per_s == pytest.approx(0.85, abs=0.01)
-    expected = (0.8 * (0.25 + 0.85 * 1.2) * 1000 - 400) / 300 / 1.2  # the next clause made while 1.2 s plays
-    assert pace.growth(2.0, 1.2) == pytest.approx(expected, rel=0.01)
-    assert pace.rtf is not None and pace.growth(2.0, 1.2) > 0.8 / pace.rtf  # the mixed speed alone says less
-    assert pace.growth(1.1, 1.2) == 1.1  # never past the setting
 
 
 async def test_a_turn_teaches_the_pace_what_it_measured() -> None:

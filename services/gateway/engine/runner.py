@@ -102,10 +102,10 @@ class TurnRunner:
             await clauses.put((clause, more_follows))
 
         async def generate() -> None:
+            growth = self.pace.growth(self.settings.clause_growth)
+            splitter = ClauseSplitter(first_words=self.settings.first_clause_words,
+                                      first_clause_s=self.settings.first_clause_s, growth=growth)
             try:
-                growth = self.pace.growth(self.settings.clause_growth, self.settings.first_clause_s or 1.0)
-                splitter = ClauseSplitter(first_words=self.settings.first_clause_words,
-                                          first_clause_s=self.settings.first_clause_s, growth=growth)
                 with tracing.span("voxtral.respond", speculative=turn.speculative) as span:
                     async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
                                                            turn.session_id, turn.turn_id, turn.speculative,
