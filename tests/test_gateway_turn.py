@@ -166,3 +166,23 @@ async def test_a_turn_teaches_the_pace_what_it_measured() -> None:
 
     await TurnRunner(GatewaySettings(auth_disabled=True), stages, emit, pace).run(request(), progress())  # type: ignore[arg-type]  # scripted stand-in
     assert pace.rtf == pytest.approx(3.0 / 10.0, rel=0.5)  # 3 ms of compute per 10 ms chunk
+
+
+async def test_a_reply_whose_text_cannot_be_cut_fails_instead_of_waiting_forever() -> None:
+    """Whatever goes wrong before the first clause (here the pace itself), the speaker is told the
+    text has ended: the turn fails with that error, it does not hang."""
+
+    class BrokenPace(SynthesisPace):
+        def growth(self, setting: float) -> float:
+            raise RuntimeError("the pace broke")
+
+    stages = ScriptedStages()
+    stages.release.set()
+
+    async def emit(event) -> None:
+        pass
+
+    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit, BrokenPace())  # type: ignore[arg-type]  # scripted stand-in
+    with pytest.raises(RuntimeError, match="the pace broke"):
+        async with asyncio.timeout(10):
+            await runner.run(request(), progress())

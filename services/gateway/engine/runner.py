@@ -102,10 +102,10 @@ class TurnRunner:
             await clauses.put((clause, more_follows))
 
         async def generate() -> None:
-            growth = self.pace.growth(self.settings.clause_growth)
-            splitter = ClauseSplitter(first_words=self.settings.first_clause_words,
-                                      first_clause_s=self.settings.first_clause_s, growth=growth)
-            try:
+            try:  # nothing here may raise outside it: the speaker waits for the end it puts
+                growth = self.pace.growth(self.settings.clause_growth)
+                splitter = ClauseSplitter(first_words=self.settings.first_clause_words,
+                                          first_clause_s=self.settings.first_clause_s, growth=growth)
                 with tracing.span("voxtral.respond", speculative=turn.speculative) as span:
                     async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
                                                            turn.session_id, turn.turn_id, turn.speculative,
