@@ -71,8 +71,7 @@ class PieceCost:
         ceiling = min(ceiling, MAX_PHONEMES)
         if self.per_phoneme_ms <= 0:
             return ceiling
-        fits = int((budget_ms - self.fixed_ms) / self.per_phoneme_ms)
-        return max(MIN_PIECE_PHONEMES, min(ceiling, fits))
+        return max(MIN_PIECE_PHONEMES, min(ceiling, self.fitting(budget_ms)))
 
 
 def first_piece(piece: Piece, limit: int, phonemize: Callable[[str], str],
@@ -101,8 +100,8 @@ def first_piece(piece: Piece, limit: int, phonemize: Callable[[str], str],
     while fits > 0:
         head = " ".join(words[:fits])
         head_phonemes = phonemize(head)
-        if (head_count := count(head_phonemes)) <= limit or fits == 1:
-            return (Piece(head, head_phonemes, head_count), " ".join(words[fits:])) if head_count <= limit else None
+        if (head_count := count(head_phonemes)) <= limit:
+            return Piece(head, head_phonemes, head_count), " ".join(words[fits:])
         fits -= 1  # the estimate was long: one word fewer
     return None
 

@@ -7,7 +7,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -105,11 +105,11 @@ class Synthesizer:
             pieces = await loop.run_in_executor(self._g2p, self.plan, text, voice)
             while pieces:
                 piece = pieces.pop(0)
-                if heard_s > 0 or request.need_in_s > 0:  # audio is ahead of the listener: cut to arrive in time
-                    cut = await loop.run_in_executor(self._g2p, self.cut_in_time, piece, voice, need_by + heard_s)
-                    if cut is not None:
-                        piece, rest = cut
-                        pieces = await loop.run_in_executor(self._g2p, self.plan, rest, voice) + pieces
+                # Audio is ahead of the listener: a piece that would not be ready in time is cut.
+                limit = self.in_time_limit(piece, need_by + heard_s) if heard_s > 0 or request.need_in_s > 0 else None
+                if limit is not None and (cut := await loop.run_in_executor(self._g2p, self.cut, piece, voice, limit)):
+                    piece, rest = cut
+                    pieces = await loop.run_in_executor(self._g2p, self.plan, rest, voice) + pieces
                 last = index == len(clauses) - 1 and not pieces
                 audio, compute_ms, queue_ms = await self._synthesize(piece, voice, speed, need_by + heard_s,
                                                                      wait_until, caller_deadline, segment > 0)
@@ -149,22 +149,27 @@ class Synthesizer:
         """Blocking: a clause as pieces short enough to synthesise within a share of the budget."""
         s = self.settings
         limit = self.cost.max_phonemes(s.timeout_s * 1000 * s.piece_share, s.max_clause_phonemes)
-        british = self.voices.info(voice).british
-        return plan_pieces(text, limit, lambda t: self.phonemizer.phonemize(t, british=british),
-                           lambda p: count_phonemes(self.engine.vocab, p))
+        return plan_pieces(text, limit, *self._phonemes(voice))
 
-    def cut_in_time(self, piece: Piece, voice: str, needed_at: float) -> tuple[Piece, str] | None:
-        """Blocking: when `piece` would not be synthesised before the listener needs it (at clock
-        `needed_at`), the first words that would be, and the words left; else None."""
+    def in_time_limit(self, piece: Piece, needed_at: float) -> int | None:
+        """When `piece` would not be synthesised before the listener needs it (at clock
+        `needed_at`), the most phonemes a first piece of it may have to be; else None."""
         budget_ms = (needed_at - time.monotonic()) * 1000 * IN_TIME_SHARE
         if self.cost.per_phoneme_ms <= 0 or self.cost.predict_ms(piece.count) <= budget_ms:
             return None
         limit = self.cost.fitting(budget_ms)
-        if limit < MIN_PIECE_PHONEMES:
-            return None  # no short piece arrives in time either: one wait beats many short pieces' fixed costs
+        # No short piece arrives in time either: one wait beats many short pieces' fixed costs.
+        return limit if limit >= MIN_PIECE_PHONEMES else None
+
+    def cut(self, piece: Piece, voice: str, limit: int) -> tuple[Piece, str] | None:
+        """Blocking: the first words of `piece` within `limit` phonemes, and the words left."""
+        return first_piece(piece, limit, *self._phonemes(voice))
+
+    def _phonemes(self, voice: str) -> tuple[Callable[[str], str], Callable[[str], int]]:
+        """The voice's phonemizer and the model's phoneme count."""
         british = self.voices.info(voice).british
-        return first_piece(piece, limit, lambda t: self.phonemizer.phonemize(t, british=british),
-                           lambda p: count_phonemes(self.engine.vocab, p))
+        return (lambda t: self.phonemizer.phonemize(t, british=british),
+                lambda p: count_phonemes(self.engine.vocab, p))
 
     def edges(self, audio: np.ndarray, pause_after: bool) -> np.ndarray:
         """A piece's audio with natural edges; one that more speech follows ends with the pause."""
