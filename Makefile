@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -109,6 +109,10 @@ $(PEER_READY):
 
 bench-endpoint: install system-deps assets models $(PEER_READY)
 	$(PY) -m bench.endpointing
+
+# How well each signal tells a finished sentence from one cut mid-phrase (bench/results/turn_signal.*).
+bench-turn-signal: install system-deps assets models
+	$(PY) -m bench.turn_signal
 
 # Taking turns as a person meets it: mouth-to-ear, junctions, barge-in, coughs and backchannels,
 # speculation on and off, and Pipecat's Kokoro path beside ours (bench/results/conversation.*).
