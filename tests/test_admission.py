@@ -4,6 +4,7 @@ sessions already admitted go on. Shown end to end on real processes in test_capa
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from services.common.load import StageLoad
 from services.gateway.config import AdmissionSettings
 from services.gateway.engine.admission import Admission, Refused
 from services.gateway.engine.events import SessionStarted, TurnCompleted
+from services.gateway.engine.stages import StageError
 from services.gateway.engine.vocabulary import Stage
 from tests.support.engine_client import Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
@@ -46,14 +48,18 @@ async def test_one_sessions_measured_share_decides_whether_another_fits() -> Non
     assert admission.shares[Stage.TTS] == pytest.approx(0.2 + 0.1 * math.exp(-1), abs=0.005)
     admission.check(2)
     token = admission.admitted()
-    admission.check(3)  # a session that has not spoken loads nothing yet (idle sessions lock nobody out)
+    # Just admitted, that session is about to speak: its share is pending although it has not spoken...
+    with pytest.raises(Refused):
+        admission.check(2)
+    clock[0] += AdmissionSettings().unspoken_grace_s  # ...until the grace is over: a session that never speaks locks nobody out
+    admission.check(2)
     admission.spoke(token)
-    # Just admitted and speaking, that session's load is not in the stage's average yet: it is pending...
+    # Speaking, its load is not in the stage's average yet: it is pending...
     with pytest.raises(Refused):
         admission.check(3)
     clock[0] += 60.0  # ...until a load window later its load is in the average
     admission.check(3)
-    clock[0] = 0.0
+    clock[0] = AdmissionSettings().unspoken_grace_s + 1
     with pytest.raises(Refused):
         admission.check(3)
     admission.left(token)  # or it has ended
@@ -109,12 +115,16 @@ async def test_a_refused_session_gets_a_clear_error_while_the_admitted_one_goes_
 
 async def test_idle_sessions_lock_nobody_out(stages: FakeStages, redis: RedisProcess) -> None:
     stages.loads = {Stage.TTS: load(0.6)}
-    conversations = engine(stages, redis, admission=AdmissionSettings(poll_s=0.01, unmeasured_sessions=2))
+    grace = 0.1
+    conversations = engine(stages, redis, admission=AdmissionSettings(poll_s=0.01, unmeasured_sessions=2,
+                                                                        unspoken_grace_s=grace))
     conversations.start()
     try:
-        idle = [Client(conversations) for _ in range(8)]  # open, and never a word
-        for client in idle:
-            await client.wait_for(SessionStarted)
+        idle = []
+        for _ in range(8):  # open, and never a word: each counts as about to speak for the grace only
+            idle.append(Client(conversations))
+            await idle[-1].wait_for(SessionStarted)
+            await asyncio.sleep(grace)
         speaker = Client(conversations)  # admitted: no open session loads the stages
         await speaker.wait_for(SessionStarted)
         await utter(speaker, stages)
@@ -124,3 +134,47 @@ async def test_idle_sessions_lock_nobody_out(stages: FakeStages, redis: RedisPro
             await client.end()
     finally:
         await conversations.close()
+
+
+async def test_a_stage_that_does_not_answer_its_load_probe_refuses_sessions_until_it_does() -> None:
+    stages = FakeStages(loads={Stage.TTS: load(0.1), Stage.VOXTRAL: load(0.1)})
+    admission = Admission(AdmissionSettings(), stages)
+    await admission.poll(sessions=0)
+    admission.check(0)
+    stages.loads[Stage.TTS] = None  # hung (SIGSTOP): the probe gets no answer
+    await admission.poll(sessions=0)
+    with pytest.raises(Refused, match=r"the tts stage does not answer \(no answer in 2 s\)"):
+        admission.check(0)  # even an idle gateway: nothing could be served
+    stages.loads[Stage.TTS] = StageError(Stage.TTS, "UNAVAILABLE", "connection refused")  # down
+    await admission.poll(sessions=0)
+    with pytest.raises(Refused, match="connection refused"):
+        admission.check(0)
+    stages.loads[Stage.TTS] = load(0.1)  # back
+    await admission.poll(sessions=0)
+    admission.check(0)
+
+
+async def test_lateness_refuses_only_while_the_stage_is_still_loaded() -> None:
+    stages = FakeStages(loads={Stage.TTS: load(0.6, late_ms=900)})
+    admission = Admission(AdmissionSettings(), stages)
+    await admission.poll(sessions=1)
+    with pytest.raises(Refused, match="past when it is needed"):
+        admission.check(1)
+    stages.loads[Stage.TTS] = load(0.05, late_ms=900)  # the load is gone; the window still holds its lateness
+    await admission.poll(sessions=1)
+    admission.check(1)
+    stages.loads[Stage.TTS] = StageLoad(slots=1, busy=1, queued=2, utilisation=0.05, late_p95_ms=900, window_s=10)
+    await admission.poll(sessions=1)
+    with pytest.raises(Refused, match="past when it is needed"):  # work queued: it is late now
+        admission.check(1)
+
+
+async def test_a_burst_of_arrivals_is_admitted_only_up_to_the_unmeasured_limit() -> None:
+    stages = FakeStages(loads={Stage.TTS: load(0.0), Stage.VOXTRAL: load(0.0)})
+    admission = Admission(AdmissionSettings(unmeasured_sessions=2), stages)
+    await admission.poll(sessions=0)
+    for _ in range(2):  # none of them has spoken yet: each counts as about to
+        admission.check(0)
+        admission.admitted()
+    with pytest.raises(Refused, match="until the load of a session is measured: 2 sessions open"):
+        admission.check(0)

@@ -21,7 +21,7 @@ from services.gateway.engine.events import (
     TurnCompleted,
     TurnEnded,
 )
-from services.gateway.engine.inputs import SessionRequest
+from services.gateway.engine.inputs import Audio, SessionRequest
 from services.gateway.engine.vocabulary import Control, ErrorCode, EventType, Stage, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
@@ -334,6 +334,13 @@ async def test_a_client_that_sends_nothing_is_closed_with_the_reason(stages: Fak
     assert "nothing received for 0.3 s" in farewell.message
     assert not talking.task.done() and not talking.of(ErrorEvent)
     await talking.end()
+    trickle = Client(conversations)
+    await trickle.wait_for(SessionStarted)
+    for _ in range(8):  # a sample now and then is bytes, not audio: it keeps nothing open
+        trickle.send(Audio(b"\x00\x00"))
+        await asyncio.sleep(0.06)
+    assert "nothing received for 0.3 s" in (await trickle.wait_for(ErrorEvent)).message
+    await trickle.task
     silent = Client(conversations, request=None)
     silent._inputs.get_nowait()  # not even a config
     with pytest.raises(DeadlineExceeded, match="nothing received"):

@@ -65,21 +65,36 @@ async def test_the_lease_lapses_when_its_holder_stops_renewing(stages: FakeStage
     await resumed.end()
 
 
-async def test_one_client_has_a_session_limit_others_do_not_share(stages: FakeStages, redis: RedisProcess) -> None:
+async def test_one_key_has_a_session_limit_from_any_address_that_others_do_not_share(
+        stages: FakeStages, redis: RedisProcess) -> None:
     conversations = engine(stages, redis, max_sessions_per_client=2)
-    mine = [Client(conversations, caller=ALICE) for _ in range(2)]
+    mine = [Client(conversations, caller=Caller(ALICE.identity, f"10.0.0.{n}")) for n in (1, 2)]
     for client in mine:
         await client.wait_for(SessionStarted)
-    with pytest.raises(ResourceExhausted, match="this client"):
-        await Client(conversations, caller=ALICE).task
+    for address in ("10.0.0.1", "10.0.0.3"):  # the key's limit, whatever address it comes from
+        with pytest.raises(ResourceExhausted, match="this client"):
+            await Client(conversations, caller=Caller(ALICE.identity, address)).task
     other_key = Client(conversations, caller=BOB)
-    other_address = Client(conversations, caller=Caller(ALICE.identity, "10.0.0.2"))
     await other_key.wait_for(SessionStarted)
-    await other_address.wait_for(SessionStarted)
     await mine[0].end()
     freed = Client(conversations, caller=ALICE)
     await freed.wait_for(SessionStarted)
-    for client in (mine[1], other_key, other_address, freed):
+    for client in (mine[1], other_key, freed):
+        await client.end()
+    assert conversations.sessions == 0
+
+
+async def test_one_address_has_a_session_limit_whatever_its_keys(stages: FakeStages, redis: RedisProcess) -> None:
+    conversations = engine(stages, redis, max_sessions_per_address=2)
+    held = [Client(conversations, caller=Caller(key, "10.0.0.9")) for key in ("key-a", "open")]
+    for client in held:
+        await client.wait_for(SessionStarted)
+    for key in ("key-c", "open"):  # another key, or keys off: the address is full
+        with pytest.raises(ResourceExhausted, match="address '10.0.0.9'"):
+            await Client(conversations, caller=Caller(key, "10.0.0.9")).task
+    elsewhere = Client(conversations, caller=Caller("key-c", "10.0.0.10"))
+    await elsewhere.wait_for(SessionStarted)
+    for client in (*held, elsewhere):
         await client.end()
     assert conversations.sessions == 0
 

@@ -26,9 +26,11 @@ NOWHERE = "127.0.0.1:9"  # stages are not needed to check who may talk
 
 
 async def start(redis: RedisProcess, **overrides) -> tuple[GrpcServer, GatewaySettings]:
-    settings = GatewaySettings(port=0, grace_s=0, metrics_port=0, web_port=free_port(),
-                               redis={"url": redis.url}, vad_target=NOWHERE, voxtral_target=NOWHERE,
-                               tts_target=NOWHERE, **overrides)
+    """A gateway with no stages behind it; admission is off (it refuses every session while the
+    model stages do not answer)."""
+    settings = GatewaySettings(**{"port": 0, "grace_s": 0, "metrics_port": 0, "web_port": free_port(),
+                                  "redis": {"url": redis.url}, "vad_target": NOWHERE, "voxtral_target": NOWHERE,
+                                  "tts_target": NOWHERE, "admission": {"enabled": False}, **overrides})
     server, _ = await serve(settings, gateway_service(settings))
     return server, settings
 

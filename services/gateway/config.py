@@ -24,8 +24,11 @@ class AdmissionSettings(BaseModel):
     max_late_ms: float = Field(400.0, ge=0, le=60_000, description="Work starting this late past its need time "
                                "(95th percentile over the stage's window): refused; a TTS clause that late is "
                                "heard as a gap.")
-    unmeasured_sessions: int = Field(4, ge=1, le=100_000, description="Speaking sessions at most while one session's "
+    unmeasured_sessions: int = Field(2, ge=1, le=100_000, description="Speaking sessions at most while one session's "
                                      "share of a stage's load is not yet measured (a cold start's burst).")
+    unspoken_grace_s: float = Field(15.0, ge=0, le=600, description="A session admitted this recently that has "
+                                    "not spoken yet counts as speaking (a burst of arrivals is not admitted whole "
+                                    "before any is measured); later, as idle (idle sessions lock nobody out).")
 
 
 class GatewaySettings(ServerSettings):
@@ -55,8 +58,12 @@ class GatewaySettings(ServerSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics over HTTP; 0 turns it off.")
     max_sessions: int = Field(256, ge=1, le=100_000, description="Concurrent sessions; more: RESOURCE_EXHAUSTED.")
     max_sessions_per_client: int = Field(32, ge=1, le=100_000, description="Concurrent sessions of one client "
-                                         "(one API key from one address); more: RESOURCE_EXHAUSTED, so one "
+                                         "(one API key, from any address); more: RESOURCE_EXHAUSTED, so one "
                                          "client cannot take every session.")
+    max_sessions_per_address: int = Field(64, ge=1, le=100_000, description="Concurrent sessions from one "
+                                          "address, whatever their keys (the only per-client rule when keys are "
+                                          "off). Behind a proxy every client shares its address: raise it to "
+                                          "max_sessions there.")
     write_timeout_s: float = Field(15.0, gt=0, le=600, description="A client that reads nothing of what is "
                                    "sent to it for this long (its buffers full) is closed, freeing its session.")
     admission: AdmissionSettings = AdmissionSettings()

@@ -34,7 +34,9 @@ from services.gateway.engine.events import ErrorEvent, Event, ResponseAudio
 from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
 from services.gateway.engine.vocabulary import ErrorCode
 from services.gateway.messages import to_input, to_message
-from services.gateway.realtime.session import RealtimeSession
+from services.gateway.realtime.config import check_model
+from services.gateway.realtime.formats import ClientError
+from services.gateway.realtime.session import ClientGone, RealtimeSession
 from voice.v1 import gateway_pb2
 
 log = logging.getLogger(__name__)
@@ -137,12 +139,16 @@ class WebBridge:
 
     async def realtime(self, request: web.Request) -> web.WebSocketResponse:
         """The OpenAI Realtime-compatible endpoint (services/gateway/realtime)."""
+        try:
+            model = check_model(request.query.get("model", "voxtral"), "model")
+        except ClientError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
         caller = self.admit(request, "send Authorization: Bearer <key> (the SDK's api_key)")
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
         await ws.prepare(request)
         try:
-            await RealtimeSession(ws, self.engine, caller, request.query.get("model", "")).run()
-        except ConnectionResetError:
+            await RealtimeSession(ws, self.engine, caller, model, request.transport).run()
+        except (ConnectionResetError, ClientGone):
             pass  # the client went away; the engine session has ended
         finally:
             await close(ws, request)

@@ -106,7 +106,8 @@ class FakeStages:
     streams: list[FakeVadStream] = field(default_factory=list)
     histories: list[list[HistoryTurn]] = field(default_factory=list)
     closed: bool = False
-    loads: dict[Stage, StageLoad] = field(default_factory=dict)  # what GetLoad answers, per model stage
+    # What GetLoad answers per model stage: a load, an error (the stage is down) or None (it hangs).
+    loads: dict[Stage, StageLoad | StageError | None] = field(default_factory=dict)
 
     def connect(self) -> None:
         pass
@@ -180,7 +181,13 @@ class FakeStages:
     async def load(self, stage: Stage) -> StageLoad:
         if stage not in self.loads:
             raise StageError(stage, "UNIMPLEMENTED", "the fake reports no load for it")
-        return self.loads[stage]
+        load = self.loads[stage]
+        if isinstance(load, StageError):  # a stage that is down
+            raise load
+        if load is None:  # a hung stage: no answer ever
+            await asyncio.Event().wait()
+        assert load is not None
+        return load
 
     async def close(self) -> None:
         self.closed = True

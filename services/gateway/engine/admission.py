@@ -28,6 +28,11 @@ MODEL_STAGES = (Stage.VOXTRAL, Stage.TTS)
 MEASURABLE_UTILISATION = 0.05
 # A session's share is averaged over this long: a conversation's load comes and goes with its turns.
 SHARE_MEMORY_S = 30.0
+# How long a model stage may take to answer its load probe before it counts as not answering.
+PROBE_TIMEOUT_S = 2.0
+# Lateness refuses only while the stage is still loaded: at least this share of the utilisation
+# limit busy, or work queued. Once the load is gone, what was late during it says nothing.
+LOADED_SHARE = 0.5
 
 
 class Refused(ResourceExhausted):
@@ -47,7 +52,8 @@ class Admission:
         self.loads: dict[Stage, StageLoad] = {}
         self.shares: dict[Stage, float] = {}  # one session's share of the stage's slot use
         self._open: dict[int, float] = {}  # open sessions this gateway admitted: when
-        self._spoke: set[int] = set()  # ...of which these have spoken
+        self.silent: dict[Stage, str] = {}  # model stages that did not answer their last load probe: why
+        self._spoke: dict[int, float] = {}  # ...of which these have spoken: since when
         self._tokens = itertools.count()
 
     def observe(self, stage: Stage, load: StageLoad, sessions: int) -> None:
@@ -60,13 +66,29 @@ class Admission:
             self.shares[stage] = share if known is None else (1 - weight) * known + weight * share
 
     async def poll(self, sessions: int) -> None:
-        """Read every model stage's load once; one that does not answer is left out (not refused on)."""
-        for stage in MODEL_STAGES:
+        """Read every model stage's load once, together. A stage that does not answer (down, hung,
+        too slow) cannot serve: sessions are refused until it answers again. One that answers it
+        has no load report (UNIMPLEMENTED) is left out of the decision."""
+        async def probe(stage: Stage) -> None:
             try:
-                self.observe(stage, await self.stages.load(stage), sessions)
-            except StageError as err:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    load = await self.stages.load(stage)
+            except (StageError, TimeoutError) as err:
                 self.loads.pop(stage, None)
-                log.debug("stage load unknown", extra={"stage": stage.value, "error": str(err)})
+                if isinstance(err, StageError) and err.code == "UNIMPLEMENTED":
+                    self.silent.pop(stage, None)
+                    return
+                why = err.message if isinstance(err, StageError) else f"no answer in {PROBE_TIMEOUT_S:g} s"
+                if stage not in self.silent:
+                    log.warning("stage does not answer its load probe: new sessions are refused",
+                                extra={"stage": stage.value, "error": why})
+                self.silent[stage] = why
+                return
+            if self.silent.pop(stage, None) is not None:
+                log.info("stage answers its load probe again", extra={"stage": stage.value})
+            self.observe(stage, load, sessions)
+
+        await asyncio.gather(*(probe(stage) for stage in MODEL_STAGES))
 
     async def run(self, sessions: Callable[[], int]) -> None:
         while True:
@@ -77,22 +99,34 @@ class Admission:
         return max((load.window_s for load in self.loads.values()), default=10.0)
 
     def _pending(self) -> float:
-        """Open sessions admitted recently that have spoken, weighted by how much of their load the
-        stages' averages lack (an average over the window has seen a share 1 - e^(-age/window) of
-        it). Sessions that never spoke are left out: idle sessions must not lock others out."""
-        now, window = self.clock(), self._window_s()
-        return sum(math.exp(-(now - self._open[t]) / window) for t in self._spoke if t in self._open)
+        """Open sessions admitted recently, weighted by how much of their load the stages' averages
+        lack: one that has spoken by the share e^(-t/window) its average has not seen, t since it first
+        spoke; one that has not spoken yet wholly, for the unspoken grace. Later, one that never spoke
+        is left out: idle sessions must not lock others out."""
+        now, window, grace = self.clock(), self._window_s(), self.settings.unspoken_grace_s
+        return sum(math.exp(-(now - self._spoke[t]) / window) if t in self._spoke else 1.0
+                   for t, at in self._open.items() if t in self._spoke or now - at < grace)
+
+    def _unspoken(self) -> int:
+        """Sessions admitted within the grace that have not spoken yet: about to load the stages."""
+        now, grace = self.clock(), self.settings.unspoken_grace_s
+        return sum(1 for t, at in self._open.items() if t not in self._spoke and now - at < grace)
 
     def check(self, sessions: int) -> None:
         """Raise Refused when one more session does not fit; `sessions`: those open that load the
         stages (have spoken lately)."""
         if not self.settings.enabled:
             return
-        empty = sessions == 0  # an idle gateway admits one session on any share: it is how shares are learnt
         retry = max(1, math.ceil(self._window_s() / 2))
+        for stage, why in self.silent.items():
+            self._refuse(f"the {stage} stage does not answer ({why}): it cannot serve a session now", retry,
+                         stage, "stage_silent")
+        sessions += self._unspoken()
+        empty = sessions == 0  # an idle gateway admits one session on any share: it is how shares are learnt
         pending = self._pending()
         for stage, load in self.loads.items():
-            if load.late_p95_ms > self.settings.max_late_ms:
+            loaded = load.queued > 0 or load.utilisation >= LOADED_SHARE * self.settings.max_utilisation
+            if load.late_p95_ms > self.settings.max_late_ms and loaded:
                 self._refuse(f"at capacity: {stage} starts work {load.late_p95_ms:.0f} ms past when it is needed "
                              f"(limit {self.settings.max_late_ms:.0f} ms)", retry, stage, "late")
             share = self.shares.get(stage)
@@ -121,8 +155,8 @@ class Admission:
 
     def spoke(self, token: int) -> None:
         if token in self._open:
-            self._spoke.add(token)
+            self._spoke.setdefault(token, self.clock())
 
     def left(self, token: int) -> None:
         self._open.pop(token, None)
-        self._spoke.discard(token)
+        self._spoke.pop(token, None)

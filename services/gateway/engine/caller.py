@@ -17,5 +17,10 @@ class Caller:
 
     @property
     def client(self) -> str:
-        """What the per-client session limit counts: one key from one address."""
+        """Who this is in logs: the key's identity and its address."""
         return f"{self.identity}@{self.peer}"
+
+    @property
+    def key(self) -> str | None:
+        """What the per-key session limit counts (None when keys are off: no key to count)."""
+        return None if self.identity == OPEN else self.identity

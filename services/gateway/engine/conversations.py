@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable, echo
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
+from services.gateway.engine.activity import Activity
 from services.gateway.engine.admission import Admission
 from services.gateway.engine.budget import ByteBudget
 from services.gateway.engine.caller import Caller
@@ -46,6 +48,13 @@ log = logging.getLogger(__name__)
 ACTIVE_S = 60.0
 
 
+def release(counts: Counter[str], name: str) -> None:
+    """One session of `name` fewer; a name with none left is forgotten."""
+    counts[name] -= 1
+    if counts[name] <= 0:
+        del counts[name]
+
+
 class ConversationEngine:
     def __init__(self, settings: GatewaySettings, stages: Stages, store: SessionStore) -> None:
         self.settings = settings
@@ -58,7 +67,8 @@ class ConversationEngine:
         self.admission = Admission(settings.admission, stages)
         self.audio_budget = ByteBudget(settings.process_audio_bytes, "process")  # every session's VAD audio
         self._live: dict[int, ConversationSession] = {}  # by admission token
-        self._clients: dict[str, int] = {}  # open sessions by client (Caller.client)
+        self._keys: Counter[str] = Counter()  # open sessions by API key (Caller.key)
+        self._addresses: Counter[str] = Counter()  # ...and by address (Caller.peer)
         self._watch: asyncio.Future[None] | None = None
 
     async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]],
@@ -67,7 +77,9 @@ class ConversationEngine:
         Stalled when its client stops reading."""
         admitted = self.admit(caller)
         self.sessions += 1
-        self._clients[caller.client] = self._clients.get(caller.client, 0) + 1
+        if caller.key is not None:
+            self._keys[caller.key] += 1
+        self._addresses[caller.peer] += 1
         SESSIONS.inc()
         lock = asyncio.Lock()
         closing = asyncio.Event()
@@ -90,19 +102,21 @@ class ConversationEngine:
         session: ConversationSession | None = None
         waits: list[asyncio.Future[Any]] = []
         try:
-            first = await self._next(inputs)
+            activity = Activity(self.settings.idle_timeout_s)
+            first = await self._next(inputs, activity)
             if first is None:
                 return
             if not isinstance(first, SessionRequest):
                 raise InvalidArgument("the first message must be the session config (input_sample_rate_hz etc.)")
             self.stages.connect()
             config = configure(first, self.settings, await self.voices())
+            activity.rate_hz = config.input_rate_hz
             session = ConversationSession(self.settings, self.stages, self.store, config, emit, self.pace,
                                           self.audio_budget, caller.identity)
             self._live[admitted] = session
             await emit(await session.start())
             await session.listen()
-            serving = asyncio.ensure_future(self._serve(session, inputs, emit))
+            serving = asyncio.ensure_future(self._serve(session, inputs, emit, activity))
             shutdown = asyncio.ensure_future(closing.wait())
             stall = asyncio.ensure_future(stalled.wait())
             waits += [serving, shutdown, stall]
@@ -134,31 +148,39 @@ class ConversationEngine:
             if session is not None:
                 await session.close()
             self.sessions -= 1
-            left = self._clients.pop(caller.client, 1) - 1
-            if left:
-                self._clients[caller.client] = left
+            if caller.key is not None:
+                release(self._keys, caller.key)
+            release(self._addresses, caller.peer)
             self._live.pop(admitted, None)
             self.admission.left(admitted)
             SESSIONS.dec()
 
-    async def _next(self, inputs: AsyncIterator[Input]) -> Input | None:
-        """The client's next input (None: its stream ended); Idle past the idle timeout."""
+    async def _next(self, inputs: AsyncIterator[Input], activity: Activity) -> Input | None:
+        """The client's next input (None: its stream ended); Idle once it has been inactive for the idle
+        timeout (Activity says what counts)."""
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.settings.idle_timeout_s):
-                return await anext(aiter(inputs), None)
+            async with asyncio.timeout_at(loop.time() + activity.deadline() - time.monotonic()):
+                item = await anext(aiter(inputs), None)
         except TimeoutError:
             IDLE_CLOSED.inc()
             raise Idle(f"nothing received for {self.settings.idle_timeout_s:g} s: the session is closed "
                        "(a client keeps a session by sending audio, silence included)") from None
+        if item is not None:
+            activity.saw(item)
+        return item
 
     def check_admission(self, caller: Caller) -> None:
         """Raise ResourceExhausted (with a retry hint) when a new session does not fit now."""
         if self.draining:
             raise Unavailable("this gateway is shutting down: connect again (any replica) and resume the session")
         limit = self.settings.max_sessions_per_client
-        if self._clients.get(caller.client, 0) >= limit:
-            raise ClientLimit(f"this client (its API key, from {caller.peer}) holds its maximum of {limit} "
-                              "sessions: end one first")
+        if caller.key is not None and self._keys[caller.key] >= limit:
+            raise ClientLimit(f"this client (its API key) holds its maximum of {limit} sessions: end one first")
+        limit = self.settings.max_sessions_per_address
+        if self._addresses[caller.peer] >= limit:
+            raise ClientLimit(f"this client's address {echo(caller.peer)} holds its maximum of {limit} sessions: "
+                              "end one first")
         if self.sessions >= self.settings.max_sessions:
             raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
         self.admission.check(self.active())
@@ -184,9 +206,9 @@ class ConversationEngine:
             self._watch = asyncio.ensure_future(self.admission.run(self.active))
 
     async def _serve(self, session: ConversationSession, inputs: AsyncIterator[Input],
-                     emit: Callable[[Event], Awaitable[None]]) -> None:
-        """Until the client's end of input (or its stream ends); Idle when it sends nothing for long."""
-        while (item := await self._next(inputs)) is not None:
+                     emit: Callable[[Event], Awaitable[None]], activity: Activity) -> None:
+        """Until the client's end of input (or its stream ends); Idle when it is inactive for long."""
+        while (item := await self._next(inputs, activity)) is not None:
             match item:
                 case Audio():
                     await session.audio(item.pcm)  # waits while the audio budget is full

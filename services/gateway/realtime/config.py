@@ -13,6 +13,8 @@ from services.gateway.realtime.formats import PCM, AudioFormat, ClientError, aud
 
 # semantic_vad's eagerness: how long the detector may wait for more when the model hears "not done".
 EAGERNESS_FALLBACK_MS = {"low": 8000, "medium": 4000, "high": 2000, "auto": 4000}
+# The longest model name taken (it is echoed in every session.updated).
+MODEL_CHARS = 128
 IGNORED = {"tracing", "include", "temperature", "truncation", "input_audio_transcription", "client_secret"}
 
 
@@ -73,6 +75,13 @@ class RealtimeConfig:
                            "speed": self.speed if self.speed is not None else 1.0},
             },
         }
+
+
+def check_model(value: Any, param: str) -> str:
+    """A model name as a client gives it: any short string (every name is served by Voxtral)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MODEL_CHARS:
+        raise ClientError(f"{param} must be a model name of 1 to {MODEL_CHARS} characters", param)
+    return value
 
 
 def resolve_voice(name: str, voices: set[str]) -> str:
@@ -144,7 +153,7 @@ def apply(config: RealtimeConfig, session: Any) -> RealtimeConfig:
         if key == "type" and value != "realtime":
             raise ClientError("session.type must be realtime (transcription sessions are not offered)", param)
         elif key == "model":
-            changes["model"] = str(value)
+            changes["model"] = check_model(value, param)
         elif key == "instructions":
             if not isinstance(value, str):
                 raise ClientError("session.instructions must be a string", param)

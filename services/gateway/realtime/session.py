@@ -29,24 +29,33 @@ from services.gateway.engine.inputs import (
 )
 from services.gateway.engine.vocabulary import Control, ErrorCode
 from services.gateway.metrics import STALLED_CLOSED
-from services.gateway.realtime.config import RealtimeConfig, apply, resolve_voice
+from services.gateway.realtime.config import RealtimeConfig, apply, check_model, resolve_voice
 from services.gateway.realtime.formats import ClientError, decode_audio
+from services.gateway.realtime.inbox import GONE_POLL_S, Inbox, peer_closed
 from services.gateway.realtime.items import Pending, new_item_id, user_message
 from services.gateway.realtime.outgoing import Outgoing, error, event_id
 
 log = logging.getLogger(__name__)
 
 
+class ClientGone(Exception):
+    """The client closed or reset its connection."""
+
+
 class RealtimeSession:
-    def __init__(self, ws: web.WebSocketResponse, engine: ConversationEngine, caller: Caller, model: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, engine: ConversationEngine, caller: Caller, model: str,
+                 transport: Any = None) -> None:
         self.ws = ws
         self.engine = engine
         self.caller = caller
-        self.config = RealtimeConfig(model=model or "voxtral")
+        self.transport = transport  # the client's connection, watched while the reader waits for room
+        self.config = RealtimeConfig(model=check_model(model or "voxtral", "model"))
+        self.started = self.config  # what the engine session in progress was started with
         self.session_id = ""
-        self.queue: asyncio.Queue[Input | None] = asyncio.Queue()
+        self.inbox = Inbox()
         self.out = self._outgoing()
         self.restarting = False
+        self.restart_pending = False  # the audio settings changed before the engine session had started
         self.pending = Pending()  # what response.create answers
         self._send_lock = asyncio.Lock()
         self.stalled = False
@@ -69,17 +78,30 @@ class RealtimeSession:
                 STALLED_CLOSED.inc()
                 log.warning("realtime client stopped reading: session closed",
                             extra={"session_id": self.session_id, "client": self.caller.client})
-                self.queue.put_nowait(None)
+                self.inbox.end()
                 raise Stalled(f"nothing could be delivered to the client for {timeout_s:g} s") from None
 
     async def run(self) -> None:
+        """Until the engine session ends or the client goes: a client that goes ends it at once
+        (what it sent and nobody will hear the answer to is dropped)."""
         reader = asyncio.ensure_future(self._read())
+        conversing = asyncio.ensure_future(self._converse())
         try:
-            self.queue.put_nowait(self.config.request(""))
+            await asyncio.wait({reader, conversing}, return_when=asyncio.FIRST_COMPLETED)
+            if conversing.done():
+                conversing.result()
+        finally:
+            for task in (reader, conversing):
+                task.cancel()
+            await asyncio.gather(reader, conversing, return_exceptions=True)
+
+    async def _converse(self) -> None:
+        try:
+            self.inbox.put_now(self._request())
             while True:
-                queue = self.queue
+                inbox = self.inbox
                 out = self.out = self._outgoing()  # this engine session's items, in its audio format
-                await self.engine.converse(self._inputs(queue), functools.partial(self._on_event, out), self.caller)
+                await self.engine.converse(self._inputs(inbox), functools.partial(self._on_event, out), self.caller)
                 if not self.restarting:
                     return
                 self.restarting = False
@@ -90,35 +112,61 @@ class RealtimeSession:
                 await asyncio.wait_for(self.send(error(str(exc), kind="server_error",
                                                        code=ErrorCode.of_status(exc.status).value.lower())),
                                        NOTICE_WRITE_S)
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
 
-    async def _inputs(self, queue: asyncio.Queue[Input | None]) -> AsyncIterator[Input]:
-        while (item := await queue.get()) is not None:
+    def _request(self) -> Input:
+        self.started = self.config
+        return self.config.request(self.session_id)
+
+    async def _inputs(self, inbox: Inbox) -> AsyncIterator[Input]:
+        while (item := await inbox.get()) is not None:
             yield item
 
     async def _on_event(self, out: Outgoing, event: Event) -> None:
         if isinstance(event, SessionStarted):
             kind = "session.updated" if self.session_id else "session.created"
             self.session_id = event.session_id
-            await self.send({"type": kind, "session": self.config.describe(self.session_id)})
+            await self.send({"type": kind, "session": self.started.describe(self.session_id)})
+            if self.restart_pending:
+                self.restart_pending = False
+                self._restart()
             return
         for body in out.map(event):
             await self.send(body)
 
+    def _restart(self) -> None:
+        """The engine session starts again, resumed, with the new audio settings; a reply in the old
+        format ends (cancelled). session.updated comes when the new one has started."""
+        self.restarting = True
+        old, self.inbox = self.inbox, Inbox()
+        self.inbox.put_now(self._request())
+        old.put_now(ControlInput(Control.INTERRUPT))
+        old.end()
+        self.pending.clear()
+
     async def _read(self) -> None:
+        async for frame in self.ws:
+            if frame.type == WSMsgType.TEXT:
+                await self._client_event(frame.data)
+            elif frame.type == WSMsgType.BINARY:
+                await self.send(error("send audio as input_audio_buffer.append events (base64)", param="type"))
+            else:
+                break
+
+    async def _queue(self, item: Input) -> None:
+        """Queue an input for the engine session, waiting for room: meanwhile the socket is not read.
+        ClientGone when the client closes its connection during the wait."""
+        inbox = self.inbox
+        if inbox.has_room(item):
+            inbox.put_now(item)
+            return
+        put = asyncio.ensure_future(inbox.put(item))
         try:
-            async for frame in self.ws:
-                if frame.type == WSMsgType.TEXT:
-                    await self._client_event(frame.data)
-                elif frame.type == WSMsgType.BINARY:
-                    await self.send(error("send audio as input_audio_buffer.append events (base64)", param="type"))
-                else:
-                    break
+            while not put.done():
+                await asyncio.wait({put}, timeout=GONE_POLL_S)
+                if not put.done() and peer_closed(self.transport):
+                    raise ClientGone("the client closed its connection")
         finally:
-            self.restarting = False
-            self.queue.put_nowait(None)  # the client is gone: the engine session ends
+            put.cancel()
 
     async def _client_event(self, text: str) -> None:
         about = None
@@ -132,7 +180,7 @@ class RealtimeSession:
             if not isinstance(body, dict) or not isinstance(body.get("type"), str):
                 raise ClientError("a client event is a JSON object with a string \"type\"", "type")
             await self._dispatch(body)
-        except Stalled:
+        except (Stalled, ClientGone):
             raise
         except ClientError as exc:
             await self.send(error(str(exc), code=exc.code, param=exc.param, about=about))
@@ -148,12 +196,12 @@ class RealtimeSession:
         if kind == "session.update":
             await self._session_update(body.get("session"))
         elif kind == "input_audio_buffer.append":
-            self.queue.put_nowait(Audio(decode_audio(body.get("audio"), self.config.input_format, "audio")))
+            await self._queue(Audio(decode_audio(body.get("audio"), self.config.input_format, "audio")))
         elif kind == "input_audio_buffer.commit":
             await self._commit()
         elif kind == "input_audio_buffer.clear":
             if self.config.turn_detection is None:
-                self.queue.put_nowait(ClearAudio())
+                await self._queue(ClearAudio())
                 self.pending.commit = False
             await self.send({"type": "input_audio_buffer.cleared"})
         elif kind == "conversation.item.create":
@@ -165,7 +213,7 @@ class RealtimeSession:
             if active is None:
                 raise ClientError("there is no response in progress to cancel", code="response_cancel_not_active")
             self.out.cancelled_by_client.add(active)
-            self.queue.put_nowait(ControlInput(Control.INTERRUPT))
+            await self._queue(ControlInput(Control.INTERRUPT))
         elif kind == "conversation.item.truncate":
             await self._truncate(body)
         else:
@@ -183,16 +231,14 @@ class RealtimeSession:
             raise ClientError(f"session.instructions have {len(new.instructions)} characters; the limit is "
                               f"{self.engine.settings.max_instructions_chars}", "session.instructions")
         old, self.config = self.config, new
-        if new.engine_shape() != old.engine_shape() and self.session_id:
-            self.restarting = True  # the engine session starts again, resumed, with the new audio settings
-            old_queue, self.queue = self.queue, asyncio.Queue()
-            self.queue.put_nowait(self.config.request(self.session_id))
-            old_queue.put_nowait(ControlInput(Control.INTERRUPT))  # a reply in the old format ends (cancelled)
-            old_queue.put_nowait(None)
-            self.pending.clear()
+        if new.engine_shape() != self.started.engine_shape() or self.restart_pending:
+            if self.session_id:
+                self._restart()
+            else:  # the engine session is still starting: it starts again once it has (session.created first)
+                self.restart_pending = True
             return  # session.updated comes when it has started
         if (new.voice, new.speed, new.instructions) != (old.voice, old.speed, old.instructions):
-            self.queue.put_nowait(Update(new.voice, new.speed, new.instructions))
+            await self._queue(Update(new.voice, new.speed, new.instructions))
         await self.send({"type": "session.updated", "session": new.describe(self.session_id)})
 
     async def _commit(self) -> None:
@@ -220,7 +266,7 @@ class RealtimeSession:
         fmt = self.config.input_format
         audio = [decode_audio(part, fmt, f"item.content[{n}].audio") for n, part in enumerate(message.audio)]
         for pcm in audio:
-            self.queue.put_nowait(Audio(pcm))
+            await self._queue(Audio(pcm))
         await self._commit()
 
     async def _response_create(self, response: Any) -> None:
@@ -233,7 +279,7 @@ class RealtimeSession:
         answer, typed_item = self.pending.respond()
         if typed_item is not None:
             self.out.pending_texts.append(typed_item)
-        self.queue.put_nowait(answer)
+        await self._queue(answer)
 
     async def _truncate(self, body: dict[str, Any]) -> None:
         item_id, played = body.get("item_id"), body.get("audio_end_ms")
@@ -242,6 +288,6 @@ class RealtimeSession:
             raise ClientError("item_id names no assistant item of this session", "item_id")
         if not isinstance(played, int) or played < 0:
             raise ClientError("audio_end_ms must be a whole number of milliseconds, 0 or more", "audio_end_ms")
-        self.queue.put_nowait(PlaybackReport(turn_id, float(played)))  # what was heard: context keeps only that
+        await self._queue(PlaybackReport(turn_id, float(played)))  # what was heard: context keeps only that
         await self.send({"type": "conversation.item.truncated", "item_id": item_id,
                          "content_index": body.get("content_index", 0), "audio_end_ms": played})
