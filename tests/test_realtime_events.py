@@ -9,9 +9,11 @@ import json
 import os
 import socket
 import struct
+import time
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 
 from tests.test_gateway_security import start
@@ -84,13 +86,15 @@ async def test_each_bad_event_is_an_error_naming_its_field_and_the_session_goes_
         assert updated["type"] == "session.updated" and updated["session"]["instructions"] == "Still here."
 
 
-def masked_text_frame(text: str) -> bytes:
+def masked_frame(text: str) -> bytes:
     """A client's WebSocket text frame (RFC 6455: client frames are masked)."""
-    payload = text.encode()
+    payload = np.frombuffer(text.encode(), np.uint8)
     mask = os.urandom(4)
-    header = bytes([0x81]) + (bytes([0x80 | len(payload)]) if len(payload) < 126
-                              else bytes([0x80 | 126]) + struct.pack("!H", len(payload)))
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    size = len(payload)
+    header = bytes([0x81]) + (bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + struct.pack("!H", size)
+                              if size < 65536 else bytes([0x80 | 127]) + struct.pack("!Q", size))
+    masked = payload ^ np.resize(np.frombuffer(mask, np.uint8), size)
+    return header + mask + masked.tobytes()
 
 
 def deaf_client(port: int) -> socket.socket:
@@ -102,7 +106,7 @@ def deaf_client(port: int) -> socket.socket:
     sock.sendall((f"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
     sock.settimeout(2.0)
-    frame = masked_text_frame(json.dumps({"type": "no.such.event"}))
+    frame = masked_frame(json.dumps({"type": "no.such.event"}))
     try:
         for _ in range(50_000):  # each is answered with an error nobody reads
             sock.sendall(frame)
@@ -130,5 +134,51 @@ async def test_a_realtime_client_that_stops_reading_is_closed_and_frees_its_sess
         deaf.close()
         assert freed
         assert "realtime client stopped reading: session closed" in caplog.text
+    finally:
+        await server.stop(0)
+
+
+def flooder(port: int, frame: bytes, seconds: float) -> tuple[socket.socket, int]:
+    """A Realtime client sending `frame` as fast as the gateway takes it for `seconds`: how many went."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.settimeout(0.5)
+    sent, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            sock.sendall(frame)
+        except TimeoutError:
+            break  # the gateway has stopped reading: its client waits
+        sent += 1
+    return sock, sent
+
+
+async def sessions_open(port: int) -> int:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as reply:
+        return int((await reply.json())["sessions"])
+
+
+async def test_a_realtime_audio_flood_is_slowed_at_the_socket_and_its_session_ends_with_its_client(
+        redis_server: RedisProcess) -> None:
+    server, settings = await start(redis_server, auth_disabled=True)
+    try:
+        audio_s = 10  # each frame: 10 s of 24 kHz PCM16, base64 (640 KB)
+        event = {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(48_000 * audio_s)).decode()}
+        frame = masked_frame(json.dumps(event))
+        sock, sent = await asyncio.to_thread(flooder, settings.web_port, frame, 3.0)
+        # Taken: the burst (60 s), 8x real time for 3 s, and what socket buffers hold: far below what an
+        # unread socket takes in 3 s (thousands of seconds of audio).
+        assert sent * audio_s <= 600, f"{sent * audio_s} s of audio taken in 3 s"
+        assert await sessions_open(settings.web_port) == 1
+        sock.close()  # the client goes with its audio unread: the session ends now, not after that audio
+        for _ in range(100):
+            if await sessions_open(settings.web_port) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await sessions_open(settings.web_port) == 0
     finally:
         await server.stop(0)
