@@ -51,7 +51,8 @@ async def test_one_sessions_measured_share_decides_whether_another_fits() -> Non
     # Just admitted, that session is about to speak: its share is pending although it has not spoken...
     with pytest.raises(Refused):
         admission.check(2)
-    clock[0] += AdmissionSettings().unspoken_grace_s  # ...until the grace is over: a session that never speaks locks nobody out
+    # ...until the grace is over: a session that never speaks locks nobody out
+    clock[0] += AdmissionSettings().unspoken_grace_s
     admission.check(2)
     admission.spoke(token)
     # Speaking, its load is not in the stage's average yet: it is pending...

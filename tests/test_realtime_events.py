@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import socket
-import struct
-import time
 from typing import Any
 
 import aiohttp
-import numpy as np
 import pytest
 
 from tests.test_gateway_security import start
+from tools.hostile_clients import flooder, masked_frame, upgrade
 from tools.local_redis import RedisProcess
 
 TD = "session.audio.input.turn_detection"
@@ -86,25 +83,12 @@ async def test_each_bad_event_is_an_error_naming_its_field_and_the_session_goes_
         assert updated["type"] == "session.updated" and updated["session"]["instructions"] == "Still here."
 
 
-def masked_frame(text: str) -> bytes:
-    """A client's WebSocket text frame (RFC 6455: client frames are masked)."""
-    payload = np.frombuffer(text.encode(), np.uint8)
-    mask = os.urandom(4)
-    size = len(payload)
-    header = bytes([0x81]) + (bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + struct.pack("!H", size)
-                              if size < 65536 else bytes([0x80 | 127]) + struct.pack("!Q", size))
-    masked = payload ^ np.resize(np.frombuffer(mask, np.uint8), size)
-    return header + mask + masked.tobytes()
-
-
 def deaf_client(port: int) -> socket.socket:
     """A WebSocket client on /v1/realtime that sends events and never reads a byte (a tiny receive buffer)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    upgrade(sock, port)
     sock.settimeout(2.0)
     frame = masked_frame(json.dumps({"type": "no.such.event"}))
     try:
@@ -136,25 +120,6 @@ async def test_a_realtime_client_that_stops_reading_is_closed_and_frees_its_sess
         assert "realtime client stopped reading: session closed" in caplog.text
     finally:
         await server.stop(0)
-
-
-def flooder(port: int, frame: bytes, seconds: float) -> tuple[socket.socket, int]:
-    """A Realtime client sending `frame` as fast as the gateway takes it for `seconds`: how many went."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    sock.settimeout(0.5)
-    sent, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            sock.sendall(frame)
-        except TimeoutError:
-            break  # the gateway has stopped reading: its client waits
-        sent += 1
-    return sock, sent
 
 
 async def sessions_open(port: int) -> int:
