@@ -1,6 +1,6 @@
 """What hostile clients can do to a gateway (`make bench-abuse`), on the whole system as real processes.
 
-Flood: three clients (one API key) send 1 MB audio messages as fast as the gateway takes them for
+Flood: three clients (one API key) send the largest audio messages the gateway takes, as fast as it takes them, for
 20 s, while a normal client (another key) holds a conversation in real time: the gateway's resident
 memory growth (peak over the start) and whether every normal turn was answered. Realtime flood: one
 client sends 10 s `input_audio_buffer.append` events as fast as the socket takes them for 20 s, then
@@ -32,6 +32,7 @@ import numpy as np
 from bench.conversation_material import material
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV, proc_usage
+from services.gateway.config import GatewaySettings
 from services.voxtral.english import build_english_voxtral
 from tools.conversation import ENDS_TURN_MS, Conversation
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
@@ -43,8 +44,8 @@ from voice.v1 import gateway_pb2, gateway_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE, NORMAL = "h" * 40, "n" * 40
 CONFIG = gateway_pb2.ConverseRequest(config=gateway_pb2.SessionConfig(input_sample_rate_hz=16000))
-MESSAGE_BYTES = 1_000_000
-MIB = 1024 * 1024
+# The largest audio message the gateway takes by default (less the message's own framing).
+MESSAGE_BYTES = GatewaySettings(auth_disabled=True).max_message_bytes - 1024
 
 
 def auth(key: str) -> tuple[tuple[str, str], ...]:
@@ -53,7 +54,7 @@ def auth(key: str) -> tuple[tuple[str, str], ...]:
 
 async def flooder(target: str, stop: asyncio.Event, sent: list[int]) -> str:
     """One client sending audio as fast as it is taken; returns how its call ended."""
-    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 2 * MIB)]) as channel:
+    async with grpc.aio.insecure_channel(target) as channel:
         async def requests():
             yield CONFIG
             chunk = gateway_pb2.ConverseRequest(audio=bytes(MESSAGE_BYTES))
@@ -151,7 +152,7 @@ async def idle_lockout(stack: Stack, offered: int) -> dict[str, Any]:
 def realtime_flooder(port: int, seconds: float) -> tuple[socket.socket, int]:
     """A Realtime client sending 10 s appends as fast as the socket takes them: (its socket, audio s sent)."""
     event = {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(480_000)).decode()}
-    sock, frames = ws_flooder(port, masked_frame(json.dumps(event)), seconds)
+    sock, frames = ws_flooder(port, masked_frame(json.dumps(event)), seconds, HOSTILE)
     return sock, frames * 10
 
 

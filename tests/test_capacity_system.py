@@ -90,7 +90,9 @@ async def test_digits_and_foreign_scripts_are_spoken_in_bounded_pieces() -> None
         assert len(digits) > 1 and all(c.compute_ms > 0 for c in digits)  # cut into pieces, none refused
         heard = await asyncio.to_thread(transcribe, pcm(digits), 24000)
         assert sum(ch.isdigit() for ch in heard) + sum(heard.lower().count(w) for w in ("four", "eight")) >= 10
-        assert await speak(stub, "مرحبا بكم في المدينة، " * 15) == []  # nothing speakable: no audio, no error
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # nothing speakable: said, never a silent OK
+            await speak(stub, "مرحبا بكم في المدينة، " * 15)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "ARABIC" in err.value.details()
         mixed = await speak(stub, "Hello مرحبا my friend.")
         assert " ".join(c.text for c in mixed) == "Hello my friend."
     finally:

@@ -180,3 +180,27 @@ async def test_the_cli_prints_the_real_code_for_a_wrong_key(redis_server: RedisP
             assert err.decode().startswith("error: UNAUTHENTICATED: missing or wrong API key"), err.decode()
     finally:
         await server.stop(0)
+
+
+async def test_session_metrics_are_read_only_by_the_sessions_key(redis_server: RedisProcess, tmp_path: Path) -> None:
+    server, _ = await start(redis_server, api_key_file=two_keys(tmp_path))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            mine = Session(stub, KEY)
+            session_id = await mine.started()
+
+            async def metrics(key: str, sid: str) -> gateway_pb2.GetSessionMetricsResponse:
+                return await stub.GetSessionMetrics(gateway_pb2.GetSessionMetricsRequest(session_id=sid),
+                                                    metadata=metadata(key), timeout=5)
+
+            assert (await metrics(KEY, session_id)).session_id == session_id
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await metrics(OTHER_KEY, session_id)
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await metrics(KEY, "s" * 500_000)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and len(err.value.details()) < 200
+            await mine.end()
+    finally:
+        await server.stop(0)

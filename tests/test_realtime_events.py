@@ -50,6 +50,12 @@ CASES: list[tuple[dict[str, Any], str | None]] = [
     ({"type": "response.create", "response": {"instructions": "x"}}, "response"),
     ({"type": "response.cancel"}, None),
     ({"type": 7}, "type"),
+    ({"type": "session.update", "session": {"audio": {"input": "pcm16"}}}, "session.audio.input"),
+    ({"type": "session.update", "session": {"audio": {"input": [1]}}}, "session.audio.input"),
+    ({"type": "session.update", "session": {"audio": {"output": 5}}}, "session.audio.output"),
+    ({"type": "session.update", "session": {"modalities": 5, "voice": "alloy"}}, "session.modalities"),
+    ({"type": "session.update", "session": {"model": "m" * 200_000}}, "session.model"),
+    ({"type": "session.update", "session": {"model": 5}}, "session.model"),
 ]
 
 

@@ -11,11 +11,13 @@ import time
 import numpy as np
 
 
-def upgrade(sock: socket.socket, port: int, path: str = "/v1/realtime") -> None:
+def upgrade(sock: socket.socket, port: int, path: str = "/v1/realtime", api_key: str = "") -> None:
     """Send a WebSocket upgrade request (its answer is left unread)."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    nonce = base64.b64encode(os.urandom(16)).decode()
+    auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n{auth}"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                  ).encode())
 
 
 def masked_frame(text: str) -> bytes:
@@ -29,12 +31,12 @@ def masked_frame(text: str) -> bytes:
     return header + mask + masked.tobytes()
 
 
-def flooder(port: int, frame: bytes, seconds: float) -> tuple[socket.socket, int]:
+def flooder(port: int, frame: bytes, seconds: float, api_key: str = "") -> tuple[socket.socket, int]:
     """A Realtime client sending `frame` as fast as the gateway takes it for `seconds`: how many went."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     sock.connect(("127.0.0.1", port))
-    upgrade(sock, port)
+    upgrade(sock, port, api_key=api_key)
     sent, deadline = 0, time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         sock.settimeout(left)

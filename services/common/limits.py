@@ -48,3 +48,12 @@ AUDIBLE_AMPLITUDE = 10 ** (AUDIBLE_DBFS / 20)  # of full scale (1.0 for float au
 # A user's typed turn (characters): Voxtral's context is what really bounds it, this keeps one
 # message from holding a slot while a huge prompt is tokenised.
 USER_TEXT_CHARS = Range(1, 4000)
+# A session id as a client may name one (the gateway makes 32 hex digits): longer is refused before
+# it reaches the store or is echoed.
+SESSION_ID_CHARS = 128
+
+
+def check_session_id(value: str, name: str = "session_id") -> str:
+    if len(value) > SESSION_ID_CHARS:
+        raise InvalidArgument(f"{name} has {len(value)} characters; a session id has at most {SESSION_ID_CHARS}")
+    return value

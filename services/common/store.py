@@ -229,6 +229,15 @@ class SessionStore:
 
         return await self._call("record_turn", run, False)
 
+    async def owner(self, session_id: str) -> str | None:
+        """The identity that created the session (None: unknown, or the store is unreachable)."""
+
+        async def run() -> str | None:
+            owner: str | None = await self.redis.hget(self._key(session_id, "meta"), "owner")
+            return owner
+
+        return await self._call("owner", run, None)
+
     async def turns(self, session_id: str) -> list[dict[str, float | str]]:
         """Stored turn records, oldest first."""
 

@@ -2,6 +2,7 @@ import asyncio
 
 from prometheus_client import start_http_server
 
+from services.common.heap import keep_heap_small
 from services.common.logs import configure_logging
 from services.common.server import run_service
 from services.common.settings import load_settings
@@ -12,6 +13,7 @@ from services.gateway.wiring import gateway_service
 
 
 def main() -> None:
+    keep_heap_small()  # before any thread starts: sessions' memory goes back when they end
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level, json_lines=settings.log_json)
     tracing = configure_tracing("gateway")

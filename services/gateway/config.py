@@ -35,8 +35,13 @@ class GatewaySettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     port: int = Field(50051, ge=0, le=65535)
-    max_message_bytes: int = Field(1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
-                                   description="Largest request; a 5 MB audio message gets RESOURCE_EXHAUSTED.")
+    max_message_bytes: int = Field(256 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
+                                   description="Largest gRPC request (8 s of 16 kHz audio; clients stream 20-100 ms "
+                                   "chunks); larger gets RESOURCE_EXHAUSTED. Each message a session has in flight is "
+                                   "held several times on its way to the VAD: this bounds a session's memory.")
+    max_frame_bytes: int = Field(1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
+                                 description="Largest WebSocket frame (page and Realtime; base64 audio is 4/3 its "
+                                 "size); larger closes the socket with 1009.")
     api_key: SecretStr | None = Field(None, description="Key clients must send (gRPC metadata, WebSocket ?key=).")
     api_key_file: Path | None = Field(None, description="A file holding the keys, one per line (e.g. a mounted "
                                       "secret); each key is its own client identity. Lines starting # are comments.")
@@ -67,7 +72,7 @@ class GatewaySettings(ServerSettings):
     write_timeout_s: float = Field(15.0, gt=0, le=600, description="A client that reads nothing of what is "
                                    "sent to it for this long (its buffers full) is closed, freeing its session.")
     admission: AdmissionSettings = AdmissionSettings()
-    session_audio_bytes: int = Field(2 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024,
+    session_audio_bytes: int = Field(512 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024,
                                      description="Audio waiting for the VAD per session, in bytes; a client "
                                      "sending faster is slowed down (not read) until there is room.")
     process_audio_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024 * 1024 * 1024,
@@ -80,7 +85,8 @@ class GatewaySettings(ServerSettings):
     idle_timeout_s: float = Field(120.0, gt=0, le=86_400, description="A session that sends nothing (no audio, "
                                   "no control; a microphone's silence is something) for this long is closed, with "
                                   "an error event saying so; so is a stream that never sends its config.")
-    buffer_s: float = Field(60.0, ge=5, le=600, description="Input audio kept per session to cut utterances from.")
+    buffer_s: float = Field(35.0, ge=5, le=600, description="Input audio kept per session to cut utterances from "
+                            "(an utterance of max_utterance_s and the wait for its end).")
     max_utterance_s: float = Field(30.0, gt=0, le=600, description="Longer utterances keep their last part.")
     default_output_rate_hz: int = Field(24000, ge=8000, le=48000)
     default_end_silence_ms: int = END_SILENCE_MS.field(800, "Seed: 800 ms.")
@@ -115,6 +121,13 @@ class GatewaySettings(ServerSettings):
     tts_timeout_s: float = Field(3.0, gt=0, le=120, description="One clause (seed: 3 s).")
     transcribe_timeout_s: float = Field(15.0, gt=0, le=600)
     unary_timeout_s: float = Field(5.0, gt=0, le=60, description="ListVoices, GetInfo and other unary calls.")
+
+    @model_validator(mode="after")
+    def _buffer_holds_an_utterance(self) -> GatewaySettings:
+        if self.buffer_s <= self.max_utterance_s:
+            raise ValueError(f"buffer_s ({self.buffer_s:g}) must be longer than max_utterance_s "
+                             f"({self.max_utterance_s:g}): utterances are cut from that buffer")
+        return self
 
     @model_validator(mode="after")
     def _stage_security(self) -> GatewaySettings:

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from services.common.errors import InvalidArgument, ServiceError
+from services.common.errors import InvalidArgument, PermissionDenied, ServiceError, echo
+from services.common.limits import check_session_id
 from services.common.interceptor import write_notice
 from services.common.latency import summarize
 from services.common.store import SessionStore
@@ -58,6 +59,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                                 context: grpc.aio.ServicerContext) -> gateway_pb2.GetSessionMetricsResponse:
         if not request.session_id:
             raise InvalidArgument("session_id is required")
+        check_session_id(request.session_id)
+        owner = await self.store.owner(request.session_id)
+        if owner is not None and owner != grpc_caller(self.keys, context).identity:
+            raise PermissionDenied(f"session {echo(request.session_id)} was started with another API key: only its "
+                                   "creator can read its metrics")
         turns = await self.store.turns(request.session_id)
         summary = summarize(turns)
         return gateway_pb2.GetSessionMetricsResponse(

@@ -75,7 +75,7 @@ class WebBridge:
         self.settings = settings
         self.engine = engine
         self.keys = keys  # read once at start, as the gRPC interceptor does
-        self.app = web.Application(client_max_size=settings.max_message_bytes)
+        self.app = web.Application(client_max_size=settings.max_frame_bytes)
         self.ssl: ssl.SSLContext | None = None
         if settings.tls_cert_file and settings.tls_key_file:
             self.ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -144,7 +144,7 @@ class WebBridge:
         except ClientError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         caller = self.admit(request, "send Authorization: Bearer <key> (the SDK's api_key)")
-        ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, heartbeat=20)
         await ws.prepare(request)
         try:
             await RealtimeSession(ws, self.engine, caller, model, request.transport).run()
@@ -156,7 +156,7 @@ class WebBridge:
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         caller = self.admit(request, "open the page as /?key=<key>")
-        ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, heartbeat=20)
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, heartbeat=20)
         await ws.prepare(request)
 
         async def send(event: Event) -> None:

@@ -80,6 +80,12 @@ class Synthesizer:
         self.voices.pack(voice)
         if len(text.strip()) < self.settings.min_chars or not any(c.isalnum() for c in text):
             return None
+        language = self.voices.info(voice).language
+        spoken = speakable(text, language)
+        if not any(c.isalnum() for c in spoken.text):  # words there were, but none this voice can say
+            scripts = ", ".join(f"{n} {script}" for script, n in sorted(spoken.dropped.items()))
+            raise InvalidArgument(f"voice {voice} ({language}) cannot speak any of this text: it has {scripts} "
+                                  "characters and nothing else to say")
         return SpeechRequest(text.strip(), voice, speed, rate, more_follows, need_in_ms / 1000)
 
     async def stream(self, request: SpeechRequest, caller_deadline: float | None = None) -> AsyncIterator[SpeechChunk]:

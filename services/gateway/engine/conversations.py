@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from services.common import heap
 from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable, echo
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
@@ -154,6 +155,7 @@ class ConversationEngine:
             self._live.pop(admitted, None)
             self.admission.left(admitted)
             SESSIONS.dec()
+            heap.trim()  # what the session held goes back to the system
 
     async def _next(self, inputs: AsyncIterator[Input], activity: Activity) -> Input | None:
         """The client's next input (None: its stream ended); Idle once it has been inactive for the idle

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from services.common.audio import MAX_RATE_HZ, MIN_RATE_HZ, check_sample_rate
 from services.common.errors import InvalidArgument, echo
-from services.common.limits import END_OF_TURN_FALLBACK, END_SILENCE_MS, SPEED, USER_TEXT_CHARS
+from services.common.limits import END_OF_TURN_FALLBACK, END_SILENCE_MS, SPEED, USER_TEXT_CHARS, check_session_id
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.vocabulary import Control, Detector
 
@@ -135,6 +135,7 @@ def configure(request: SessionRequest, settings: GatewaySettings, voices: set[st
     if len(request.instructions) > settings.max_instructions_chars:
         raise InvalidArgument(f"instructions have {len(request.instructions)} characters; "
                               f"the limit is {settings.max_instructions_chars}")
+    check_session_id(request.resume_id)
     if request.end_of_turn_fallback_ms is not None:
         END_OF_TURN_FALLBACK.check("end_of_turn_fallback_ms", request.end_of_turn_fallback_ms)
     return SessionConfig(request.input_rate_hz, output, request.voice, request.speed, end_silence,

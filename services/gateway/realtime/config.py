@@ -132,7 +132,10 @@ def _beta(session: dict[str, Any]) -> dict[str, Any]:
         if old in session:
             audio[side][new] = session[old]
     if "modalities" in session:
-        moved["output_modalities"] = [m for m in session["modalities"] if m != "text"] or ["text"]
+        modalities = session["modalities"]
+        if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
+            raise ClientError("session.modalities must be a list of \"audio\" and \"text\"", "session.modalities")
+        moved["output_modalities"] = [m for m in modalities if m != "text"] or ["text"]
     if "max_response_output_tokens" in session:
         moved["max_output_tokens"] = session["max_response_output_tokens"]
     moved["audio"] = audio
@@ -179,6 +182,9 @@ def _audio(audio: Any) -> dict[str, Any]:
     for side in set(audio) - {"input", "output"}:
         raise ClientError(f"session.audio.{side} is not supported", f"session.audio.{side}")
     inp, out = audio.get("input") or {}, audio.get("output") or {}
+    for side, value in (("input", inp), ("output", out)):
+        if not isinstance(value, dict):
+            raise ClientError(f"session.audio.{side} must be an object", f"session.audio.{side}")
     for key, value in inp.items():
         param = f"session.audio.input.{key}"
         if key == "format":

@@ -36,6 +36,8 @@ from services.gateway.realtime.items import Pending, new_item_id, user_message
 from services.gateway.realtime.outgoing import Outgoing, error, event_id
 
 log = logging.getLogger(__name__)
+# The most audio_end_ms a truncate may name (a day): longer than any reply.
+MAX_AUDIO_END_MS = 86_400_000
 
 
 class ClientGone(Exception):
@@ -286,8 +288,13 @@ class RealtimeSession:
         turn_id = self.out.items.get(item_id) if isinstance(item_id, str) else None
         if turn_id is None:
             raise ClientError("item_id names no assistant item of this session", "item_id")
-        if not isinstance(played, int) or played < 0:
-            raise ClientError("audio_end_ms must be a whole number of milliseconds, 0 or more", "audio_end_ms")
+        if isinstance(played, bool) or not isinstance(played, int) or not 0 <= played <= MAX_AUDIO_END_MS:
+            raise ClientError(f"audio_end_ms must be a whole number of milliseconds from 0 to {MAX_AUDIO_END_MS}",
+                              "audio_end_ms")
+        index = body.get("content_index", 0)
+        if isinstance(index, bool) or index != 0:
+            raise ClientError("content_index must be 0: an assistant item here has one (audio) content part",
+                              "content_index")
         await self._queue(PlaybackReport(turn_id, float(played)))  # what was heard: context keeps only that
         await self.send({"type": "conversation.item.truncated", "item_id": item_id,
-                         "content_index": body.get("content_index", 0), "audio_end_ms": played})
+                         "content_index": 0, "audio_end_ms": played})
