@@ -10,6 +10,9 @@ turn, the excess must be refused at start. Per level: offered, admitted, refused
 failed, mouth-to-ear p50/p95, CPU per service; tts_utilisation is the TTS's CPU over the CPU left
 to it (cores x wall, less every other process of the run).
 
+A burst: 2x capacity arriving at once (none measured yet when the others arrive); a hung TTS
+(SIGSTOP): how many of 6 new sessions are admitted into a pipeline that cannot answer (goal: none).
+
 Also, on the idle stack: how long a slot stays busy after its request is cancelled (a short request
 sent at once: its wait for the slot), and the slot hold of a 300-digit string and 299 Arabic
 characters under the seed's 3 s budget.
@@ -23,6 +26,7 @@ import json
 import os
 import platform
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -127,7 +131,8 @@ def cpu_of(stack: Stack) -> dict[str, float]:
     return usage
 
 
-async def level(stack: Stack, offered: int, clips: list[Clip], turns: int, barge_share: float) -> dict[str, Any]:
+async def level(stack: Stack, offered: int, clips: list[Clip], turns: int, barge_share: float,
+                spacing_s: float = 0.5) -> dict[str, Any]:
     out: dict[str, Any] = {"admitted": 0, "refused": [], "start_errors": [], "turns_done": 0, "turns_failed": 0,
                            "mouth_to_ear_ms": [], "failures": []}
     before, started = cpu_of(stack), time.monotonic()
@@ -135,7 +140,7 @@ async def level(stack: Stack, offered: int, clips: list[Clip], turns: int, barge
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
 
         async def arrive(n: int) -> None:
-            await asyncio.sleep(n * 0.5)  # users arrive half a second apart
+            await asyncio.sleep(n * spacing_s)  # users arrive half a second apart (or at once)
             await user(stub, n, clips, turns, n < round(offered * barge_share), out)
 
         await asyncio.gather(*(arrive(n) for n in range(offered)))
@@ -183,6 +188,30 @@ async def slot_holds(tts_target: str, trials: int, slots: int) -> dict[str, Any]
                                           "n": len(holds)}, "inputs": inputs}
 
 
+async def hung_stage(stack: Stack, stage: str, offered: int) -> dict[str, Any]:
+    """Freeze a stage (SIGSTOP) until the gateway has had time to probe it, then offer sessions."""
+    pid = stack.services[stage].proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(5)  # a poll a second, a probe answered within 2 s or it counts as silent
+        admitted, answers = 0, []
+        async with grpc.aio.insecure_channel(stack.gateway) as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            for _ in range(offered):
+                talk = Talk(stub)
+                await talk.until(lambda talk=talk: bool(talk.conv.of("session_started")) or talk.conv.error is not None,
+                                 15)
+                if talk.conv.of("session_started"):
+                    admitted += 1
+                elif talk.conv.error is not None:
+                    answers.append(f"{talk.conv.error.code().name}: {talk.conv.error.details()}")
+                talk.conv.cancel()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return {"hung_stage": stage, "hung_stage_offered": offered, "hung_stage_admitted": admitted,
+            "hung_stage_refusals": answers[:2]}
+
+
 def passes(row: dict[str, Any], single_p95: float) -> bool:
     return (row["turns_failed"] == 0 and row["refused"] == 0 and row["mouth_to_ear_ms_p95"] is not None
             and row["mouth_to_ear_ms_p95"] <= 2 * single_p95)
@@ -221,6 +250,11 @@ def main() -> None:
         capacity = capacity_row["admitted"] if capacity_row is not None else 0
         time.sleep(args.settle_s)
         overload = asyncio.run(level(stack, max(2, 2 * capacity), clips, args.turns, args.barge_share))
+        time.sleep(args.settle_s)
+        burst = asyncio.run(level(stack, max(2, 2 * capacity), clips, args.turns, args.barge_share, spacing_s=0.0))
+        time.sleep(args.settle_s)
+        hung = asyncio.run(hung_stage(stack, "tts", 6))
+        print(json.dumps(hung), flush=True)
     finally:
         stack.stop()
     summary: dict[str, Any] = {
@@ -236,11 +270,16 @@ def main() -> None:
         "single_session_mouth_to_ear_ms_p95": levels[0]["mouth_to_ear_ms_p95"],
         "levels": levels,
         "overload": overload,
+        "burst": burst,
+        "turns_failed": overload["turns_failed"] + burst["turns_failed"],
+        **hung,
         **holds,
+        "goals": {"turns_failed": 0, "hung_stage_admitted": 0},
     }
     columns = ["offered", "admitted", "refused", "turns_done", "turns_failed", "mouth_to_ear_ms_p50",
                "mouth_to_ear_ms_p95", "tts_utilisation", "wall_s"]
-    rows = [*levels, {**overload, "offered": f"{overload['offered']} (2x)"}]
+    rows = [*levels, {**overload, "offered": f"{overload['offered']} (2x)"},
+            {**burst, "offered": f"{burst['offered']} (2x, at once)"}]
     write_results(args.out, args.name, summary, [{k: r[k] for k in columns} for r in rows], columns)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("levels",)}, indent=1, default=str))
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import grpc
 
 from services.common.errors import InvalidArgument, PermissionDenied, ServiceError, echo
-from services.common.limits import check_session_id
 from services.common.interceptor import write_notice
 from services.common.latency import summarize
+from services.common.limits import check_session_id
 from services.common.store import SessionStore
 from services.gateway.auth import Keys, grpc_caller
 from services.gateway.engine.conversations import ConversationEngine
