@@ -10,7 +10,7 @@ import pytest
 from services.common.errors import InvalidArgument
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.generation import GenerationParams
-from services.voxtral.prompts import PromptBuilder, Turn, normalise_history
+from services.voxtral.prompts import CHARS_PER_TOKEN, PromptBuilder, Turn, normalise_history
 from services.voxtral.tiny import AUDIO_TOKEN_ID, BEGIN_AUDIO_ID, TRANSCRIBE_ID
 from tools.recordings import recording
 
@@ -68,6 +68,27 @@ def test_oldest_exchanges_go_first_when_the_prompt_is_too_long(builder: PromptBu
     assert "turn number 9" in text and "turn number 0" not in text
     with pytest.raises(InvalidArgument, match="the context holds 100"):
         builder.chat(speech(1.0), [], "", 100)
+
+
+def test_a_huge_history_costs_no_more_than_a_full_context(builder: PromptBuilder,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    history = [Turn("user" if i % 2 == 0 else "assistant", f"turn {i} " + "word " * 8) for i in range(20_000)]
+    assert sum(len(t.text) for t in history) > 800_000
+    encoded_chars: list[int] = []
+    encode = builder.tokenizer.encode_chat_completion
+
+    def counting(request):  # the text each encoding had to tokenise
+        encoded_chars.append(sum(len(m.content) if isinstance(m.content, str) else
+                                 sum(len(getattr(c, "text", "")) for c in m.content) for m in request.messages))
+        return encode(request)
+
+    monkeypatch.setattr(builder.tokenizer, "encode_chat_completion", counting)
+    inputs = builder.chat(speech(1.0), history, "", 2048)
+    assert len(inputs.tokens) <= 2048 and inputs.dropped_turns > 19_000
+    assert len(encoded_chars) <= 16  # a binary search over what fits, not one encoding per dropped turn
+    assert max(encoded_chars) <= 2048 * CHARS_PER_TOKEN * 2  # only what could fit is ever tokenised
+    text = builder.tokenizer.decode(inputs.tokens, special_token_policy=_keep())
+    assert "turn 19999" in text or "turn 19998" in text
 
 
 def test_transcription_request_ends_with_the_language_and_transcribe(builder: PromptBuilder) -> None:

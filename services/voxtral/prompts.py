@@ -55,6 +55,22 @@ def wav_bytes(pcm16: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+# No token is longer than this many characters on average: history beyond the context's tokens times
+# this cannot fit, and is dropped (oldest first) before tokenising.
+CHARS_PER_TOKEN = 8
+
+
+def recent(history: Sequence[Turn], chars: int) -> list[Turn]:
+    """The newest turns holding at most `chars` characters in all (a turn that does not fit whole ends it)."""
+    kept: list[Turn] = []
+    for turn in reversed(history):
+        chars -= len(turn.text)
+        if chars < 0:
+            break
+        kept.append(turn)
+    return kept[::-1]
+
+
 def normalise_history(history: Sequence[Turn]) -> list[Turn]:
     """Alternating turns starting with the user: empty turns dropped, neighbours of one role joined."""
     turns: list[Turn] = []
@@ -87,9 +103,10 @@ class PromptBuilder:
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
         audio = None if pcm16 is None else wav_bytes(pcm16)
-        turns = normalise_history(history)
-        dropped = 0
-        while True:
+        # Text that cannot fit is dropped before any tokenising, so a huge history costs no more than a full one.
+        kept = recent(history, max_tokens * CHARS_PER_TOKEN)
+
+        def encode(turns: list[Turn]) -> object:
             earlier, pending_user = (turns[:-1], turns[-1].text) if turns and turns[-1].role == "user" \
                 else (turns, "")
             messages: list[object] = [UserMessage(content=t.text) if t.role == "user" else AssistantMessage(
@@ -101,14 +118,23 @@ class PromptBuilder:
             if instructions:
                 content.append(TextChunk(text=instructions))
             messages.append(UserMessage(content=content))
-            encoded = self.tokenizer.encode_chat_completion(ChatCompletionRequest(messages=messages))
-            if len(encoded.tokens) <= max_tokens or not turns:
-                break
-            turns = normalise_history(turns[2:] if len(turns) > 1 else [])
-            dropped += 1
-        if len(encoded.tokens) > max_tokens:
-            raise InvalidArgument(f"the prompt needs {len(encoded.tokens)} tokens; the context holds {max_tokens}")
-        return self._inputs(encoded, dropped)
+            return self.tokenizer.encode_chat_completion(ChatCompletionRequest(messages=messages))
+
+        # The fewest oldest turns dropped for the prompt to fit: a binary search (log n encodings, not n).
+        low, high = 0, len(kept)
+        best = None
+        while low <= high:
+            start = (low + high) // 2
+            encoded = encode(normalise_history(kept[start:]))
+            if len(encoded.tokens) <= max_tokens:  # type: ignore[attr-defined]  # mistral-common's, untyped
+                best, high = (start, encoded), start - 1
+            else:
+                low = start + 1
+        if best is None:
+            raise InvalidArgument(f"the prompt needs {len(encoded.tokens)} tokens; "  # type: ignore[attr-defined]
+                                  f"the context holds {max_tokens}")
+        start, encoded = best
+        return self._inputs(encoded, len(history) - len(kept) + start)
 
     def transcription(self, pcm16: np.ndarray, language: str) -> ModelInputs:
         from mistral_common.protocol.transcription.request import TranscriptionRequest
