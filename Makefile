@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal gpu-wheels bench-gpu-rehearsal
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -146,3 +146,11 @@ bench-voxtral: install
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
+
+# The GPU run's kit: wheels for a GPU machine with no network (into .whl/, not in git), and the same
+# run rehearsed here on the CPU with the small random Voxtral (bench/results/gpu_rehearsal.*).
+gpu-wheels: $(INSTALLED)
+	$(PY) -m tools.gpu_wheels --dest .whl
+
+bench-gpu-rehearsal: install
+	HF_HUB_OFFLINE=1 $(PY) -m bench.gpu.voxtral_gpu --small --runs 2 --tokens 8 --levels 1,4

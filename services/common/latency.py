@@ -37,3 +37,9 @@ def summarize(records: Iterable[Mapping[str, float | str]]) -> dict[str, tuple[f
         for name, v in columns.items()
         if v
     }
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The q-th percentile (linear interpolation), to 0.1; None for no values."""
+    data = list(values)
+    return round(float(np.percentile(data, q)), 1) if data else None
