@@ -20,7 +20,7 @@ PACKAGES = [
     "opentelemetry-exporter-otlp-proto-common", "opentelemetry-exporter-otlp-proto-grpc",
     "opentelemetry-instrumentation", "opentelemetry-instrumentation-grpc", "wrapt",
     "transformers", "huggingface-hub", "mistral-common", "soundfile", "soxr", "cffi", "pycparser",
-    "jsonschema", "jsonschema-specifications", "referencing", "rpds-py",
+    "jsonschema", "jsonschema-specifications", "referencing", "rpds-py", "httpx2", "httpcore2", "truststore",
 ]
 PLATFORMS = ["manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_27_x86_64", "manylinux_2_28_x86_64",
              "manylinux_2_34_x86_64", "manylinux1_x86_64", "any"]
