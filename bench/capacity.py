@@ -199,8 +199,11 @@ async def hung_stage(stack: Stack, stage: str, offered: int) -> dict[str, Any]:
             stub = gateway_pb2_grpc.GatewayServiceStub(channel)
             for _ in range(offered):
                 talk = Talk(stub)
-                await talk.until(lambda talk=talk: bool(talk.conv.of("session_started")) or talk.conv.error is not None,
-                                 15)
+
+                def answered(talk: Talk = talk) -> bool:
+                    return bool(talk.conv.of("session_started")) or talk.conv.error is not None
+
+                await talk.until(answered, 15)
                 if talk.conv.of("session_started"):
                     admitted += 1
                 elif talk.conv.error is not None:

@@ -198,7 +198,7 @@ def main() -> None:
         started = time.perf_counter()
         folder = build_model(Path(tmp) / "voxtral", args.small, dtype)
         out["build_s"] = round(time.perf_counter() - started, 1)
-        settings = VoxtralSettings(model_id=str(folder), dtype=dtype, device="cuda" if cuda else "cpu",  # type: ignore[arg-type]  # a literal from the choices above
+        settings = VoxtralSettings(model_id=str(folder), dtype=dtype, device="cuda" if cuda else "cpu",
                                    static_cache=True, compile_mode="reduce-overhead", seed=0, port=0, metrics_port=0,
                                    max_new_tokens_limit=max(args.tokens, 25))
         started = time.perf_counter()

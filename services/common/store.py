@@ -233,8 +233,8 @@ class SessionStore:
         """The identity that created the session (None: unknown, or the store is unreachable)."""
 
         async def run() -> str | None:
-            owner: str | None = await self.redis.hget(self._key(session_id, "meta"), "owner")
-            return owner
+            owner = await self.redis.hget(self._key(session_id, "meta"), "owner")
+            return owner if isinstance(owner, str) else None  # decode_responses: a str when set
 
         return await self._call("owner", run, None)
 
