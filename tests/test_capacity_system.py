@@ -104,10 +104,13 @@ async def test_a_gateway_at_capacity_refuses_new_sessions_while_the_admitted_one
         redis_server: RedisProcess) -> None:
     tts, _, tts_channel = await start(timeout_s=30)
     await tts_channel.close()
+    # Voxtral's target is a server without the Voxtral service: its load probe answers UNIMPLEMENTED,
+    # which leaves it out of the decision (a stage that does not answer at all refuses every session).
+    # Lateness counts while the stage is loaded: at a utilisation limit of 0.1, one clause is a load.
     settings = GatewaySettings(port=0, grace_s=0, metrics_port=0, web_port=free_port(), auth_disabled=True,
                                redis={"url": redis_server.url}, vad_target="127.0.0.1:9",
-                               voxtral_target="127.0.0.1:9", tts_target=f"127.0.0.1:{tts.port}",
-                               admission=AdmissionSettings(poll_s=0.05, max_late_ms=0.0))
+                               voxtral_target=f"127.0.0.1:{tts.port}", tts_target=f"127.0.0.1:{tts.port}",
+                               admission=AdmissionSettings(poll_s=0.05, max_late_ms=0.0, max_utilisation=0.1))
     gateway, target = await serve(settings, gateway_service(settings))
     engine = gateway.services[0].servicer.engine
     try:

@@ -1,4 +1,4 @@
-"""Memory a process has freed goes back to the system (glibc's malloc; elsewhere nothing is done).
+"""Memory a process has freed goes back to the system (glibc's malloc; elsewhere only the cycle collector runs).
 
 glibc raises its mmap threshold each time a large block is freed, so later large buffers (audio
 messages, per-session arrays) come from the heap, where a few live blocks keep the freed ones
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import time
 
 # mallopt parameters (malloc.h).
@@ -51,6 +52,7 @@ def _trim_now() -> None:
     global _trimmed_at, _scheduled
     _scheduled = None
     _trimmed_at = time.monotonic()
+    gc.collect()  # what only cycles hold (a cancelled task's traceback and the audio in its frames) first
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
@@ -59,7 +61,7 @@ def trim() -> None:
     """Hand freed heap memory back to the system, soon: at most once a TRIM_EVERY_S, and always once
     after the last call (many sessions ending together are trimmed after the last of them)."""
     global _scheduled
-    if _LIBC is None or _scheduled is not None:
+    if _scheduled is not None:
         return
     wait = max(0.0, _trimmed_at + TRIM_EVERY_S - time.monotonic())
     _scheduled = asyncio.get_running_loop().call_later(wait, _trim_now)

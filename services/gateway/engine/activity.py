@@ -3,10 +3,13 @@ to a real amount. Bytes alone are not activity: a frame of a few samples now and
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
+from services.gateway.engine.ends import Idle
 from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
+from services.gateway.metrics import IDLE_CLOSED
 
 # Audio counts as activity once this much of it has come since the last activity (a microphone's
 # silence is audio: a live client passes this within a second), or a quarter of the idle timeout
@@ -39,3 +42,19 @@ class Activity:
             return  # a second config is refused: nothing done
         self.at = self.clock()
         self._audio_s = 0.0
+
+
+async def next_input(inputs: AsyncIterator[Input], activity: Activity) -> Input | None:
+    """The client's next input (None: its stream ended); Idle once the session has been inactive
+    for the idle timeout."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(loop.time() + activity.deadline() - time.monotonic()):
+            item = await anext(aiter(inputs), None)
+    except TimeoutError:
+        IDLE_CLOSED.inc()
+        raise Idle(f"nothing received for {activity.timeout_s:g} s: the session is closed "
+                   "(a client keeps a session by sending audio, silence included)") from None
+    if item is not None:
+        activity.saw(item)
+    return item

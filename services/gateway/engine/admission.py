@@ -30,6 +30,8 @@ MEASURABLE_UTILISATION = 0.05
 SHARE_MEMORY_S = 30.0
 # How long a model stage may take to answer its load probe before it counts as not answering.
 PROBE_TIMEOUT_S = 2.0
+# How often a stage that did not answer is asked again.
+SILENT_POLL_S = 0.2
 # Lateness refuses only while the stage is still loaded: at least this share of the utilisation
 # limit busy, or work queued. Once the load is gone, what was late during it says nothing.
 LOADED_SHARE = 0.5
@@ -93,7 +95,8 @@ class Admission:
     async def run(self, sessions: Callable[[], int]) -> None:
         while True:
             await self.poll(sessions())
-            await asyncio.sleep(self.settings.poll_s)
+            # A stage that does not answer is asked again soon: it is refused on only while it is silent.
+            await asyncio.sleep(min(self.settings.poll_s, SILENT_POLL_S) if self.silent else self.settings.poll_s)
 
     def _window_s(self) -> float:
         return max((load.window_s for load in self.loads.values()), default=10.0)

@@ -6,19 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from services.common import heap
-from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable, echo
+from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
-from services.gateway.engine.activity import Activity
+from services.gateway.engine.activity import Activity, next_input
 from services.gateway.engine.admission import Admission
 from services.gateway.engine.budget import ByteBudget
 from services.gateway.engine.caller import Caller
-from services.gateway.engine.ends import ClientLimit, Idle, Stalled
+from services.gateway.engine.client_limits import ClientSessions
+from services.gateway.engine.emitter import Emitter
+from services.gateway.engine.ends import Idle, Stalled
 from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import (
     Audio,
@@ -40,20 +41,13 @@ from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.session import ConversationSession
 from services.gateway.engine.stages import StageError, Stages
 from services.gateway.engine.vocabulary import Control, ErrorCode
-from services.gateway.metrics import IDLE_CLOSED, SESSIONS, STALLED_CLOSED
+from services.gateway.metrics import SESSIONS
 
 log = logging.getLogger(__name__)
 
 
 # A session that spoke this recently counts as loading the stages (admission control).
 ACTIVE_S = 60.0
-
-
-def release(counts: Counter[str], name: str) -> None:
-    """One session of `name` fewer; a name with none left is forgotten."""
-    counts[name] -= 1
-    if counts[name] <= 0:
-        del counts[name]
 
 
 class ConversationEngine:
@@ -68,9 +62,9 @@ class ConversationEngine:
         self.admission = Admission(settings.admission, stages)
         self.audio_budget = ByteBudget(settings.process_audio_bytes, "process")  # every session's VAD audio
         self._live: dict[int, ConversationSession] = {}  # by admission token
-        self._keys: Counter[str] = Counter()  # open sessions by API key (Caller.key)
-        self._addresses: Counter[str] = Counter()  # ...and by address (Caller.peer)
+        self.clients = ClientSessions(settings)
         self._watch: asyncio.Future[None] | None = None
+        self._ending: set[asyncio.Future[None]] = set()  # sessions' cleanups under way
 
     async def converse(self, inputs: AsyncIterator[Input], send: Callable[[Event], Awaitable[None]],
                        caller: Caller) -> None:
@@ -78,33 +72,18 @@ class ConversationEngine:
         Stalled when its client stops reading."""
         admitted = self.admit(caller)
         self.sessions += 1
-        if caller.key is not None:
-            self._keys[caller.key] += 1
-        self._addresses[caller.peer] += 1
+        self.clients.opened(caller)
         SESSIONS.inc()
-        lock = asyncio.Lock()
         closing = asyncio.Event()
-        stalled = asyncio.Event()
         self._closing.add(closing)
-        write_timeout_s = self.settings.write_timeout_s
-
-        async def emit(event: Event) -> None:
-            async with lock:  # one event at a time: turn, VAD reader and input loop all emit
-                if stalled.is_set():
-                    raise Stalled("the client stopped reading")
-                try:
-                    async with asyncio.timeout(write_timeout_s):
-                        await send(event)
-                except TimeoutError:
-                    STALLED_CLOSED.inc()
-                    stalled.set()
-                    raise Stalled("the client stopped reading") from None
+        emit = Emitter(send, self.settings.write_timeout_s)
+        stalled, write_timeout_s = emit.stalled, emit.write_timeout_s
 
         session: ConversationSession | None = None
         waits: list[asyncio.Future[Any]] = []
         try:
             activity = Activity(self.settings.idle_timeout_s)
-            first = await self._next(inputs, activity)
+            first = await next_input(inputs, activity)
             if first is None:
                 return
             if not isinstance(first, SessionRequest):
@@ -142,47 +121,35 @@ class ConversationEngine:
                 return
             await session.end_of_input()
         finally:
-            for wait in waits:  # a session cancelled by its client leaves neither behind
-                wait.cancel()
+            # Cleanup runs to its end even when the caller is cancelled again meanwhile (a client gone
+            # just as its session stalls): nothing of the session may stay counted or running.
+            ending = asyncio.ensure_future(self._end(waits, closing, session, caller, admitted))
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
+            await asyncio.shield(ending)
+
+    async def _end(self, waits: list[asyncio.Future[Any]], closing: asyncio.Event,
+                   session: ConversationSession | None, caller: Caller, admitted: int) -> None:
+        for wait in waits:  # a session cancelled by its client leaves neither behind
+            wait.cancel()
+        try:
             await asyncio.gather(*waits, return_exceptions=True)
-            self._closing.discard(closing)
             if session is not None:
                 await session.close()
+        finally:
+            self._closing.discard(closing)
             self.sessions -= 1
-            if caller.key is not None:
-                release(self._keys, caller.key)
-            release(self._addresses, caller.peer)
+            self.clients.closed(caller)
             self._live.pop(admitted, None)
             self.admission.left(admitted)
             SESSIONS.dec()
             heap.trim()  # what the session held goes back to the system
 
-    async def _next(self, inputs: AsyncIterator[Input], activity: Activity) -> Input | None:
-        """The client's next input (None: its stream ended); Idle once it has been inactive for the idle
-        timeout (Activity says what counts)."""
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout_at(loop.time() + activity.deadline() - time.monotonic()):
-                item = await anext(aiter(inputs), None)
-        except TimeoutError:
-            IDLE_CLOSED.inc()
-            raise Idle(f"nothing received for {self.settings.idle_timeout_s:g} s: the session is closed "
-                       "(a client keeps a session by sending audio, silence included)") from None
-        if item is not None:
-            activity.saw(item)
-        return item
-
     def check_admission(self, caller: Caller) -> None:
         """Raise ResourceExhausted (with a retry hint) when a new session does not fit now."""
         if self.draining:
             raise Unavailable("this gateway is shutting down: connect again (any replica) and resume the session")
-        limit = self.settings.max_sessions_per_client
-        if caller.key is not None and self._keys[caller.key] >= limit:
-            raise ClientLimit(f"this client (its API key) holds its maximum of {limit} sessions: end one first")
-        limit = self.settings.max_sessions_per_address
-        if self._addresses[caller.peer] >= limit:
-            raise ClientLimit(f"this client's address {echo(caller.peer)} holds its maximum of {limit} sessions: "
-                              "end one first")
+        self.clients.check(caller)
         if self.sessions >= self.settings.max_sessions:
             raise ResourceExhausted(f"the gateway holds its maximum of {self.settings.max_sessions} sessions")
         self.admission.check(self.active())
@@ -210,7 +177,7 @@ class ConversationEngine:
     async def _serve(self, session: ConversationSession, inputs: AsyncIterator[Input],
                      emit: Callable[[Event], Awaitable[None]], activity: Activity) -> None:
         """Until the client's end of input (or its stream ends); Idle when it is inactive for long."""
-        while (item := await self._next(inputs, activity)) is not None:
+        while (item := await next_input(inputs, activity)) is not None:
             match item:
                 case Audio():
                     await session.audio(item.pcm)  # waits while the audio budget is full
