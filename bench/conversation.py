@@ -45,6 +45,7 @@ from bench.playback import (
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
 from services.common.audio import resample
+from services.common.latency import percentile
 from services.voxtral.english import build_english_voxtral
 from tools import speech_set as ss
 from tools.conversation import Conversation
@@ -61,7 +62,7 @@ GOALS = {"mouth_to_ear_overhead_ms_p50": 500, "first_audible_vs_pipecat": 0.75, 
 
 
 def pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if values else None
+    return percentile(values, q)
 
 
 def stats(values: list[float]) -> dict[str, float | None]:
