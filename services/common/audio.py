@@ -11,6 +11,7 @@ MIN_RATE_HZ = 8000
 MAX_RATE_HZ = 48000
 SAMPLE_BYTES = 2
 PCM16 = np.dtype("<i2")
+PCM_MAX = 32768  # full scale of a PCM16 sample
 
 
 def check_sample_rate(rate_hz: int, *, what: str = "sample_rate_hz") -> int:

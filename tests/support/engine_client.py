@@ -75,10 +75,11 @@ class Client:
     def send(self, item: Input) -> None:
         self._inputs.put_nowait(item)
 
-    def audio(self, ms: int) -> int:
-        """Send `ms` of audio; returns how many samples that was."""
+    def audio(self, ms: int, amplitude: int = 100) -> int:
+        """Send `ms` of audio (a constant level: 100 is about -50 dBFS, 0 digital silence); returns
+        how many samples that was."""
         samples = RATE * ms // 1000
-        self.send(Audio(np.full(samples, 100, dtype=np.int16).tobytes()))
+        self.send(Audio(np.full(samples, amplitude, dtype=np.int16).tobytes()))
         self.sent += samples
         return samples
 

@@ -19,6 +19,11 @@ from services.gateway.engine.turn import Listening, Turn, is_backchannel
 from services.gateway.metrics import BARGE_INS
 
 log = logging.getLogger(__name__)
+# Input this quiet over the last QUIET_WINDOW_MS is not speech going on: past the timeout, the
+# VAD's judgement (late when its end-of-turn model is slow) is awaited up to one timeout more.
+QUIET_DBFS = -60.0
+QUIET_WINDOW_MS = 300
+QUIET_RECHECK_S = 0.1
 
 
 class BargeIn:
@@ -27,7 +32,8 @@ class BargeIn:
 
     def __init__(self, settings: GatewaySettings, stages: Stages, session_id: str,
                  emit: Callable[[Event], Awaitable[None]], tasks: TaskSet,
-                 utterance: Callable[[int, int], np.ndarray], answering: Callable[[], Turn | None],
+                 utterance: Callable[[int, int], np.ndarray], input_level: Callable[[float], float],
+                 answering: Callable[[], Turn | None],
                  listening: Callable[[], Listening | None], stop_answer: Callable[[], Awaitable[None]]) -> None:
         self.settings = settings
         self.stages = stages
@@ -35,6 +41,7 @@ class BargeIn:
         self.emit = emit
         self.tasks = tasks
         self.utterance = utterance
+        self.input_level = input_level  # dBFS of the last ms of input
         self.answering = answering
         self.listening = listening
         self.stop_answer = stop_answer
@@ -48,7 +55,12 @@ class BargeIn:
         listening.timer = self.tasks.spawn(self._judge_by_time(listening))
 
     async def _judge_by_time(self, listening: Listening) -> None:
-        await asyncio.sleep(self.settings.barge_in_timeout_ms / 1000)
+        timeout = self.settings.barge_in_timeout_ms / 1000
+        await asyncio.sleep(timeout)
+        loop = asyncio.get_running_loop()
+        backstop = loop.time() + timeout
+        while self.input_level(QUIET_WINDOW_MS) < QUIET_DBFS and loop.time() < backstop:
+            await asyncio.sleep(QUIET_RECHECK_S)  # the voice stopped: its judgement is on its way
         listening.timer = None
         if self.listening() is listening and listening.over is not None and not listening.dismissed:
             await self._take_turn(listening)  # still talking: that is a turn

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common.audio import PCM_MAX
 from services.common.limits import AUDIBLE_AMPLITUDE
-
-PCM_MAX = 32768
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class ConversationSession:
         self.replies = Replies(settings, stages, config, self.session_id, self.memory, self.timeline, emit,
                                self._tasks, pace)
         self.barge_in = BargeIn(settings, stages, self.session_id, emit, self._tasks, self.replies.utterance,
+                                self.timeline.level_dbfs,
                                 lambda: self.replies.answering, lambda: self._listening, self.replies.stop)
 
     async def start(self) -> SessionStarted:

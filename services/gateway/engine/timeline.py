@@ -8,7 +8,7 @@ from collections import deque
 
 import numpy as np
 
-from services.common.audio import PCM16
+from services.common.audio import PCM16, PCM_MAX
 
 
 class InputTimeline:
@@ -51,6 +51,12 @@ class InputTimeline:
             return np.zeros(0, dtype=PCM16)
         idx = np.arange(start, end) % self.capacity
         return self._buffer[idx].copy()
+
+    def level_dbfs(self, ms: float) -> float:
+        """RMS level of the last `ms` of input, in dB below full scale (-inf: digital silence or none)."""
+        tail = self.cut(self.total - int(self.rate * ms / 1000), self.total).astype(np.float64)
+        rms = float(np.sqrt(np.mean(tail**2))) if tail.size else 0.0
+        return 20 * float(np.log10(rms / PCM_MAX)) if rms > 0 else float("-inf")
 
     def arrival_of(self, sample: int) -> float | None:
         """When the chunk holding `sample` arrived."""
