@@ -94,7 +94,8 @@ def drive(stack: Stack, chromium: str, scenario: str, when_broken: Callable[[], 
     assert node.returncode == 0, node.stderr.read() if node.stderr else ""
     # What the page showed and what the gateway logged, kept to read a failure by.
     (ARTIFACTS / f"page-{scenario}.json").write_text(lines[-1])
-    (ARTIFACTS / f"gateway-{scenario}.log").write_text("".join(json.dumps(e) + "\n" for e in stack.services["gateway"].logs))
+    logged = stack.services["gateway"].logs
+    (ARTIFACTS / f"gateway-{scenario}.log").write_text("".join(json.dumps(e) + "\n" for e in logged))
     result = json.loads(lines[-1])
     assert "failure" not in result, result
     assert not result["failedRequests"], result["failedRequests"]  # no 404, not even a favicon
