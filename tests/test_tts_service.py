@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from services.common.channels import open_channel
+from services.common.clauses import split_clauses
 from services.common.limits import AUDIBLE_AMPLITUDE
 from services.common.server import GrpcServer
 from services.tts.config import TtsSettings
@@ -74,6 +75,18 @@ async def test_ten_sentences_are_understood_by_a_speech_recogniser(tts) -> None:
     assert errors / total <= 0.10, f"WER {errors / total:.2%}: {heard}"
 
 
+def clause_ends(text: str, chunks: list) -> list[int]:
+    """Index of the chunk that ends each clause of `text`: the planner may cut a clause into pieces
+    (more of them when the machine is slower), so tests reason per clause."""
+    ends, spoken, clauses = [], [], split_clauses(text)
+    for i, chunk in enumerate(chunks):
+        spoken.append(chunk.text)
+        if " ".join(spoken) == " ".join(clauses[: len(ends) + 1]):
+            ends.append(i)
+    assert len(ends) == len(clauses), ([c.text for c in chunks], clauses)  # every clause said, in order
+    return ends
+
+
 async def test_first_clause_streams_before_the_second_is_synthesised(tts) -> None:
     stub, server = tts
     engine = server.services[0].servicer.synthesizer.get().engine
@@ -94,11 +107,11 @@ async def test_first_clause_streams_before_the_second_is_synthesised(tts) -> Non
             chunks.append(chunk)
     finally:
         engine.synthesize = real
-    assert [c.segment_index for c in chunks] == [0, 1, 2]
-    assert [c.text for c in chunks] == ["The first sentence is here.", "The second one follows it.",
-                                        "And a third closes the reply."]
-    assert len(finished) == 3
-    assert arrivals[0] < finished[1], "the first audio waited for the second sentence"
+    assert split_clauses(text) == ["The first sentence is here.", "The second one follows it.",
+                                   "And a third closes the reply."]
+    ends = clause_ends(text, chunks)
+    assert [c.segment_index for c in chunks] == list(range(len(chunks))) and len(finished) == len(chunks)
+    assert arrivals[0] < finished[ends[0] + 1], "the first audio waited for the second sentence"
 
 
 async def test_output_rate_is_resampled(tts) -> None:
@@ -221,8 +234,12 @@ async def test_real_kokoro_audio_has_short_edges_and_natural_clause_pauses(tts) 
     assert len(chunks) >= 2
     edges = [audible_edges_ms(np.frombuffer(c.audio, dtype="<i2")) for c in chunks]
     assert edges[0][0] <= settings.lead_ms + 1  # Kokoro's own ~350 ms before the first word, cut away
-    for (_, trailing, _), (leading, _, _) in zip(edges, edges[1:], strict=False):
-        assert trailing + leading == pytest.approx(settings.clause_pause_ms, abs=2)  # each junction as heard
+    ends = clause_ends(text, chunks)
+    for i, ((_, trailing, _), (leading, _, _)) in enumerate(zip(edges, edges[1:], strict=False)):
+        if i in ends:  # each clause junction as heard
+            assert trailing + leading == pytest.approx(settings.clause_pause_ms, abs=2)
+        else:  # pieces of one clause (cut by the measured cost) meet with no pause
+            assert trailing + leading <= settings.lead_ms + settings.tail_ms + 2
     assert edges[-1][1] <= settings.tail_ms + 1  # and ~500 ms after the last, cut to its decay
     _, _, inside = audible_edges_ms(pcm(chunks))
     assert max(inside) <= 400  # no dead air anywhere in the reply (a comma inside a clause: ~170 ms)
