@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal gpu-wheels bench-gpu-rehearsal
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal gpu-wheels bench-gpu-rehearsal docs
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -42,6 +42,10 @@ proto: $(INSTALLED)
 	$(PY) tools/gen_proto.py
 
 # ruff (style, imports, bugbear), mypy (types, with the pydantic plugin), buf (the protos).
+# The benchmark tables in docs/benchmarks.md and the README's headline figures, written from bench/results/.
+docs: install
+	$(PY) -m tools.docs_tables
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

@@ -50,3 +50,9 @@ def test_every_link_reaches_a_file_or_heading(page: Path) -> None:
                 assert (page.parent / path).exists(), f"{page.name}: link to missing {path}"
             elif anchor:
                 assert anchor in anchors, f"{page.name}: link to missing heading #{anchor}"
+
+
+def test_benchmark_tables_are_as_make_docs_writes_them() -> None:
+    from tools.docs_tables import main
+
+    assert main(["--check"]) == 0, "a benchmark table was edited by hand or bench/results/ changed: run make docs"

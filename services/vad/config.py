@@ -57,11 +57,10 @@ class VadSettings(ServerSettings):
     turn_lean_complete: float = PROBABILITY.field(_POLICY.lean_complete, "An answer this high leans complete.")
     models_dir: Path = Field(MODELS_DIR, description="Holds smart-turn-v3.2-cpu.onnx, silero_vad.onnx (make models).")
     decision_workers: int = Field(os.cpu_count() or 1, ge=1, le=256, description="Threads running Smart Turn.")
-    # An answer that comes after the fallback is worth nothing: keep the queue to what a few workers clear quickly.
     hint_at_ask: bool = Field(False, description="smart_turn: send a PAUSED hint as a pause is first asked about "
-                              "(before the model answers), so a gateway can start its reply speculatively. Off by "
-                              "default: measured on a 2-core CPU host, the work it starts delays the decision itself "
-                              "(end-of-turn wait p50 +180 ms); worth it where Voxtral and TTS have their own GPU.")
+                              "(before the model answers), so a gateway can start its reply speculatively (why it "
+                              "is off: docs/decisions.md).")
+    # An answer that comes after the fallback is worth nothing: keep the queue to what a few workers clear quickly.
     decision_queue: int = Field(8, ge=1, le=10_000, description="Decisions in flight at most; more are skipped.")
 
     @model_validator(mode="after")

@@ -65,9 +65,6 @@ class TurnPolicy:
                 f"need ask_after_ms <= ask_until_ms < clean_fallback_ms <= fallback_ms (got {self.ask_after_ms}, "
                 f"{self.ask_until_ms}, {self.clean_fallback_ms}, {self.fallback_ms})")
 
-    def asks_at(self, silence_ms: float) -> bool:
-        return self.ask_after_ms <= silence_ms <= self.ask_until_ms
-
     def threshold(self, silence_ms: float) -> float:
         span = max(1.0, self.ask_until_ms - self.ask_after_ms)
         share = min(1.0, max(0.0, (silence_ms - self.ask_after_ms) / span))

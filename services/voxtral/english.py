@@ -1,4 +1,4 @@
-"""A small Voxtral that answers in English (`make english-voxtral`): the real architecture and
+"""A small Voxtral that answers in English (`make models` trains it): the real architecture and
 tokenizer, widened a little and trained here on the CPU for a few minutes, so that after the
 production chat template (any audio, any short history) it says one spoken English sentence.
 Its answers are fluent but not meaningful: it has not learnt to listen. It is saved like a hub
