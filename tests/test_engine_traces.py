@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from services.common.latency import Metric
 from services.gateway.engine.events import ReplyPaused, ReplyResumed, SpeechStarted, TurnEnded
 from services.gateway.engine.vocabulary import Stage, VadEventKind
 from tests.support.engine_client import Client, engine, utter
@@ -51,7 +52,7 @@ async def test_a_turn_is_one_trace_of_its_parts(spans: InMemorySpanExporter, sta
     assert [link.context.span_id for link in turn.links] == [session.context.span_id]
     attributes = dict(turn.attributes or {})
     assert attributes["turn_id"] == ended.turn_id and attributes["outcome"] == "completed"
-    assert attributes["e2e_ms"] == ended.metrics["e2e_ms"]
+    assert attributes["e2e_ms"] == ended.metrics[Metric.E2E]
     in_turn = [s for s in found if s.context.trace_id == turn.context.trace_id]
     ids = {s.context.span_id for s in in_turn}
     assert all(s.parent is None or s.parent.span_id in ids for s in in_turn)  # nothing orphaned

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 
 import numpy as np
 
-METRICS: tuple[str, ...] = (
-    "endpoint_ms",
-    "voxtral_ttft_ms",
-    "first_clause_ms",
-    "tts_ttfb_ms",
-    "e2e_ms",
-    "turn_ms",
-    "overhead_ms",
-    "first_audible_ms",
-)
+
+class Metric(StrEnum):
+    """A turn's latency figures, in ms (docs/api.md: "Latency metrics" says what each measures)."""
+
+    ENDPOINT = "endpoint_ms"
+    VOXTRAL_TTFT = "voxtral_ttft_ms"
+    FIRST_CLAUSE = "first_clause_ms"
+    TTS_TTFB = "tts_ttfb_ms"
+    E2E = "e2e_ms"
+    TURN = "turn_ms"
+    OVERHEAD = "overhead_ms"
+    FIRST_AUDIBLE = "first_audible_ms"
+
+
+METRICS: tuple[str, ...] = tuple(m.value for m in Metric)
+
+
+def by_name(metrics: Mapping[Metric, float]) -> dict[str, float]:
+    """Metrics keyed by their plain names (a proto's fields, a log line, a JSON object)."""
+    return {m.value: v for m, v in metrics.items()}
 
 
 def check_metrics(values: Mapping[str, float]) -> dict[str, float]:
+    """`values` by their plain names, refused when one is not a Metric."""
     unknown = set(values) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metric names {sorted(unknown)}; known: {', '.join(METRICS)}")

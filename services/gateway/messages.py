@@ -3,6 +3,7 @@ servicer and the WebSocket bridge (whose JSON is the proto's) both translate her
 
 from __future__ import annotations
 
+from services.common.latency import by_name
 from services.gateway.engine import events as ev
 from services.gateway.engine.inputs import (
     Audio,
@@ -81,7 +82,7 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
         case ev.TurnCompleted():
             return gateway_pb2.ConverseResponse(turn_completed=gateway_pb2.TurnCompleted(
                 turn_id=event.turn_id, user_text=event.user_text, assistant_text=event.assistant_text,
-                metrics=gateway_pb2.TurnMetrics(**event.metrics), speculative=event.speculative))
+                metrics=gateway_pb2.TurnMetrics(**by_name(event.metrics)), speculative=event.speculative))
         case ev.Interrupted():
             return gateway_pb2.ConverseResponse(interrupted=gateway_pb2.Interrupted(
                 turn_id=event.turn_id, spoken_text=event.spoken_text, heard_ms=event.heard_ms))
@@ -97,7 +98,7 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
             return gateway_pb2.ConverseResponse(turn_ended=gateway_pb2.TurnEnded(
                 turn_id=event.turn_id, outcome=gateway_pb2.TurnOutcome.Value(event.outcome.wire),
                 user_text=event.user_text, user_text_known=event.user_text_known, heard_text=event.heard_text,
-                cut_off=event.cut_off, reason=event.reason, metrics=gateway_pb2.TurnMetrics(**event.metrics)))
+                cut_off=event.cut_off, reason=event.reason, metrics=gateway_pb2.TurnMetrics(**by_name(event.metrics))))
         case ev.ErrorEvent():
             return gateway_pb2.ConverseResponse(error=gateway_pb2.Error(
                 code=gateway_pb2.ErrorCode.Value(event.code.wire), message=event.message,

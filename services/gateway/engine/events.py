@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from services.common.latency import Metric
 from services.gateway.engine.vocabulary import ErrorCode, EventType, TurnOutcome
 
 
@@ -55,7 +56,7 @@ class TurnCompleted:
     turn_id: str
     user_text: str
     assistant_text: str
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[Metric, float] = field(default_factory=dict)
     speculative: bool = False
 
 
@@ -103,7 +104,7 @@ class TurnEnded:
     heard_text: str  # what the listener heard of the reply
     cut_off: bool
     reason: str = ""  # failed: the stage and its error; interrupted: a StopReason
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[Metric, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from opentelemetry import trace
 
 from services.common import tracing
 from services.common.audio import resample
+from services.common.latency import Metric, by_name
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.logs import bound
 from services.gateway.config import GatewaySettings
@@ -155,18 +156,19 @@ class Replies:
         spoken, cut_off = turn.progress.spoken_text, turn.progress.cut_off
         await self.memory.remember(turn.turn_id, user, spoken, cut_off)
         metrics = dict(turn.progress.metrics)
+        plain = by_name(metrics)  # for the store, the log and the trace
         details: dict[str, object] = {"outcome": outcome.value, "reason": turn.reason, "cut_off": cut_off,
                                       "speculation": Speculation.USED.value if turn.request.speculative else "none",
                                       "typed": turn.request.utterance is None}
         if turn.request.end_of_turn_probability is not None:
             details["end_of_turn_probability"] = round(turn.request.end_of_turn_probability, 4)
-        if "e2e_ms" in metrics:
-            await self.memory.record(turn.turn_id, metrics, details)
+        if Metric.E2E in metrics:
+            await self.memory.record(turn.turn_id, plain, details)
         log.log(logging.WARNING if outcome is TurnOutcome.FAILED else logging.INFO, "turn %s", outcome.value,
-                extra={"turn_id": turn.turn_id, **details, **metrics})
+                extra={"turn_id": turn.turn_id, **details, **plain})
         if outcome is TurnOutcome.COMPLETED:
             await self.emit(TurnCompleted(turn.turn_id, user or "", spoken, metrics, turn.request.speculative))
-        tracing.end(turn.span, outcome=outcome.value, reason=turn.reason, cut_off=cut_off, **metrics)
+        tracing.end(turn.span, outcome=outcome.value, reason=turn.reason, cut_off=cut_off, **plain)
         await self.emit(TurnEnded(turn.turn_id, outcome, user or "", user is not None, spoken, cut_off, turn.reason,
                                   metrics))
 

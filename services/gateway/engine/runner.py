@@ -12,6 +12,7 @@ import numpy as np
 
 from services.common import tracing
 from services.common.clauses import ClauseSplitter
+from services.common.latency import Metric
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import Event, ResponseAudio, ResponseText
 from services.gateway.engine.pace import SynthesisPace
@@ -42,7 +43,7 @@ class TurnProgress:
     """What happened so far: survives cancellation (barge-in) so the heard part can be kept."""
 
     playout: Playout
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[Metric, float] = field(default_factory=dict)
 
     @property
     def spoken_text(self) -> str:
@@ -89,16 +90,16 @@ class TurnRunner:
             while held_text and not playout.held:
                 await self.emit(held_text.pop(0))
 
-        m["endpoint_ms"] = turn.endpoint_ms
+        m[Metric.ENDPOINT] = turn.endpoint_ms
         requested = time.monotonic()
 
         async def hand_on(clause: str, voxtral_ms: float | None, more_follows: bool = True) -> None:
             """Queue a clause for speech; the first one also marks Voxtral's share of e2e (its own
             elapsed time when a delta carried it, else the time seen here). A clause cut while text
             still streams is taken to have a follower (at worst the reply ends in a short pause)."""
-            if "first_clause_ms" not in m:
-                m["first_clause_ms"] = (time.monotonic() - requested) * 1000
-                marks["voxtral_compute_ms"] = m["first_clause_ms"] if voxtral_ms is None else voxtral_ms
+            if Metric.FIRST_CLAUSE not in m:
+                m[Metric.FIRST_CLAUSE] = (time.monotonic() - requested) * 1000
+                marks["voxtral_compute_ms"] = m[Metric.FIRST_CLAUSE] if voxtral_ms is None else voxtral_ms
             await clauses.put((clause, more_follows))
 
         async def generate() -> None:
@@ -110,9 +111,9 @@ class TurnRunner:
                     async for delta in self.stages.respond(turn.utterance, turn.history, turn.instructions,
                                                            turn.session_id, turn.turn_id, turn.speculative,
                                                            turn.text):
-                        if "voxtral_ttft_ms" not in m:
-                            m["voxtral_ttft_ms"] = (time.monotonic() - requested) * 1000
-                            span.add_event("first_token", {"voxtral_ttft_ms": m["voxtral_ttft_ms"]})
+                        if Metric.VOXTRAL_TTFT not in m:
+                            m[Metric.VOXTRAL_TTFT] = (time.monotonic() - requested) * 1000
+                            span.add_event("first_token", {Metric.VOXTRAL_TTFT: m[Metric.VOXTRAL_TTFT]})
                         await text_out(ResponseText(turn.turn_id, delta.text))
                         for clause in splitter.push(delta.text):
                             await hand_on(clause, delta.elapsed_ms)
@@ -130,12 +131,12 @@ class TurnRunner:
         finally:
             producer.cancel()
         await text_out(None)
-        if "e2e_ms" in m:
+        if Metric.E2E in m:
             # What the stages report as their own work, less what a speculative start did before the
             # speech ended; the rest of e2e is transport and orchestration.
             stage_ms = marks.get("voxtral_compute_ms", 0.0) + marks.get("tts_compute_ms", 0.0)
             ahead_ms = max(0.0, (turn.ended_at - requested) * 1000)
-            m["overhead_ms"] = max(0.0, m["e2e_ms"] - max(0.0, stage_ms - ahead_ms))
+            m[Metric.OVERHEAD] = max(0.0, m[Metric.E2E] - max(0.0, stage_ms - ahead_ms))
 
     async def _speak(self, turn: TurnRequest, clauses: asyncio.Queue[tuple[str, bool] | None], progress: TurnProgress,
                      marks: dict[str, float], on_synthesised: Callable[[], None],
@@ -169,12 +170,12 @@ class TurnRunner:
             write.add_done_callback(lambda w: w.cancelled() or w.exception())  # read by nobody when the client is gone
             await asyncio.shield(write)
             now = time.monotonic()
-            if "e2e_ms" not in m:
-                m["e2e_ms"] = (now - turn.ended_at) * 1000
-                m["endpoint_ms"] = turn.endpoint_ms  # a speculative turn learns it when confirmed
-            if "first_audible_ms" not in m and playout.audible_heard_at is not None:
-                m["first_audible_ms"] = (playout.audible_heard_at - turn.ended_at) * 1000
-            m["turn_ms"] = (now - turn.ended_at) * 1000
+            if Metric.E2E not in m:
+                m[Metric.E2E] = (now - turn.ended_at) * 1000
+                m[Metric.ENDPOINT] = turn.endpoint_ms  # a speculative turn learns it when confirmed
+            if Metric.FIRST_AUDIBLE not in m and playout.audible_heard_at is not None:
+                m[Metric.FIRST_AUDIBLE] = (playout.audible_heard_at - turn.ended_at) * 1000
+            m[Metric.TURN] = (now - turn.ended_at) * 1000
 
         playout.attach(send)
         feeder = asyncio.create_task(feed())
@@ -186,8 +187,8 @@ class TurnRunner:
                     if not chunk.pcm:
                         continue
                     self.pace.observe(chunk, turn.output_rate_hz)
-                    if "tts_ttfb_ms" not in m:
-                        m["tts_ttfb_ms"] = (time.monotonic() - sent_at) * 1000
+                    if Metric.TTS_TTFB not in m:
+                        m[Metric.TTS_TTFB] = (time.monotonic() - sent_at) * 1000
                         marks["tts_compute_ms"] = chunk.compute_ms
                     playout.add(chunk.pcm, chunk.text)
                 try:
@@ -217,7 +218,7 @@ class TurnRunner:
                 async for chunk in self.stages.synthesize(clause, turn.voice, turn.speed, turn.output_rate_hz,
                                                           turn.session_id, turn.turn_id, more_follows, need_in_ms):
                     if not compute_ms:
-                        span.add_event("first_audio", {"tts_ttfb_ms": (time.monotonic() - sent_at) * 1000})
+                        span.add_event("first_audio", {Metric.TTS_TTFB: (time.monotonic() - sent_at) * 1000})
                     compute_ms += chunk.compute_ms
                     await chunks.put(chunk)
                 span.set_attribute("compute_ms", round(compute_ms, 2))

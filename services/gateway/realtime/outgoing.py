@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.latency import by_name
 from services.gateway.engine import events as ev
 from services.gateway.engine.vocabulary import ErrorCode
 
@@ -171,7 +172,7 @@ class Outgoing:
                     self.user_items[event.turn_id] = self.pending_texts.pop(0)
                 return self._reply(event.turn_id)[1]
             case ev.TurnCompleted():
-                return self._finish(event.turn_id, "completed", timings=dict(event.metrics),
+                return self._finish(event.turn_id, "completed", timings=by_name(event.metrics),
                                     transcript=event.assistant_text)
             case ev.TurnEnded():  # every turn's, whatever its outcome: the user's words are known now
                 out = self._transcription(event.turn_id, event.user_text, event.user_text_known)
