@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from services.common.errors import Status
 from services.common.store import SessionStore
 from services.gateway.engine import vad_link
 from services.gateway.engine.events import (
@@ -22,7 +23,7 @@ from services.gateway.engine.events import (
     TurnEnded,
 )
 from services.gateway.engine.inputs import Audio, SessionRequest
-from services.gateway.engine.vocabulary import Control, ErrorCode, EventType, Stage, VadEventKind
+from services.gateway.engine.vocabulary import Control, EventType, Stage, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
 from tools.local_redis import RedisProcess
@@ -136,7 +137,7 @@ async def test_a_vad_outage_is_one_error_and_the_stream_opens_again(stages: Fake
     await utter(client, stages)
     await client.wait_for(TurnCompleted, 2)
     await client.end()
-    assert error.code is ErrorCode.UNAVAILABLE and error.session_continues and error.message.startswith("vad failed")
+    assert error.code is Status.UNAVAILABLE and error.session_continues and error.message.startswith("vad failed")
     assert len(client.of(ErrorEvent)) == 1  # one error per outage, however often reopening failed
     assert stages.streams[0].cancelled
 
@@ -157,7 +158,7 @@ async def test_a_stage_error_mid_reply_ends_the_turn_not_the_session(stage: str,
     await utter(client, stages)
     done = await client.wait_for(TurnCompleted)
     await client.end()
-    assert error.code is ErrorCode(code) and error.session_continues
+    assert error.code is Status(code) and error.session_continues
     assert error.turn_id == client.of(SpeechStarted)[0].turn_id and error.message.startswith(f"{stage} failed")
     assert done.assistant_text == REPLY and len(client.of(TurnCompleted)) == 1
     assert await stored_context(redis, client) == [(stages.transcript, said), (stages.transcript, REPLY)]
@@ -270,13 +271,13 @@ async def test_a_second_config_and_unreadable_input_are_errors_and_the_session_g
     await client.wait_for(TurnCompleted)
     await client.end()
     errors = client.of(ErrorEvent)
-    assert [e.code for e in errors] == [ErrorCode.INVALID_ARGUMENT] * 2 and all(e.session_continues for e in errors)
+    assert [e.code for e in errors] == [Status.INVALID_ARGUMENT] * 2 and all(e.session_continues for e in errors)
     assert "configured already" in errors[0].message and errors[1].message == "cannot read that frame"
 
 
 async def test_sessions_beyond_the_limit_and_while_draining_are_refused(stages: FakeStages,
                                                                         redis: RedisProcess) -> None:
-    from services.common.errors import ResourceExhausted, Unavailable
+    from services.common.errors import ResourceExhausted, Status, Unavailable
 
     conversations = engine(stages, redis, max_sessions=1)
     first = Client(conversations)
@@ -286,7 +287,7 @@ async def test_sessions_beyond_the_limit_and_while_draining_are_refused(stages: 
         await second.task
     await conversations.drain(grace_s=1.0)
     farewell = await first.wait_for(ErrorEvent)
-    assert farewell.code is ErrorCode.UNAVAILABLE and not farewell.session_continues
+    assert farewell.code is Status.UNAVAILABLE and not farewell.session_continues
     with pytest.raises(Unavailable, match="shutting down"):
         await Client(conversations).task
 
@@ -330,7 +331,7 @@ async def test_a_client_that_sends_nothing_is_closed_with_the_reason(stages: Fak
         await asyncio.sleep(0.06)
     farewell = await quiet.wait_for(ErrorEvent)
     await quiet.task
-    assert farewell.code is ErrorCode.DEADLINE_EXCEEDED and not farewell.session_continues
+    assert farewell.code is Status.DEADLINE_EXCEEDED and not farewell.session_continues
     assert "nothing received for 0.3 s" in farewell.message
     assert not talking.task.done() and not talking.of(ErrorEvent)
     await talking.end()

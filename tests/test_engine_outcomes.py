@@ -9,6 +9,7 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
+from services.common.errors import Status
 from services.gateway.engine.events import (
     ErrorEvent,
     Interrupted,
@@ -19,7 +20,7 @@ from services.gateway.engine.events import (
     TurnEnded,
 )
 from services.gateway.engine.inputs import SessionRequest, UserText
-from services.gateway.engine.vocabulary import Control, ErrorCode, Stage, StopReason, TurnOutcome, VadEventKind
+from services.gateway.engine.vocabulary import Control, Stage, StopReason, TurnOutcome, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
 from tools.local_redis import RedisProcess
@@ -143,7 +144,7 @@ async def test_an_empty_or_huge_typed_turn_is_an_error_and_the_session_goes_on(t
     await utter(client, stages)
     await client.wait_for(TurnEnded)
     await client.end()
-    assert error.code is ErrorCode.INVALID_ARGUMENT and error.session_continues
+    assert error.code is Status.INVALID_ARGUMENT and error.session_continues
     assert ("4000" in error.message) if text.strip() else ("empty" in error.message)
     assert not client.of(TextTurn) and not stages.of(Stage.VOXTRAL, "respond")[0].args["text"]
 

@@ -10,7 +10,8 @@ from google.protobuf.message import DecodeError
 
 
 class Status(StrEnum):
-    """The status names this project answers with (gRPC's names)."""
+    """The status vocabulary of the whole project (gRPC's names): what a service answers with,
+    what a stage call failed with, and (through `client`) what a gateway client is told."""
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
@@ -21,6 +22,25 @@ class Status(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     INTERNAL = "INTERNAL"
+    CANCELLED = "CANCELLED"  # a stage call the stage (or its channel) cancelled
+    UNKNOWN = "UNKNOWN"  # any other status name a stage answered with
+
+    @classmethod
+    def parse(cls, name: str) -> Status:
+        return cls(name) if name in cls.__members__ else cls.UNKNOWN
+
+    @property
+    def client(self) -> Status:
+        """What a gateway client is told (the proto's ErrorCode): a cancelled stage call was a
+        stage going away; a status a client cannot act on is INTERNAL."""
+        if self is Status.CANCELLED:
+            return Status.UNAVAILABLE
+        return Status.INTERNAL if self in (Status.UNIMPLEMENTED, Status.UNKNOWN) else self
+
+    @property
+    def wire(self) -> str:
+        """The client's code on the wire (proto ErrorCode value name, WebSocket JSON)."""
+        return f"ERROR_CODE_{self.client.value}"
 
 
 class ServiceError(Exception):

@@ -15,7 +15,6 @@ from services.gateway.auth import Keys, grpc_caller
 from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import Input
-from services.gateway.engine.vocabulary import ErrorCode
 from services.gateway.messages import to_input, to_message
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -25,7 +24,7 @@ CONVERSE = f"/{SERVICE_NAME}/Converse"
 
 def refusal(exc: ServiceError) -> gateway_pb2.ConverseResponse:
     """A refused or ended session's last message: the code in band, before the status."""
-    return to_message(ErrorEvent(ErrorCode.of_status(exc.status.value), str(exc), session_continues=False))
+    return to_message(ErrorEvent(exc.status.client, str(exc), session_continues=False))
 
 
 def notice(method: str, exc: ServiceError) -> gateway_pb2.ConverseResponse | None:

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 
-from services.common.errors import ServiceError
+from services.common.errors import ServiceError, Status
 from services.common.interceptor import NOTICE_WRITE_S
 from services.gateway.auth import Keys
 from services.gateway.config import GatewaySettings
@@ -32,7 +32,6 @@ from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.engine.ends import ClientLimit
 from services.gateway.engine.events import ErrorEvent, Event, ResponseAudio
 from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
-from services.gateway.engine.vocabulary import ErrorCode
 from services.gateway.messages import to_input, to_message
 from services.gateway.realtime.config import check_model
 from services.gateway.realtime.formats import ClientError
@@ -173,7 +172,7 @@ class WebBridge:
                     item = read_frame(frame.data)
                     if isinstance(item, Unreadable) and not configured:
                         # No session yet, so nothing else writes: say so and wait for a readable config.
-                        await send(ErrorEvent(ErrorCode.INVALID_ARGUMENT, item.message))
+                        await send(ErrorEvent(Status.INVALID_ARGUMENT, item.message))
                         continue
                     configured = configured or isinstance(item, SessionRequest)
                     yield item
@@ -185,7 +184,7 @@ class WebBridge:
         except ServiceError as exc:
             if not ws.closed:  # a client that reads nothing does not hold the bridge
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(send(ErrorEvent(ErrorCode.of_status(exc.status), str(exc),
+                    await asyncio.wait_for(send(ErrorEvent(exc.status.client, str(exc),
                                                            session_continues=False)), NOTICE_WRITE_S)
         except ConnectionResetError:
             pass  # the browser went away; converse() has already cancelled its work

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from services.common import heap
-from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from services.common.errors import InvalidArgument, ResourceExhausted, Status, Unavailable
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.activity import Activity, next_input
@@ -40,7 +40,7 @@ from services.gateway.engine.inputs import (
 from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.session import ConversationSession
 from services.gateway.engine.stages import StageError, Stages
-from services.gateway.engine.vocabulary import Control, ErrorCode
+from services.gateway.engine.vocabulary import Control
 from services.gateway.metrics import SESSIONS
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,13 @@ class ConversationEngine:
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
                 await session.finish_turn()
-                await emit(ErrorEvent(ErrorCode.UNAVAILABLE, "this gateway is shutting down: connect again and "
+                await emit(ErrorEvent(Status.UNAVAILABLE, "this gateway is shutting down: connect again and "
                                       f"resume session {session.session_id}", session_continues=False))
                 return
             try:
                 serving.result()
             except Idle as idle:
-                await emit(ErrorEvent(ErrorCode.DEADLINE_EXCEEDED, str(idle), session_continues=False))
+                await emit(ErrorEvent(Status.DEADLINE_EXCEEDED, str(idle), session_continues=False))
                 return
             await session.end_of_input()
         finally:
@@ -188,14 +188,14 @@ class ConversationEngine:
                 case ControlInput(action=Control.END_OF_INPUT):
                     return
                 case SessionRequest():
-                    await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, "the session is configured already: "
+                    await emit(ErrorEvent(Status.INVALID_ARGUMENT, "the session is configured already: "
                                           "send the config once, first"))
                 case Commit():
                     await session.commit()
                 case UserText():
                     problem = check_text(item)
                     if problem:
-                        await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, problem))
+                        await emit(ErrorEvent(Status.INVALID_ARGUMENT, problem))
                     else:
                         await session.say(item.text)
                 case ClearAudio():
@@ -204,15 +204,15 @@ class ConversationEngine:
                     try:
                         session.update(updated(session.config, item, self.settings, await self.voices()))
                     except InvalidArgument as exc:
-                        await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, str(exc)))
+                        await emit(ErrorEvent(Status.INVALID_ARGUMENT, str(exc)))
                 case PlaybackReport():
                     problem = check_playback(item)
                     if problem:
-                        await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, problem))
+                        await emit(ErrorEvent(Status.INVALID_ARGUMENT, problem))
                     else:
                         session.playback(item)
                 case Unreadable():
-                    await emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, item.message))
+                    await emit(ErrorEvent(Status.INVALID_ARGUMENT, item.message))
 
     async def drain(self, grace_s: float) -> None:
         """Shutting down: refuse new sessions; each session finishes its turn in flight, then ends."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from services.common.errors import Status
 from services.common.latency import Metric
-from services.gateway.engine.vocabulary import ErrorCode, EventType, TurnOutcome
+from services.gateway.engine.vocabulary import EventType, TurnOutcome
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class TurnEnded:
 @dataclass(frozen=True)
 class ErrorEvent:
     type: ClassVar[EventType] = EventType.ERROR
-    code: ErrorCode
+    code: Status
     message: str
     session_continues: bool = True
     turn_id: str = ""

@@ -13,6 +13,7 @@ from opentelemetry import trace
 
 from services.common import tracing
 from services.common.audio import resample
+from services.common.errors import Status
 from services.common.latency import Metric, by_name
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.logs import bound
@@ -27,7 +28,7 @@ from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.turn import Listening, Turn
-from services.gateway.engine.vocabulary import ErrorCode, Speculation, StopReason, TurnOutcome
+from services.gateway.engine.vocabulary import Speculation, StopReason, TurnOutcome
 from services.gateway.metrics import SPECULATIONS, TRANSCRIPTIONS_LOST
 
 log = logging.getLogger(__name__)
@@ -173,5 +174,5 @@ class Replies:
                                   metrics))
 
     async def error(self, err: StageError, turn_id: str) -> None:
-        await self.emit(ErrorEvent(ErrorCode.of_status(err.code), f"{err.stage} failed: {err.message}", True,
+        await self.emit(ErrorEvent(err.code.client, f"{err.stage} failed: {err.message}", True,
                                    turn_id))

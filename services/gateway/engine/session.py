@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from services.common import tracing
+from services.common.errors import Status
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.barge_in import BargeIn
@@ -26,7 +27,7 @@ from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.traces import SessionTrace
 from services.gateway.engine.turn import Listening
 from services.gateway.engine.vad_link import VadLink
-from services.gateway.engine.vocabulary import ErrorCode, StopReason, VadEventKind
+from services.gateway.engine.vocabulary import StopReason, VadEventKind
 from services.gateway.metrics import END_OF_TURN_PROBABILITY
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,13 @@ class ConversationSession:
         """Manual turns: the audio since the last commit is the user's turn, answered now (a reply
         still running is cancelled: the client has moved on)."""
         if not self.config.manual_turns:
-            await self.emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, "commit is for sessions with manual turns: "
+            await self.emit(ErrorEvent(Status.INVALID_ARGUMENT, "commit is for sessions with manual turns: "
                                        "the VAD ends turns in this one"))
             return
         start, end = self._committed, self.timeline.total
         got_ms = (end - start) * 1000 // self.config.input_rate_hz
         if got_ms < MIN_COMMIT_MS:
-            await self.emit(ErrorEvent(ErrorCode.INVALID_ARGUMENT, f"nothing to commit: {MIN_COMMIT_MS} ms of "
+            await self.emit(ErrorEvent(Status.INVALID_ARGUMENT, f"nothing to commit: {MIN_COMMIT_MS} ms of "
                                        f"audio at least since the last commit (got {got_ms} ms)"))
             return
         self._committed = end

@@ -9,16 +9,18 @@ from typing import Protocol
 
 import numpy as np
 
+from services.common.errors import Status
 from services.common.load import StageLoad
 from services.gateway.engine.vocabulary import Detector, Stage, VadEventKind
 
 
 class StageError(Exception):
-    """A stage call failed; `code` is the status name the stage answered with (gRPC's names)."""
+    """A stage call failed with `code`, the status the stage answered with."""
 
-    def __init__(self, stage: Stage, code: str, message: str) -> None:
+    def __init__(self, stage: Stage, code: Status | str, message: str) -> None:
         super().__init__(f"{stage}: {code}: {message}")
-        self.stage, self.code, self.message = stage, code, message
+        self.stage, self.message = stage, message
+        self.code = code if isinstance(code, Status) else Status.parse(code)
 
 
 @dataclass(frozen=True)

@@ -25,32 +25,6 @@ class VadEventKind(StrEnum):
     ENDED = "ended"
 
 
-class ErrorCode(StrEnum):
-    """What a client is told went wrong (the proto's ErrorCode, without its prefix)."""
-
-    INVALID_ARGUMENT = "INVALID_ARGUMENT"
-    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
-    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
-    UNAVAILABLE = "UNAVAILABLE"
-    INTERNAL = "INTERNAL"
-    UNAUTHENTICATED = "UNAUTHENTICATED"
-    PERMISSION_DENIED = "PERMISSION_DENIED"
-    FAILED_PRECONDITION = "FAILED_PRECONDITION"
-
-    @classmethod
-    def of_status(cls, status: str) -> ErrorCode:
-        """A stage's or the gateway's status name as a client code: a cancelled stage call was a
-        stage going away (UNAVAILABLE); a status a client cannot act on is INTERNAL."""
-        if status == "CANCELLED":
-            return cls.UNAVAILABLE
-        return cls(status) if status in cls.__members__ else cls.INTERNAL
-
-    @property
-    def wire(self) -> str:
-        """The name on the wire (proto enum value name, WebSocket JSON)."""
-        return f"ERROR_CODE_{self.value}"
-
-
 class EventType(StrEnum):
     """What a session tells its client; the WebSocket's "type" field and the proto's oneof names."""
 

@@ -7,14 +7,14 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.errors import Status
 from services.common.latency import by_name
 from services.gateway.engine import events as ev
-from services.gateway.engine.vocabulary import ErrorCode
 
 # Items a session remembers for truncate and transcripts (a client truncates what it is playing).
 KEPT_ITEMS = 256
-CLIENT_ERRORS = {ErrorCode.INVALID_ARGUMENT, ErrorCode.FAILED_PRECONDITION, ErrorCode.PERMISSION_DENIED,
-                 ErrorCode.UNAUTHENTICATED}
+CLIENT_ERRORS = {Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.PERMISSION_DENIED,
+                 Status.UNAUTHENTICATED}
 
 
 def event_id() -> str:

@@ -23,7 +23,7 @@ from services.gateway.engine.inputs import (
     ControlInput,
     Input,
 )
-from services.gateway.engine.vocabulary import Control, ErrorCode
+from services.gateway.engine.vocabulary import Control
 from services.gateway.metrics import STALLED_CLOSED
 from services.gateway.realtime.client_events import ClientEvents
 from services.gateway.realtime.config import RealtimeConfig, check_model
@@ -107,7 +107,7 @@ class RealtimeSession(ClientEvents):
                 if self.stalled:
                     return
                 await asyncio.wait_for(self.send(error(str(exc), kind="server_error",
-                                                       code=ErrorCode.of_status(exc.status).value.lower())),
+                                                       code=exc.status.client.value.lower())),
                                        NOTICE_WRITE_S)
 
     def _request(self) -> Input:
@@ -182,7 +182,7 @@ class RealtimeSession(ClientEvents):
         except ClientError as exc:
             await self.send(error(str(exc), code=exc.code, param=exc.param, about=about))
         except ServiceError as exc:  # a rule of the engine's, checked here first (an instructions limit, say)
-            await self.send(error(str(exc), code=ErrorCode.of_status(exc.status).value.lower(), about=about))
+            await self.send(error(str(exc), code=exc.status.client.value.lower(), about=about))
         except Exception:  # a bug of ours: said and logged, and the session goes on
             log.exception("realtime event failed", extra={"session_id": self.session_id})
             await self.send(error("the event could not be handled (a server error)", kind="server_error",
