@@ -41,11 +41,11 @@ install: $(INSTALLED) $(NODE_INSTALLED)
 proto: $(INSTALLED)
 	$(PY) tools/gen_proto.py
 
-# ruff (style, imports, bugbear), mypy (types, with the pydantic plugin), buf (the protos).
 # The benchmark tables in docs/benchmarks.md and the README's headline figures, written from bench/results/.
 docs: install
 	$(PY) -m tools.docs_tables
 
+# ruff (style, imports, bugbear), mypy (types, with the pydantic plugin), buf (the protos).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

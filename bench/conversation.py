@@ -155,7 +155,7 @@ async def turns_run(stub: gateway_pb2_grpc.GatewayServiceStub, clips: list[Clip]
         heard = first_audible_at(pieces)
         ended = talk.event_time("speech_ended", turn_id)
         m = completed.metrics
-        row: dict[str, Any] = {"clip": clip.name, "reply": completed.assistant_text,
+        row: dict[str, Any] = {"clip": clip.name, "reply": completed.heard_text,
                                "first_clause": next((p.text for p in pieces if p.text), "")}
         if spoken_end is not None and heard is not None and ended is not None:
             row.update(mouth_to_ear_ms=(heard - spoken_end) * 1000, end_of_turn_wait_ms=(ended - spoken_end) * 1000,
@@ -212,8 +212,8 @@ async def overs_run(stub: gateway_pb2_grpc.GatewayServiceStub, questions: list[C
             played = played_audio(pieces).astype(np.float32) / 32768
             heard_words = timed_words(resample((played * 32767).astype(np.int16), pieces[0].rate_hz, RATE)
                                       .astype(np.float32) / 32768) if played.size else []
-            kept = stopped.spoken_text.split()
-            row.update(kept_as_said=stopped.spoken_text, recognised=" ".join(w.text for w in heard_words),
+            kept = stopped.heard_text.split()
+            row.update(kept_as_said=stopped.heard_text, recognised=" ".join(w.text for w in heard_words),
                        heard_text_error_words=max(0, len(kept) - len(heard_words)))
         rows.append(row)
     await talk.conv.finish(timeout=120)

@@ -107,7 +107,7 @@ async def test_a_refused_session_gets_a_clear_error_while_the_admitted_one_goes_
         assert not refused.events  # refused at start: no session was opened
         await utter(admitted, stages)  # the admitted session goes on
         second = await admitted.wait_for(TurnCompleted, count=2)
-        assert second.assistant_text
+        assert second.heard_text
         await admitted.end()
         assert conversations.sessions == 0
     finally:

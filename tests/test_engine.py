@@ -50,7 +50,7 @@ async def test_one_turn(stages: FakeStages, redis: RedisProcess) -> None:
                                                     EventType.SPEECH_ENDED]
     assert client.events[-2] is done and isinstance(client.events[-1], TurnEnded)
     assert "".join(e.delta for e in client.of(ResponseText)) == REPLY
-    assert " ".join(a.text for a in client.of(ResponseAudio)) == REPLY == done.assistant_text
+    assert " ".join(a.text for a in client.of(ResponseAudio)) == REPLY == done.heard_text
     assert done.user_text == stages.transcript
     assert set(done.metrics) >= METRICS
     assert stages.of(Stage.VOXTRAL, "respond")[0].args["samples"] == 600 * 16  # the whole utterance, at 16 kHz
@@ -93,8 +93,8 @@ async def test_barge_in_stops_the_reply_and_keeps_what_was_said(phase: str, stag
     second = await client.wait_for(TurnCompleted)
     await client.end()
     first_turn = client.of(SpeechStarted)[0].turn_id
-    assert stopped.turn_id == first_turn and stopped.spoken_text == said
-    assert second.turn_id == client.of(SpeechStarted)[1].turn_id and second.assistant_text == REPLY
+    assert stopped.turn_id == first_turn and stopped.heard_text == said
+    assert second.turn_id == client.of(SpeechStarted)[1].turn_id and second.heard_text == REPLY
     assert not client.of(ErrorEvent)
     first_calls = [c for c in stages.calls if c.args["turn_id"] == first_turn and c.what != "transcribe"]
     assert "cancelled" in {c.ended for c in first_calls} and "open" not in {c.ended for c in first_calls}
@@ -119,7 +119,7 @@ async def test_the_interrupt_control_stops_the_reply(stages: FakeStages, redis: 
     client.control(Control.INTERRUPT)
     stopped = await client.wait_for(Interrupted)
     await client.end()
-    assert stopped.spoken_text == "" and not client.of(TurnCompleted)
+    assert stopped.heard_text == "" and not client.of(TurnCompleted)
 
 
 async def test_a_vad_outage_is_one_error_and_the_stream_opens_again(stages: FakeStages, redis: RedisProcess,
@@ -160,7 +160,7 @@ async def test_a_stage_error_mid_reply_ends_the_turn_not_the_session(stage: str,
     await client.end()
     assert error.code is Status(code) and error.session_continues
     assert error.turn_id == client.of(SpeechStarted)[0].turn_id and error.message.startswith(f"{stage} failed")
-    assert done.assistant_text == REPLY and len(client.of(TurnCompleted)) == 1
+    assert done.heard_text == REPLY and len(client.of(TurnCompleted)) == 1
     assert await stored_context(redis, client) == [(stages.transcript, said), (stages.transcript, REPLY)]
 
 
@@ -189,7 +189,7 @@ async def test_a_late_transcript_holds_the_turn_record_not_the_reply(stages: Fak
     gate.set()
     done = await client.wait_for(TurnCompleted)
     await client.end()
-    assert done.user_text == stages.transcript and done.assistant_text == REPLY
+    assert done.user_text == stages.transcript and done.heard_text == REPLY
 
 
 async def test_a_failed_transcription_keeps_the_exchange_with_the_words_marked_unknown(stages: FakeStages,
@@ -209,7 +209,7 @@ async def test_a_failed_transcription_keeps_the_exchange_with_the_words_marked_u
     await utter(client, stages)
     await client.wait_for(TurnCompleted, count=2)
     await client.end()
-    assert done.user_text == "" and done.assistant_text == REPLY and not client.of(ErrorEvent)
+    assert done.user_text == "" and done.heard_text == REPLY and not client.of(ErrorEvent)
     assert lost() == before + 2
     # The next reply is asked with the exchange in its context, the user's part marked unknown.
     assert [(t.role, t.text) for t in stages.histories[1]] == [("user", UNKNOWN_WORDS), ("assistant", REPLY)]
@@ -246,7 +246,7 @@ async def test_end_of_input_finishes_the_reply_in_flight(stages: FakeStages, red
     await utter(client, stages)
     await client.wait_for(SpeechEnded)
     await client.end()
-    assert client.of(TurnCompleted)[0].assistant_text == REPLY
+    assert client.of(TurnCompleted)[0].heard_text == REPLY
 
 
 async def test_reset_context_forgets_the_exchanges(stages: FakeStages, redis: RedisProcess) -> None:
@@ -301,7 +301,7 @@ async def test_speech_that_resumes_at_once_cancels_a_reply_that_never_ran(stages
     stopped = await client.wait_for(Interrupted)
     await until(lambda: bool(stages.of(Stage.VOXTRAL, "transcribe")))  # its words are still asked for
     await client.end()
-    assert stopped.spoken_text == "" and not client.of(ResponseAudio)
+    assert stopped.heard_text == "" and not client.of(ResponseAudio)
     assert await stored_context(redis, client) == [(stages.transcript, "")]
 
 

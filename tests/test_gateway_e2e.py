@@ -50,8 +50,8 @@ async def test_a_question_gets_a_spoken_answer_with_consistent_metrics(gateway, 
     assert text.strip() and audio and all(a.sample_rate_hz == 16000 for a in audio)
     pcm = np.frombuffer(b"".join(a.audio for a in audio), dtype="<i2")
     assert len(pcm) > 16000 * 0.3 and np.abs(pcm).max() > 1000  # real speech, not silence
-    assert done.assistant_text == " ".join(a.text for a in audio if a.text)  # each clause's first piece
-    assert done.assistant_text.replace(" ", "") == text.replace(" ", "")
+    assert done.heard_text == " ".join(a.text for a in audio if a.text)  # each clause's first piece
+    assert done.heard_text.replace(" ", "") == text.replace(" ", "")
     m = done.metrics
     assert all(getattr(m, name) > 0 for name in METRICS if name != "overhead_ms"), m
     assert m.first_audible_ms >= m.e2e_ms
@@ -75,7 +75,7 @@ async def test_six_turns_keep_the_last_five_exchanges_and_a_resumed_session_gets
     assert len(turns) == 6 and len({t.turn_id for t in turns}) == 6
     stored = context_of(stack, session_id)
     assert [x["turn_id"] for x in stored] == [t.turn_id for t in turns[1:]]
-    assert [x["assistant"] for x in stored] == [t.assistant_text for t in turns[1:]]
+    assert [x["assistant"] for x in stored] == [t.heard_text for t in turns[1:]]
 
     metrics = await gateway.GetSessionMetrics(gateway_pb2.GetSessionMetricsRequest(session_id=session_id), timeout=5)
     assert metrics.turns == 6
@@ -129,14 +129,14 @@ async def test_barge_in_stops_the_reply_and_keeps_only_what_was_heard(gateway, s
     paused, cut = kinds.index(("reply_paused", interrupted.turn_id)), kinds.index(("interrupted", interrupted.turn_id))
     assert paused < cut and ("response_audio", interrupted.turn_id) not in kinds[paused:]
     full = "".join(e.delta for e in conv.of("response_text") if e.turn_id == interrupted.turn_id).split()
-    heard = interrupted.spoken_text.split()
+    heard = interrupted.heard_text.split()
     assert heard and heard == full[:len(heard)] and len(heard) < len(full)  # the words heard, no more
     assert conv.listener is not None
     played = sum(p.samples for p in conv.listener.log if p.turn_id == interrupted.turn_id) / first_audio.sample_rate_hz
     assert abs(interrupted.heard_ms / 1000 - played) < 0.25  # the gateway knows what the client played
     await asyncio.sleep(1.0)  # the interrupted exchange is stored once its transcript is in
     stored = {x["turn_id"]: x for x in context_of(stack, conv.of("session_started")[0].session_id)}
-    assert stored[interrupted.turn_id]["assistant"] == interrupted.spoken_text
+    assert stored[interrupted.turn_id]["assistant"] == interrupted.heard_text
     assert stored[interrupted.turn_id]["cut_off"] is True
 
 
@@ -160,10 +160,10 @@ async def test_a_playback_report_is_what_the_context_keeps(gateway, stack) -> No
     assert paused.turn_id == interrupted.turn_id == first_audio.turn_id
     assert paused.heard_ms > 300.0 and interrupted.heard_ms == 300.0  # the report, not the clock
     words = [e.text for e in conv.of("response_audio") if e.turn_id == interrupted.turn_id and e.text]
-    assert len(interrupted.spoken_text.split()) <= len(words[0].split())  # at most the first clause
+    assert len(interrupted.heard_text.split()) <= len(words[0].split())  # at most the first clause
     await asyncio.sleep(1.0)  # the interrupted exchange is stored once its transcript is in
     stored = {x["turn_id"]: x for x in context_of(stack, conv.of("session_started")[0].session_id)}
-    assert stored[interrupted.turn_id]["assistant"] == interrupted.spoken_text
+    assert stored[interrupted.turn_id]["assistant"] == interrupted.heard_text
     assert stored[interrupted.turn_id]["cut_off"] is True
 
 
@@ -179,7 +179,7 @@ async def test_tts_killed_mid_turn_gives_an_error_and_the_next_turn_works(gatewa
     await asyncio.to_thread(stack.restart, "tts")
     done = await ask(conv, QUESTIONS[5], 1)
     await conv.finish()
-    assert conv.error is None and done.assistant_text
+    assert conv.error is None and done.heard_text
     assert [e for e in conv.of("response_audio") if e.turn_id == done.turn_id]
 
 
@@ -203,5 +203,5 @@ async def test_a_client_that_vanishes_mid_turn_leaves_nothing_behind(gateway, st
     body = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5).read().decode()
     assert "voice_sessions_active 0.0" in body
     again = converse(gateway)
-    assert (await ask(again, QUESTIONS[1], 1)).assistant_text
+    assert (await ask(again, QUESTIONS[1], 1)).heard_text
     await again.finish()

@@ -45,7 +45,7 @@ async def test_stage_killed_mid_turn_then_back(gateway, faulty_stack: Stack, sta
     await conv.silence(2000, pace=1.0)  # a microphone keeps sending; the gateway reopens its VAD stream
     done = await ask(conv, "Are you back again?", 1, pace=1.0)
     await conv.finish()
-    assert conv.error is None and done.assistant_text
+    assert conv.error is None and done.heard_text
 
 
 async def test_stalled_stage_gives_a_deadline_error_and_the_session_goes_on(gateway, faulty_stack: Stack) -> None:
@@ -63,7 +63,7 @@ async def test_stalled_stage_gives_a_deadline_error_and_the_session_goes_on(gate
     assert error.code == gateway_pb2.ERROR_CODE_DEADLINE_EXCEEDED and error.session_continues and error.turn_id
     done = await ask(conv, "Now answer me.", 1)
     await conv.finish()
-    assert done.assistant_text
+    assert done.heard_text
 
 
 def store_failures(stack: Stack) -> float:
@@ -78,7 +78,7 @@ async def test_without_redis_turns_go_on_and_writes_resume_when_it_is_back(gatew
     try:
         conv = open_session(gateway)
         first = await ask(conv, "Do you remember me?", 1)
-        assert first.assistant_text and not conv.of("error")
+        assert first.heard_text and not conv.of("error")
         assert store_failures(faulty_stack) > before  # the loss is counted
         made_up = open_session(gateway, session_id="0" * 32)  # cannot be checked now: not accepted
         await made_up.wait_for("closed")
@@ -115,7 +115,7 @@ async def test_sigterm_lets_the_turn_in_flight_finish_and_refuses_new_sessions(g
         farewell = await conv.wait_for("error")
         await conv.wait_for("closed")
     assert late.error is not None and late.error.code() == grpc.StatusCode.UNAVAILABLE
-    assert done.assistant_text and conv.error is None
+    assert done.heard_text and conv.error is None
     assert farewell.code == gateway_pb2.ERROR_CODE_UNAVAILABLE and not farewell.session_continues
     assert conv.of("session_started")[0].session_id in farewell.message
     assert faulty_stack.services["gateway"].proc.wait(30) == 0

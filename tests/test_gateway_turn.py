@@ -69,7 +69,7 @@ async def test_a_turn_cut_after_its_first_clause_was_played_keeps_that_clause() 
 
     cut = await cut_when(stages, emit, first_sent, played_ms=10.0)  # all of the first chunk's 10 ms
     assert sent == ["Paris is lovely today,"]
-    assert cut.spoken_text == "Paris is lovely today," and cut.cut_off
+    assert cut.heard_text == "Paris is lovely today," and cut.cut_off
 
 
 async def test_a_chunk_being_written_when_the_turn_is_cut_still_goes_out_whole() -> None:

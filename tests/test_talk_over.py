@@ -89,7 +89,7 @@ async def test_a_sound_that_is_no_turn_pauses_the_reply_and_it_resumes(sound: st
     assert resumed.dismissed_turn_id == over != first
     assert paused.heard_ms == resumed.heard_ms  # resumes where the listener stopped hearing:
     assert 20.0 <= resumed.heard_ms <= 30.0  # the report, and play since it, up to the 3 words sent
-    assert done.assistant_text == REPLY and not client.of(Interrupted)
+    assert done.heard_text == REPLY and not client.of(Interrupted)
     assert len(stages.of(Stage.VOXTRAL, "respond")) == 1  # the sound was not answered
     judged = [c for c in stages.of(Stage.VOXTRAL, "transcribe") if c.args["samples"] == end - start]
     assert len(judged) == (0 if words is None else 1)
@@ -119,8 +119,8 @@ async def test_a_sentence_over_the_reply_interrupts_it_and_is_answered(stages: F
     # Heard: the 20 ms reported, and play since the report, up to the 3 words (10 ms each) sent.
     assert stopped.turn_id == first and 20.0 <= stopped.heard_ms <= 30.0
     heard = " ".join(REPLY.split()[: int(stopped.heard_ms // 10)])
-    assert stopped.spoken_text == heard
-    assert second.turn_id == client.of(SpeechStarted)[1].turn_id and second.assistant_text == REPLY
+    assert stopped.heard_text == heard
+    assert second.turn_id == client.of(SpeechStarted)[1].turn_id and second.heard_text == REPLY
     assert not client.of(ReplyResumed)
     context, turns = await records(redis, client)
     assert context[0][1:] == (heard, True)  # what was heard, marked as cut off
@@ -217,7 +217,7 @@ async def test_a_confident_pause_starts_the_reply_and_speech_ended_releases_it(s
     stages.vad.event(VadEventKind.ENDED, start, end, probability=0.95)
     done = await client.wait_for(TurnCompleted)
     await client.end()
-    assert done.assistant_text == REPLY and len(stages.of(Stage.VOXTRAL, "respond")) == 1
+    assert done.heard_text == REPLY and len(stages.of(Stage.VOXTRAL, "respond")) == 1
     assert stages.of(Stage.VOXTRAL, "respond")[0].args["speculative"]  # queued after replies a listener waits for
     _, turns = await records(redis, client)
     assert turns[0]["speculation"] == "used" and turns[0]["end_of_turn_probability"] == 0.95
@@ -243,7 +243,7 @@ async def test_a_speculation_the_user_talks_past_is_cancelled_unseen(stages: Fak
     await client.end()
     responds = stages.of(Stage.VOXTRAL, "respond")
     assert [c.args["samples"] for c in responds] == [pause - start, end - start]
-    assert done.assistant_text == REPLY and len(client.of(TurnCompleted)) == 1
+    assert done.heard_text == REPLY and len(client.of(TurnCompleted)) == 1
     assert "".join(e.delta for e in client.of(ResponseText)) == REPLY  # the wasted reply's text never went out
     assert len(stages.of(Stage.VOXTRAL, "transcribe")) == 1  # nor was it transcribed or remembered
     context, turns = await records(redis, client)
@@ -277,7 +277,7 @@ async def test_a_playback_report_is_what_the_context_keeps(stages: FakeStages, r
     gate.set()
     await client.wait_for(TurnCompleted)
     await client.end()
-    assert stopped.spoken_text == "Paris" and stopped.heard_ms == 10.0
+    assert stopped.heard_text == "Paris" and stopped.heard_ms == 10.0
     context, _ = await records(redis, client)
     assert context[0][1:] == ("Paris", True)
 

@@ -81,11 +81,13 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
                 offset_ms=event.offset_ms))
         case ev.TurnCompleted():
             return gateway_pb2.ConverseResponse(turn_completed=gateway_pb2.TurnCompleted(
-                turn_id=event.turn_id, user_text=event.user_text, assistant_text=event.assistant_text,
+                turn_id=event.turn_id, user_text=event.user_text, heard_text=event.heard_text,
+                assistant_text=event.heard_text,  # deprecated name, filled for one release
                 metrics=gateway_pb2.TurnMetrics(**by_name(event.metrics)), speculative=event.speculative))
         case ev.Interrupted():
             return gateway_pb2.ConverseResponse(interrupted=gateway_pb2.Interrupted(
-                turn_id=event.turn_id, spoken_text=event.spoken_text, heard_ms=event.heard_ms))
+                turn_id=event.turn_id, heard_text=event.heard_text, heard_ms=event.heard_ms,
+                spoken_text=event.heard_text))  # deprecated name, filled for one release
         case ev.ReplyPaused():
             return gateway_pb2.ConverseResponse(reply_paused=gateway_pb2.ReplyPaused(
                 turn_id=event.turn_id, heard_ms=event.heard_ms))

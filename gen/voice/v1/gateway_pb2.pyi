@@ -18,6 +18,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _ControlAction:
@@ -456,8 +461,13 @@ class TurnMetrics(_message.Message):
 
 Global___TurnMetrics: _TypeAlias = TurnMetrics  # noqa: Y015
 
+@_deprecated("""This message has been marked as deprecated using proto message options.""")
 @_typing.final
 class TurnCompleted(_message.Message):
+    """Deprecated: TurnEnded (outcome COMPLETED) is the one end-of-reply event and carries all of this
+    (speculative: TurnMetrics and the turn record). Still sent, beside it, for one release.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TURN_ID_FIELD_NUMBER: _builtins.int
@@ -465,13 +475,25 @@ class TurnCompleted(_message.Message):
     ASSISTANT_TEXT_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
     SPECULATIVE_FIELD_NUMBER: _builtins.int
+    HEARD_TEXT_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
     user_text: _builtins.str
-    assistant_text: _builtins.str
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def assistant_text(self) -> _builtins.str:
+        """Deprecated: heard_text."""
+
+    @assistant_text.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def assistant_text(self, value: _builtins.str) -> None:
+        """Deprecated: heard_text."""
+
     speculative: _builtins.bool
     """The reply was started on a pause hint, before speech-ended: its Voxtral and TTS times began
     before e2e_ms did.
     """
+    heard_text: _builtins.str
+    """What the listener heard of the reply (all of it: the reply completed)."""
     @_builtins.property
     def metrics(self) -> Global___TurnMetrics: ...
     def __init__(
@@ -482,10 +504,11 @@ class TurnCompleted(_message.Message):
         assistant_text: _builtins.str = ...,
         metrics: Global___TurnMetrics | None = ...,
         speculative: _builtins.bool = ...,
+        heard_text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_text", b"assistant_text", "metrics", b"metrics", "speculative", b"speculative", "turn_id", b"turn_id", "user_text", b"user_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_text", b"assistant_text", "heard_text", b"heard_text", "metrics", b"metrics", "speculative", b"speculative", "turn_id", b"turn_id", "user_text", b"user_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -493,25 +516,41 @@ Global___TurnCompleted: _TypeAlias = TurnCompleted  # noqa: Y015
 
 @_typing.final
 class Interrupted(_message.Message):
+    """Sent as the reply stops, before its TurnEnded (outcome INTERRUPTED), which is the event to
+    read the turn's end from.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TURN_ID_FIELD_NUMBER: _builtins.int
     SPOKEN_TEXT_FIELD_NUMBER: _builtins.int
     HEARD_MS_FIELD_NUMBER: _builtins.int
+    HEARD_TEXT_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
-    spoken_text: _builtins.str
-    """What the listener heard before the interruption: kept as the assistant's turn."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def spoken_text(self) -> _builtins.str:
+        """Deprecated: heard_text."""
+
+    @spoken_text.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def spoken_text(self, value: _builtins.str) -> None:
+        """Deprecated: heard_text."""
+
     heard_ms: _builtins.float
+    heard_text: _builtins.str
+    """What the listener heard before the interruption: kept as the assistant's turn."""
     def __init__(
         self,
         *,
         turn_id: _builtins.str = ...,
         spoken_text: _builtins.str = ...,
         heard_ms: _builtins.float = ...,
+        heard_text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heard_ms", b"heard_ms", "spoken_text", b"spoken_text", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heard_ms", b"heard_ms", "heard_text", b"heard_text", "spoken_text", b"spoken_text", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

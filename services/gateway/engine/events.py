@@ -56,7 +56,7 @@ class TurnCompleted:
     type: ClassVar[EventType] = EventType.TURN_COMPLETED
     turn_id: str
     user_text: str
-    assistant_text: str
+    heard_text: str
     metrics: dict[Metric, float] = field(default_factory=dict)
     speculative: bool = False
 
@@ -65,7 +65,7 @@ class TurnCompleted:
 class Interrupted:
     type: ClassVar[EventType] = EventType.INTERRUPTED
     turn_id: str
-    spoken_text: str  # what the listener heard
+    heard_text: str  # what the listener heard
     heard_ms: float = 0.0
 
 

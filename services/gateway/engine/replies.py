@@ -13,7 +13,6 @@ from opentelemetry import trace
 
 from services.common import tracing
 from services.common.audio import resample
-from services.common.errors import Status
 from services.common.latency import Metric, by_name
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.logs import bound
@@ -128,7 +127,7 @@ class Replies:
         self.answering = None
         heard_ms = turn.playout.pause()  # what is heard stops here, whatever the client still had queued
         await turn.stop()
-        await self.emit(Interrupted(turn.turn_id, turn.progress.spoken_text, heard_ms))
+        await self.emit(Interrupted(turn.turn_id, turn.progress.heard_text, heard_ms))
         self._tasks.spawn(self._remember(turn))
 
     async def _transcribe(self, request: TurnRequest) -> str | None:
@@ -154,7 +153,7 @@ class Replies:
         outcome = turn.outcome or TurnOutcome.FAILED
         words = (await asyncio.gather(turn.transcript, return_exceptions=True))[0]
         user = words if isinstance(words, str) else None
-        spoken, cut_off = turn.progress.spoken_text, turn.progress.cut_off
+        spoken, cut_off = turn.progress.heard_text, turn.progress.cut_off
         await self.memory.remember(turn.turn_id, user, spoken, cut_off)
         metrics = dict(turn.progress.metrics)
         plain = by_name(metrics)  # for the store, the log and the trace

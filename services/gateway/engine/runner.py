@@ -46,7 +46,7 @@ class TurnProgress:
     metrics: dict[Metric, float] = field(default_factory=dict)
 
     @property
-    def spoken_text(self) -> str:
+    def heard_text(self) -> str:
         """What the listener heard."""
         return self.playout.heard_text()
 

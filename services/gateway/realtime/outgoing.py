@@ -173,7 +173,7 @@ class Outgoing:
                 return self._reply(event.turn_id)[1]
             case ev.TurnCompleted():
                 return self._finish(event.turn_id, "completed", timings=by_name(event.metrics),
-                                    transcript=event.assistant_text)
+                                    transcript=event.heard_text)
             case ev.TurnEnded():  # every turn's, whatever its outcome: the user's words are known now
                 out = self._transcription(event.turn_id, event.user_text, event.user_text_known)
                 self.typed.discard(event.turn_id)
@@ -181,7 +181,7 @@ class Outgoing:
             case ev.Interrupted():
                 reason = "client_cancelled" if event.turn_id in self.cancelled_by_client else "turn_detected"
                 return self._finish(event.turn_id, "cancelled", {"type": "cancelled", "reason": reason},
-                                    transcript=event.spoken_text)
+                                    transcript=event.heard_text)
             case ev.ErrorEvent():
                 out = [error(event.message, kind="invalid_request_error" if event.code in CLIENT_ERRORS
                              else "server_error", code=event.code.value.lower())]
