@@ -17,7 +17,6 @@ from services.gateway.engine.stages import StageError
 from services.gateway.engine.vocabulary import Stage
 from tests.support.engine_client import Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
-from tools.local_redis import RedisProcess
 
 
 def load(utilisation: float = 0.0, late_ms: float = 0.0) -> StageLoad:
@@ -89,10 +88,9 @@ async def test_a_stage_that_reports_no_load_is_not_refused_on_and_a_cold_start_i
     disabled.check(100)
 
 
-async def test_a_refused_session_gets_a_clear_error_while_the_admitted_one_goes_on(stages: FakeStages,
-                                                                                  redis: RedisProcess) -> None:
+async def test_a_refused_session_gets_a_clear_error_while_the_admitted_one_goes_on(stages: FakeStages) -> None:
     stages.loads = {Stage.TTS: load(0.1), Stage.VOXTRAL: load(0.1)}
-    conversations = engine(stages, redis, admission=AdmissionSettings(poll_s=0.01))
+    conversations = engine(stages, admission=AdmissionSettings(poll_s=0.01))
     conversations.start()
     try:
         admitted = Client(conversations)
@@ -114,10 +112,10 @@ async def test_a_refused_session_gets_a_clear_error_while_the_admitted_one_goes_
         await conversations.close()
 
 
-async def test_idle_sessions_lock_nobody_out(stages: FakeStages, redis: RedisProcess) -> None:
+async def test_idle_sessions_lock_nobody_out(stages: FakeStages) -> None:
     stages.loads = {Stage.TTS: load(0.6)}
     grace = 0.1
-    conversations = engine(stages, redis, admission=AdmissionSettings(poll_s=0.01, unmeasured_sessions=2,
+    conversations = engine(stages, admission=AdmissionSettings(poll_s=0.01, unmeasured_sessions=2,
                                                                         unspoken_grace_s=grace))
     conversations.start()
     try:

@@ -13,7 +13,6 @@ from services.gateway.engine.budget import AudioBudget, ByteBudget
 from services.gateway.engine.events import SessionStarted
 from tests.support.engine_client import Client, engine, until
 from tests.support.fake_stages import FakeStages
-from tools.local_redis import RedisProcess
 
 
 async def test_a_budget_waits_for_room_and_one_holder_always_fits() -> None:
@@ -45,10 +44,9 @@ async def test_a_session_waits_for_the_process_budget_too() -> None:
     assert process.held == 0
 
 
-async def test_a_client_faster_than_the_vad_is_slowed_and_loses_nothing(stages: FakeStages,
-                                                                        redis: RedisProcess) -> None:
+async def test_a_client_faster_than_the_vad_is_slowed_and_loses_nothing(stages: FakeStages) -> None:
     throttled = REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "budget"}) or 0.0
-    conversations = engine(stages, redis, session_audio_bytes=64 * 1024)
+    conversations = engine(stages, session_audio_bytes=64 * 1024)
     client = Client(conversations)
     await client.wait_for(SessionStarted)
     await until(lambda: stages.streams)
@@ -66,9 +64,8 @@ async def test_a_client_faster_than_the_vad_is_slowed_and_loses_nothing(stages: 
     assert conversations.audio_budget.held == 0
 
 
-async def test_a_session_that_ends_with_audio_queued_gives_its_bytes_back(stages: FakeStages,
-                                                                          redis: RedisProcess) -> None:
-    conversations = engine(stages, redis, session_audio_bytes=64 * 1024)
+async def test_a_session_that_ends_with_audio_queued_gives_its_bytes_back(stages: FakeStages) -> None:
+    conversations = engine(stages, session_audio_bytes=64 * 1024)
     client = Client(conversations)
     await client.wait_for(SessionStarted)
     await until(lambda: stages.streams)

@@ -9,7 +9,6 @@ import asyncio
 import pytest
 
 from services.common.errors import Status
-from services.common.store import SessionStore
 from services.gateway.engine import vad_link
 from services.gateway.engine.events import (
     ErrorEvent,
@@ -26,23 +25,18 @@ from services.gateway.engine.inputs import Audio, SessionRequest
 from services.gateway.engine.vocabulary import Control, EventType, Stage, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
-from tools.local_redis import RedisProcess
 
 REPLY = "Paris is lovely today, you should go and walk by the river."
 METRICS = {"endpoint_ms", "voxtral_ttft_ms", "first_clause_ms", "tts_ttfb_ms", "e2e_ms", "turn_ms", "overhead_ms"}
 
 
-async def stored_context(redis: RedisProcess, client: Client) -> list[tuple[str, str]]:
-    store = SessionStore(client.engine.settings.redis)
-    try:
-        session_id = client.of(SessionStarted)[0].session_id
-        return [(e.user, e.assistant) for e in await store.context(session_id)]
-    finally:
-        await store.close()
+async def stored_context(client: Client) -> list[tuple[str, str]]:
+    session_id = client.of(SessionStarted)[0].session_id
+    return [(e.user, e.assistant) for e in await client.engine.store.context(session_id)]
 
 
-async def test_one_turn(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_one_turn(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     await utter(client, stages, ms=600)
     done = await client.wait_for(TurnCompleted)
     await client.end()
@@ -55,12 +49,11 @@ async def test_one_turn(stages: FakeStages, redis: RedisProcess) -> None:
     assert set(done.metrics) >= METRICS
     assert stages.of(Stage.VOXTRAL, "respond")[0].args["samples"] == 600 * 16  # the whole utterance, at 16 kHz
     assert [c.ended for c in stages.calls] == ["done"] * len(stages.calls)
-    assert await stored_context(redis, client) == [(stages.transcript, REPLY)]
+    assert await stored_context(client) == [(stages.transcript, REPLY)]
 
 
-async def test_transcription_waits_until_the_reply_is_written_and_synthesised(stages: FakeStages,
-                                                                          redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_transcription_waits_until_the_reply_is_written_and_synthesised(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     await utter(client, stages)
     await client.wait_for(TurnCompleted)
     await client.end()
@@ -71,8 +64,7 @@ async def test_transcription_waits_until_the_reply_is_written_and_synthesised(st
 
 
 @pytest.mark.parametrize("phase", ["thinking", "first clause synthesising", "speaking"])
-async def test_barge_in_stops_the_reply_and_keeps_what_was_said(phase: str, stages: FakeStages,
-                                                                redis: RedisProcess) -> None:
+async def test_barge_in_stops_the_reply_and_keeps_what_was_said(phase: str, stages: FakeStages) -> None:
     gate = asyncio.Event()
     if phase == "thinking":
         stages.voxtral.stall = gate  # no text yet
@@ -81,7 +73,7 @@ async def test_barge_in_stops_the_reply_and_keeps_what_was_said(phase: str, stag
     else:
         stages.tts.stall, stages.tts.stall_after = gate, 2  # two words played, then mid-clause
     said = {"thinking": "", "first clause synthesising": "", "speaking": "Paris is"}[phase]
-    client = Client(engine(stages, redis, barge_in_reversible=False))
+    client = Client(engine(stages, barge_in_reversible=False))
     await utter(client, stages)
     await until(lambda: len(client.of(ResponseAudio)) == len(said.split()) and (
         stages.of(Stage.TTS) if phase != "thinking" else stages.of(Stage.VOXTRAL)))
@@ -98,11 +90,11 @@ async def test_barge_in_stops_the_reply_and_keeps_what_was_said(phase: str, stag
     assert not client.of(ErrorEvent)
     first_calls = [c for c in stages.calls if c.args["turn_id"] == first_turn and c.what != "transcribe"]
     assert "cancelled" in {c.ended for c in first_calls} and "open" not in {c.ended for c in first_calls}
-    assert await stored_context(redis, client) == [(stages.transcript, said), (stages.transcript, REPLY)]
+    assert await stored_context(client) == [(stages.transcript, said), (stages.transcript, REPLY)]
 
 
-async def test_speech_after_a_finished_reply_interrupts_nothing(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_speech_after_a_finished_reply_interrupts_nothing(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     await utter(client, stages)
     await client.wait_for(TurnCompleted)
     await utter(client, stages)
@@ -111,9 +103,9 @@ async def test_speech_after_a_finished_reply_interrupts_nothing(stages: FakeStag
     assert not client.of(Interrupted) and not client.of(ErrorEvent)
 
 
-async def test_the_interrupt_control_stops_the_reply(stages: FakeStages, redis: RedisProcess) -> None:
+async def test_the_interrupt_control_stops_the_reply(stages: FakeStages) -> None:
     stages.tts.stall = asyncio.Event()
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages))
     await utter(client, stages)
     await until(lambda: stages.of(Stage.TTS))
     client.control(Control.INTERRUPT)
@@ -122,10 +114,10 @@ async def test_the_interrupt_control_stops_the_reply(stages: FakeStages, redis: 
     assert stopped.heard_text == "" and not client.of(TurnCompleted)
 
 
-async def test_a_vad_outage_is_one_error_and_the_stream_opens_again(stages: FakeStages, redis: RedisProcess,
+async def test_a_vad_outage_is_one_error_and_the_stream_opens_again(stages: FakeStages,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vad_link, "VAD_RETRY_S", 0.0)  # every audio message may reopen the stream
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages))
     await utter(client, stages)
     await client.wait_for(TurnCompleted)
     stages.vad_open_failures = 3
@@ -147,11 +139,10 @@ async def test_a_vad_outage_is_one_error_and_the_stream_opens_again(stages: Fake
     ("tts", "DEADLINE_EXCEEDED", 2, "Paris is"),  # the first clause's synthesis fails two words in
 ])
 async def test_a_stage_error_mid_reply_ends_the_turn_not_the_session(stage: str, code: str, after: int, said: str,
-                                                                      stages: FakeStages,
-                                                                      redis: RedisProcess) -> None:
+                                                                      stages: FakeStages) -> None:
     knobs = stages.voxtral if stage == "voxtral" else stages.tts
     knobs.fail_code, knobs.fail_after = code, after
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages))
     await utter(client, stages)
     error = await client.wait_for(ErrorEvent)
     knobs.fail_code = ""
@@ -161,11 +152,11 @@ async def test_a_stage_error_mid_reply_ends_the_turn_not_the_session(stage: str,
     assert error.code is Status(code) and error.session_continues
     assert error.turn_id == client.of(SpeechStarted)[0].turn_id and error.message.startswith(f"{stage} failed")
     assert done.heard_text == REPLY and len(client.of(TurnCompleted)) == 1
-    assert await stored_context(redis, client) == [(stages.transcript, said), (stages.transcript, REPLY)]
+    assert await stored_context(client) == [(stages.transcript, said), (stages.transcript, REPLY)]
 
 
-async def test_context_keeps_the_last_five_exchanges_in_order(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_context_keeps_the_last_five_exchanges_in_order(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     for turn in range(7):
         stages.transcript = f"question {turn}"
         await utter(client, stages)
@@ -174,13 +165,13 @@ async def test_context_keeps_the_last_five_exchanges_in_order(stages: FakeStages
     last = stages.histories[-1]
     assert [h.role for h in last] == ["user", "assistant"] * 5
     assert [h.text for h in last if h.role == "user"] == [f"question {n}" for n in range(1, 6)]
-    assert [user for user, _ in await stored_context(redis, client)] == [f"question {n}" for n in range(2, 7)]
+    assert [user for user, _ in await stored_context(client)] == [f"question {n}" for n in range(2, 7)]
 
 
-async def test_a_late_transcript_holds_the_turn_record_not_the_reply(stages: FakeStages, redis: RedisProcess) -> None:
+async def test_a_late_transcript_holds_the_turn_record_not_the_reply(stages: FakeStages) -> None:
     gate = asyncio.Event()
     stages.transcribe_knobs.stall = gate
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages))
     await utter(client, stages)
     await until(lambda: " ".join(a.text for a in client.of(ResponseAudio)) == REPLY)
     await until(lambda: bool(stages.of(Stage.VOXTRAL, "transcribe")))
@@ -192,8 +183,7 @@ async def test_a_late_transcript_holds_the_turn_record_not_the_reply(stages: Fak
     assert done.user_text == stages.transcript and done.heard_text == REPLY
 
 
-async def test_a_failed_transcription_keeps_the_exchange_with_the_words_marked_unknown(stages: FakeStages,
-                                                                                       redis: RedisProcess) -> None:
+async def test_a_failed_transcription_keeps_the_exchange_with_the_words_marked_unknown(stages: FakeStages) -> None:
     from prometheus_client import REGISTRY
 
     from services.gateway.engine.memory import UNKNOWN_WORDS
@@ -203,7 +193,7 @@ async def test_a_failed_transcription_keeps_the_exchange_with_the_words_marked_u
 
     before = lost()
     stages.transcribe_knobs.fail_code = "RESOURCE_EXHAUSTED"
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages))
     await utter(client, stages)
     done = await client.wait_for(TurnCompleted)
     await utter(client, stages)
@@ -213,21 +203,16 @@ async def test_a_failed_transcription_keeps_the_exchange_with_the_words_marked_u
     assert lost() == before + 2
     # The next reply is asked with the exchange in its context, the user's part marked unknown.
     assert [(t.role, t.text) for t in stages.histories[1]] == [("user", UNKNOWN_WORDS), ("assistant", REPLY)]
-    store = SessionStore(client.engine.settings.redis)
-    try:
-        stored = await store.context(client.of(SessionStarted)[0].session_id)
-    finally:
-        await store.close()
+    stored = await client.engine.store.context(client.of(SessionStarted)[0].session_id)
     assert [(e.user, e.user_unknown) for e in stored] == [("", True), ("", True)]
 
 
 @pytest.mark.parametrize("moment", ["thinking", "speaking", "transcribing"])
-async def test_a_client_that_goes_away_leaves_no_task_and_no_call_open(moment: str, stages: FakeStages,
-                                                                       redis: RedisProcess) -> None:
+async def test_a_client_that_goes_away_leaves_no_task_and_no_call_open(moment: str, stages: FakeStages) -> None:
     before = asyncio.all_tasks()
     knobs = {"thinking": stages.voxtral, "speaking": stages.tts, "transcribing": stages.transcribe_knobs}[moment]
     knobs.stall = asyncio.Event()  # never set: the stage is busy when the client goes
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages))
     await utter(client, stages)
     stage, what = {"thinking": (Stage.VOXTRAL, "respond"), "speaking": (Stage.TTS, "synthesize"),
                    "transcribing": (Stage.VOXTRAL, "transcribe")}[moment]
@@ -240,17 +225,17 @@ async def test_a_client_that_goes_away_leaves_no_task_and_no_call_open(moment: s
     assert stages.vad.cancelled and client.engine.sessions == 0
 
 
-async def test_end_of_input_finishes_the_reply_in_flight(stages: FakeStages, redis: RedisProcess) -> None:
+async def test_end_of_input_finishes_the_reply_in_flight(stages: FakeStages) -> None:
     stages.tts.delay_s = 0.002
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages))
     await utter(client, stages)
     await client.wait_for(SpeechEnded)
     await client.end()
     assert client.of(TurnCompleted)[0].heard_text == REPLY
 
 
-async def test_reset_context_forgets_the_exchanges(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_reset_context_forgets_the_exchanges(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     await utter(client, stages)
     await client.wait_for(TurnCompleted)
     client.control(Control.RESET_CONTEXT)
@@ -260,11 +245,10 @@ async def test_reset_context_forgets_the_exchanges(stages: FakeStages, redis: Re
     assert stages.histories[1] == []
 
 
-async def test_a_second_config_and_unreadable_input_are_errors_and_the_session_goes_on(stages: FakeStages,
-                                                                                       redis: RedisProcess) -> None:
+async def test_a_second_config_and_unreadable_input_are_errors_and_the_session_goes_on(stages: FakeStages) -> None:
     from services.gateway.engine.inputs import Unreadable
 
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages))
     client.send(SessionRequest(RATE))
     client.send(Unreadable("cannot read that frame"))
     await utter(client, stages)
@@ -275,11 +259,10 @@ async def test_a_second_config_and_unreadable_input_are_errors_and_the_session_g
     assert "configured already" in errors[0].message and errors[1].message == "cannot read that frame"
 
 
-async def test_sessions_beyond_the_limit_and_while_draining_are_refused(stages: FakeStages,
-                                                                        redis: RedisProcess) -> None:
+async def test_sessions_beyond_the_limit_and_while_draining_are_refused(stages: FakeStages) -> None:
     from services.common.errors import ResourceExhausted, Status, Unavailable
 
-    conversations = engine(stages, redis, max_sessions=1)
+    conversations = engine(stages, max_sessions=1)
     first = Client(conversations)
     await first.wait_for(SessionStarted)
     second = Client(conversations)
@@ -292,9 +275,8 @@ async def test_sessions_beyond_the_limit_and_while_draining_are_refused(stages: 
         await Client(conversations).task
 
 
-async def test_speech_that_resumes_at_once_cancels_a_reply_that_never_ran(stages: FakeStages,
-                                                                          redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_speech_that_resumes_at_once_cancels_a_reply_that_never_ran(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     await utter(client, stages)
     stream = stages.vad
     stream.event(VadEventKind.STARTED, stream.received, stream.received)  # right behind ENDED: no loop turn between
@@ -302,11 +284,11 @@ async def test_speech_that_resumes_at_once_cancels_a_reply_that_never_ran(stages
     await until(lambda: bool(stages.of(Stage.VOXTRAL, "transcribe")))  # its words are still asked for
     await client.end()
     assert stopped.heard_text == "" and not client.of(ResponseAudio)
-    assert await stored_context(redis, client) == [(stages.transcript, "")]
+    assert await stored_context(client) == [(stages.transcript, "")]
 
 
-async def test_each_clause_tells_the_tts_when_its_listener_needs_it(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_each_clause_tells_the_tts_when_its_listener_needs_it(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     await utter(client, stages)
     await client.wait_for(TurnCompleted)
     await client.end()
@@ -319,10 +301,10 @@ async def test_each_clause_tells_the_tts_when_its_listener_needs_it(stages: Fake
     assert isinstance(need[1], int) and need[1] > 0  # asked for as soon as the first was made: needed later
 
 
-async def test_a_client_that_sends_nothing_is_closed_with_the_reason(stages: FakeStages, redis: RedisProcess) -> None:
+async def test_a_client_that_sends_nothing_is_closed_with_the_reason(stages: FakeStages) -> None:
     from services.common.errors import DeadlineExceeded
 
-    conversations = engine(stages, redis, idle_timeout_s=0.3)
+    conversations = engine(stages, idle_timeout_s=0.3)
     talking = Client(conversations)
     quiet = Client(conversations)
     await quiet.wait_for(SessionStarted)

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from services.common.errors import FailedPrecondition, PermissionDenied, ResourceExhausted
-from services.common.store import Exchange
+from services.common.store import Exchange, SessionStore
 from services.gateway.engine.caller import Caller
 from services.gateway.engine.ends import Stalled
 from services.gateway.engine.events import Event, SessionStarted
@@ -23,9 +23,8 @@ ALICE = Caller("key-alice", "10.0.0.1")
 BOB = Caller("key-bob", "10.0.0.1")
 
 
-async def test_a_session_has_one_holder_and_only_its_creator_resumes_it(stages: FakeStages,
-                                                                        redis: RedisProcess) -> None:
-    conversations = engine(stages, redis)
+async def test_a_session_has_one_holder_and_only_its_creator_resumes_it(stages: FakeStages) -> None:
+    conversations = engine(stages)
     first = Client(conversations, caller=ALICE)
     session_id = (await first.wait_for(SessionStarted)).session_id
     with pytest.raises(FailedPrecondition, match="live on another connection"):
@@ -50,6 +49,7 @@ async def test_the_lease_lapses_when_its_holder_stops_renewing(stages: FakeStage
     await asyncio.gather(holder.task, return_exceptions=True)
     lease = f"voice:session:{session_id}:lease"
     store = conversations.store
+    assert isinstance(store, SessionStore)  # the lease as Redis holds it
     assert await store.redis.get(lease) is None  # a clean end gives it back at once
     await store.redis.set(lease, "a-dead-gateway", px=1000)
     with pytest.raises(FailedPrecondition):
@@ -66,8 +66,8 @@ async def test_the_lease_lapses_when_its_holder_stops_renewing(stages: FakeStage
 
 
 async def test_one_key_has_a_session_limit_from_any_address_that_others_do_not_share(
-        stages: FakeStages, redis: RedisProcess) -> None:
-    conversations = engine(stages, redis, max_sessions_per_client=2)
+        stages: FakeStages) -> None:
+    conversations = engine(stages, max_sessions_per_client=2)
     mine = [Client(conversations, caller=Caller(ALICE.identity, f"10.0.0.{n}")) for n in (1, 2)]
     for client in mine:
         await client.wait_for(SessionStarted)
@@ -84,8 +84,8 @@ async def test_one_key_has_a_session_limit_from_any_address_that_others_do_not_s
     assert conversations.sessions == 0
 
 
-async def test_one_address_has_a_session_limit_whatever_its_keys(stages: FakeStages, redis: RedisProcess) -> None:
-    conversations = engine(stages, redis, max_sessions_per_address=2)
+async def test_one_address_has_a_session_limit_whatever_its_keys(stages: FakeStages) -> None:
+    conversations = engine(stages, max_sessions_per_address=2)
     held = [Client(conversations, caller=Caller(key, "10.0.0.9")) for key in ("key-a", "open")]
     for client in held:
         await client.wait_for(SessionStarted)
@@ -108,9 +108,8 @@ class Deaf(Client):
         await super()._send(event)
 
 
-async def test_a_client_that_stops_reading_is_closed_and_its_work_stopped(stages: FakeStages,
-                                                                         redis: RedisProcess) -> None:
-    conversations = engine(stages, redis, write_timeout_s=0.2)
+async def test_a_client_that_stops_reading_is_closed_and_its_work_stopped(stages: FakeStages) -> None:
+    conversations = engine(stages, write_timeout_s=0.2)
     deaf = Deaf(conversations)
     await utter(deaf, stages)  # its reply cannot be delivered
     with pytest.raises(Stalled, match="could be delivered for 0.2 s"):
@@ -119,11 +118,11 @@ async def test_a_client_that_stops_reading_is_closed_and_its_work_stopped(stages
     await until(lambda: all(call.ended != "open" for call in stages.calls))
 
 
-async def test_manual_turns_are_the_audio_between_commits(stages: FakeStages, redis: RedisProcess) -> None:
+async def test_manual_turns_are_the_audio_between_commits(stages: FakeStages) -> None:
     from services.gateway.engine.events import ErrorEvent, SpeechEnded, TurnCompleted
     from services.gateway.engine.inputs import ClearAudio, Commit, Update
 
-    client = Client(engine(stages, redis), SessionRequest(RATE, manual_turns=True))
+    client = Client(engine(stages), SessionRequest(RATE, manual_turns=True))
     await client.wait_for(SessionStarted)
     client.audio(300)
     client.send(ClearAudio())  # dropped: the turn starts after it
@@ -152,33 +151,33 @@ async def test_a_session_started_without_redis_takes_its_lease_when_redis_is_bac
     finally:
         redis.start()
     lease = f"voice:session:{session_id}:lease"
+    store = conversations.store
+    assert isinstance(store, SessionStore)  # the lease as Redis holds it
     for _ in range(50):  # the next renewal takes the lease
-        if await conversations.store.redis.get(lease):
+        if await store.redis.get(lease):
             break
         await asyncio.sleep(0.05)
-    assert await conversations.store.redis.get(lease)
+    assert await store.redis.get(lease)
     await client.end()
-    assert await conversations.store.redis.get(lease) is None  # given back at the end: a resume can follow
+    assert await store.redis.get(lease) is None  # given back at the end: a resume can follow
     resumed = Client(conversations, SessionRequest(RATE, resume_id=session_id), caller=ALICE)
     assert (await resumed.wait_for(SessionStarted)).resumed
     await resumed.end()
 
 
-async def test_a_session_can_set_the_end_of_turn_fallback_of_its_vad_stream(stages: FakeStages,
-                                                                            redis: RedisProcess) -> None:
+async def test_a_session_can_set_the_end_of_turn_fallback_of_its_vad_stream(stages: FakeStages) -> None:
     from services.common.errors import InvalidArgument
 
-    client = Client(engine(stages, redis), SessionRequest(RATE, end_of_turn_fallback_ms=8000))
+    client = Client(engine(stages), SessionRequest(RATE, end_of_turn_fallback_ms=8000))
     await client.wait_for(SessionStarted)
     await until(lambda: bool(stages.vad_opens))
     assert stages.vad_opens[0]["fallback_ms"] == 8000
     await client.end()
     with pytest.raises(InvalidArgument, match="end_of_turn_fallback_ms=50 is out of range: use 200 to 10000"):
-        await Client(engine(stages, redis), SessionRequest(RATE, end_of_turn_fallback_ms=50)).task
+        await Client(engine(stages), SessionRequest(RATE, end_of_turn_fallback_ms=50)).task
 
 
-async def test_a_session_can_choose_the_end_of_turn_detector_of_its_vad_stream(stages: FakeStages,
-                                                                              redis: RedisProcess) -> None:
+async def test_a_session_can_choose_the_end_of_turn_detector_of_its_vad_stream(stages: FakeStages) -> None:
     from services.gateway.engine.vocabulary import Detector
     from services.gateway.messages import session_request
     from voice.v1 import gateway_pb2, vad_pb2
@@ -187,7 +186,7 @@ async def test_a_session_can_choose_the_end_of_turn_detector_of_its_vad_stream(s
         input_sample_rate_hz=RATE, end_of_turn_detector=vad_pb2.END_OF_TURN_DETECTOR_SILENCE))
     assert request.end_of_turn_detector is Detector.SILENCE
     assert session_request(gateway_pb2.SessionConfig(input_sample_rate_hz=RATE)).end_of_turn_detector is None
-    client = Client(engine(stages, redis), request)
+    client = Client(engine(stages), request)
     await client.wait_for(SessionStarted)
     await until(lambda: bool(stages.vad_opens))
     await client.end()
@@ -202,11 +201,10 @@ class SlowToAck(Client):
         await asyncio.sleep(0.05)
 
 
-async def test_draining_right_after_speech_ended_still_answers_that_turn(stages: FakeStages,
-                                                                         redis: RedisProcess) -> None:
+async def test_draining_right_after_speech_ended_still_answers_that_turn(stages: FakeStages) -> None:
     from services.gateway.engine.events import ErrorEvent, SpeechEnded, TurnCompleted
 
-    conversations = engine(stages, redis)
+    conversations = engine(stages)
     client = SlowToAck(conversations)
     await utter(client, stages)
     await client.wait_for(SpeechEnded)  # the client has it; the engine is still setting the turn up

@@ -23,7 +23,6 @@ from services.gateway.engine.inputs import SessionRequest, UserText
 from services.gateway.engine.vocabulary import Control, Stage, StopReason, TurnOutcome, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
-from tools.local_redis import RedisProcess
 
 REPLY = "Paris is lovely today, you should go and walk by the river."
 
@@ -37,13 +36,13 @@ def grew(before: dict[TurnOutcome, float]) -> dict[TurnOutcome, float]:
     return {o: after[o] - before[o] for o in TurnOutcome if after[o] != before[o]}
 
 
-async def test_each_outcome_ends_its_turn_once(stages: FakeStages, redis: RedisProcess,
+async def test_each_outcome_ends_its_turn_once(stages: FakeStages,
                                                caplog: pytest.LogCaptureFixture) -> None:
     """A completed turn, one failed in Voxtral, one cut off by speech and one by the client: four
     turn_ended events, four counts, four log lines, each with its reason."""
     before = counted()
     caplog.set_level(logging.INFO, logger="services.gateway.engine.replies")
-    client = Client(engine(stages, redis, barge_in_reversible=False))
+    client = Client(engine(stages, barge_in_reversible=False))
     await utter(client, stages)
     await client.wait_for(TurnEnded, 1)
     stages.voxtral.fail_code, stages.voxtral.fail_after = "UNAVAILABLE", 1
@@ -80,13 +79,12 @@ async def test_each_outcome_ends_its_turn_once(stages: FakeStages, redis: RedisP
     assert [e.turn_id for e in client.of(Interrupted)] == turns[2:]
 
 
-async def test_a_failed_speculation_confirmed_then_talked_over_has_one_outcome(stages: FakeStages,
-                                                                               redis: RedisProcess) -> None:
+async def test_a_failed_speculation_confirmed_then_talked_over_has_one_outcome(stages: FakeStages) -> None:
     """The reply started on a pause fails before the speech is known to have ended; speech over it
     right after the confirmation must not add a second outcome."""
     before = counted()
     stages.voxtral.fail_code, stages.voxtral.fail_after = "INTERNAL", 0
-    client = Client(engine(stages, redis, barge_in_reversible=False, speculate=True))
+    client = Client(engine(stages, barge_in_reversible=False, speculate=True))
     start, end = await utter(client, stages, ends=False)
     stages.vad.event(VadEventKind.PAUSED, start, end, probability=0.9)
     await until(lambda: stages.of(Stage.VOXTRAL, "respond") and stages.of(Stage.VOXTRAL, "respond")[0].ended != "open")
@@ -103,8 +101,8 @@ async def test_a_failed_speculation_confirmed_then_talked_over_has_one_outcome(s
     assert len(outcomes_of_first) == 1
 
 
-async def test_a_typed_turn_is_answered_and_kept_in_context(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_a_typed_turn_is_answered_and_kept_in_context(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     client.send(UserText("What should I see in Paris?"))
     taken = await client.wait_for(TextTurn)
     done = await client.wait_for(TurnEnded)
@@ -121,9 +119,9 @@ async def test_a_typed_turn_is_answered_and_kept_in_context(stages: FakeStages, 
     assert all(c.args["turn_id"] != taken.turn_id for c in stages.of(Stage.VOXTRAL, "transcribe"))
 
 
-async def test_a_typed_turn_cuts_the_reply_in_progress_short(stages: FakeStages, redis: RedisProcess) -> None:
+async def test_a_typed_turn_cuts_the_reply_in_progress_short(stages: FakeStages) -> None:
     stages.tts.stall = asyncio.Event()
-    client = Client(engine(stages, redis))
+    client = Client(engine(stages))
     await utter(client, stages)
     await until(lambda: stages.of(Stage.TTS))
     client.send(UserText("Never mind, tell me about Rome."))
@@ -136,9 +134,8 @@ async def test_a_typed_turn_cuts_the_reply_in_progress_short(stages: FakeStages,
 
 
 @pytest.mark.parametrize("text", ["", "   \n", "x" * 4001])
-async def test_an_empty_or_huge_typed_turn_is_an_error_and_the_session_goes_on(text: str, stages: FakeStages,
-                                                                             redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_an_empty_or_huge_typed_turn_is_an_error_and_the_session_goes_on(text: str, stages: FakeStages) -> None:
+    client = Client(engine(stages))
     client.send(UserText(text))
     error = await client.wait_for(ErrorEvent)
     await utter(client, stages)
@@ -149,8 +146,8 @@ async def test_an_empty_or_huge_typed_turn_is_an_error_and_the_session_goes_on(t
     assert not client.of(TextTurn) and not stages.of(Stage.VOXTRAL, "respond")[0].args["text"]
 
 
-async def test_a_typed_turn_in_a_manual_session(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis), SessionRequest(RATE, manual_turns=True))
+async def test_a_typed_turn_in_a_manual_session(stages: FakeStages) -> None:
+    client = Client(engine(stages), SessionRequest(RATE, manual_turns=True))
     client.send(UserText("Hello there"))
     done = await client.wait_for(TurnEnded)
     await client.end()

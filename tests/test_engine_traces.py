@@ -18,7 +18,6 @@ from services.gateway.engine.vocabulary import Stage, VadEventKind
 from tests.support.engine_client import Client, engine, utter
 from tests.support.fake_stages import FakeStages
 from tests.test_talk_over import reply_playing, speech
-from tools.local_redis import RedisProcess
 
 EXPORTER = InMemorySpanExporter()
 
@@ -39,9 +38,8 @@ def named(found: list[ReadableSpan], name: str) -> list[ReadableSpan]:
     return [s for s in found if s.name == name]
 
 
-async def test_a_turn_is_one_trace_of_its_parts(spans: InMemorySpanExporter, stages: FakeStages,
-                                                redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_a_turn_is_one_trace_of_its_parts(spans: InMemorySpanExporter, stages: FakeStages) -> None:
+    client = Client(engine(stages))
     await utter(client, stages)
     ended = await client.wait_for(TurnEnded)
     await client.end()
@@ -71,9 +69,8 @@ async def test_a_turn_is_one_trace_of_its_parts(spans: InMemorySpanExporter, sta
     assert carrier["traceparent"].split("-")[1:3] == [f"{turn.context.trace_id:032x}", f"{turn.context.span_id:016x}"]
 
 
-async def test_speech_judged_no_turn_ends_its_trace_so(spans: InMemorySpanExporter, stages: FakeStages,
-                                                       redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_speech_judged_no_turn_ends_its_trace_so(spans: InMemorySpanExporter, stages: FakeStages) -> None:
+    client = Client(engine(stages))
     first, gate = await reply_playing(client, stages)
     start, end = speech(client, stages, 900)
     await stages.vad.heard(end)

@@ -13,9 +13,9 @@ import pytest
 from services.common.g711 import ulaw_encode
 from services.gateway.auth import Keys
 from services.gateway.web import WebBridge
-from tests.support.engine_client import engine, redis, stages  # noqa: F401  (fixtures)
+from tests.support.engine_client import engine, stages  # noqa: F401  (fixtures)
 from tests.support.fake_stages import SAMPLES_PER_WORD, FakeStages
-from tools.local_redis import RedisProcess, free_port
+from tools.local_redis import free_port
 
 # Bad truncates of a real assistant item: each an error naming its field.
 TRUNCATES: list[tuple[dict[str, Any], str]] = [
@@ -39,8 +39,8 @@ async def bodies_until(ws: aiohttp.ClientWebSocketResponse, last: str) -> list[d
 
 
 @pytest.fixture
-async def realtime_port(stages: FakeStages, redis: RedisProcess):  # noqa: F811  (fixtures)
-    conversations = engine(stages, redis, web_port=free_port(), admission={"enabled": False})
+async def realtime_port(stages: FakeStages):  # noqa: F811  (fixtures)
+    conversations = engine(stages, web_port=free_port(), admission={"enabled": False})
     bridge = WebBridge(conversations.settings, conversations, Keys(None))
     yield await bridge.start()
     await bridge.stop()

@@ -8,7 +8,6 @@ import asyncio
 
 import pytest
 
-from services.common.store import SessionStore
 from services.gateway.engine.events import (
     Interrupted,
     ReplyPaused,
@@ -24,19 +23,15 @@ from services.gateway.engine.turn import is_backchannel
 from services.gateway.engine.vocabulary import Stage, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
-from tools.local_redis import RedisProcess
 
 REPLY = "Paris is lovely today, you should go and walk by the river."
 
 
-async def records(redis: RedisProcess, client: Client) -> tuple[list[tuple[str, str, bool]], list[dict]]:
-    store = SessionStore(client.engine.settings.redis)
-    try:
-        session_id = client.of(SessionStarted)[0].session_id
-        context = [(e.user, e.assistant, e.cut_off) for e in await store.context(session_id)]
-        return context, await store.turns(session_id)
-    finally:
-        await store.close()
+async def records(client: Client) -> tuple[list[tuple[str, str, bool]], list[dict]]:
+    store = client.engine.store
+    session_id = client.of(SessionStarted)[0].session_id
+    context = [(e.user, e.assistant, e.cut_off) for e in await store.context(session_id)]
+    return context, await store.turns(session_id)
 
 
 async def reply_playing(client: Client, stages: FakeStages, words: int = 3) -> tuple[str, asyncio.Event]:
@@ -68,9 +63,8 @@ async def talks(client: Client, stages: FakeStages, ms: int) -> tuple[int, int]:
     ("a sound with no words", 900, ""),
 ])
 async def test_a_sound_that_is_no_turn_pauses_the_reply_and_it_resumes(sound: str, voiced_ms: int, words: str | None,
-                                                                       stages: FakeStages,
-                                                                       redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+                                                                       stages: FakeStages) -> None:
+    client = Client(engine(stages))
     first, gate = await reply_playing(client, stages)
     client.played(first, 20.0)
     start, end = speech(client, stages, 900)
@@ -95,13 +89,12 @@ async def test_a_sound_that_is_no_turn_pauses_the_reply_and_it_resumes(sound: st
     assert len(judged) == (0 if words is None else 1)
     audio = client.of(ResponseAudio)
     assert audio[3].offset_ms == resumed.heard_ms  # the audio after the resume starts there
-    context, _ = await records(redis, client)
+    context, _ = await records(client)
     assert context == [(stages.transcript, REPLY, False)]
 
 
-async def test_a_sentence_over_the_reply_interrupts_it_and_is_answered(stages: FakeStages,
-                                                                       redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_a_sentence_over_the_reply_interrupts_it_and_is_answered(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     first, gate = await reply_playing(client, stages)
     client.played(first, 20.0)
     start, end = speech(client, stages, 1500)
@@ -122,15 +115,14 @@ async def test_a_sentence_over_the_reply_interrupts_it_and_is_answered(stages: F
     assert stopped.heard_text == heard
     assert second.turn_id == client.of(SpeechStarted)[1].turn_id and second.heard_text == REPLY
     assert not client.of(ReplyResumed)
-    context, turns = await records(redis, client)
+    context, turns = await records(client)
     assert context[0][1:] == (heard, True)  # what was heard, marked as cut off
     assert [t["outcome"] for t in turns] == ["interrupted", "completed", "completed"]
     assert stages.histories[-1][1].text == heard + CUT_OFF_MARK  # Voxtral is told it was cut off
 
 
-async def test_speech_that_goes_on_interrupts_without_waiting_for_its_end(stages: FakeStages,
-                                                                          redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis, barge_in_timeout_ms=100))
+async def test_speech_that_goes_on_interrupts_without_waiting_for_its_end(stages: FakeStages) -> None:
+    client = Client(engine(stages, barge_in_timeout_ms=100))
     first, gate = await reply_playing(client, stages)
     start, end = await talks(client, stages, 400)
     stopped = await client.wait_for(Interrupted)
@@ -142,11 +134,10 @@ async def test_speech_that_goes_on_interrupts_without_waiting_for_its_end(stages
     assert client.events.index(client.of(ReplyPaused)[0]) < client.events.index(stopped)
 
 
-async def test_a_sound_that_stopped_waits_for_a_late_judgement_past_the_timeout(stages: FakeStages,
-                                                                                redis: RedisProcess) -> None:
+async def test_a_sound_that_stopped_waits_for_a_late_judgement_past_the_timeout(stages: FakeStages) -> None:
     # The VAD's end-of-turn model is slow (a loaded host): the "mm" is over, but its PAUSED comes
     # after the timeout. Quiet input is no speech going on: the judgement is awaited and it resumes.
-    client = Client(engine(stages, redis, barge_in_timeout_ms=1000))
+    client = Client(engine(stages, barge_in_timeout_ms=1000))
     first, gate = await reply_playing(client, stages)
     start, pause = await talks(client, stages, 300)
     quiet = pause + client.audio(600, amplitude=0)
@@ -161,8 +152,8 @@ async def test_a_sound_that_stopped_waits_for_a_late_judgement_past_the_timeout(
 
 
 async def test_a_sound_that_stopped_and_is_never_judged_interrupts_after_a_second_timeout(
-        stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis, barge_in_timeout_ms=100))
+        stages: FakeStages) -> None:
+    client = Client(engine(stages, barge_in_timeout_ms=100))
     first, gate = await reply_playing(client, stages)
     start, pause = await talks(client, stages, 300)
     client.audio(600, amplitude=0)
@@ -174,8 +165,8 @@ async def test_a_sound_that_stopped_and_is_never_judged_interrupts_after_a_secon
     assert stopped.turn_id == first
 
 
-async def test_a_backchannel_that_goes_on_is_judged_again(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_a_backchannel_that_goes_on_is_judged_again(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     first, gate = await reply_playing(client, stages)
     start, pause = await talks(client, stages, 400)
     stages.vad.event(VadEventKind.PAUSED, start, pause, voiced_ms=300)
@@ -193,8 +184,8 @@ async def test_a_backchannel_that_goes_on_is_judged_again(stages: FakeStages, re
     assert stages.of(Stage.VOXTRAL, "respond")[1].args["samples"] == end - start  # the whole utterance
 
 
-async def test_off_any_speech_cancels_the_reply_at_once(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis, barge_in_reversible=False))
+async def test_off_any_speech_cancels_the_reply_at_once(stages: FakeStages) -> None:
+    client = Client(engine(stages, barge_in_reversible=False))
     first, gate = await reply_playing(client, stages)
     start, end = await talks(client, stages, 300)
     stopped = await client.wait_for(Interrupted)
@@ -203,9 +194,8 @@ async def test_off_any_speech_cancels_the_reply_at_once(stages: FakeStages, redi
     assert stopped.turn_id == first and not client.of(ReplyPaused)
 
 
-async def test_a_confident_pause_starts_the_reply_and_speech_ended_releases_it(stages: FakeStages,
-                                                                               redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_a_confident_pause_starts_the_reply_and_speech_ended_releases_it(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     await client.wait_for(SessionStarted)
     await until(lambda: stages.streams)
     start, end = await talks(client, stages, 1000)
@@ -219,13 +209,12 @@ async def test_a_confident_pause_starts_the_reply_and_speech_ended_releases_it(s
     await client.end()
     assert done.heard_text == REPLY and len(stages.of(Stage.VOXTRAL, "respond")) == 1
     assert stages.of(Stage.VOXTRAL, "respond")[0].args["speculative"]  # queued after replies a listener waits for
-    _, turns = await records(redis, client)
+    _, turns = await records(client)
     assert turns[0]["speculation"] == "used" and turns[0]["end_of_turn_probability"] == 0.95
 
 
-async def test_a_speculation_the_user_talks_past_is_cancelled_unseen(stages: FakeStages,
-                                                                     redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis))
+async def test_a_speculation_the_user_talks_past_is_cancelled_unseen(stages: FakeStages) -> None:
+    client = Client(engine(stages))
     await client.wait_for(SessionStarted)
     await until(lambda: stages.streams)
     gate = asyncio.Event()
@@ -246,14 +235,14 @@ async def test_a_speculation_the_user_talks_past_is_cancelled_unseen(stages: Fak
     assert done.heard_text == REPLY and len(client.of(TurnCompleted)) == 1
     assert "".join(e.delta for e in client.of(ResponseText)) == REPLY  # the wasted reply's text never went out
     assert len(stages.of(Stage.VOXTRAL, "transcribe")) == 1  # nor was it transcribed or remembered
-    context, turns = await records(redis, client)
+    context, turns = await records(client)
     assert len(context) == 1 and turns[0]["speculation"] == "none"
 
 
 @pytest.mark.parametrize(("probability", "speculate"), [(0.1, True), (0.8, False)])
 async def test_no_speculation_below_the_probability_or_when_off(probability: float, speculate: bool,
-                                                                stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis, speculate=speculate))
+                                                                stages: FakeStages) -> None:
+    client = Client(engine(stages, speculate=speculate))
     await client.wait_for(SessionStarted)
     await until(lambda: stages.streams)
     start, end = await talks(client, stages, 600)
@@ -265,8 +254,8 @@ async def test_no_speculation_below_the_probability_or_when_off(probability: flo
     await client.end()
 
 
-async def test_a_playback_report_is_what_the_context_keeps(stages: FakeStages, redis: RedisProcess) -> None:
-    client = Client(engine(stages, redis, reply_lead_ms=5000))  # everything is sent at once
+async def test_a_playback_report_is_what_the_context_keeps(stages: FakeStages) -> None:
+    client = Client(engine(stages, reply_lead_ms=5000))  # everything is sent at once
     first, gate = await reply_playing(client, stages)
     start, end = await talks(client, stages, 1500)
     await client.wait_for(ReplyPaused)
@@ -278,7 +267,7 @@ async def test_a_playback_report_is_what_the_context_keeps(stages: FakeStages, r
     await client.wait_for(TurnCompleted)
     await client.end()
     assert stopped.heard_text == "Paris" and stopped.heard_ms == 10.0
-    context, _ = await records(redis, client)
+    context, _ = await records(client)
     assert context[0][1:] == ("Paris", True)
 
 

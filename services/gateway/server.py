@@ -10,11 +10,11 @@ from services.common.errors import InvalidArgument, PermissionDenied, ServiceErr
 from services.common.interceptor import write_notice
 from services.common.latency import summarize
 from services.common.limits import check_session_id
-from services.common.store import SessionStore
 from services.gateway.auth import Keys, grpc_caller
 from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.engine.events import ErrorEvent, Event
 from services.gateway.engine.inputs import Input
+from services.gateway.engine.store import Store
 from services.gateway.messages import to_input, to_message
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -32,7 +32,7 @@ def notice(method: str, exc: ServiceError) -> gateway_pb2.ConverseResponse | Non
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
-    def __init__(self, engine: ConversationEngine, store: SessionStore, keys: Keys) -> None:
+    def __init__(self, engine: ConversationEngine, store: Store, keys: Keys) -> None:
         self.engine = engine
         self.store = store
         self.keys = keys

@@ -19,6 +19,7 @@ from services.gateway.engine.events import Event, SessionStarted
 from services.gateway.engine.inputs import Audio, ControlInput, Input, PlaybackReport, SessionRequest
 from services.gateway.engine.vocabulary import Control, VadEventKind
 from tests.support.fake_stages import FakeStages
+from tests.support.memory_store import MemoryStore
 from tools.local_redis import RedisProcess
 
 RATE = 16000
@@ -46,10 +47,13 @@ async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
             await asyncio.sleep(0.001)
 
 
-def engine(stages: FakeStages, redis: RedisProcess, store: dict[str, object] | None = None,
+def engine(stages: FakeStages, redis: RedisProcess | None = None, store: dict[str, object] | None = None,
            **settings: object) -> ConversationEngine:
-    config = GatewaySettings(auth_disabled=True, redis=RedisSettings(url=redis.url, **(store or {})), **settings)  # type: ignore[arg-type]  # test overrides
-    return ConversationEngine(config, stages, SessionStore(config.redis))
+    """The engine on the fake stages, its store in memory (or, given a server, the Redis store)."""
+    url = {"url": redis.url} if redis is not None else {}
+    config = GatewaySettings(auth_disabled=True, redis=RedisSettings(**url, **(store or {})), **settings)  # type: ignore[arg-type]  # test overrides
+    backend = SessionStore(config.redis) if redis is not None else MemoryStore(config.redis)
+    return ConversationEngine(config, stages, backend)
 
 
 class Client:

@@ -11,7 +11,6 @@ from typing import Any
 
 from services.common import heap
 from services.common.errors import InvalidArgument, ResourceExhausted, Status, Unavailable
-from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.activity import Activity, next_input
 from services.gateway.engine.admission import Admission
@@ -40,6 +39,7 @@ from services.gateway.engine.inputs import (
 from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.session import ConversationSession
 from services.gateway.engine.stages import StageError, Stages
+from services.gateway.engine.store import Store
 from services.gateway.engine.vocabulary import Control
 from services.gateway.metrics import SESSIONS
 
@@ -51,7 +51,7 @@ ACTIVE_S = 60.0
 
 
 class ConversationEngine:
-    def __init__(self, settings: GatewaySettings, stages: Stages, store: SessionStore) -> None:
+    def __init__(self, settings: GatewaySettings, stages: Stages, store: Store) -> None:
         self.settings = settings
         self.stages = stages
         self.store = store

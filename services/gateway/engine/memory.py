@@ -11,9 +11,10 @@ from collections.abc import Mapping
 
 from services.common import tracing
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable, echo
-from services.common.store import Claim, Exchange, SessionStore
+from services.common.store import Claim, Exchange
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn
+from services.gateway.engine.store import Store
 from services.gateway.metrics import observe_turn
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ UNKNOWN_WORDS = "[words not transcribed]"
 
 
 class Memory:
-    def __init__(self, settings: GatewaySettings, store: SessionStore, session_id: str, owner: str) -> None:
+    def __init__(self, settings: GatewaySettings, store: Store, session_id: str, owner: str) -> None:
         self.settings = settings
         self.store = store
         self.session_id = session_id

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 
 from services.common import tracing
 from services.common.errors import Status
-from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.barge_in import BargeIn
 from services.gateway.engine.budget import AudioBudget, AudioPace, ByteBudget
@@ -22,6 +21,7 @@ from services.gateway.engine.memory import Memory
 from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.replies import Replies
 from services.gateway.engine.stages import StageError, Stages, VadEvent
+from services.gateway.engine.store import Store
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.traces import SessionTrace
@@ -41,7 +41,7 @@ def new_id() -> str:
 
 
 class ConversationSession:
-    def __init__(self, settings: GatewaySettings, stages: Stages, store: SessionStore, config: SessionConfig,
+    def __init__(self, settings: GatewaySettings, stages: Stages, store: Store, config: SessionConfig,
                  emit: Callable[[Event], Awaitable[None]], pace: SynthesisPace | None = None,
                  audio_budget: ByteBudget | None = None, owner: str = "open") -> None:
         self.settings = settings
