@@ -67,9 +67,9 @@ tiny-voxtral: $(INSTALLED)
 test: install system-deps assets models
 	$(PY) -m pytest
 
-# The fast tier: no model files, no recordings, no real-time audio (tests marked `system` are left out).
+# The unit tier (tests/unit): no process, no socket, no model files; under a minute.
 test-fast: install
-	$(PY) -m pytest -m "not system"
+	$(PY) -m pytest tests/unit
 
 run: install models
 	@$(PY) -m tools.run_local

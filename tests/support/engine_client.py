@@ -15,7 +15,7 @@ from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.caller import OPEN, Caller
 from services.gateway.engine.conversations import ConversationEngine
-from services.gateway.engine.events import Event, SessionStarted
+from services.gateway.engine.events import Event, ResponseAudio, SessionStarted, SpeechStarted
 from services.gateway.engine.inputs import Audio, ControlInput, Input, PlaybackReport, SessionRequest
 from services.gateway.engine.vocabulary import Control, VadEventKind
 from tests.support.fake_stages import FakeStages
@@ -127,3 +127,26 @@ async def utter(client: Client, stages: FakeStages, ms: int = 1200, ends: bool =
     if ends:
         stream.event(VadEventKind.ENDED, start, start + samples)
     return start, start + samples
+
+
+async def reply_playing(client: Client, stages: FakeStages, words: int = 3) -> tuple[str, asyncio.Event]:
+    """A first turn whose reply has sent `words` words and holds there until the event is set."""
+    gate = asyncio.Event()
+    stages.tts.stall, stages.tts.stall_after = gate, words
+    await utter(client, stages)
+    await until(lambda: len(client.of(ResponseAudio)) == words)
+    return client.of(SpeechStarted)[0].turn_id, gate
+
+
+def speech(client: Client, stages: FakeStages, ms: int) -> tuple[int, int]:
+    """Audio the VAD will hear as speech (events scripted by the test)."""
+    start = stages.vad.received
+    return start, start + client.audio(ms)
+
+
+async def talks(client: Client, stages: FakeStages, ms: int) -> tuple[int, int]:
+    """`ms` of speech, heard by the VAD, which says speech started."""
+    start, end = speech(client, stages, ms)
+    await stages.vad.heard(end)
+    stages.vad.event(VadEventKind.STARTED, start, start)
+    return start, end

@@ -1,0 +1,64 @@
+"""Promises about the code's shape: no import cycle in services/, gateway files small enough to read
+in one sitting, and a conversation engine that knows nothing of gRPC or WebSockets."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ROOT / "services"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The project modules `path` imports, anywhere in it (inside functions too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        found |= {name for name in names if name in modules}
+    return found
+
+
+def test_no_import_cycle_in_services() -> None:
+    files = {module_name(p): p for p in SERVICES.rglob("*.py")}
+    graph = {name: imports_of(path, set(files)) - {name} for name, path in files.items()}
+    cycles: list[list[str]] = []
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_gateway_files_are_at_most_250_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in (SERVICES / "gateway").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 250}
+    assert not long
+
+
+def test_the_engine_imports_no_transport() -> None:
+    probe = ("import sys, services.gateway.engine.conversations; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in {'grpc', 'aiohttp', 'voice'}))")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
