@@ -59,10 +59,10 @@ assets: $(INSTALLED)
 models: $(INSTALLED)
 	@$(PY) tools/fetch_models.py
 	@$(PY) -m services.vad.models models/turn
-	@HF_HUB_OFFLINE=1 $(PY) -m services.voxtral.english $(ENGLISH_DIR)
+	@HF_HUB_OFFLINE=1 $(PY) -m tools.models.english $(ENGLISH_DIR)
 
 tiny-voxtral: $(INSTALLED)
-	HF_HUB_OFFLINE=1 $(PY) -m services.voxtral.tiny $(DIR)
+	HF_HUB_OFFLINE=1 $(PY) -m tools.models.tiny $(DIR)
 
 test: install system-deps assets models
 	$(PY) -m pytest

@@ -46,10 +46,10 @@ from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
 from services.common.audio import resample
 from services.common.latency import percentile
-from services.voxtral.english import build_english_voxtral
 from tools import speech_set as ss
 from tools.conversation import Conversation
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
+from tools.models.english import build_english_voxtral
 from tools.stack import Stack
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 

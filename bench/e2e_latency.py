@@ -32,8 +32,8 @@ from bench.sessions import VOXTRAL_ENV, one_session, proc_usage, utterances
 from services.common.clauses import ClauseSplitter
 from services.common.latency import METRICS
 from services.gateway.config import GatewaySettings
-from services.voxtral.english import build_english_voxtral
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
+from tools.models.english import build_english_voxtral
 from tools.stack import Stack
 from voice.v1 import (
     gateway_pb2_grpc,

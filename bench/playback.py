@@ -1,4 +1,4 @@
-"""What a listener heard, read from the audio as it was played (services.gateway.listener): when the
+"""What a listener heard, read from the audio as it was played (clients.listener): when the
 first audible sample of a reply played, how much silence led it, the silence at each clause
 junction, when the reply's sound stopped."""
 
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from clients.listener import Played
 from services.gateway.engine.playout import audible as audible_samples
-from services.gateway.listener import Played
 
 
 def audible(piece: Played) -> np.ndarray:

@@ -27,9 +27,9 @@ from bench.conversation_material import material
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
 from services.common.audio import resample
-from services.voxtral.english import build_english_voxtral
 from tools.conversation import Conversation
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
+from tools.models.english import build_english_voxtral
 from tools.stack import Stack
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 

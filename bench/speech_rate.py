@@ -16,7 +16,7 @@ from services.tts.phonemes import shared_phonemizer
 from services.tts.server import load_engine
 from services.tts.synthesizer import Synthesizer
 from services.tts.voices import VoiceBank
-from services.voxtral.corpus import SOURCE, sentences
+from tools.models.corpus import SOURCE, sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,8 +20,8 @@ from bench.conversation_material import material
 from bench.realtime_latency import grpc_turn, p50
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
-from services.voxtral.english import build_english_voxtral
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
+from tools.models.english import build_english_voxtral
 from tools.otlp_receiver import exporting_to, receiving
 from tools.stack import Stack
 

@@ -20,7 +20,7 @@ from bench.report import write_results
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.engine import VoxtralEngine
 from services.voxtral.generation import GenerationParams
-from services.voxtral.tiny import build_tiny_voxtral
+from tools.models.tiny import build_tiny_voxtral
 from tools.recordings import recording
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import numpy as np
 
+from clients.listener import Listener
 from services.common.limits import END_OF_TURN_FALLBACK_MS
-from services.gateway.listener import Listener
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 # Silence after speech that ends any turn whatever the end-of-turn model says (the VAD's fallback, and margin).

@@ -24,7 +24,7 @@ from services.common.checksum import sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 KOKORO_DIR = ROOT / "models" / "kokoro"
-# The small Voxtral trained here to answer in English (`make models` trains it; services/voxtral/english.py).
+# The small Voxtral trained here to answer in English (`make models` trains it; tools/models/english.py).
 ENGLISH_VOXTRAL_DIR = ROOT / "models" / "voxtral-english"
 ONNX_NAME = "kokoro-v1.0.int8.onnx"
 ONNX_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"

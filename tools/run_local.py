@@ -155,7 +155,7 @@ def main() -> None:
             time.sleep(0.2)
         if not stopping:
             print(f"ready. Open http://{host}:{web}/ and talk, or from another terminal:", flush=True)
-            say("", ".venv/bin/python -m services.gateway.client examples/question.wav --out reply.wav")
+            say("", ".venv/bin/python -m clients.converse examples/question.wav --out reply.wav")
             say("metrics", f"http://{host}:{metrics}/metrics   Ctrl-C stops everything.")
         while not stopping:
             for svc, proc in started:

@@ -54,7 +54,8 @@ def speech(seconds: float) -> np.ndarray:
 
 def build_model(folder: Path, small: bool, dtype: str) -> Path:
     """The model folder: the small random Voxtral, or the real-size one with random weights."""
-    from services.voxtral.tiny import AUDIO_TOKEN_ID, NOTE_FILE, build_tiny_voxtral, save_processor, tekken_v7
+    from services.voxtral.engine import NOTE_FILE
+    from tools.models.tiny import AUDIO_TOKEN_ID, build_tiny_voxtral, save_processor, tekken_v7
 
     if small:
         return build_tiny_voxtral(folder)

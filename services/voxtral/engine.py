@@ -191,11 +191,11 @@ class VoxtralEngine:
 
 
 SAMPLE_WARMUP = 16000
+# A model folder this project built says what it is in this file (tools/models writes it).
+NOTE_FILE = "model_note.txt"
 
 
 def model_note(model_id: str) -> str:
     """What a model folder this project built says it is ("" for a hub id or a real checkpoint)."""
-    from services.voxtral.tiny import NOTE_FILE
-
     path = Path(model_id) / NOTE_FILE
     return path.read_text().strip() if path.is_file() else ""

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.voxtral.english import build_english_voxtral
-from services.voxtral.tiny import build_tiny_voxtral
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
+from tools.models.english import build_english_voxtral
+from tools.models.tiny import build_tiny_voxtral
 
 
 @pytest.fixture(scope="session")

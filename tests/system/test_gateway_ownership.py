@@ -172,7 +172,7 @@ async def test_the_cli_prints_the_real_code_for_a_wrong_key(redis_server: RedisP
     try:
         for _ in range(5):
             cli = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.gateway.client", str(wav), "--target", f"127.0.0.1:{server.port}",
+                sys.executable, "-m", "clients.converse", str(wav), "--target", f"127.0.0.1:{server.port}",
                 "--api-key", "wrong", "--realtime", "0", stderr=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
             _, err = await asyncio.wait_for(cli.communicate(), 60)

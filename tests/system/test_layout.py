@@ -51,6 +51,19 @@ def test_no_import_cycle_in_services() -> None:
     assert not cycles, f"import cycles: {cycles}"
 
 
+def test_serving_code_needs_nothing_outside_services() -> None:
+    """The images ship services/ (and gen/) alone: model builders live in tools/models, clients in clients/."""
+    outside = {"tools", "clients", "tests", "bench"}
+    found = {}
+    for path in SERVICES.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+            if hits := {n for n in names if n.split(".")[0] in outside}:
+                found[str(path.relative_to(ROOT))] = sorted(hits)
+    assert not found
+
+
 def test_gateway_files_are_at_most_250_lines() -> None:
     long = {str(p.relative_to(ROOT)): n for p in (SERVICES / "gateway").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 250}

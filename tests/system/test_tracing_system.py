@@ -38,7 +38,7 @@ def traced_stack(english_voxtral: Path, receiver: tuple[Receiver, int]) -> Itera
 def test_a_spoken_turn_is_one_trace_across_the_four_services(traced_stack: Stack,
                                                             receiver: tuple[Receiver, int]) -> None:
     found, _ = receiver
-    said = subprocess.run([sys.executable, "-m", "services.gateway.client", str(ROOT / "examples" / "question.wav"),
+    said = subprocess.run([sys.executable, "-m", "clients.converse", str(ROOT / "examples" / "question.wav"),
                            "--target", traced_stack.gateway], cwd=ROOT, capture_output=True, text=True, timeout=180,
                           check=True)
     match = re.search(r'speech_started  turn_id: "(\w+)"', said.stdout)

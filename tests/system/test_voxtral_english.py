@@ -11,12 +11,12 @@ import pytest
 
 from services.common.audio import resample
 from services.voxtral.config import VoxtralSettings
-from services.voxtral.corpus import MAX_WORDS, MIN_WORDS
 from services.voxtral.engine import VoxtralEngine
-from services.voxtral.english import NOTE
 from services.voxtral.generation import GenerationParams
 from services.voxtral.prompts import Turn
 from tests.support.english import dictionary_share, words
+from tools.models.corpus import MAX_WORDS, MIN_WORDS
+from tools.models.english import NOTE
 from tools.recordings import recording
 
 # Real recordings (make assets) and the trained model (make models).
@@ -75,7 +75,7 @@ def test_the_service_says_what_the_model_is(engine: VoxtralEngine) -> None:
 
 
 def test_corpus_sentences_fit_the_reply_bounds() -> None:
-    from services.voxtral.corpus import sentences
+    from tools.models.corpus import sentences
 
     corpus = sentences()
     assert len(corpus) > 200

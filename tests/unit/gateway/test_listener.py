@@ -7,7 +7,7 @@ import numpy as np
 from pytest import approx
 
 from bench.playback import first_audible_at, junction_gaps_ms, last_sound_at, leading_silence_ms
-from services.gateway.listener import Listener
+from clients.listener import Listener
 
 RATE = 24000
 

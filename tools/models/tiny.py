@@ -12,8 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
+from services.voxtral.engine import NOTE_FILE
+
 # A model this project built writes what it is here; the service reports it (GetInfo, logs).
-NOTE_FILE = "model_note.txt"
 TINY_NOTE = "small random-weight Voxtral built offline: its answers are random English-alphabet tokens"
 AUDIO_TOKEN_ID = 24
 BEGIN_AUDIO_ID = 25

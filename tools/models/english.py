@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from services.voxtral.corpus import SOURCE, sentences
-from services.voxtral.tiny import AUDIO_TOKEN_ID, NOTE_FILE, save_processor, tekken_v7
+from tools.models.corpus import SOURCE, sentences
+from services.voxtral.engine import NOTE_FILE
+from tools.models.tiny import AUDIO_TOKEN_ID, save_processor, tekken_v7
 
 RECIPE: dict[str, Any] = {
     "version": 2, "seed": 11, "hidden": 128, "intermediate": 384, "layers": 2, "heads": 4, "kv_heads": 2,

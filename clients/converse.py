@@ -1,6 +1,6 @@
 """Talk to the gateway from the command line: stream a WAV in real time, save the spoken reply.
 
-    python -m services.gateway.client question.wav --out reply.wav [--target host:port]
+    python -m clients.converse question.wav --out reply.wav [--target host:port]
 
 Prints every event as it comes and a table of each turn's latency metrics. Replies are played on
 the clock as a speaker would (paused and dropped on reply_paused and interrupted), their position
@@ -20,9 +20,9 @@ import grpc
 import numpy as np
 import soundfile as sf
 
+from clients.listener import Listener
 from services.common.latency import METRICS
 from services.common.limits import END_OF_TURN_FALLBACK_MS
-from services.gateway.listener import Listener
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 CHUNK_MS = 20
