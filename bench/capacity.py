@@ -33,11 +33,12 @@ from typing import Any
 
 import grpc
 
-from bench.conversation import Talk, pct
+from bench.conversation import Talk
 from bench.conversation_material import Clip, material
 from bench.playback import first_audible_at
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV, proc_usage
+from services.common.latency import percentile
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
 from tools.stack import Stack
@@ -151,7 +152,7 @@ async def level(stack: Stack, offered: int, clips: list[Clip], turns: int, barge
     m2e = out["mouth_to_ear_ms"]
     row = {"offered": offered, "admitted": out["admitted"], "refused": len(out["refused"]),
            "turns_done": out["turns_done"], "turns_failed": out["turns_failed"],
-           "mouth_to_ear_ms_p50": pct(m2e, 50), "mouth_to_ear_ms_p95": pct(m2e, 95), "cpu_cores": cpu,
+           "mouth_to_ear_ms_p50": percentile(m2e, 50), "mouth_to_ear_ms_p95": percentile(m2e, 95), "cpu_cores": cpu,
            "tts_utilisation": round(cpu["tts"] / max(0.01, (os.cpu_count() or 1) - others), 2),
            "wall_s": round(wall, 1), "failures": out["failures"][:10] + out["start_errors"][:5],
            "refusals": out["refused"][:3]}
@@ -184,8 +185,8 @@ async def slot_holds(tts_target: str, trials: int, slots: int) -> dict[str, Any]
                                                                                 default=0.0), 1),
                             "audio_s": round(sum(len(c.audio) for c in chunks) / 2 / 24000, 1),
                             "wall_ms": round((time.monotonic() - started) * 1000, 1), "error": error}
-    return {"slot_hold_after_cancel_ms": {"p50": pct(holds, 50), "p99": pct(holds, 99), "max": round(max(holds), 1),
-                                          "n": len(holds)}, "inputs": inputs}
+    holding = {"p50": percentile(holds, 50), "p99": percentile(holds, 99), "max": round(max(holds), 1), "n": len(holds)}
+    return {"slot_hold_after_cancel_ms": holding, "inputs": inputs}
 
 
 async def hung_stage(stack: Stack, stage: str, offered: int) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import time
 import urllib.request
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from bench.playback import (
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
 from services.common.audio import resample
-from services.common.latency import percentile
+from services.common.latency import median, percentile
 from tools import speech_set as ss
 from tools.conversation import Conversation
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
@@ -61,13 +60,10 @@ GOALS = {"mouth_to_ear_overhead_ms_p50": 500, "first_audible_vs_pipecat": 0.75, 
          "heard_text_error_words_max": 1, "false_interruption_resumed": 0.9}
 
 
-def pct(values: list[float], q: float) -> float | None:
-    return percentile(values, q)
-
 
 def stats(values: list[float]) -> dict[str, float | None]:
-    return {"p50": pct(values, 50), "p95": pct(values, 95), "max": round(max(values), 1) if values else None,
-            "n": len(values)}
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95),
+            "max": round(max(values), 1) if values else None, "n": len(values)}
 
 
 class Talk:
@@ -283,7 +279,7 @@ def main() -> None:
         "models": "small Voxtral trained here to answer in English + real Kokoro-82M int8 ONNX; one session",
         "voxtral_threads": args.voxtral_threads or "torch default",
         "mouth_to_ear_ms": stats(m2e),
-        "mouth_to_ear_parts_ms_p50": {part: pct([r[part] for r in turns], 50) for part in
+        "mouth_to_ear_parts_ms_p50": {part: percentile([r[part] for r in turns], 50) for part in
                                       ("end_of_turn_wait_ms", "voxtral_ms", "tts_ms", "gateway_ms", "client_ms")},
         "first_clause_compute_ms": stats(computed),
         "mouth_to_ear_overhead_ms": stats(overhead),
@@ -299,10 +295,10 @@ def main() -> None:
         "false_interruptions": {kind: resumed_share([r for r in sounds if kind in r["sound"].lower()])
                                 for kind in ("cough", "yes", "door")},
         "speculation": {**{k: after.get(k, 0) - before.get(k, 0) for k in ("started", "used", "wasted")},
-                        "mouth_to_ear_ms_p50_on": pct(m2e, 50),
-                        "mouth_to_ear_ms_p50_off": pct([r["mouth_to_ear_ms"] for r in off[:-1]
+                        "mouth_to_ear_ms_p50_on": percentile(m2e, 50),
+                        "mouth_to_ear_ms_p50_off": percentile([r["mouth_to_ear_ms"] for r in off[:-1]
                                                         if "mouth_to_ear_ms" in r], 50)},
-        "first_audible_vs_pipecat": round(statistics.median(ours) / statistics.median(peer), 2) if peer else None,
+        "first_audible_vs_pipecat": round(median(ours) / median(peer), 2) if peer else None,
         "first_audible_ms_tts_path": stats(ours),
         "first_audible_ms_pipecat": stats(peer) if peer else None,
         "stalls": {"count": len(stalls), "total_ms": round(sum(stalls) * 1000, 1)},

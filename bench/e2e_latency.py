@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from google.protobuf import json_format
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV, one_session, proc_usage, utterances
 from services.common.clauses import ClauseSplitter
-from services.common.latency import METRICS
+from services.common.latency import METRICS, median, percentile
 from services.gateway.config import GatewaySettings
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
@@ -50,7 +49,8 @@ TARGETS = {"voxtral_ttft_ms": 100.0, "e2e_ms": 300.0}  # the seed's goals, GPU f
 
 
 def pct(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)), 1) if values else float("nan")
+    found = percentile(values, q)
+    return float("nan") if found is None else found
 
 
 async def run_level(target: str, sessions: int, turns: int, speech: list[np.ndarray],
@@ -211,7 +211,7 @@ def main() -> None:
             rows.append(row)
     finally:
         stack.stop()
-    base_p50 = statistics.median(base)
+    base_p50 = median(base)
     for row in rows:
         row["overhead_ratio"] = round(float(row["e2e_ms_p50"]) / base_p50, 2)
     summary = {

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench.report import write_results
+from services.common.latency import percentile
 from services.vad import models
 from services.vad.config import MODELS_DIR
 from services.vad.endpointer import Ask, Endpointer, EndpointerConfig, EventKind, SpeechEvent
@@ -109,9 +110,7 @@ def ends(events: list[SpeechEvent]) -> list[SpeechEvent]:
 def pct(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p95": None, "max": None}
-    a = np.array(values, dtype=float)
-    return {"p50": round(float(np.percentile(a, 50)), 1), "p95": round(float(np.percentile(a, 95)), 1),
-            "max": round(float(a.max()), 1)}
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": round(float(max(values)), 1)}
 
 
 def lead(name: str) -> np.ndarray:
@@ -284,10 +283,8 @@ def decision_cost(model: SmartTurn, n: int) -> dict[str, Any]:
         start = time.perf_counter()
         model.probability(audio)
         times.append((time.perf_counter() - start) * 1000)
-    a = np.array(times)
-    return {"smart_turn_ms": {"p50": round(float(np.percentile(a, 50)), 1), "p99": round(float(np.percentile(a, 99)),
-                                                                                            1)},
-            "decisions_per_s_per_core": round(1000 / float(a.mean()), 1)}
+    return {"smart_turn_ms": {"p50": percentile(times, 50), "p99": percentile(times, 99)},
+            "decisions_per_s_per_core": round(1000 / float(np.mean(times)), 1)}
 
 
 def frame_cost(config: EndpointerConfig, silero: SileroModel) -> float:

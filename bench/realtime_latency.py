@@ -14,7 +14,6 @@ import asyncio
 import base64
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from bench.conversation_material import material
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
 from services.common.audio import resample
+from services.common.latency import percentile
 from tools.conversation import Conversation
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
@@ -85,7 +85,7 @@ async def realtime_turn(base: str, clip: np.ndarray) -> dict[str, float]:
 
 def p50(values: list[float]) -> float | None:
     answered = [v for v in values if v == v]  # NaN: a turn with no reply
-    return round(statistics.median(answered), 1) if answered else None
+    return percentile(answered, 50)
 
 
 def main() -> None:

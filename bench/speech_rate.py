@@ -5,12 +5,12 @@ budget estimates how long a clause takes to say with this rate (services/common/
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 from typing import Any
 
 from bench.report import write_results
 from services.common.clauses import LETTERS_PER_S
+from services.common.latency import median
 from services.tts.config import TtsSettings
 from services.tts.phonemes import shared_phonemizer
 from services.tts.server import load_engine
@@ -41,7 +41,7 @@ def main() -> None:
     per = sorted(r["letters_per_s"] for r in rows)
     summary = {"benchmark": "speech_rate", "voice": settings.default_voice, "speed": 1.0, "corpus": SOURCE,
                "sentences": len(rows), "letters_per_s": round(rate, 2),
-               "letters_per_s_p10_p50_p90": [per[len(per) // 10], statistics.median(per), per[9 * len(per) // 10]],
+               "letters_per_s_p10_p50_p90": [per[len(per) // 10], median(per), per[9 * len(per) // 10]],
                "constant_in_use": LETTERS_PER_S, "rows": rows}
     write_results(args.out, "speech_rate", summary, rows, ["text", "letters", "seconds", "letters_per_s"])
     print(f"Kokoro at speed 1.0: {rate:.2f} letters/s over {len(rows)} sentences (constant in use: {LETTERS_PER_S})")

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from bench.report import write_results
 from services.common.channels import open_channel
 from services.common.clauses import split_clauses
+from services.common.latency import median
 from services.tts.config import TtsSettings
 from services.tts.engine import KMODEL_PARTS, OnnxEngine, TorchEngine
 from services.tts.phonemes import shared_phonemizer
@@ -75,7 +75,7 @@ def rtf(engine, pack: np.ndarray, phonemes: str, speech_s: float, runs: int) -> 
         started = time.perf_counter()
         engine.synthesize(phonemes, pack, 1.0)
         times.append(time.perf_counter() - started)
-    return statistics.median(times) / speech_s
+    return median(times) / speech_s
 
 
 def random_kokoro(folder: Path, phonemes: str, pack: np.ndarray, target_s: float) -> TorchEngine:
@@ -119,7 +119,7 @@ async def main_async(runs: int, out: Path) -> None:
                 whole_ms.append(whole_reply_ms(engine, pack, REPLY))
     finally:
         tts.stop()
-    service, direct, whole = (statistics.median(x) for x in (service_ms, direct_ms, whole_ms))
+    service, direct, whole = (median(x) for x in (service_ms, direct_ms, whole_ms))
     phonemes = shared_phonemizer().phonemize(REPLY)
     speech_s = len(engine.synthesize(phonemes, pack, 1.0)) / 24000
     onnx_rtf = rtf(engine, pack, phonemes, speech_s, runs)

@@ -26,6 +26,7 @@ import numpy as np
 from bench.report import write_results
 from bench.sessions import proc_usage
 from services.common.channels import open_channel
+from services.common.latency import percentile
 from tools.processes import ServiceProcess
 from tools.recordings import recording
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
@@ -110,11 +111,11 @@ async def run_level(target: str, streams: int, seconds: float, audio: bytes, rat
     return {
         "streams": streams,
         "events": len(delays),
-        "delay_p50_ms": round(float(np.percentile(d, 50)), 2),
-        "delay_p99_ms": round(float(np.percentile(d, 99)), 2),
-        "client_late_p99_ms": round(float(np.percentile(late, 99)), 2),
-        "model_end_p50_ms": round(float(np.percentile(model_ends, 50)), 1) if model_ends else None,
-        "model_end_p99_ms": round(float(np.percentile(model_ends, 99)), 1) if model_ends else None,
+        "delay_p50_ms": percentile(d, 50, 2),
+        "delay_p99_ms": percentile(d, 99, 2),
+        "client_late_p99_ms": percentile(late, 99, 2),
+        "model_end_p50_ms": percentile(model_ends, 50, 1) if model_ends else None,
+        "model_end_p99_ms": percentile(model_ends, 99, 1) if model_ends else None,
         "errors": len(errors),
         "first_error": errors[0] if errors else "",
     }

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import tempfile
 import threading
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import write_results
+from services.common.latency import percentile
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.engine import VoxtralEngine
 from services.voxtral.generation import GenerationParams
@@ -43,8 +43,8 @@ def measure(model: str, static: bool, mode: str, tokens: int, runs: int, dtype: 
         ttft.append(result.prefill_ms)
         rate.append((result.completion_tokens - 1) / (result.decode_ms / 1000))
     return {"compile_mode": in_effect, "kv_cache": engine.kv_cache, "device": engine.device, "dtype": engine.dtype,
-            "warm_up_s": round(warm_s, 1), "ttft_ms": round(statistics.median(ttft), 1),
-            "tokens_per_s": round(statistics.median(rate), 1)}
+            "warm_up_s": round(warm_s, 1), "ttft_ms": percentile(ttft, 50),
+            "tokens_per_s": percentile(rate, 50)}
 
 
 def main() -> None:

@@ -44,14 +44,23 @@ def summarize(records: Iterable[Mapping[str, float | str]]) -> dict[str, tuple[f
         for name in METRICS:
             if name in record:
                 columns[name].append(float(record[name]))
-    return {
-        name: (float(np.percentile(v, 50)), float(np.percentile(v, 95)), len(v))
-        for name, v in columns.items()
-        if v
-    }
+    return {name: (percentile(v, 50, None) or 0.0, percentile(v, 95, None) or 0.0, len(v))
+            for name, v in columns.items() if v}
 
 
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """The q-th percentile (linear interpolation), to 0.1; None for no values."""
+def percentile(values: Iterable[float], q: float, digits: int | None = 1) -> float | None:
+    """The q-th percentile (linear interpolation), rounded to `digits` (None: not rounded); None for
+    no values. The one percentile of the project: reports, benchmarks and the store's summaries."""
     data = list(values)
-    return round(float(np.percentile(data, q)), 1) if data else None
+    if not data:
+        return None
+    value = float(np.percentile(data, q))
+    return value if digits is None else round(value, digits)
+
+
+def median(values: Iterable[float]) -> float:
+    """The 50th percentile, not rounded, of values that must be there."""
+    found = percentile(values, 50, digits=None)
+    if found is None:
+        raise ValueError("the median of no values")
+    return found
