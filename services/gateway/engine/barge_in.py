@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import numpy as np
+from opentelemetry import trace
 
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import Event, ReplyPaused, ReplyResumed
+from services.gateway.engine.reply import Reply
 from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
-from services.gateway.engine.turn import Listening, Turn, is_backchannel
 from services.gateway.metrics import BARGE_INS
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,7 @@ class BargeIn:
     def __init__(self, settings: GatewaySettings, stages: Stages, session_id: str,
                  emit: Callable[[Event], Awaitable[None]], tasks: TaskSet,
                  utterance: Callable[[int, int], np.ndarray], input_level: Callable[[float], float],
-                 answering: Callable[[], Turn | None],
+                 answering: Callable[[], Reply | None],
                  listening: Callable[[], Listening | None], stop_answer: Callable[[], Awaitable[None]]) -> None:
         self.settings = settings
         self.stages = stages
@@ -46,7 +49,7 @@ class BargeIn:
         self.listening = listening
         self.stop_answer = stop_answer
 
-    async def pause(self, listening: Listening, turn: Turn) -> None:
+    async def pause(self, listening: Listening, turn: Reply) -> None:
         """Speech over the reply: its audio stops until the speech is known to be a turn or not."""
         listening.over, listening.dismissed = turn, False
         heard_ms = turn.playout.pause()
@@ -97,3 +100,36 @@ class BargeIn:
         if turn is not None and self.answering() is turn:
             BARGE_INS.labels(result="interrupted").inc()
             await self.stop_answer()
+
+
+@dataclass
+class Listening:
+    """Speech has started and not ended yet. Over a reply (`over`), it is judged: not a turn
+    (`dismissed`: the reply resumed and the speech is not answered) or a turn (the reply cancelled)."""
+
+    turn_id: str
+    start_sample: int
+    span: trace.Span = trace.INVALID_SPAN  # the turn's trace, from the start of the speech
+    over: Reply | None = None  # the reply this speech paused
+    dismissed: bool = False
+    timer: asyncio.Task[None] | None = None  # ends the judging: speech this long is a turn
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def is_backchannel(words: str, backchannels: tuple[str, ...]) -> bool:
+    """Are `words` nothing, or only listening sounds ("mm-hm", "yeah, okay")? Compared without case
+    or punctuation; every part between commas must be one of `backchannels`."""
+    known = {normal(b) for b in backchannels}
+    parts = [normal(part) for part in re.split(r"[,.;!?]+", words)]
+    parts = [part for part in parts if part]
+    if not parts:
+        return True
+    return all(part in known or all(word in known for word in part.split()) for part in parts)
+
+
+def normal(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s-]", " ", text.lower()).replace("-", " ").split())

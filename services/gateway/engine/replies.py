@@ -17,16 +17,17 @@ from services.common.latency import Metric, by_name
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.logs import bound
 from services.gateway.config import GatewaySettings
+from services.gateway.engine.barge_in import Listening
 from services.gateway.engine.events import ErrorEvent, Event, Interrupted, TurnCompleted, TurnEnded
 from services.gateway.engine.inputs import SessionConfig
 from services.gateway.engine.memory import Memory
 from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.playout import Playout
-from services.gateway.engine.runner import TurnRequest, TurnRunner
+from services.gateway.engine.reply import Reply
+from services.gateway.engine.runner import ReplyRequest, ReplyRunner
 from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
-from services.gateway.engine.turn import Listening, Turn
 from services.gateway.engine.vocabulary import Speculation, StopReason, TurnOutcome
 from services.gateway.metrics import SPECULATIONS, TRANSCRIPTIONS_LOST
 
@@ -45,9 +46,9 @@ class Replies:
         self.timeline = timeline
         self.emit = emit
         self._tasks = tasks
-        self.runner = TurnRunner(settings, stages, emit, pace)
-        self.answering: Turn | None = None  # the reply in progress
-        self.speculating: Turn | None = None  # a reply started on a pause hint, held until speech-ended
+        self.runner = ReplyRunner(settings, stages, emit, pace)
+        self.answering: Reply | None = None  # the reply in progress
+        self.speculating: Reply | None = None  # a reply started on a pause hint, held until speech-ended
 
     def speculate(self, listening: Listening, event: VadEvent) -> None:
         """A pause that may end the turn: start the reply now, its output held until speech-ended."""
@@ -58,7 +59,7 @@ class Replies:
                                            time.monotonic(), 0.0, p, speculative=True, span=listening.span)
         SPECULATIONS.labels(result=Speculation.STARTED).inc()
 
-    def confirm(self, turn: Turn, ended_at: float, endpoint_ms: float, probability: float | None) -> None:
+    def confirm(self, turn: Reply, ended_at: float, endpoint_ms: float, probability: float | None) -> None:
         request = turn.request
         request.ended_at, request.endpoint_ms, request.end_of_turn_probability = ended_at, endpoint_ms, probability
         self.answering = turn
@@ -70,7 +71,7 @@ class Replies:
         if spec is not None:
             await self.waste(spec)
 
-    async def waste(self, turn: Turn) -> None:
+    async def waste(self, turn: Reply) -> None:
         await turn.discard()
         SPECULATIONS.labels(result=Speculation.WASTED).inc()
 
@@ -82,24 +83,24 @@ class Replies:
 
     def new_turn(self, turn_id: str, start: int, end: int, ended_at: float, endpoint_ms: float,
                   end_of_turn_probability: float | None, speculative: bool = False,
-                  span: trace.Span = trace.INVALID_SPAN) -> Turn:
-        return self._turn(TurnRequest(
+                  span: trace.Span = trace.INVALID_SPAN) -> Reply:
+        return self._turn(ReplyRequest(
             turn_id, self.session_id, self.utterance(start, end), self.memory.history(), self.config.instructions,
             self.config.voice, self.config.speed, self.config.output_rate_hz, ended_at, endpoint_ms,
             end_of_turn_probability, speculative, end), span)
 
-    def text_turn(self, turn_id: str, text: str, span: trace.Span = trace.INVALID_SPAN) -> Turn:
+    def text_turn(self, turn_id: str, text: str, span: trace.Span = trace.INVALID_SPAN) -> Reply:
         """A typed turn, answered from now."""
-        return self._turn(TurnRequest(
+        return self._turn(ReplyRequest(
             turn_id, self.session_id, None, self.memory.history(), self.config.instructions, self.config.voice,
             self.config.speed, self.config.output_rate_hz, time.monotonic(), 0.0, text=text), span)
 
-    def _turn(self, request: TurnRequest, span: trace.Span) -> Turn:
+    def _turn(self, request: ReplyRequest, span: trace.Span) -> Reply:
         playout = Playout(self.config.output_rate_hz, self.settings.reply_lead_ms, self.settings.reply_piece_ms,
                           held=request.speculative)
-        return Turn(request, playout, self._tasks, self._answer, self._transcribe, span)
+        return Reply(request, playout, self._tasks, self._answer, self._transcribe, span)
 
-    async def _answer(self, turn: Turn) -> None:
+    async def _answer(self, turn: Reply) -> None:
         with bound(session_id=self.session_id, turn_id=turn.turn_id):
             error: StageError | None = None
             try:
@@ -130,7 +131,7 @@ class Replies:
         await self.emit(Interrupted(turn.turn_id, turn.progress.heard_text, heard_ms))
         self._tasks.spawn(self._remember(turn))
 
-    async def _transcribe(self, request: TurnRequest) -> str | None:
+    async def _transcribe(self, request: ReplyRequest) -> str | None:
         """The user's words; None when they cannot be known (the exchange is kept, marked so)."""
         if request.utterance is None:
             return request.text  # typed
@@ -143,13 +144,13 @@ class Replies:
                         extra={"turn_id": request.turn_id, "error": str(err)})
             return None
 
-    async def _remember(self, turn: Turn) -> None:
+    async def _remember(self, turn: Reply) -> None:
         """Keep the exchange (what the listener heard, marked when cut off) and the turn's record;
         then tell the client how the turn ended (one line in the log, too), and end its trace."""
         with trace.use_span(turn.span, end_on_exit=False):
             await self._keep(turn)
 
-    async def _keep(self, turn: Turn) -> None:
+    async def _keep(self, turn: Reply) -> None:
         outcome = turn.outcome or TurnOutcome.FAILED
         words = (await asyncio.gather(turn.transcript, return_exceptions=True))[0]
         user = words if isinstance(words, str) else None

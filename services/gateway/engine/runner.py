@@ -1,4 +1,4 @@
-"""Running one turn: Voxtral's streamed reply, cut into clauses, spoken clause by clause, timed.
+"""Running one reply: Voxtral's streamed reply, cut into clauses, spoken clause by clause, timed.
 Plain asyncio over the stage calls; no gRPC in here."""
 
 from __future__ import annotations
@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-
-import numpy as np
 
 from services.common import tracing
 from services.common.clauses import ClauseSplitter
@@ -16,46 +13,12 @@ from services.common.latency import Metric
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import Event, ResponseAudio, ResponseText
 from services.gateway.engine.pace import SynthesisPace
-from services.gateway.engine.playout import Piece, Playout
-from services.gateway.engine.stages import HistoryTurn, SpeechChunk, StageError, Stages
+from services.gateway.engine.playout import Piece
+from services.gateway.engine.reply import ReplyProgress, ReplyRequest
+from services.gateway.engine.stages import SpeechChunk, StageError, Stages
 
 
-@dataclass
-class TurnRequest:
-    turn_id: str
-    session_id: str
-    utterance: np.ndarray | None  # PCM16 at 16 kHz; None for a typed turn
-    history: list[HistoryTurn]
-    instructions: str
-    voice: str
-    speed: float | None
-    output_rate_hz: int
-    ended_at: float  # speech-ended event received (monotonic)
-    endpoint_ms: float
-    end_of_turn_probability: float | None = None  # the VAD model's answer that ended the turn
-    speculative: bool = False  # started on a pause hint: its output waits for the speech-ended event
-    utterance_end: int = 0  # input sample where the utterance answered ends
-    text: str = ""  # a typed turn's words
-
-
-@dataclass
-class TurnProgress:
-    """What happened so far: survives cancellation (barge-in) so the heard part can be kept."""
-
-    playout: Playout
-    metrics: dict[Metric, float] = field(default_factory=dict)
-
-    @property
-    def heard_text(self) -> str:
-        """What the listener heard."""
-        return self.playout.heard_text()
-
-    @property
-    def cut_off(self) -> bool:
-        return self.playout.cut_off
-
-
-class TurnRunner:
+class ReplyRunner:
     """Runs a session's turns, one at a time."""
 
     def __init__(self, settings: GatewaySettings, stages: Stages, emit: Callable[[Event], Awaitable[None]],
@@ -65,7 +28,7 @@ class TurnRunner:
         self.emit = emit
         self.pace = pace or SynthesisPace()
 
-    async def run(self, turn: TurnRequest, progress: TurnProgress,
+    async def run(self, turn: ReplyRequest, progress: ReplyProgress,
                   on_voxtral_free: Callable[[], None] = lambda: None) -> None:
         """Runs the turn. `on_voxtral_free` is called once Voxtral has finished the reply text and every
         clause is synthesised: other work started then (the user's transcription) slows no clause of
@@ -138,7 +101,7 @@ class TurnRunner:
             ahead_ms = max(0.0, (turn.ended_at - requested) * 1000)
             m[Metric.OVERHEAD] = max(0.0, m[Metric.E2E] - max(0.0, stage_ms - ahead_ms))
 
-    async def _speak(self, turn: TurnRequest, clauses: asyncio.Queue[tuple[str, bool] | None], progress: TurnProgress,
+    async def _speak(self, turn: ReplyRequest, clauses: asyncio.Queue[tuple[str, bool] | None], progress: ReplyProgress,
                      marks: dict[str, float], on_synthesised: Callable[[], None],
                      text_out: Callable[[ResponseText | None], Awaitable[None]]) -> None:
         """Clauses are synthesised one after another as fast as the TTS goes; the playout sends their
@@ -209,7 +172,7 @@ class TurnRunner:
             for task in tasks:
                 task.cancel()
 
-    async def _synthesize(self, turn: TurnRequest, clause: str, more_follows: bool, need_in_ms: int,
+    async def _synthesize(self, turn: ReplyRequest, clause: str, more_follows: bool, need_in_ms: int,
                           chunks: asyncio.Queue[SpeechChunk | None]) -> None:
         sent_at, compute_ms = time.monotonic(), 0.0
         try:

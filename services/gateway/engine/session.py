@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from services.common import tracing
 from services.common.errors import Status
 from services.gateway.config import GatewaySettings
-from services.gateway.engine.barge_in import BargeIn
+from services.gateway.engine.barge_in import BargeIn, Listening
 from services.gateway.engine.budget import AudioBudget, AudioPace, ByteBudget
 from services.gateway.engine.events import ErrorEvent, Event, SessionStarted, SpeechEnded, SpeechStarted, TextTurn
 from services.gateway.engine.inputs import PlaybackReport, SessionConfig
@@ -25,7 +25,6 @@ from services.gateway.engine.store import Store
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.traces import SessionTrace
-from services.gateway.engine.turn import Listening
 from services.gateway.engine.vad_link import VadLink
 from services.gateway.engine.vocabulary import StopReason, VadEventKind
 from services.gateway.metrics import END_OF_TURN_PROBABILITY

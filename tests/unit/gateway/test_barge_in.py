@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from services.gateway.engine.barge_in import is_backchannel
 from services.gateway.engine.events import (
     Interrupted,
     ReplyPaused,
@@ -19,7 +20,6 @@ from services.gateway.engine.events import (
     TurnCompleted,
 )
 from services.gateway.engine.memory import CUT_OFF_MARK
-from services.gateway.engine.turn import is_backchannel
 from services.gateway.engine.vocabulary import Stage, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, reply_playing, speech, talks, until, utter
 from tests.support.fake_stages import FakeStages

@@ -1,4 +1,4 @@
-"""TurnRunner alone: what counts as heard when a turn is cut off mid-clause, writes cut by a
+"""ReplyRunner alone: what counts as heard when a turn is cut off mid-clause, writes cut by a
 cancellation, the pace it learns. The stages here are scripted in-process stand-ins; the
 end-to-end barge-in test uses the real services."""
 
@@ -14,7 +14,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.engine.events import ResponseAudio
 from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.playout import Playout
-from services.gateway.engine.runner import TurnProgress, TurnRequest, TurnRunner
+from services.gateway.engine.runner import ReplyProgress, ReplyRequest, ReplyRunner
 from services.gateway.engine.stages import ReplyDelta, SpeechChunk
 
 
@@ -33,20 +33,20 @@ class ScriptedStages:
         yield SpeechChunk(b"\x02\x00" * 240, "you should go and walk by the river.", 3.0)
 
 
-def request() -> TurnRequest:
-    return TurnRequest("t1", "s1", np.zeros(1600, np.int16), [], "", "af_heart", None, 24000,
+def request() -> ReplyRequest:
+    return ReplyRequest("t1", "s1", np.zeros(1600, np.int16), [], "", "af_heart", None, 24000,
                        ended_at=0.0, endpoint_ms=1.0)
 
 
-def progress() -> TurnProgress:
-    return TurnProgress(Playout(24000, lead_ms=200, piece_ms=40))
+def progress() -> ReplyProgress:
+    return ReplyProgress(Playout(24000, lead_ms=200, piece_ms=40))
 
 
-async def cut_when(stages, emit, moment: asyncio.Event, played_ms: float | None = None) -> TurnProgress:
+async def cut_when(stages, emit, moment: asyncio.Event, played_ms: float | None = None) -> ReplyProgress:
     """Run a turn and cancel it (a barge-in) at `moment`, the client having played `played_ms`;
     returns what it had done."""
     done = progress()
-    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)
+    runner = ReplyRunner(GatewaySettings(auth_disabled=True), stages, emit)
     task = asyncio.create_task(runner.run(request(), done))
     await moment.wait()
     if played_ms is not None:
@@ -113,7 +113,7 @@ async def test_voxtral_is_called_free_only_once_the_text_is_done_and_synthesised
         if isinstance(event, ResponseAudio):
             order.append("audio")
 
-    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]  # scripted stand-in
+    runner = ReplyRunner(GatewaySettings(auth_disabled=True), stages, emit)  # type: ignore[arg-type]  # scripted stand-in
     task = asyncio.create_task(runner.run(request(), progress(), lambda: order.append("free")))
     while "audio" not in order:
         await asyncio.sleep(0.001)
@@ -164,7 +164,7 @@ async def test_a_turn_teaches_the_pace_what_it_measured() -> None:
     async def emit(event) -> None:
         pass
 
-    await TurnRunner(GatewaySettings(auth_disabled=True), stages, emit, pace).run(request(), progress())  # type: ignore[arg-type]  # scripted stand-in
+    await ReplyRunner(GatewaySettings(auth_disabled=True), stages, emit, pace).run(request(), progress())  # type: ignore[arg-type]  # scripted stand-in
     assert pace.rtf == pytest.approx(3.0 / 10.0, rel=0.5)  # 3 ms of compute per 10 ms chunk
 
 
@@ -182,7 +182,7 @@ async def test_a_reply_whose_text_cannot_be_cut_fails_instead_of_waiting_forever
     async def emit(event) -> None:
         pass
 
-    runner = TurnRunner(GatewaySettings(auth_disabled=True), stages, emit, BrokenPace())  # type: ignore[arg-type]  # scripted stand-in
+    runner = ReplyRunner(GatewaySettings(auth_disabled=True), stages, emit, BrokenPace())  # type: ignore[arg-type]  # scripted stand-in
     with pytest.raises(RuntimeError, match="the pace broke"):
         async with asyncio.timeout(10):
             await runner.run(request(), progress())

@@ -1,53 +1,72 @@
-"""A turn from the engine's side: the user speaking (Listening), then the reply (Turn)."""
+"""A reply, whole: what it answers (ReplyRequest), how far it got (ReplyProgress: the metrics and what
+the listener heard), and its life (Reply: the task that runs it, its end, the user's transcription)."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from opentelemetry import trace
 
+from services.common.latency import Metric
 from services.gateway.engine.playout import Playout
-from services.gateway.engine.runner import TurnProgress, TurnRequest
+from services.gateway.engine.stages import HistoryTurn
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.vocabulary import TurnOutcome
 from services.gateway.metrics import TURNS
 
 
 @dataclass
-class Listening:
-    """Speech has started and not ended yet. Over a reply (`over`), it is judged: not a turn
-    (`dismissed`: the reply resumed and the speech is not answered) or a turn (the reply cancelled)."""
-
+class ReplyRequest:
     turn_id: str
-    start_sample: int
-    span: trace.Span = trace.INVALID_SPAN  # the turn's trace, from the start of the speech
-    over: Turn | None = None  # the reply this speech paused
-    dismissed: bool = False
-    timer: asyncio.Task[None] | None = None  # ends the judging: speech this long is a turn
+    session_id: str
+    utterance: np.ndarray | None  # PCM16 at 16 kHz; None for a typed turn
+    history: list[HistoryTurn]
+    instructions: str
+    voice: str
+    speed: float | None
+    output_rate_hz: int
+    ended_at: float  # speech-ended event received (monotonic)
+    endpoint_ms: float
+    end_of_turn_probability: float | None = None  # the VAD model's answer that ended the turn
+    speculative: bool = False  # started on a pause hint: its output waits for the speech-ended event
+    utterance_end: int = 0  # input sample where the utterance answered ends
+    text: str = ""  # a typed turn's words
 
-    def stop_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+
+@dataclass
+class ReplyProgress:
+    """What happened so far: survives cancellation (barge-in) so the heard part can be kept."""
+
+    playout: Playout
+    metrics: dict[Metric, float] = field(default_factory=dict)
+
+    @property
+    def heard_text(self) -> str:
+        """What the listener heard."""
+        return self.playout.heard_text()
+
+    @property
+    def cut_off(self) -> bool:
+        return self.playout.cut_off
 
 
-class Turn:
+class Reply:
     """A reply, complete from the moment it starts: what it answers, how far it got, the task that
     runs it, and the transcription of the user's words. The turn alone starts that transcription,
     once Voxtral is free (the reply text done and all of it synthesised) or the reply has ended."""
 
-    def __init__(self, request: TurnRequest, playout: Playout, tasks: TaskSet,
-                 answer: Callable[[Turn], Coroutine[Any, Any, None]],
-                 transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str | None]],
+    def __init__(self, request: ReplyRequest, playout: Playout, tasks: TaskSet,
+                 answer: Callable[[Reply], Coroutine[Any, Any, None]],
+                 transcribe: Callable[[ReplyRequest], Coroutine[Any, Any, str | None]],
                  span: trace.Span = trace.INVALID_SPAN) -> None:
         self.request = request
         self.span = span  # the turn's trace: the reply's stage calls are its children
         self.playout = playout
-        self.progress = TurnProgress(playout)
+        self.progress = ReplyProgress(playout)
         self.confirmed = asyncio.Event()  # a speculative reply is confirmed by the speech-ended event
         if not request.speculative:
             self.confirmed.set()
@@ -91,21 +110,6 @@ class Turn:
         await self.stop()
         await asyncio.gather(self.transcript, return_exceptions=True)
 
-    async def _transcribe(self, transcribe: Callable[[TurnRequest], Coroutine[Any, Any, str | None]]) -> str | None:
+    async def _transcribe(self, transcribe: Callable[[ReplyRequest], Coroutine[Any, Any, str | None]]) -> str | None:
         await self._voxtral_free.wait()
         return await transcribe(self.request)
-
-
-def is_backchannel(words: str, backchannels: tuple[str, ...]) -> bool:
-    """Are `words` nothing, or only listening sounds ("mm-hm", "yeah, okay")? Compared without case
-    or punctuation; every part between commas must be one of `backchannels`."""
-    known = {normal(b) for b in backchannels}
-    parts = [normal(part) for part in re.split(r"[,.;!?]+", words)]
-    parts = [part for part in parts if part]
-    if not parts:
-        return True
-    return all(part in known or all(word in known for word in part.split()) for part in parts)
-
-
-def normal(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s-]", " ", text.lower()).replace("-", " ").split())
