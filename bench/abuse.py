@@ -32,13 +32,13 @@ import numpy as np
 from bench.conversation_material import material
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV, proc_usage
+from harness.conversation import ENDS_TURN_MS, Conversation
+from harness.hostile_clients import flooder as ws_flooder
+from harness.hostile_clients import masked_frame
+from harness.stack import Stack
 from services.gateway.config import GatewaySettings
-from tools.conversation import ENDS_TURN_MS, Conversation
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
-from tools.hostile_clients import flooder as ws_flooder
-from tools.hostile_clients import masked_frame
 from tools.models.english import build_english_voxtral
-from tools.stack import Stack
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -38,10 +38,10 @@ from bench.conversation_material import Clip, material
 from bench.playback import first_audible_at
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV, proc_usage
+from harness.stack import Stack
 from services.common.latency import percentile
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
-from tools.stack import Stack
 from voice.v1 import gateway_pb2_grpc, tts_pb2, tts_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -43,13 +43,13 @@ from bench.playback import (
 )
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
+from harness import speech_set as ss
+from harness.conversation import Conversation
+from harness.stack import Stack
 from services.common.audio import resample
 from services.common.latency import median, percentile
-from tools import speech_set as ss
-from tools.conversation import Conversation
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
-from tools.stack import Stack
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +171,7 @@ async def turns_run(stub: gateway_pb2_grpc.GatewayServiceStub, clips: list[Clip]
 async def overs_run(stub: gateway_pb2_grpc.GatewayServiceStub, questions: list[Clip], overs: list[Clip],
                     expect_turn: bool) -> list[dict[str, Any]]:
     """Each question gets a reply; once it has been audible 0.4 s, `over` is played over it."""
-    from tools.asr import timed_words
+    from harness.asr import timed_words
 
     talk = Talk(stub)
     rows: list[dict[str, Any]] = []

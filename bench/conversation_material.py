@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools import speech_set as ss
+from harness import speech_set as ss
 
 RATE = ss.RATE
 

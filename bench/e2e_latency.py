@@ -28,12 +28,12 @@ from google.protobuf import json_format
 
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV, one_session, proc_usage, utterances
+from harness.stack import Stack
 from services.common.clauses import ClauseSplitter
 from services.common.latency import METRICS, median, percentile
 from services.gateway.config import GatewaySettings
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
-from tools.stack import Stack
 from voice.v1 import (
     gateway_pb2_grpc,
     tts_pb2,

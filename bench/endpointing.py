@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench.report import write_results
+from harness import speech_set as ss
 from services.common.latency import percentile
 from services.vad import models
 from services.vad.config import MODELS_DIR
@@ -42,7 +43,6 @@ from services.vad.endpointer import Ask, Endpointer, EndpointerConfig, EventKind
 from services.vad.smart_turn import SmartTurn
 from services.vad.turn_policy import Detector, TurnPolicy
 from services.vad.voice import Backend, SileroModel
-from tools import speech_set as ss
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = ss.RATE

@@ -25,12 +25,12 @@ from openai import AsyncOpenAI
 from bench.conversation_material import material
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
+from harness.conversation import Conversation
+from harness.stack import Stack
 from services.common.audio import resample
 from services.common.latency import percentile
-from tools.conversation import Conversation
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
-from tools.stack import Stack
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import json_format
 
+from harness.conversation import Conversation
+from harness.recordings import recording
 from services.common.audio import resample
-from tools.conversation import Conversation
-from tools.recordings import recording
 from voice.v1 import gateway_pb2
 
 VOXTRAL_ENV = {"VOXTRAL_COMPILE_MODE": "reduce-overhead", "VOXTRAL_MAX_NEW_TOKENS": "25",

@@ -18,9 +18,9 @@ import grpc
 
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV, one_session, proc_usage, utterances
+from harness.stack import Stack
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
-from tools.stack import Stack
 from voice.v1 import gateway_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,10 +20,10 @@ from bench.conversation_material import material
 from bench.realtime_latency import grpc_turn, p50
 from bench.report import write_results
 from bench.sessions import VOXTRAL_ENV
+from harness.otlp_receiver import exporting_to, receiving
+from harness.stack import Stack
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
-from tools.otlp_receiver import exporting_to, receiving
-from tools.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 

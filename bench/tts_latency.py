@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from bench.report import write_results
+from harness.processes import ServiceProcess
 from services.common.channels import open_channel
 from services.common.clauses import split_clauses
 from services.common.latency import median
 from services.tts.config import TtsSettings
 from services.tts.engine import KMODEL_PARTS, OnnxEngine, TorchEngine
 from services.tts.phonemes import shared_phonemizer
-from tools.processes import ServiceProcess
 from voice.v1 import tts_pb2, tts_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,10 +30,10 @@ import numpy as np
 
 from bench.endpointing import lead
 from bench.report import write_results
+from harness import speech_set as ss
 from services.vad import models
 from services.vad.config import MODELS_DIR
 from services.vad.smart_turn import SmartTurn
-from tools import speech_set as ss
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = ss.RATE
@@ -134,7 +134,7 @@ def combined_held_out(features: np.ndarray, finished: np.ndarray, groups: np.nda
 
 def recogniser_ms(n: int) -> float:
     """faster-whisper tiny.en (the recogniser this project has) on the last 4 s, one core: one ask's cost."""
-    from tools.asr import timed_words
+    from harness.asr import timed_words
 
     audio = ss.audio(ss.NAMES[1])[: 4 * RATE]
     timed_words(audio)

@@ -25,10 +25,10 @@ import numpy as np
 
 from bench.report import write_results
 from bench.sessions import proc_usage
+from harness.processes import ServiceProcess
+from harness.recordings import recording
 from services.common.channels import open_channel
 from services.common.latency import percentile
-from tools.processes import ServiceProcess
-from tools.recordings import recording
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent

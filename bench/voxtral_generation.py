@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import write_results
+from harness.recordings import recording
 from services.common.latency import percentile
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.engine import VoxtralEngine
 from services.voxtral.generation import GenerationParams
 from tools.models.tiny import build_tiny_voxtral
-from tools.recordings import recording
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = [("eager, dynamic cache", False, "eager"), ("static cache", True, "eager"),

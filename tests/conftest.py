@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tools.local_redis import RedisProcess
+from harness.local_redis import RedisProcess
 
 # No test may reach a model hub: each missed download would retry for ~23 s.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

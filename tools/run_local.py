@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.local_redis import RedisProcess
 from services.common.healthcheck import check
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR as ENGLISH_VOXTRAL
-from tools.local_redis import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / ".run"  # one folder per `make run`; .run/latest is the newest

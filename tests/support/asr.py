@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 
+from harness.asr import model
 from services.common.audio import resample
-from tools.asr import model
 
 
 def transcribe(pcm16: np.ndarray, rate: int) -> str:

@@ -10,6 +10,7 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
+from harness.local_redis import RedisProcess
 from services.common.settings import RedisSettings
 from services.common.store import SessionStore
 from services.gateway.config import GatewaySettings
@@ -20,7 +21,6 @@ from services.gateway.engine.inputs import Audio, ControlInput, Input, PlaybackR
 from services.gateway.engine.vocabulary import Control, VadEventKind
 from tests.support.fake_stages import FakeStages
 from tests.support.memory_store import MemoryStore
-from tools.local_redis import RedisProcess
 
 RATE = 16000
 LOCAL = Caller(OPEN, "127.0.0.1")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from harness.local_redis import RedisProcess, free_port
 from services.common.server import GrpcServer
 from services.gateway.config import GatewaySettings
 from services.gateway.wiring import gateway_service
 from tests.support.serving import serve
-from tools.local_redis import RedisProcess, free_port
 
 KEY = "k" * 40
 NOWHERE = "127.0.0.1:9"  # stages are not needed to check who may talk

@@ -7,9 +7,9 @@ import functools
 import grpc
 import numpy as np
 
+from harness.conversation import Conversation
+from harness.recordings import espeak
 from services.common.audio import resample
-from tools.conversation import Conversation
-from tools.recordings import espeak
 from voice.v1 import gateway_pb2
 
 RATE = 16000

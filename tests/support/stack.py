@@ -9,7 +9,7 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from tools.stack import Stack
+from harness.stack import Stack
 from voice.v1 import gateway_pb2_grpc
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from harness.recordings import espeak, silence
+from harness.stack import Stack
 from services.common.audio import resample
-from tools.recordings import espeak, silence
-from tools.stack import Stack
 
 # The whole system and Chromium.
 

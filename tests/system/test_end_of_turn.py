@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
+from harness import speech_set as ss
 from services.common.channels import open_channel
 from services.vad import models
 from services.vad.config import MODELS_DIR, VadSettings
@@ -25,7 +26,6 @@ from services.vad.server import vad_service
 from services.vad.smart_turn import WINDOW_SAMPLES, DecisionPool, SmartTurn
 from services.vad.turn_policy import Detector, EndReason, TurnPolicy
 from tests.support.serving import serve
-from tools import speech_set as ss
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 RATE = ss.RATE

@@ -9,10 +9,10 @@ import grpc
 import numpy as np
 import pytest
 
+from harness.conversation import ENDS_TURN_MS, Conversation
+from harness.stack import Stack
 from services.gateway.config import GatewaySettings
 from tests.support.speech import RATE, say, stream
-from tools.conversation import ENDS_TURN_MS, Conversation
-from tools.stack import Stack
 from voice.v1 import gateway_pb2
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import redis
 
+from harness.conversation import ENDS_TURN_MS, Conversation
+from harness.stack import Stack
 from services.common.latency import METRICS
 from tests.support.speech import open_session, say
-from tools.conversation import ENDS_TURN_MS, Conversation
-from tools.stack import Stack
 from voice.v1 import gateway_pb2
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

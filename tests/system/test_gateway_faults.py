@@ -14,9 +14,9 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.conversation import ENDS_TURN_MS, Conversation
+from harness.stack import Stack
 from tests.support.speech import open_session, say
-from tools.conversation import ENDS_TURN_MS, Conversation
-from tools.stack import Stack
 from voice.v1 import gateway_pb2
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

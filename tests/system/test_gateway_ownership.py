@@ -12,8 +12,8 @@ import aiohttp
 import grpc
 import pytest
 
+from harness.local_redis import RedisProcess
 from tests.support.gateway_server import KEY, metadata, start
-from tools.local_redis import RedisProcess
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 OTHER_KEY = "o" * 40

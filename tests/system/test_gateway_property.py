@@ -8,8 +8,8 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.stack import Stack
 from tests.support.speech import stream
-from tools.stack import Stack
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 # The whole system.

@@ -13,10 +13,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.local_redis import RedisProcess
 from services.common.settings import load_settings
 from services.gateway.config import GatewaySettings
 from tests.support.gateway_server import KEY, metadata, start
-from tools.local_redis import RedisProcess
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 

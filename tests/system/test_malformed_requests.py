@@ -6,9 +6,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from harness.stack import Stack
 from services.common.healthcheck import check
 from tests.support.grpc_methods import methods
-from tools.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 GARBAGE = b"\xff\xff\xff\xff\x0f"  # a field whose length runs past the end: no message at all

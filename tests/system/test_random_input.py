@@ -12,9 +12,9 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.stack import Stack
 from services.common.healthcheck import check
 from tests.support.grpc_methods import methods
-from tools.stack import Stack
 from voice.v1 import gateway_pb2, gateway_pb2_grpc
 
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}

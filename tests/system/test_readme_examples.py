@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools.local_redis import free_port
+from harness.local_redis import free_port
 
 # Every service as real processes, on the README's ports.
 

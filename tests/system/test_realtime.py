@@ -15,12 +15,12 @@ import pytest
 import redis
 from openai import AsyncOpenAI
 
+from harness.local_redis import RedisProcess
+from harness.recordings import recording
+from harness.stack import Stack
 from services.common.audio import resample
 from services.common.g711 import ulaw_encode
 from tests.support.gateway_server import KEY, start
-from tools.local_redis import RedisProcess
-from tools.recordings import recording
-from tools.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 CHUNK_MS = 100

@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.hostile_clients import flooder, masked_frame, upgrade
+from harness.local_redis import RedisProcess
 from tests.support.gateway_server import start
-from tools.hostile_clients import flooder, masked_frame, upgrade
-from tools.local_redis import RedisProcess
 
 TD = "session.audio.input.turn_detection"
 CASES: list[tuple[dict[str, Any], str | None]] = [

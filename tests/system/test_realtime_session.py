@@ -10,12 +10,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.local_redis import free_port
 from services.common.g711 import ulaw_encode
 from services.gateway.auth import Keys
 from services.gateway.web import WebBridge
 from tests.support.engine_client import engine, stages  # noqa: F401  (fixtures)
 from tests.support.fake_stages import SAMPLES_PER_WORD, FakeStages
-from tools.local_redis import free_port
 
 # Bad truncates of a real assistant item: each an error naming its field.
 TRUNCATES: list[tuple[dict[str, Any], str]] = [

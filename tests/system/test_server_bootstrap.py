@@ -9,8 +9,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.processes import ServiceProcess
 from services.common.channels import open_channel
-from tools.processes import ServiceProcess
 from voice.v1 import tts_pb2, tts_pb2_grpc
 
 TTS = tts_pb2.DESCRIPTOR.services_by_name["TtsService"]

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from harness.local_redis import RedisProcess
 from services.common.errors import FailedPrecondition
 from services.common.store import Exchange, SessionStore
 from services.gateway.engine.caller import Caller
@@ -14,7 +15,6 @@ from services.gateway.engine.events import SessionStarted
 from services.gateway.engine.inputs import SessionRequest
 from tests.support.engine_client import RATE, Client, engine
 from tests.support.fake_stages import FakeStages
-from tools.local_redis import RedisProcess
 
 ALICE = Caller("key-alice", "10.0.0.1")
 BOB = Caller("key-bob", "10.0.0.1")

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
+from harness.local_redis import RedisProcess
 from services.common.settings import RedisSettings
 from services.common.store import STORE_FAILURES, Claim, Exchange, SessionStore
-from tools.local_redis import RedisProcess
 
 METRICS = {"endpoint_ms": 800.0, "voxtral_ttft_ms": 90.0, "first_clause_ms": 120.0, "tts_ttfb_ms": 60.0,
            "e2e_ms": 210.0, "turn_ms": 1500.0, "overhead_ms": 5.0}

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from harness.local_redis import RedisProcess
 from services.common.settings import RedisSettings
 from services.common.store import Claim, Exchange, SessionStore
 from services.gateway.engine.store import Store
 from tests.support.memory_store import MemoryStore
-from tools.local_redis import RedisProcess
 
 
 @pytest.fixture(params=["redis", "memory"])

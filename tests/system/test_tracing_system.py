@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.local_redis import free_port
-from tools.otlp_receiver import Receiver, Span, exporting_to, receiving, render
-from tools.stack import Stack
+from harness.local_redis import free_port
+from harness.otlp_receiver import Receiver, Span, exporting_to, receiving, render
+from harness.stack import Stack
 
 # Every service as real processes, tracing on.
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.recordings import espeak, recording, silence
 from services.common.audio import resample
 from services.common.errors import InvalidArgument
 from services.vad.endpointer import Endpointer, EndpointerConfig, EventKind, SpeechEvent
-from tools.recordings import espeak, recording, silence
 
 # Pauses a listener hears (seconds): quiet stretches of each recording, checked against the
 # speech recogniser's word timestamps (faster-whisper tiny.en) and by ear.

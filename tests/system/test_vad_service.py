@@ -10,12 +10,12 @@ import grpc
 import numpy as np
 import pytest
 
+from harness.recordings import recording
 from services.common.channels import open_channel
 from services.vad.config import VadSettings
 from services.vad.endpointer import Endpointer, SpeechEvent
 from services.vad.server import SERVICE_NAME, endpointer_config, vad_service
 from tests.support.serving import serve
-from tools.recordings import recording
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 # Real recordings (make assets).

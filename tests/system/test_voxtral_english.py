@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.recordings import recording
 from services.common.audio import resample
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.engine import VoxtralEngine
@@ -17,7 +18,6 @@ from services.voxtral.prompts import Turn
 from tests.support.english import dictionary_share, words
 from tools.models.corpus import MAX_WORDS, MIN_WORDS
 from tools.models.english import NOTE
-from tools.recordings import recording
 
 # Real recordings (make assets) and the trained model (make models).
 

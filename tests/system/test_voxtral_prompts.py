@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.recordings import recording
 from services.common.errors import InvalidArgument
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.generation import GenerationParams
 from services.voxtral.prompts import CHARS_PER_TOKEN, PromptBuilder, Turn, normalise_history
 from tools.models.tiny import AUDIO_TOKEN_ID, BEGIN_AUDIO_ID, TRANSCRIBE_ID
-from tools.recordings import recording
 
 # A real recording (make assets).
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from harness.recordings import recording
 from services.common.channels import open_channel
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.server import voxtral_service
 from tests.support.serving import serve
-from tools.recordings import recording
 from voice.v1 import voxtral_pb2, voxtral_pb2_grpc
 
 VOXTRAL = voxtral_pb2.DESCRIPTOR.services_by_name["VoxtralService"]

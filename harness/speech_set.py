@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.recordings import ROOT, recording
 from services.common.audio import resample
-from tools.recordings import ROOT, recording
 
 RATE = 16000
 WORDS_DIR = ROOT / ".cache" / "assets" / "words"
@@ -67,7 +67,7 @@ def words(name: str) -> tuple[Word, ...]:
     if cache.exists():
         raw = json.loads(cache.read_text())
     else:
-        from tools.asr import timed_words
+        from harness.asr import timed_words
 
         raw = [[w.text, w.start_s, w.end_s] for w in timed_words(audio(name))]
         WORDS_DIR.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from tools.local_redis import free_port
+from harness.local_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

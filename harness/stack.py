@@ -6,8 +6,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tools.local_redis import RedisProcess, free_port
-from tools.processes import ServiceProcess
+from harness.local_redis import RedisProcess, free_port
+from harness.processes import ServiceProcess
 
 
 class Stack:
