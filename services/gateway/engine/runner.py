@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from services.common import tracing
 from services.common.clauses import ClauseSplitter
@@ -16,6 +17,15 @@ from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.playout import Piece
 from services.gateway.engine.reply import ReplyProgress, ReplyRequest
 from services.gateway.engine.stages import SpeechChunk, StageError, Stages
+
+
+@dataclass
+class StageTimes:
+    """What the stages report as their own work on the first clause: Voxtral's share of e2e (its own
+    time, or as seen here) and the TTS's compute for its first audio."""
+
+    voxtral_ms: float = 0.0
+    tts_ms: float = 0.0
 
 
 class ReplyRunner:
@@ -42,7 +52,7 @@ class ReplyRunner:
                 if not pending:
                     on_voxtral_free()
 
-        marks: dict[str, float] = {}
+        times = StageTimes()
         m = progress.metrics
         playout = progress.playout
         held_text: list[ResponseText] = []  # a held (speculative) reply's text waits for its release
@@ -62,7 +72,7 @@ class ReplyRunner:
             still streams is taken to have a follower (at worst the reply ends in a short pause)."""
             if Metric.FIRST_CLAUSE not in m:
                 m[Metric.FIRST_CLAUSE] = (time.monotonic() - requested) * 1000
-                marks["voxtral_compute_ms"] = m[Metric.FIRST_CLAUSE] if voxtral_ms is None else voxtral_ms
+                times.voxtral_ms = m[Metric.FIRST_CLAUSE] if voxtral_ms is None else voxtral_ms
             await clauses.put((clause, more_follows))
 
         async def generate() -> None:
@@ -89,7 +99,7 @@ class ReplyRunner:
 
         producer = asyncio.create_task(generate())
         try:
-            await self._speak(turn, clauses, progress, marks, lambda: done("speech"), text_out)
+            await self._speak(turn, clauses, progress, times, lambda: done("speech"), text_out)
             await producer
         finally:
             producer.cancel()
@@ -97,12 +107,12 @@ class ReplyRunner:
         if Metric.E2E in m:
             # What the stages report as their own work, less what a speculative start did before the
             # speech ended; the rest of e2e is transport and orchestration.
-            stage_ms = marks.get("voxtral_compute_ms", 0.0) + marks.get("tts_compute_ms", 0.0)
+            stage_ms = times.voxtral_ms + times.tts_ms
             ahead_ms = max(0.0, (turn.ended_at - requested) * 1000)
             m[Metric.OVERHEAD] = max(0.0, m[Metric.E2E] - max(0.0, stage_ms - ahead_ms))
 
     async def _speak(self, turn: ReplyRequest, clauses: asyncio.Queue[tuple[str, bool] | None], progress: ReplyProgress,
-                     marks: dict[str, float], on_synthesised: Callable[[], None],
+                     times: StageTimes, on_synthesised: Callable[[], None],
                      text_out: Callable[[ResponseText | None], Awaitable[None]]) -> None:
         """Clauses are synthesised one after another as fast as the TTS goes; the playout sends their
         audio in clause order, paced as the listener hears it."""
@@ -152,7 +162,7 @@ class ReplyRunner:
                     self.pace.observe(chunk, turn.output_rate_hz)
                     if Metric.TTS_TTFB not in m:
                         m[Metric.TTS_TTFB] = (time.monotonic() - sent_at) * 1000
-                        marks["tts_compute_ms"] = chunk.compute_ms
+                        times.tts_ms = chunk.compute_ms
                     playout.add(chunk.pcm, chunk.text)
                 try:
                     await task  # a failed clause fails the turn...
