@@ -1,5 +1,5 @@
-"""VadService gRPC surface: translates messages and runs the end-of-turn model off the event loop;
-the logic is in endpointer.py."""
+"""VadService gRPC surface: translates messages; a stream's decision loop is in stream.py, the
+logic in endpointer.py."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from services.common.errors import InvalidArgument, ResourceExhausted
 from services.common.server import ServiceSpec
 from services.vad import models
 from services.vad.config import VadSettings
-from services.vad.endpointer import Ask, Endpointer, EndpointerConfig, EventKind, SpeechEvent
+from services.vad.endpointer import Endpointer, EndpointerConfig, EventKind, SpeechEvent
 from services.vad.smart_turn import DecisionPool, SmartTurn
-from services.vad.tracing import UtteranceTrace
+from services.vad.stream import DetectStream
 from services.vad.turn_policy import FALLBACK_MS, Detector, EndReason, TurnPolicy
 from services.vad.voice import Backend, SileroModel
 from voice.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
@@ -127,67 +127,33 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
         if self.active_streams >= self.settings.max_streams:
             raise ResourceExhausted(f"VAD is serving its maximum of {self.settings.max_streams} streams; retry later")
         self.active_streams += 1
-        # Audio is read on its own task (a plain `async for`: cheap per message); events from the
-        # audio and from the model's answers meet in one queue that this generator drains.
-        out: asyncio.Queue[SpeechEvent | BaseException | None] = asyncio.Queue()
-        decisions: set[asyncio.Task[None]] = set()
-        endpointer: Endpointer | None = None
+        stream = DetectStream(self.models.decisions)
 
-        utterance = UtteranceTrace()
-
-        async def decide(ask: Ask) -> None:
-            with utterance.span("vad.end_of_turn_model") as span:
-                probability, compute_ms = await self.models.decisions.probability(ask.audio)
-                span.set_attributes({"compute_ms": round(compute_ms, 2), "probability": probability or -1.0})
-            if endpointer is not None:
-                for event in endpointer.answer(ask, probability):
-                    utterance.saw(event)
-                    out.put_nowait(event)
-
-        def handle(items: list[SpeechEvent | Ask]) -> None:
-            for item in items:
-                if isinstance(item, Ask):
-                    task = asyncio.create_task(decide(item))
-                    decisions.add(task)
-                    task.add_done_callback(decisions.discard)
-                else:
-                    utterance.saw(item)
-                    out.put_nowait(item)
-
-        async def read() -> None:
-            nonlocal endpointer
+        async def read() -> None:  # the audio on its own task (a plain `async for`: cheap per message)
             try:
                 async for request in request_iterator:
                     kind = request.WhichOneof("payload")
                     if kind == "config":
-                        if endpointer is not None:
-                            raise InvalidArgument("config was already sent: send it once, as the first message")
-                        endpointer = Endpointer(endpointer_config(request.config, self.settings), self.models.silero)
+                        stream.start(Endpointer(endpointer_config(request.config, self.settings), self.models.silero))
                     elif kind == "audio":
-                        if endpointer is None:
-                            raise InvalidArgument("the first message must be config (sample rate etc.), not audio")
-                        handle(endpointer.push(request.audio))
+                        stream.push(request.audio)
                     elif kind == "trace":
-                        utterance.follow(dict(request.trace.carrier))
+                        stream.utterance.follow(dict(request.trace.carrier))
                     else:
                         raise InvalidArgument("empty request: set config or audio")
-                if endpointer is not None:
-                    handle(list(endpointer.finish()))
-                out.put_nowait(None)
+                stream.finish()
             except Exception as err:  # noqa: BLE001  # handed to the generator, which raises it for the interceptor
-                out.put_nowait(err)
+                stream.fail(err)
 
         reader = asyncio.create_task(read())
         try:
-            while (item := await out.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield to_message(item)
+            async for event in stream.events():
+                yield to_message(event)
         finally:
             self.active_streams -= 1
-            for task in (reader, *decisions):
-                task.cancel()
-            await asyncio.gather(reader, *decisions, return_exceptions=True)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await stream.close()
 
     async def GetInfo(self, request: vad_pb2.VadServiceGetInfoRequest, context: grpc.aio.ServicerContext):
         s = self.settings
