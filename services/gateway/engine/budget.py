@@ -77,7 +77,7 @@ class AudioBudget:
         self.process.give(size)
 
 
-class AudioPace:
+class AudioSpeedLimit:
     """Audio a session may send, in samples: a burst (a recording sent at once), then at most
     `speed` times real time; more waits. Bounds the VAD work one client can ask for."""
 

@@ -14,7 +14,7 @@ from services.common import tracing
 from services.common.errors import Status
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.barge_in import BargeIn, Listening
-from services.gateway.engine.budget import AudioBudget, AudioPace, ByteBudget
+from services.gateway.engine.budget import AudioBudget, AudioSpeedLimit, ByteBudget
 from services.gateway.engine.events import ErrorEvent, Event, SessionStarted, SpeechEnded, SpeechStarted, TextTurn
 from services.gateway.engine.inputs import PlaybackReport, SessionConfig
 from services.gateway.engine.memory import Memory
@@ -52,7 +52,7 @@ class ConversationSession:
         self.memory = Memory(settings, store, self.session_id, owner)
         budget = AudioBudget(ByteBudget(settings.session_audio_bytes, "session"),
                              audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id)
-        self.audio_pace = AudioPace(config.input_rate_hz, settings.max_audio_speed, settings.audio_burst_s, budget)
+        self.speed_limit = AudioSpeedLimit(config.input_rate_hz, settings.max_audio_speed, settings.audio_burst_s, budget)
         self.vad = VadLink(settings, stages, config.input_rate_hz, config.end_silence_ms, self.session_id,
                            self._on_vad, self._on_vad_outage, budget, config.end_of_turn_fallback_ms,
                            config.end_of_turn_detector)
@@ -85,7 +85,7 @@ class ConversationSession:
     # --- input -------------------------------------------------------------------------------
 
     async def audio(self, data: bytes) -> None:
-        await self.audio_pace.take(len(data) // 2)  # waits while the client is over the audio speed limit
+        await self.speed_limit.take(len(data) // 2)  # waits while the client is over the audio speed limit
         start = self.timeline.total
         pcm = self.timeline.append(data, time.monotonic())
         if pcm and not self.config.manual_turns:

@@ -79,11 +79,11 @@ async def test_a_session_that_ends_with_audio_queued_gives_its_bytes_back(stages
 
 
 async def test_audio_beyond_the_burst_waits_for_the_speed_limit() -> None:
-    from services.gateway.engine.budget import AudioPace
+    from services.gateway.engine.budget import AudioSpeedLimit
 
     now = [0.0]
     budget = AudioBudget(ByteBudget(10**6, "session"), ByteBudget(10**7, "process"), "s")
-    pace = AudioPace(16000, speed=4.0, burst_s=2.0, budget=budget, clock=lambda: now[0])
+    pace = AudioSpeedLimit(16000, speed=4.0, burst_s=2.0, budget=budget, clock=lambda: now[0])
     before = REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "speed"}) or 0.0
     await pace.take(32000)  # a 2 s recording at once: the burst
     assert pace.tokens == 0
