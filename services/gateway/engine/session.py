@@ -52,7 +52,8 @@ class ConversationSession:
         self.memory = Memory(settings, store, self.session_id, owner)
         budget = AudioBudget(ByteBudget(settings.session_audio_bytes, "session"),
                              audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id)
-        self.speed_limit = AudioSpeedLimit(config.input_rate_hz, settings.max_audio_speed, settings.audio_burst_s, budget)
+        self.speed_limit = AudioSpeedLimit(config.input_rate_hz, settings.max_audio_speed, settings.audio_burst_s,
+                                           budget)
         self.vad = VadLink(settings, stages, config.input_rate_hz, config.end_silence_ms, self.session_id,
                            self._on_vad, self._on_vad_outage, budget, config.end_of_turn_fallback_ms,
                            config.end_of_turn_detector)
