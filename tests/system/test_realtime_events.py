@@ -47,7 +47,8 @@ CASES: list[tuple[dict[str, Any], str | None]] = [
     ({"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "input_text", "text": 3}]}},
      "item.content[0].text"),
     ({"type": "response.create"}, None),  # nothing committed or typed
-    ({"type": "response.create", "response": {"instructions": "x"}}, "response"),
+    ({"type": "response.create", "response": {"instructions": 5}}, "response.instructions"),
+    ({"type": "response.create", "response": "now"}, "response"),
     ({"type": "response.cancel"}, None),
     ({"type": 7}, "type"),
     ({"type": "session.update", "session": {"audio": {"input": "pcm16"}}}, "session.audio.input"),

@@ -3,6 +3,7 @@ the field), then queued for the engine session or answered at once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from services.gateway.engine.conversations import ConversationEngine
@@ -116,9 +117,7 @@ class ClientEvents:
         await self._commit()
 
     async def _response_create(self, response: Any) -> None:
-        if response not in (None, {}) and not (isinstance(response, dict) and set(response) <= {"metadata"}):
-            raise ClientError("response.create takes no response settings here: set them with session.update",
-                              "response")
+        check_response(response)
         if self.out.active is not None:
             raise ClientError("a response is in progress: cancel it first",
                               code="conversation_already_has_active_response")
@@ -142,3 +141,32 @@ class ClientEvents:
         await self._queue(PlaybackReport(turn_id, float(played)))  # what was heard: context keeps only that
         await self.send({"type": "conversation.item.truncated", "item_id": item_id,
                          "content_index": 0, "audio_end_ms": played})
+
+
+# response.create's `response` fields as GA types them: each checked, none applied (the session's
+# settings answer; docs/api.md lists them). A value of the wrong type is an error naming it.
+RESPONSE_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "output_modalities": lambda v: isinstance(v, list) and bool(v) and set(v) <= {"audio", "text"},
+    "instructions": lambda v: isinstance(v, str),
+    "audio": lambda v: isinstance(v, dict),
+    "tools": lambda v: isinstance(v, list),
+    "tool_choice": lambda v: isinstance(v, str | dict),
+    "max_output_tokens": lambda v: v == "inf" or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+    "conversation": lambda v: isinstance(v, str),
+    "input": lambda v: isinstance(v, list),
+    "metadata": lambda v: v is None or isinstance(v, dict),
+    "prompt": lambda v: v is None or isinstance(v, dict),
+}
+
+
+def check_response(response: Any) -> None:
+    if response is None:
+        return
+    if not isinstance(response, dict):
+        raise ClientError("response must be an object", "response")
+    for key, value in response.items():
+        check = RESPONSE_FIELDS.get(key)
+        if check is None:
+            raise ClientError(f"response.{key[:64]} is not a field of response.create", f"response.{key[:64]}")
+        if not check(value):
+            raise ClientError(f"response.{key} has a value of the wrong type", f"response.{key}")

@@ -15,6 +15,8 @@ from services.gateway.realtime.formats import PCM, AudioFormat, ClientError, aud
 EAGERNESS_FALLBACK_MS = {"low": 8000, "medium": 4000, "high": 2000, "auto": 4000}
 # The longest model name taken (it is echoed in every session.updated).
 MODEL_CHARS = 128
+# Accepted and not applied: the VAD's noise floor gate already follows the room (docs/api.md).
+NOISE_REDUCTION = ("near_field", "far_field")
 IGNORED = {"tracing", "include", "temperature", "truncation", "input_audio_transcription", "client_secret"}
 
 
@@ -191,8 +193,9 @@ def _audio(audio: Any) -> dict[str, Any]:
             changes["input_format"] = audio_format(value, param)
         elif key == "turn_detection":
             changes["turn_detection"] = _turn_detection(value, param)
-        elif key == "noise_reduction" and value is not None:
-            raise ClientError(f"{param} is not supported: send null", param)
+        elif key == "noise_reduction" and not (value is None or (
+                isinstance(value, dict) and set(value) <= {"type"} and value.get("type") in NOISE_REDUCTION)):
+            raise ClientError(f"{param} must be null or {{\"type\": \"near_field\" or \"far_field\"}}", param)
         elif key not in ("transcription", "noise_reduction"):
             raise ClientError(f"{param} is not supported", param)
     for key, value in out.items():

@@ -21,3 +21,17 @@ def test_turn_detection_becomes_the_sessions_end_of_turn(detection: dict | None,
     request = config.request("")
     assert request.end_of_turn_detector is detector and request.end_silence_ms == end_silence_ms
     assert request.end_of_turn_fallback_ms == fallback_ms and request.manual_turns is manual
+
+
+@pytest.mark.parametrize("value", [None, {"type": "near_field"}, {"type": "far_field"}])
+def test_noise_reduction_that_ga_allows_is_accepted(value: dict | None) -> None:
+    assert apply(RealtimeConfig(), {"audio": {"input": {"noise_reduction": value}}}) == RealtimeConfig()
+
+
+@pytest.mark.parametrize("value", [{"type": "studio"}, {"type": "near_field", "gain": 2}, "near_field", 1])
+def test_noise_reduction_that_ga_refuses_is_an_error_naming_the_field(value: object) -> None:
+    from services.gateway.realtime.formats import ClientError
+
+    with pytest.raises(ClientError) as err:
+        apply(RealtimeConfig(), {"audio": {"input": {"noise_reduction": value}}})
+    assert err.value.param == "session.audio.input.noise_reduction"

@@ -1,0 +1,35 @@
+"""response.create's `response` object as GA clients send it (Pipecat always sends one): every GA
+field accepted when its value has the GA type, an error naming the field otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.gateway.realtime.client_events import check_response
+from services.gateway.realtime.formats import ClientError
+
+GA_RESPONSE = {
+    "output_modalities": ["audio"], "instructions": "Be brief.", "conversation": "auto", "tool_choice": "auto",
+    "audio": {"output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}}, "tools": [],
+    "max_output_tokens": "inf", "input": [], "metadata": {"topic": "x"}, "prompt": None,
+}
+
+
+@pytest.mark.parametrize("response", [None, {}, GA_RESPONSE, {"max_output_tokens": 200},
+                                      {"output_modalities": ["audio", "text"]}, {"metadata": None}])
+def test_a_ga_response_object_is_accepted(response: dict | None) -> None:
+    check_response(response)
+
+
+@pytest.mark.parametrize(("response", "param"), [
+    ([], "response"),
+    ({"output_modalities": ["video"]}, "response.output_modalities"),
+    ({"instructions": 3}, "response.instructions"),
+    ({"max_output_tokens": 0}, "response.max_output_tokens"),
+    ({"max_output_tokens": True}, "response.max_output_tokens"),
+    ({"temperature": 0.5}, "response.temperature"),
+])
+def test_a_value_of_the_wrong_type_is_an_error_naming_it(response: object, param: str) -> None:
+    with pytest.raises(ClientError) as err:
+        check_response(response)
+    assert err.value.param == param
