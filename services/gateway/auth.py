@@ -12,6 +12,7 @@ import grpc
 
 from services.common.errors import ServiceError, Unauthenticated
 from services.common.interceptor import Guard
+from services.gateway.client_secrets import PREFIX, ClientSecrets
 from services.gateway.engine.caller import OPEN, Caller
 
 SCHEME = "bearer "
@@ -44,8 +45,9 @@ class Keys:
     """The keys that may call (None: keys are off). Each key is its own identity, so a deployment
     can give each client its key and tell them apart (sessions, limits, logs)."""
 
-    def __init__(self, keys: Sequence[str] | None) -> None:
+    def __init__(self, keys: Sequence[str] | None, secrets: ClientSecrets | None = None) -> None:
         self.keys = tuple(keys) if keys else None
+        self.secrets = secrets or ClientSecrets(self.keys)  # short-lived keys minted from these
 
     @property
     def required(self) -> bool:
@@ -57,11 +59,22 @@ class Keys:
             return OPEN
         if offered is None:
             return None
+        if offered.startswith(PREFIX):  # a client secret stands for the key that minted it
+            offered = self.secrets.key_of(offered)
+            if offered is None:
+                return None
         matched = None
         for key in self.keys:  # every key compared, each in constant time
             if hmac.compare_digest(key.encode(), offered.encode()):
                 matched = key
         return fingerprint(matched) if matched is not None else None
+
+    def real_key(self, headers: Mapping[str, str]) -> str | None:
+        """The real key in these headers (not a client secret); with keys off, any non-empty value."""
+        offered = offered_key(headers)
+        if offered is None or offered.startswith(PREFIX) or (self.keys is not None and self.identify(offered) is None):
+            return None
+        return offered
 
     def caller(self, headers: Mapping[str, str], peer: str, offered: str | None = None) -> Caller | None:
         """The caller of these headers (names lower-case) from `peer`; None when refused."""

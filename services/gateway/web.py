@@ -26,6 +26,7 @@ from google.protobuf import json_format
 from services.common.errors import ServiceError, Status
 from services.common.interceptor import NOTICE_WRITE_S
 from services.gateway.auth import Keys
+from services.gateway.client_secrets import subprotocol_key
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.caller import Caller
 from services.gateway.engine.conversations import ConversationEngine
@@ -33,7 +34,7 @@ from services.gateway.engine.ends import ClientLimit
 from services.gateway.engine.events import ErrorEvent, Event, ResponseAudio
 from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
 from services.gateway.messages import to_input, to_message
-from services.gateway.realtime.config import check_model
+from services.gateway.realtime.config import check_model, secret_request
 from services.gateway.realtime.formats import ClientError
 from services.gateway.realtime.session import ClientGone, RealtimeSession
 from voice.v1 import gateway_pb2
@@ -83,6 +84,7 @@ class WebBridge:
             web.get("/", self.index),
             web.get("/ws", self.websocket),
             web.get("/v1/realtime", self.realtime),
+            web.post("/v1/realtime/client_secrets", self.client_secret),
             web.get("/healthz", self.health),
             web.get("/voices", self.voices),
             web.static("/static", PAGE, show_index=False),
@@ -119,11 +121,11 @@ class WebBridge:
         """The TTS's voices, for the page's choice (empty while the TTS cannot be asked: its default then)."""
         return web.json_response({"voices": sorted(await self.engine.voices())})
 
-    def admit(self, request: web.Request, hint: str) -> Caller:
+    def admit(self, request: web.Request, hint: str, offered: str | None = None) -> Caller:
         """The caller of an upgrade request, refused with an HTTP status before the upgrade: 401 without a
         key, 429 over its own session limit, 503 at capacity (with Retry-After)."""
         caller = self.keys.caller({k.lower(): v for k, v in request.headers.items()}, request.remote or "",
-                                  request.query.get("key"))
+                                  offered or request.query.get("key"))
         if caller is None:
             raise web.HTTPUnauthorized(text=f"missing or wrong API key: {hint}")
         try:
@@ -142,8 +144,12 @@ class WebBridge:
             model = check_model(request.query.get("model", "voxtral"), "model")
         except ClientError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        caller = self.admit(request, "send Authorization: Bearer <key> (the SDK's api_key)")
-        ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, heartbeat=20)
+        # A browser's WebSocket carries its key as a subprotocol, and fails unless one it offered is answered.
+        offered, key = subprotocol_key(request.headers.get("Sec-WebSocket-Protocol", ""))
+        caller = self.admit(request, "send Authorization: Bearer <key> (the SDK's api_key), or the subprotocol "
+                            "openai-insecure-api-key.<key or client secret>", key)
+        answer = ("realtime",) if "realtime" in offered else tuple(offered[:1])
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, heartbeat=20, protocols=answer)
         await ws.prepare(request)
         try:
             await RealtimeSession(ws, self.engine, caller, model, request.transport).run()
@@ -152,6 +158,20 @@ class WebBridge:
         finally:
             await close(ws, request)
         return ws
+
+    async def client_secret(self, request: web.Request) -> web.Response:
+        """`POST /v1/realtime/client_secrets` (OpenAI's shape): a real key mints a short-lived one."""
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        key = self.keys.real_key(headers) if self.keys.required else self.keys.secrets.keys[0]
+        if key is None:
+            return error_json(401, "send Authorization: Bearer <key>: a real API key (not a client secret) mints one")
+        try:
+            body = await request.json() if request.can_read_body else {}
+            ttl, session = secret_request(body)
+        except (ValueError, ClientError) as exc:
+            return error_json(400, str(exc), getattr(exc, "param", None))
+        value, expires_at = self.keys.secrets.mint(key, ttl)
+        return web.json_response({"value": value, "expires_at": expires_at, "session": session.describe("")})
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         caller = self.admit(request, "open the page as /?key=<key>")
@@ -191,3 +211,10 @@ class WebBridge:
         finally:
             await close(ws, request)
         return ws
+
+
+def error_json(status: int, message: str, param: str | None = None) -> web.Response:
+    """An HTTP error as OpenAI's API answers one."""
+    kind = "invalid_request_error" if status == 400 else "authentication_error"
+    return web.json_response({"error": {"type": kind, "message": message, "param": param, "code": None}},
+                             status=status)

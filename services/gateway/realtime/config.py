@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from services.common.limits import END_SILENCE_MS, SPEED
+from services.gateway.client_secrets import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
 from services.gateway.engine.inputs import SessionRequest
 from services.gateway.engine.vocabulary import Detector
 from services.gateway.realtime.formats import PCM, AudioFormat, ClientError, audio_format
@@ -77,6 +78,24 @@ class RealtimeConfig:
                            "speed": self.speed if self.speed is not None else 1.0},
             },
         }
+
+
+def secret_request(body: Any) -> tuple[int, RealtimeConfig]:
+    """A client secret's lifetime and session, from `POST /v1/realtime/client_secrets`'s body: the
+    session is checked as session.update checks it and echoed; the client sends it at connect."""
+    if not isinstance(body, dict):
+        raise ClientError("the body must be a JSON object", None)
+    after = body.get("expires_after") or {}
+    if not isinstance(after, dict):
+        raise ClientError("expires_after must be an object", "expires_after")
+    if after.get("anchor", "created_at") != "created_at":
+        raise ClientError("expires_after.anchor must be created_at", "expires_after.anchor")
+    seconds = after.get("seconds", DEFAULT_TTL_S)
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not MIN_TTL_S <= seconds <= MAX_TTL_S:
+        raise ClientError(f"expires_after.seconds must be a whole number from {MIN_TTL_S} to {MAX_TTL_S}",
+                          "expires_after.seconds")
+    session = body.get("session")
+    return seconds, apply(RealtimeConfig(), session) if session is not None else RealtimeConfig()
 
 
 def check_model(value: Any, param: str) -> str:
