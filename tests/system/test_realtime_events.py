@@ -90,6 +90,25 @@ async def test_each_bad_event_is_an_error_naming_its_field_and_the_session_goes_
         assert updated["type"] == "session.updated" and updated["session"]["instructions"] == "Still here."
 
 
+async def test_a_clients_item_ids_are_kept(realtime_url: str) -> None:
+    def message(item_id: str | int) -> dict[str, Any]:
+        return {"type": "conversation.item.create", "item": {"id": item_id, "type": "message", "role": "user",
+                                                              "content": [{"type": "input_text", "text": "Hello."}]}}
+
+    async with aiohttp.ClientSession() as http, http.ws_connect(realtime_url) as ws:
+        assert (await next_body(ws))["type"] == "session.created"
+        await ws.send_json(message("msg_client-1"))
+        added = await next_body(ws)
+        assert added["type"] == "conversation.item.added" and added["item"]["id"] == "msg_client-1"
+        await ws.send_json(message("msg_client-1"))
+        while (taken := await next_body(ws))["type"] != "error":
+            assert taken["type"] == "conversation.item.done"  # the first one's
+        assert taken["error"]["code"] == "item_already_exists" and taken["error"]["param"] == "item.id"
+        for bad in ("has space", "x" * 65, 7):
+            await ws.send_json(message(bad))
+            assert (await next_body(ws))["error"]["param"] == "item.id"
+
+
 def deaf_client(port: int) -> socket.socket:
     """A WebSocket client on /v1/realtime that sends events and never reads a byte (a tiny receive buffer)."""
     sock = socket.socket()

@@ -28,6 +28,7 @@ class ClientEvents:
     restart_pending: bool
     pending: Pending
     out: Outgoing
+    item_ids: set[str]  # the ids clients gave their items (kept, as GA does)
 
     async def send(self, body: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -88,21 +89,26 @@ class ClientEvents:
             await self._queue(Update(new.voice, new.speed, new.instructions))
         await self.send({"type": "session.updated", "session": new.describe(self.session_id)})
 
-    async def _commit(self) -> None:
+    async def _commit(self, item_id: str = "") -> None:
         if self.config.turn_detection is not None:
             raise ClientError("with turn detection on, the server commits the audio at the end of each turn "
                               "(set session.audio.input.turn_detection to null to commit yourself)",
                               code="input_audio_buffer_commit_not_allowed")
         self.pending.add_commit()
-        item = new_item_id()
+        item = item_id or new_item_id()
         self.out.pending_items.append(item)
         for body in self.out.committed(item):
             await self.send(body)
 
     async def _item_create(self, item: Any) -> None:
         message = user_message(item)
+        if message.item_id:
+            if message.item_id in self.item_ids:
+                raise ClientError(f"item.id {message.item_id!r} is taken in this conversation", "item.id",
+                                  code="item_already_exists")
+            self.item_ids.add(message.item_id)
         if message.text:
-            item_id = new_item_id()
+            item_id = message.item_id or new_item_id()
             self.pending.add_text(item_id, message.text)
             for body in self.out.typed_item(item_id, message.text):
                 await self.send(body)
@@ -114,7 +120,7 @@ class ClientEvents:
         audio = [decode_audio(part, fmt, f"item.content[{n}].audio") for n, part in enumerate(message.audio)]
         for pcm in audio:
             await self._queue(Audio(pcm))
-        await self._commit()
+        await self._commit(message.item_id)
 
     async def _response_create(self, response: Any) -> None:
         check_response(response)

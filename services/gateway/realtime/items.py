@@ -3,12 +3,16 @@ committed audio (manual turns) or the typed text messages since the last respons
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.gateway.engine.inputs import Commit, Input, UserText, check_text
 from services.gateway.realtime.formats import ClientError
+
+# A client's own item id (GA keeps it): word characters and dashes, at most this long.
+ITEM_ID = re.compile(r"[\w-]{1,64}")
 
 
 def new_item_id() -> str:
@@ -21,12 +25,16 @@ class UserMessage:
 
     audio: list[Any]
     text: str
+    item_id: str = ""  # the client's, when it named one
 
 
 def user_message(item: Any) -> UserMessage:
     """ClientError naming the field, unless `item` is a user message of audio parts or of text parts."""
     if not isinstance(item, dict) or item.get("type", "message") != "message" or item.get("role") != "user":
         raise ClientError("only user messages can be created (item.type message, item.role user)", "item")
+    item_id = item.get("id", "")
+    if item_id != "" and not (isinstance(item_id, str) and ITEM_ID.fullmatch(item_id)):
+        raise ClientError("item.id must be up to 64 letters, digits, _ or -", "item.id")
     content = item.get("content")
     if not isinstance(content, list) or not content:
         raise ClientError("item.content must be a list of input_audio or input_text parts", "item.content")
@@ -42,12 +50,12 @@ def user_message(item: Any) -> UserMessage:
     if len(kinds) > 1:
         raise ClientError("a message is audio or text, not both: create one item of each", "item.content")
     if kinds == {"input_audio"}:
-        return UserMessage([part.get("audio") for part in content], "")
+        return UserMessage([part.get("audio") for part in content], "", item_id)
     text = "\n".join(part["text"] for part in content)
     problem = check_text(UserText(text))
     if problem:
         raise ClientError(problem, "item.content")
-    return UserMessage([], text)
+    return UserMessage([], text, item_id)
 
 
 @dataclass

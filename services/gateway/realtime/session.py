@@ -54,6 +54,7 @@ class RealtimeSession(ClientEvents):
         self.restarting = False
         self.restart_pending = False  # the audio settings changed before the engine session had started
         self.pending = Pending()  # what response.create answers
+        self.item_ids: set[str] = set()
         self._send_lock = asyncio.Lock()
         self.stalled = False
 
