@@ -101,7 +101,7 @@ async def test_server_vad_turns_a_recording_into_a_spoken_reply(stack: Stack) ->
         assert len(pcm) > 24000 * 0.3 and np.abs(pcm).max() > 1000  # real speech at 24 kHz
         said = "".join(e.delta for e in of(events, "response.output_audio_transcript.delta"))
         assert said.strip() and done.response.output[0].content[0].transcript == \
-            of(events, "response.output_audio_transcript.done")[0].transcript
+            of(events, "response.output_audio_transcript.done")[0].transcript == said  # the deltas, joined
         heard = of(events, "conversation.item.input_audio_transcription.completed")
         assert heard and heard[0].item_id == of(events, "input_audio_buffer.committed")[0].item_id
 

@@ -160,9 +160,10 @@ class Outgoing:
                 reply, out = self._reply(event.turn_id)
                 ids = {"response_id": reply.response_id, "item_id": reply.item_id, "output_index": 0,
                        "content_index": 0}
-                if event.text:
-                    reply.transcript.append(event.text)
-                    out.append({"type": "response.output_audio_transcript.delta", **ids, "delta": event.text})
+                if words := " ".join(event.text.split()):  # clauses joined by one space: as heard_text has them
+                    delta = f" {words}" if reply.transcript else words
+                    reply.transcript.append(delta)
+                    out.append({"type": "response.output_audio_transcript.delta", **ids, "delta": delta})
                 out.append({"type": "response.output_audio.delta", **ids,
                             "delta": base64.b64encode(self.encode(event.pcm)).decode()})
                 return out
