@@ -10,7 +10,7 @@ from services.common.audio import MAX_RATE_HZ, MIN_RATE_HZ, check_sample_rate
 from services.common.errors import InvalidArgument, echo
 from services.common.limits import END_OF_TURN_FALLBACK, END_SILENCE_MS, SPEED, USER_TEXT_CHARS, check_session_id
 from services.gateway.config import GatewaySettings
-from services.gateway.engine.vocabulary import Control, Detector
+from services.gateway.engine.vocabulary import BargeInMode, Control, Detector
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class SessionRequest:
     manual_turns: bool = False  # no VAD: the client says when its turn ends (Commit)
     end_of_turn_fallback_ms: int | None = None  # the VAD's fallback silence for this session (None: its own)
     end_of_turn_detector: Detector | None = None  # None: the VAD's own
+    barge_in: BargeInMode | None = None  # None: the gateway's (GATEWAY_BARGE_IN_REVERSIBLE)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class SessionConfig:
     manual_turns: bool = False
     end_of_turn_fallback_ms: int | None = None
     end_of_turn_detector: Detector | None = None
+    barge_in: BargeInMode = BargeInMode.PAUSE
 
 
 def configure(request: SessionRequest, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
@@ -138,9 +140,10 @@ def configure(request: SessionRequest, settings: GatewaySettings, voices: set[st
     check_session_id(request.resume_id)
     if request.end_of_turn_fallback_ms is not None:
         END_OF_TURN_FALLBACK.check("end_of_turn_fallback_ms", request.end_of_turn_fallback_ms)
+    barge_in = request.barge_in or (BargeInMode.PAUSE if settings.barge_in_reversible else BargeInMode.CANCEL)
     return SessionConfig(request.input_rate_hz, output, request.voice, request.speed, end_silence,
                          request.instructions, request.resume_id, request.manual_turns,
-                         request.end_of_turn_fallback_ms, request.end_of_turn_detector)
+                         request.end_of_turn_fallback_ms, request.end_of_turn_detector, barge_in)
 
 
 def updated(config: SessionConfig, update: Update, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
@@ -152,5 +155,5 @@ def updated(config: SessionConfig, update: Update, settings: GatewaySettings, vo
         end_silence_ms=config.end_silence_ms,
         instructions=config.instructions if update.instructions is None else update.instructions,
         resume_id=config.resume_id, manual_turns=config.manual_turns,
-        end_of_turn_fallback_ms=config.end_of_turn_fallback_ms, end_of_turn_detector=config.end_of_turn_detector),
-        settings, voices)
+        end_of_turn_fallback_ms=config.end_of_turn_fallback_ms, end_of_turn_detector=config.end_of_turn_detector,
+        barge_in=config.barge_in), settings, voices)

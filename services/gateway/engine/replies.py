@@ -49,6 +49,7 @@ class Replies:
         self.runner = ReplyRunner(settings, stages, emit, pace)
         self.answering: Reply | None = None  # the reply in progress
         self.speculating: Reply | None = None  # a reply started on a pause hint, held until speech-ended
+        self.stopped: dict[str, Reply] = {}  # interrupted replies whose exchange is not kept yet
 
     def speculate(self, listening: Listening, event: VadEvent) -> None:
         """A pause that may end the turn: start the reply now, its output held until speech-ended."""
@@ -121,6 +122,11 @@ class Replies:
             elif turn.end(TurnOutcome.COMPLETED):
                 await self._remember(turn)
 
+    def playing(self, turn_id: str) -> Reply | None:
+        """The reply a playback report names: the one in progress, or one stopped but not kept yet."""
+        turn = self.answering
+        return turn if turn is not None and turn.turn_id == turn_id else self.stopped.get(turn_id)
+
     async def stop(self, reason: StopReason = StopReason.SPEECH) -> None:
         turn = self.answering
         if turn is None or turn.task.done() or not turn.end(TurnOutcome.INTERRUPTED, reason):
@@ -129,6 +135,7 @@ class Replies:
         heard_ms = turn.playout.pause()  # what is heard stops here, whatever the client still had queued
         await turn.stop()
         await self.emit(Interrupted(turn.turn_id, turn.progress.heard_text, heard_ms))
+        self.stopped[turn.turn_id] = turn  # a playback report (a Realtime truncate) still counts until kept
         self._tasks.spawn(self._remember(turn))
 
     async def _transcribe(self, request: ReplyRequest) -> str | None:
@@ -147,8 +154,11 @@ class Replies:
     async def _remember(self, turn: Reply) -> None:
         """Keep the exchange (what the listener heard, marked when cut off) and the turn's record;
         then tell the client how the turn ended (one line in the log, too), and end its trace."""
-        with trace.use_span(turn.span, end_on_exit=False):
-            await self._keep(turn)
+        try:
+            with trace.use_span(turn.span, end_on_exit=False):
+                await self._keep(turn)
+        finally:
+            self.stopped.pop(turn.turn_id, None)
 
     async def _keep(self, turn: Reply) -> None:
         outcome = turn.outcome or TurnOutcome.FAILED

@@ -26,7 +26,7 @@ from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.traces import SessionTrace
 from services.gateway.engine.vad_link import VadLink
-from services.gateway.engine.vocabulary import StopReason, VadEventKind
+from services.gateway.engine.vocabulary import BargeInMode, StopReason, VadEventKind
 from services.gateway.metrics import END_OF_TURN_PROBABILITY
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,7 @@ class ConversationSession:
 
     def playback(self, report: PlaybackReport) -> None:
         """The client's playback position of a reply: the truth about what was heard."""
-        turn = self.replies.answering
-        if turn is not None and turn.turn_id == report.turn_id:
+        if (turn := self.replies.playing(report.turn_id)) is not None:
             turn.playout.report(report.played_ms)
 
     async def reset_context(self) -> None:
@@ -184,9 +183,9 @@ class ConversationSession:
             self.vad.trace(tracing.carrier(listening.span))  # the VAD's spans for this utterance join its trace
         turn = self.replies.answering
         if turn is not None and not turn.task.done():
-            if self.settings.barge_in_reversible:
+            if self.config.barge_in is BargeInMode.PAUSE:
                 await self.barge_in.pause(listening, turn)
-            else:
+            elif self.config.barge_in is BargeInMode.CANCEL:
                 await self.replies.stop()  # barge-in: the user talks over the reply
         await self.emit(SpeechStarted(listening.turn_id, event.start_sample))
 
@@ -236,6 +235,7 @@ class ConversationSession:
             return
         if spec is not None:
             await self.replies.waste(spec)
+        await self.replies.stop()  # a reply still playing (barge-in off) gives way to this turn's
         self.replies.answering = self.replies.new_turn(listening.turn_id, event.start_sample, event.end_sample,
                                                        received, endpoint_ms, event.probability,
                                                        span=listening.span)

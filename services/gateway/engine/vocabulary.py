@@ -72,3 +72,11 @@ class StopReason(StrEnum):
     SPEECH = "user_speech"  # the user talked over it
     CLIENT = "client_interrupt"  # the client asked (interrupt, response.cancel)
     NEW_TURN = "new_turn"  # the client committed or typed the next turn
+
+
+class BargeInMode(StrEnum):
+    """What speech over a reply does in a session."""
+
+    PAUSE = "pause"  # pause it, judge the speech: resume after a cough or "mm", cancel for a turn
+    CANCEL = "cancel"  # cancel it at once (OpenAI Realtime's interrupt_response)
+    OFF = "off"  # nothing: the reply goes on until the speech is a turn (then a new reply replaces it)

@@ -9,7 +9,7 @@ from typing import Any
 from services.common.limits import END_SILENCE_MS, SPEED
 from services.gateway.client_secrets import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
 from services.gateway.engine.inputs import SessionRequest
-from services.gateway.engine.vocabulary import Detector
+from services.gateway.engine.vocabulary import BargeInMode, Detector
 from services.gateway.realtime.formats import PCM, AudioFormat, ClientError, audio_format
 
 # semantic_vad's eagerness: how long the detector may wait for more when the model hears "not done".
@@ -18,6 +18,9 @@ EAGERNESS_FALLBACK_MS = {"low": 8000, "medium": 4000, "high": 2000, "auto": 4000
 MODEL_CHARS = 128
 # Accepted and not applied: the VAD's noise floor gate already follows the room (docs/api.md).
 NOISE_REDUCTION = ("near_field", "far_field")
+# Not GA: turn_detection.pause_on_speech (true) keeps this gateway's reversible barge-in (the reply
+# pauses, resumes after a cough or "mm", is cancelled for a turn) instead of GA's cancel at speech start.
+PAUSE_EXTENSION = "pause_on_speech"
 IGNORED = {"tracing", "include", "temperature", "truncation", "input_audio_transcription", "client_secret"}
 
 
@@ -29,6 +32,12 @@ class TurnDetection:
     create_response: bool = True
     interrupt_response: bool = True
     extra: tuple[tuple[str, Any], ...] = ()  # accepted and reported back (threshold, prefix_padding_ms)
+
+    @property
+    def barge_in(self) -> BargeInMode:
+        if not self.interrupt_response:
+            return BargeInMode.OFF
+        return BargeInMode.PAUSE if dict(self.extra).get(PAUSE_EXTENSION) else BargeInMode.CANCEL
 
     def describe(self) -> dict[str, Any]:
         body: dict[str, Any] = {"type": self.type, "create_response": self.create_response,
@@ -60,7 +69,8 @@ class RealtimeConfig:
         return SessionRequest(self.input_format.rate_hz, self.output_format.rate_hz, self.voice, self.speed,
                               td.silence_duration_ms if td is not None else None, self.instructions, resume_id,
                               manual_turns=td is None, end_of_turn_fallback_ms=fallback,
-                              end_of_turn_detector=Detector.SILENCE if silence else None)
+                              end_of_turn_detector=Detector.SILENCE if silence else None,
+                              barge_in=td.barge_in if td is not None else None)
 
     def engine_shape(self) -> tuple[Any, ...]:
         """What the engine session is started with: changing it starts the session again (resumed)."""
@@ -127,18 +137,19 @@ def _turn_detection(value: Any, param: str) -> TurnDetection | None:
     if not isinstance(eagerness, str) or eagerness not in EAGERNESS_FALLBACK_MS:
         raise ClientError(f"{param}.eagerness must be one of {sorted(EAGERNESS_FALLBACK_MS)}", f"{param}.eagerness")
     known = {"type", "silence_duration_ms", "eagerness", "create_response", "interrupt_response",
-             "threshold", "prefix_padding_ms", "idle_timeout_ms"}
+             "threshold", "prefix_padding_ms", "idle_timeout_ms", PAUSE_EXTENSION}
     unknown = sorted(set(value) - known)
     if unknown:
         raise ClientError(f"{param}.{unknown[0]} is not supported", f"{param}.{unknown[0]}")
     if value.get("idle_timeout_ms") is not None:
         raise ClientError(f"{param}.idle_timeout_ms is not supported", f"{param}.idle_timeout_ms")
-    for flag in ("create_response", "interrupt_response"):
+    for flag in ("create_response", "interrupt_response", PAUSE_EXTENSION):
         if not isinstance(value.get(flag, True), bool):
             raise ClientError(f"{param}.{flag} must be true or false", f"{param}.{flag}")
     return TurnDetection(value["type"], silence, eagerness, bool(value.get("create_response", True)),
                          bool(value.get("interrupt_response", True)),
-                         tuple((k, value[k]) for k in ("threshold", "prefix_padding_ms") if k in value))
+                         tuple((k, value[k]) for k in ("threshold", "prefix_padding_ms", PAUSE_EXTENSION)
+                               if k in value))
 
 
 def _beta(session: dict[str, Any]) -> dict[str, Any]:

@@ -16,11 +16,13 @@ from services.gateway.engine.events import (
     ResponseAudio,
     ResponseText,
     SessionStarted,
+    SpeechEnded,
     SpeechStarted,
     TurnCompleted,
 )
+from services.gateway.engine.inputs import SessionRequest
 from services.gateway.engine.memory import CUT_OFF_MARK
-from services.gateway.engine.vocabulary import Stage, VadEventKind
+from services.gateway.engine.vocabulary import BargeInMode, Stage, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, reply_playing, speech, talks, until, utter
 from tests.support.fake_stages import FakeStages
 
@@ -260,3 +262,50 @@ def test_backchannels(words: str, expected: bool) -> None:
 
 def test_rate() -> None:
     assert RATE == 16000  # the fake VAD's voiced_ms default assumes it
+
+
+async def test_a_session_that_cancels_on_speech_stops_the_reply_as_speech_starts(stages: FakeStages) -> None:
+    client = Client(engine(stages), SessionRequest(RATE, barge_in=BargeInMode.CANCEL))
+    first, gate = await reply_playing(client, stages)
+    start, end = await talks(client, stages, 300)
+    stopped = await client.wait_for(Interrupted)  # before the speech has ended: nothing judged
+    gate.set()
+    assert stopped.turn_id == first and not client.of(ReplyPaused) and len(client.of(SpeechEnded)) == 1
+    stages.vad.event(VadEventKind.ENDED, start, end)
+    second = await client.wait_for(TurnCompleted)
+    await client.end()
+    assert second.turn_id == client.of(SpeechStarted)[1].turn_id
+
+
+async def test_a_session_with_barge_in_off_plays_on_until_the_speech_is_a_turn(stages: FakeStages) -> None:
+    client = Client(engine(stages), SessionRequest(RATE, barge_in=BargeInMode.OFF))
+    first, gate = await reply_playing(client, stages)
+    start, end = await talks(client, stages, 300)
+    await client.wait_for(SpeechStarted, 2)
+    assert not client.of(ReplyPaused) and not client.of(Interrupted)  # the reply goes on over the speech
+    stages.vad.event(VadEventKind.ENDED, start, end)
+    stopped = await client.wait_for(Interrupted)  # the speech was a turn: its reply replaces the first
+    gate.set()
+    second = await client.wait_for(TurnCompleted)
+    await client.end()
+    assert stopped.turn_id == first and second.turn_id == client.of(SpeechStarted)[1].turn_id
+    assert len([e for e in client.of(TurnCompleted) if e.turn_id == first]) == 0  # one reply at a time
+
+
+async def test_a_playback_report_after_a_cancel_still_sets_what_is_kept(stages: FakeStages) -> None:
+    # A Realtime client truncates on speech_started, which the cancel may already have answered.
+    held = asyncio.Event()
+    stages.transcribe_knobs.stall = held  # the exchange is kept once the user's words are known
+    client = Client(engine(stages), SessionRequest(RATE, barge_in=BargeInMode.CANCEL))
+    first, gate = await reply_playing(client, stages)
+    start, end = await talks(client, stages, 300)
+    await client.wait_for(Interrupted)
+    client.played(first, 10.0)  # the client had played one word of it
+    await stages.vad.heard(end + client.audio(20))  # inputs are taken in order: the report is in
+    held.set()
+    gate.set()
+    stages.vad.event(VadEventKind.ENDED, start, end)
+    await client.wait_for(TurnCompleted)
+    await client.end()
+    context, _ = await records(client)
+    assert context[0][1:] == ("Paris", True)

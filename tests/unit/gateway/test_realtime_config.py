@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.engine.vocabulary import Detector
+from services.gateway.engine.vocabulary import BargeInMode, Detector
 from services.gateway.realtime.config import RealtimeConfig, apply
 
 
@@ -35,3 +35,18 @@ def test_noise_reduction_that_ga_refuses_is_an_error_naming_the_field(value: obj
     with pytest.raises(ClientError) as err:
         apply(RealtimeConfig(), {"audio": {"input": {"noise_reduction": value}}})
     assert err.value.param == "session.audio.input.noise_reduction"
+
+
+@pytest.mark.parametrize(("detection", "mode"), [
+    ({"type": "server_vad"}, BargeInMode.CANCEL),  # GA: interrupt_response true cancels at speech start
+    ({"type": "semantic_vad", "interrupt_response": False}, BargeInMode.OFF),
+    ({"type": "server_vad", "pause_on_speech": True}, BargeInMode.PAUSE),  # this gateway's extension
+    (None, None),  # manual commits: no speech is detected
+])
+def test_interrupt_response_sets_what_speech_over_a_reply_does(detection: dict | None,
+                                                               mode: BargeInMode | None) -> None:
+    config = apply(RealtimeConfig(), {"audio": {"input": {"turn_detection": detection}}})
+    assert config.request("").barge_in is mode
+    if detection is not None:
+        assert config.describe("s")["audio"]["input"]["turn_detection"].get("pause_on_speech", False) is (
+            mode is BargeInMode.PAUSE)
