@@ -37,10 +37,11 @@ def chromium() -> str:
 
 
 def microphone_file(folder: Path) -> Path:
-    """What the fake microphone says, looped: a question, then silence for the reply (heard at real
-    time, so it lasts as long as its audio)."""
+    """What the fake microphone says, looped: a question, then silence long enough for its reply and
+    the typed turn's, however slow a loaded machine makes them (the loop's next question would
+    interrupt a reply still playing)."""
     speech, rate = espeak("What is the weather like today?")
-    audio = np.concatenate([silence(rate, 500), speech, silence(rate, 15000)])
+    audio = np.concatenate([silence(rate, 500), speech, silence(rate, 45000)])
     path = folder / "microphone.wav"
     sf.write(path, resample(audio, rate, 48000), 48000, subtype="PCM_16")
     return path
