@@ -51,6 +51,7 @@ class Outgoing:
         self.pending_items: list[str] = []  # manual commits announced, not yet answered
         self.pending_texts: list[str] = []  # typed user items created, not yet answered
         self.typed: set[str] = set()  # engine turns that answer a typed item (no transcription)
+        self.spoken_s: dict[str, float] = {}  # engine turn id -> seconds of the user's audio (transcription usage)
         self.replies: dict[str, Reply] = {}
         self.last_item: str | None = None
 
@@ -62,10 +63,11 @@ class Outgoing:
 
     def committed(self, item_id: str) -> list[dict[str, Any]]:
         previous, self.last_item = self.last_item, item_id
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
+                "content": [{"type": "input_audio", "transcript": None}]}  # its words come by transcription
         return [{"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id},
-                {"type": "conversation.item.added", "previous_item_id": previous, "item": {
-                    "id": item_id, "object": "realtime.item", "type": "message", "role": "user",
-                    "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}}]
+                {"type": "conversation.item.added", "previous_item_id": previous, "item": item},
+                {"type": "conversation.item.done", "previous_item_id": previous, "item": item}]
 
     def typed_item(self, item_id: str, text: str) -> list[dict[str, Any]]:
         """A user text message the client created: added now, answered at response.create."""
@@ -80,12 +82,13 @@ class Outgoing:
         if turn_id in self.typed:
             return []  # the user's words are the item they typed
         item = self.user_item(turn_id)
+        seconds = self.spoken_s.pop(turn_id, 0.0)
         if not known:
             return [{"type": "conversation.item.input_audio_transcription.failed", "item_id": item,
                      "content_index": 0, "error": {"type": "transcription_error", "code": "unavailable",
                                                    "message": "the words could not be transcribed"}}]
         return [{"type": "conversation.item.input_audio_transcription.completed", "item_id": item,
-                 "content_index": 0, "transcript": text}]
+                 "content_index": 0, "transcript": text, "usage": {"type": "duration", "seconds": seconds}}]
 
     def _reply(self, turn_id: str) -> tuple[Reply, list[dict[str, Any]]]:
         if turn_id in self.replies:
@@ -149,6 +152,7 @@ class Outgoing:
                          "audio_start_ms": event.start_sample * 1000 // self.rate_hz}]
             case ev.SpeechEnded():
                 item = self.user_item(event.turn_id)
+                self.spoken_s[event.turn_id] = round((event.end_sample - event.start_sample) / self.rate_hz, 3)
                 heard = [] if self.manual else [  # a manual commit was announced when the client made it
                     {"type": "input_audio_buffer.speech_stopped", "item_id": item,
                      "audio_end_ms": event.end_sample * 1000 // self.rate_hz}, *self.committed(item)]
