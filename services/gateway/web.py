@@ -34,6 +34,7 @@ from services.gateway.engine.ends import ClientLimit
 from services.gateway.engine.events import ErrorEvent, Event, ResponseAudio
 from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
 from services.gateway.messages import to_input, to_message
+from services.gateway.realtime.beta import wants_beta
 from services.gateway.realtime.config import check_model, secret_request
 from services.gateway.realtime.formats import ClientError
 from services.gateway.realtime.session import ClientGone, RealtimeSession
@@ -152,7 +153,8 @@ class WebBridge:
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, heartbeat=20, protocols=answer)
         await ws.prepare(request)
         try:
-            await RealtimeSession(ws, self.engine, caller, model, request.transport).run()
+            await RealtimeSession(ws, self.engine, caller, model, request.transport,
+                                  wants_beta(request.headers, offered)).run()
         except (ConnectionResetError, ClientGone):
             pass  # the client went away; the engine session has ended
         finally:

@@ -106,6 +106,29 @@ async def test_server_vad_turns_a_recording_into_a_spoken_reply(stack: Stack) ->
         assert heard and heard[0].item_id == of(events, "input_audio_buffer.committed")[0].item_id
 
 
+async def test_a_beta_client_gets_the_beta_dialect(stack: Stack) -> None:
+    """The SDK's beta client (OpenAI-Beta: realtime=v1), unchanged: the beta's session shape and event
+    names, a spoken turn with its audio and transcript."""
+    client = AsyncOpenAI(api_key="unused", websocket_base_url=url(stack))
+    beta: Any = client.beta.realtime.connect(model="voxtral")  # typed loosely: its model names are OpenAI's
+    async with beta as conn:
+        created = await conn.recv()
+        assert created.type == "session.created" and created.session.input_audio_format == "pcm16"
+        await conn.session.update(session={"instructions": "Be brief.", "modalities": ["audio", "text"],
+                                           "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}})
+        updated = await conn.recv()
+        assert updated.type == "session.updated" and updated.session.turn_detection.silence_duration_ms == 500
+        await append(conn, speech(), 48)
+        events = await events_until(conn, "response.done")
+    kinds = [e.type for e in events]
+    assert "response.audio.delta" in kinds and "response.audio_transcript.delta" in kinds, kinds
+    assert not [k for k in kinds if k.startswith("response.output_audio")]
+    said = "".join(e.delta for e in of(events, "response.audio_transcript.delta"))
+    done = of(events, "response.done")[0].response
+    assert done.status == "completed" and done.output[0].content[0].transcript == said
+    assert len(b"".join(base64.b64decode(e.delta) for e in of(events, "response.audio.delta"))) > 24000
+
+
 async def test_manual_commits_and_telephony_audio(stack: Stack) -> None:
     async with connect(url(stack)) as conn:
         assert (await conn.recv()).type == "session.created"

@@ -25,6 +25,7 @@ from services.gateway.engine.inputs import (
 )
 from services.gateway.engine.vocabulary import Control
 from services.gateway.metrics import STALLED_CLOSED
+from services.gateway.realtime.beta import to_beta
 from services.gateway.realtime.client_events import ClientEvents
 from services.gateway.realtime.config import RealtimeConfig, check_model
 from services.gateway.realtime.formats import ClientError
@@ -41,8 +42,9 @@ class ClientGone(Exception):
 
 class RealtimeSession(ClientEvents):
     def __init__(self, ws: web.WebSocketResponse, engine: ConversationEngine, caller: Caller, model: str,
-                 transport: Any = None) -> None:
+                 transport: Any = None, beta: bool = False) -> None:
         self.ws = ws
+        self.beta = beta  # events in the beta dialect (beta.py)
         self.engine = engine
         self.caller = caller
         self.transport = transport  # the client's connection, watched while the reader waits for room
@@ -70,7 +72,10 @@ class RealtimeSession(ClientEvents):
                 raise Stalled("the client stopped reading")
             try:
                 async with asyncio.timeout(timeout_s):
-                    await self.ws.send_json({"event_id": event_id(), **body})
+                    wire = to_beta(body) if self.beta else body
+                    if wire is None:
+                        return  # no such event in the beta
+                    await self.ws.send_json({"event_id": event_id(), **wire})
             except TimeoutError:
                 self.stalled = True  # counted, logged, and the engine session ends
                 STALLED_CLOSED.inc()

@@ -14,6 +14,8 @@ from services.common.errors import Status
 from services.common.latency import Metric
 from services.gateway.engine import events as ev
 from services.gateway.engine.vocabulary import TurnOutcome
+from services.gateway.realtime.beta import to_beta
+from services.gateway.realtime.config import RealtimeConfig
 from services.gateway.realtime.outgoing import Outgoing, event_id
 
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
@@ -63,3 +65,21 @@ def test_transcript_deltas_join_to_the_final_transcript(turn: str) -> None:
     assert len(done) == 1
     final = done[0]["response"]["output"][0]["content"][0]["transcript"]
     assert joined.startswith(final) if turn == "interrupted" else joined == final  # heard: a prefix of what was said
+
+
+@pytest.mark.parametrize("turn", TURNS)
+def test_the_beta_dialect_is_beta_events(turn: str) -> None:
+    from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
+
+    beta = TypeAdapter(BetaServerEvent)
+    config = RealtimeConfig()
+    bodies = [{"event_id": "e0", "type": "session.created", "session": config.describe("s1")}, *served(TURNS[turn])]
+    names = []
+    for body in bodies:
+        if (wire := to_beta(body)) is not None:
+            # The beta type closes session.model to OpenAI's model names; all else is checked as typed.
+            checked = {**wire, "session": {**wire["session"], "model": "gpt-realtime"}} if "session" in wire else wire
+            beta.validate_python(checked)
+            names.append(wire["type"])
+    assert "response.audio.delta" in names and "response.audio_transcript.delta" in names
+    assert not any(name.startswith("response.output_audio") for name in names)
