@@ -1,0 +1,82 @@
+"""The openai Node SDK's two Realtime classes (npm, the committed lockfile), unchanged, against a
+gateway on the shared system: the browser-style OpenAIRealtimeWebSocket (its key in the subprotocol)
+and OpenAIRealtimeWS (the ws package, a Bearer header), each with a spoken turn with audio back
+and a typed turn; the browser-style one again with a client secret minted from the real key. The
+SDK only builds wss: URLs, so this gateway serves TLS (a certificate made for the test)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from harness.recordings import recording
+from harness.stack import Stack
+from services.common.audio import resample
+from tests.support.gateway_server import KEY, start
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def speech_file(folder: Path) -> Path:
+    """A real recording's first sentence, then 2 s of silence: 24 kHz PCM16, as the SDK sends it."""
+    samples, source = recording("beckett.wav")
+    said = resample(samples[: int(source * 3.4)], source, 24000)
+    path = folder / "speech.pcm"
+    path.write_bytes(np.concatenate([said, np.zeros(48000, np.int16)]).astype("<i2").tobytes())
+    return path
+
+
+async def run_node(base: str, key: str, audio: Path, cert: Path) -> dict:
+    """The Node client, while this process's event loop goes on serving the gateway it talks to."""
+    node = await asyncio.create_subprocess_exec(
+        "node", "--experimental-websocket", str(ROOT / "tests" / "node" / "realtime_clients.mjs"), base, key,
+        str(audio), cwd=ROOT, env={**os.environ, "NODE_EXTRA_CA_CERTS": str(cert)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(node.communicate(), 400)
+    assert node.returncode == 0, err.decode()
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert "failure" not in result, result
+    return result
+
+
+async def test_the_node_sdks_realtime_classes_talk_unchanged(stack: Stack, certificate: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    cert, key = certificate
+    server, settings = await start(stack.redis, api_key=KEY, tls_cert_file=cert, tls_key_file=key,
+                                   vad_target=stack.services["vad"].target,
+                                   voxtral_target=stack.services["voxtral"].target,
+                                   tts_target=stack.services["tts"].target)
+    base = f"https://127.0.0.1:{settings.web_port}/v1"
+    audio = speech_file(tmp_path)
+    try:
+        result = await run_node(base, KEY, audio, cert)
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{base}/realtime/client_secrets", json={}, headers={"Authorization": f"Bearer {KEY}"},
+                ssl=ssl.create_default_context(cafile=str(cert))) as answer:
+            secret = (await answer.json())["value"]
+        with_secret = await run_node(base, secret, audio, cert)
+    finally:
+        await server.stop(0)
+    for name, outcome in [*result.items(), ("websocket with a client secret", with_secret["websocket"])]:
+        spoken, typed = outcome["spoken"], outcome["typed"]
+        assert spoken["status"] == "completed" and spoken["audioBytes"] > 24000, (name, outcome)
+        assert spoken["transcript"].strip() and spoken["transcript"] == spoken["final"], (name, spoken)
+        assert typed["status"] == "completed" and typed["audioBytes"] > 24000, (name, outcome)
+        assert not [e for e in outcome["events"] if e.startswith("error")], (name, outcome["events"])
