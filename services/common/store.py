@@ -192,6 +192,20 @@ class SessionStore:
 
         return await self._call("append_exchange", run, False)
 
+    async def replace_context(self, session_id: str, exchanges: list[Exchange]) -> bool:
+        key = self._key(session_id, "context")
+
+        async def run() -> bool:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                if exchanges:
+                    pipe.rpush(key, *(json.dumps(asdict(e)) for e in exchanges[-self.settings.context_exchanges:]))
+                self._touch(pipe, session_id)
+                await pipe.execute()
+            return True
+
+        return await self._call("replace_context", run, False)
+
     async def reset_context(self, session_id: str) -> bool:
         async def run() -> bool:
             await self.redis.delete(self._key(session_id, "context"))

@@ -80,6 +80,12 @@ class MemoryStore:
         session.context = [*session.context, exchange][-self.settings.context_exchanges:]
         return True
 
+    async def replace_context(self, session_id: str, exchanges: list[Exchange]) -> bool:
+        if not self.reachable:
+            return False
+        self.sessions.setdefault(session_id, _Session("")).context = list(exchanges)[-self.settings.context_exchanges:]
+        return True
+
     async def reset_context(self, session_id: str) -> bool:
         if not self.reachable:
             return False

@@ -51,6 +51,9 @@ async def test_context_and_turn_records_keep_the_last_ones(store: Store) -> None
                                                                          ("t4", 4.0, "completed")]
     with pytest.raises(ValueError, match="unknown metric"):
         await store.record_turn("s", "t9", {"e2e": 1.0})
+    revised = [Exchange(user="u3", assistant="a"), Exchange(user="u4", assistant="a4", cut_off=True)]
+    assert await store.replace_context("s", revised)
+    assert await store.context("s") == revised
     assert await store.reset_context("s")
     assert await store.context("s") == [] and await store.context("other") == []
     assert await store.ping()

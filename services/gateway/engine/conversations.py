@@ -210,7 +210,7 @@ class ConversationEngine:
                     if problem:
                         await emit(ErrorEvent(Status.INVALID_ARGUMENT, problem))
                     else:
-                        session.playback(item)
+                        await session.playback(item)
                 case Unreadable():
                     await emit(ErrorEvent(Status.INVALID_ARGUMENT, item.message))
 

@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 from services.common import tracing
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable, echo
@@ -84,6 +85,14 @@ class Memory:
         self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
         with tracing.span("redis.append_exchange"):
             await self.store.append_exchange(self.session_id, exchange)
+
+    async def revise(self, turn_id: str, spoken: str, cut_off: bool) -> None:
+        """What the listener heard of a kept reply, known late (a playback report after its stop)."""
+        kept = [replace(e, assistant=spoken, cut_off=cut_off) if e.turn_id == turn_id else e for e in self.context]
+        if kept != self.context:
+            self.context = kept
+            with tracing.span("redis.replace_context"):
+                await self.store.replace_context(self.session_id, kept)
 
     async def record(self, turn_id: str, metrics: Mapping[str, float],
                      details: Mapping[str, object] | None = None) -> None:

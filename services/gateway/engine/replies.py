@@ -49,7 +49,7 @@ class Replies:
         self.runner = ReplyRunner(settings, stages, emit, pace)
         self.answering: Reply | None = None  # the reply in progress
         self.speculating: Reply | None = None  # a reply started on a pause hint, held until speech-ended
-        self.stopped: dict[str, Reply] = {}  # interrupted replies whose exchange is not kept yet
+        self.stopped: Reply | None = None  # the last reply stopped: a late playback report still counts
 
     def speculate(self, listening: Listening, event: VadEvent) -> None:
         """A pause that may end the turn: start the reply now, its output held until speech-ended."""
@@ -123,9 +123,20 @@ class Replies:
                 await self._remember(turn)
 
     def playing(self, turn_id: str) -> Reply | None:
-        """The reply a playback report names: the one in progress, or one stopped but not kept yet."""
-        turn = self.answering
-        return turn if turn is not None and turn.turn_id == turn_id else self.stopped.get(turn_id)
+        """The reply a playback report names: the one in progress, or the last one stopped."""
+        for turn in (self.answering, self.stopped):
+            if turn is not None and turn.turn_id == turn_id:
+                return turn
+        return None
+
+    async def report(self, turn_id: str, played_ms: float) -> None:
+        """The client's playback position of a reply; of one stopped and kept, the kept part follows it."""
+        turn = self.playing(turn_id)
+        if turn is None:
+            return
+        turn.playout.report(played_ms)
+        if turn is self.stopped and turn.kept:
+            await self.memory.revise(turn_id, turn.progress.heard_text, turn.progress.cut_off)
 
     async def stop(self, reason: StopReason = StopReason.SPEECH) -> None:
         turn = self.answering
@@ -135,7 +146,7 @@ class Replies:
         heard_ms = turn.playout.pause()  # what is heard stops here, whatever the client still had queued
         await turn.stop()
         await self.emit(Interrupted(turn.turn_id, turn.progress.heard_text, heard_ms))
-        self.stopped[turn.turn_id] = turn  # a playback report (a Realtime truncate) still counts until kept
+        self.stopped = turn
         self._tasks.spawn(self._remember(turn))
 
     async def _transcribe(self, request: ReplyRequest) -> str | None:
@@ -154,11 +165,8 @@ class Replies:
     async def _remember(self, turn: Reply) -> None:
         """Keep the exchange (what the listener heard, marked when cut off) and the turn's record;
         then tell the client how the turn ended (one line in the log, too), and end its trace."""
-        try:
-            with trace.use_span(turn.span, end_on_exit=False):
-                await self._keep(turn)
-        finally:
-            self.stopped.pop(turn.turn_id, None)
+        with trace.use_span(turn.span, end_on_exit=False):
+            await self._keep(turn)
 
     async def _keep(self, turn: Reply) -> None:
         outcome = turn.outcome or TurnOutcome.FAILED
@@ -166,6 +174,9 @@ class Replies:
         user = words if isinstance(words, str) else None
         spoken, cut_off = turn.progress.heard_text, turn.progress.cut_off
         await self.memory.remember(turn.turn_id, user, spoken, cut_off)
+        turn.kept = True
+        if turn.progress.heard_text != spoken:  # a playback report came while it was written
+            await self.memory.revise(turn.turn_id, turn.progress.heard_text, turn.progress.cut_off)
         metrics = dict(turn.progress.metrics)
         plain = by_name(metrics)  # for the store, the log and the trace
         details: dict[str, object] = {"outcome": outcome.value, "reason": turn.reason, "cut_off": cut_off,

@@ -130,10 +130,9 @@ class ConversationSession:
     async def interrupt(self) -> None:
         await self.replies.stop(StopReason.CLIENT)
 
-    def playback(self, report: PlaybackReport) -> None:
+    async def playback(self, report: PlaybackReport) -> None:
         """The client's playback position of a reply: the truth about what was heard."""
-        if (turn := self.replies.playing(report.turn_id)) is not None:
-            turn.playout.report(report.played_ms)
+        await self.replies.report(report.turn_id, report.played_ms)
 
     async def reset_context(self) -> None:
         await self.memory.reset()
@@ -182,12 +181,12 @@ class ConversationSession:
         if not self.config.manual_turns:
             self.vad.trace(tracing.carrier(listening.span))  # the VAD's spans for this utterance join its trace
         turn = self.replies.answering
-        if turn is not None and not turn.task.done():
-            if self.config.barge_in is BargeInMode.PAUSE:
-                await self.barge_in.pause(listening, turn)
-            elif self.config.barge_in is BargeInMode.CANCEL:
-                await self.replies.stop()  # barge-in: the user talks over the reply
+        over = turn is not None and not turn.task.done()
+        if over and turn is not None and self.config.barge_in is BargeInMode.PAUSE:
+            await self.barge_in.pause(listening, turn)
         await self.emit(SpeechStarted(listening.turn_id, event.start_sample))
+        if over and self.config.barge_in is BargeInMode.CANCEL:
+            await self.replies.stop()  # barge-in: the user talks over the reply (said after speech_started)
 
     async def _speech_paused(self, event: VadEvent) -> None:
         listening = self._listening

@@ -30,6 +30,10 @@ class Store(Protocol):
 
     async def reset_context(self, session_id: str) -> bool: ...
 
+    async def replace_context(self, session_id: str, exchanges: list[Exchange]) -> bool:
+        """The context is these exchanges now (one was revised: a reply's heard part known late)."""
+        ...
+
     async def record_turn(self, session_id: str, turn_id: str, metrics: Mapping[str, float],
                           details: Mapping[str, object] | None = None) -> bool: ...
 

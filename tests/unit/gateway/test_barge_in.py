@@ -309,3 +309,17 @@ async def test_a_playback_report_after_a_cancel_still_sets_what_is_kept(stages: 
     await client.end()
     context, _ = await records(client)
     assert context[0][1:] == ("Paris", True)
+
+
+async def test_a_playback_report_after_the_exchange_is_kept_revises_it(stages: FakeStages) -> None:
+    client = Client(engine(stages), SessionRequest(RATE, barge_in=BargeInMode.CANCEL))
+    first, gate = await reply_playing(client, stages)
+    await talks(client, stages, 300)
+    await client.wait_for(Interrupted)
+    session_id = client.of(SessionStarted)[0].session_id
+    await until(lambda: bool(client.engine.store.sessions[session_id].context))  # type: ignore[attr-defined]
+    client.played(first, 10.0)  # the client's truncate, late
+    await until(lambda: client.engine.store.sessions[session_id].context[0].assistant == "Paris")  # type: ignore[attr-defined]
+    gate.set()
+    await client.end()
+    assert [(e.assistant, e.cut_off) for e in await client.engine.store.context(session_id)] == [("Paris", True)]
