@@ -25,7 +25,7 @@ $(INSTALLED): pyproject.toml
 
 # npm ci: exactly the committed lockfile (every platform's optional packages are in it), never rewritten.
 $(NODE_INSTALLED): package.json package-lock.json
-	@echo "installing the Node tools (buf, playwright-core) into node_modules"
+	@echo "installing the Node tools (buf, playwright-core, the openai SDK and ws) into node_modules"
 	@npm ci --no-audit --no-fund --loglevel=error > /dev/null
 	@touch $@
 

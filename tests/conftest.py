@@ -26,4 +26,5 @@ def redis_server() -> Iterator[RedisProcess]:
 # Shared fixtures, imported here so that every test module sees them.
 from tests.support.engine_client import redis, stages  # noqa: E402,F401  (fixtures are found by name)
 from tests.support.stack import faulty_stack, gateway, stack  # noqa: E402,F401  (fixtures are found by name)
+from tests.support.tls import certificate  # noqa: E402,F401  (fixtures are found by name)
 from tests.support.voxtral import english_voxtral, tiny_voxtral  # noqa: E402,F401  (fixtures are found by name)

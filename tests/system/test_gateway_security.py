@@ -91,15 +91,6 @@ def test_no_key_and_no_explicit_opt_out_is_refused_at_start(monkeypatch, capsys)
     assert "GATEWAY_AUTH_DISABLED" in capsys.readouterr().err
 
 
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 async def test_tls(redis_server: RedisProcess, certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
     server, _ = await start(redis_server, api_key=KEY, tls_cert_file=cert, tls_key_file=key)

@@ -10,12 +10,10 @@ import asyncio
 import json
 import os
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiohttp
 import numpy as np
-import pytest
 
 from harness.recordings import recording
 from harness.stack import Stack
@@ -23,15 +21,6 @@ from services.common.audio import resample
 from tests.support.gateway_server import KEY, start
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
 
 
 def speech_file(folder: Path) -> Path:

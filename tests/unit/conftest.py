@@ -10,7 +10,8 @@ import pytest
 from tests.support.isolation import forbid
 
 HERE = Path(__file__).parent
-SYSTEM_FIXTURES = {"redis", "redis_server", "stack", "faulty_stack", "gateway", "english_voxtral", "tiny_voxtral"}
+SYSTEM_FIXTURES = {"redis", "redis_server", "stack", "faulty_stack", "gateway", "english_voxtral", "tiny_voxtral",
+                   "certificate"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
