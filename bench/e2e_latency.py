@@ -238,6 +238,8 @@ def main() -> None:
         print(f"{row['sessions']:>3} sessions: e2e p50 {row['e2e_ms_p50']} ms (target < {TARGETS['e2e_ms']:.0f}), "
               f"Voxtral first token p50 {row['voxtral_ttft_ms_p50']} ms (target < {TARGETS['voxtral_ttft_ms']:.0f}), "
               f"overhead ratio {row['overhead_ratio']}, errors {row['errors']}  [CPU, small model: not a GPU figure]")
+    if args.smoke and (rows[0]["errors"] or not rows[0]["turns"]):
+        raise SystemExit(f"smoke run failed: {rows[0]['turns']} turns, errors {rows[0].get('first_errors')}")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ class Stack:
                 **every, "TTS_BACKEND": "onnx", "TTS_TIMEOUT_S": "10",
                 "TTS_METRICS_PORT": str(self.stage_metrics_ports["tts"]), **(tts_env or {})}),
         }
-        for service in self.services.values():
-            service.wait_listening()
+        for service in self.services.values():  # warm before the gateway's admission first asks their load
+            service.wait_serving()
         gateway_env = {
             **every,
             "GATEWAY_VAD_TARGET": self.services["vad"].target,
