@@ -47,8 +47,7 @@ class Stack:
             **overrides,
         }
         self.services["gateway"] = ServiceProcess("services.gateway", "GATEWAY_", gateway_env)
-        for service in self.services.values():
-            service.wait_serving()
+        self.services["gateway"].wait_serving()
         self._envs = {name: dict(service.env) for name, service in self.services.items()}
 
     @property

@@ -44,8 +44,7 @@ def summarize(records: Iterable[Mapping[str, float | str]]) -> dict[str, tuple[f
         for name in METRICS:
             if name in record:
                 columns[name].append(float(record[name]))
-    return {name: (percentile(v, 50, None) or 0.0, percentile(v, 95, None) or 0.0, len(v))
-            for name, v in columns.items() if v}
+    return {name: (quantile(v, 50), quantile(v, 95), len(v)) for name, v in columns.items() if v}
 
 
 def percentile(values: Iterable[float], q: float, digits: int | None = 1) -> float | None:
@@ -58,9 +57,13 @@ def percentile(values: Iterable[float], q: float, digits: int | None = 1) -> flo
     return value if digits is None else round(value, digits)
 
 
-def median(values: Iterable[float]) -> float:
-    """The 50th percentile, not rounded, of values that must be there."""
-    found = percentile(values, 50, digits=None)
+def quantile(values: Iterable[float], q: float) -> float:
+    """The q-th percentile, not rounded, of values that must be there."""
+    found = percentile(values, q, digits=None)
     if found is None:
-        raise ValueError("the median of no values")
+        raise ValueError("a percentile of no values")
     return found
+
+
+def median(values: Iterable[float]) -> float:
+    return quantile(values, 50)

@@ -135,7 +135,7 @@ class Replies:
         if turn is None:
             return
         turn.playout.report(played_ms)
-        if turn is self.stopped and turn.kept:
+        if turn is self.stopped:  # revises its exchange once kept (before that, _keep reads the new position)
             await self.memory.revise(turn_id, turn.progress.heard_text, turn.progress.cut_off)
 
     async def stop(self, reason: StopReason = StopReason.SPEECH) -> None:
@@ -174,7 +174,6 @@ class Replies:
         user = words if isinstance(words, str) else None
         spoken, cut_off = turn.progress.heard_text, turn.progress.cut_off
         await self.memory.remember(turn.turn_id, user, spoken, cut_off)
-        turn.kept = True
         if turn.progress.heard_text != spoken:  # a playback report came while it was written
             await self.memory.revise(turn.turn_id, turn.progress.heard_text, turn.progress.cut_off)
         metrics = dict(turn.progress.metrics)

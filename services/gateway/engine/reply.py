@@ -67,7 +67,6 @@ class Reply:
         self.span = span  # the turn's trace: the reply's stage calls are its children
         self.playout = playout
         self.progress = ReplyProgress(playout)
-        self.kept = False  # its exchange is in the context
         self.confirmed = asyncio.Event()  # a speculative reply is confirmed by the speech-ended event
         if not request.speculative:
             self.confirmed.set()

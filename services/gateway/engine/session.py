@@ -181,11 +181,11 @@ class ConversationSession:
         if not self.config.manual_turns:
             self.vad.trace(tracing.carrier(listening.span))  # the VAD's spans for this utterance join its trace
         turn = self.replies.answering
-        over = turn is not None and not turn.task.done()
-        if over and turn is not None and self.config.barge_in is BargeInMode.PAUSE:
+        turn = turn if turn is not None and not turn.task.done() else None  # the reply still playing
+        if turn is not None and self.config.barge_in is BargeInMode.PAUSE:
             await self.barge_in.pause(listening, turn)
         await self.emit(SpeechStarted(listening.turn_id, event.start_sample))
-        if over and self.config.barge_in is BargeInMode.CANCEL:
+        if turn is not None and self.config.barge_in is BargeInMode.CANCEL:
             await self.replies.stop()  # barge-in: the user talks over the reply (said after speech_started)
 
     async def _speech_paused(self, event: VadEvent) -> None:
