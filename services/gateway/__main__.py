@@ -8,7 +8,7 @@ from services.common.server import run_service
 from services.common.settings import load_settings
 from services.common.tracing import configure_tracing, shutdown_tracing
 from services.gateway.config import GatewaySettings
-from services.gateway.metrics import watch_event_loop
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.wiring import gateway_service
 
 
@@ -22,8 +22,9 @@ def main() -> None:
 
     async def serve() -> None:
         # Built inside the event loop: gRPC channels and locks belong to the loop that runs them.
-        watch_event_loop(asyncio.get_running_loop())
-        await run_service(settings, [gateway_service(settings)])
+        metrics = GatewayMetrics.process()  # the registry the metrics port serves
+        metrics.watch_event_loop(asyncio.get_running_loop())
+        await run_service(settings, [gateway_service(settings, metrics)])
 
     try:
         asyncio.run(serve())

@@ -19,7 +19,7 @@ from services.common.stage_auth import channel_credentials, token_metadata
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
 from services.gateway.engine.vocabulary import Detector, Stage, VadEventKind
-from services.gateway.metrics import STAGE_ERRORS
+from services.gateway.metrics import GatewayMetrics
 from voice.v1 import audio_pb2, tts_pb2, tts_pb2_grpc, vad_pb2, vad_pb2_grpc, voxtral_pb2, voxtral_pb2_grpc
 
 VAD_KINDS = {
@@ -34,9 +34,9 @@ VAD_KINDS = {
 DEADLINE_WORDING = "did not answer within its deadline"
 
 
-def stage_error(stage: Stage, err: grpc.aio.AioRpcError) -> StageError:
+def stage_error(stage: Stage, err: grpc.aio.AioRpcError, metrics: GatewayMetrics) -> StageError:
     code = err.code().name
-    STAGE_ERRORS.labels(stage=stage, code=code).inc()
+    metrics.stage_errors.labels(stage=stage, code=code).inc()
     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return StageError(stage, code, DEADLINE_WORDING)
     return StageError(stage, code, err.details() or code)
@@ -45,8 +45,9 @@ def stage_error(stage: Stage, err: grpc.aio.AioRpcError) -> StageError:
 class GrpcVadStream:
     """One session's StreamDetect call."""
 
-    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+    def __init__(self, call: grpc.aio.StreamStreamCall, metrics: GatewayMetrics) -> None:
         self.call = call
+        self.metrics = metrics
 
     async def send(self, pcm: bytes) -> None:
         await self.send_request(vad_pb2.StreamDetectRequest(audio=pcm))
@@ -55,7 +56,7 @@ class GrpcVadStream:
         try:
             await self.call.write(request)
         except grpc.aio.AioRpcError as err:
-            raise stage_error(Stage.VAD, err) from None
+            raise stage_error(Stage.VAD, err, self.metrics) from None
         except asyncio.InvalidStateError:
             raise StageError(Stage.VAD, "UNAVAILABLE", "the VAD stream has ended") from None
 
@@ -77,15 +78,16 @@ class GrpcVadStream:
                     yield VadEvent(kind, event.start_sample, event.end_sample, probability, event.voiced_ms)
         except grpc.aio.AioRpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
-                raise stage_error(Stage.VAD, err) from None
+                raise stage_error(Stage.VAD, err, self.metrics) from None
 
     def cancel(self) -> None:
         self.call.cancel()
 
 
 class GrpcStages:
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or GatewayMetrics()  # the process's, from the composition root
         size = settings.max_message_bytes * 2
         secure: dict[str, Any] = {
             "credentials": channel_credentials(settings.stage_tls_ca_file, settings.stage_tls_cert_file,
@@ -128,11 +130,11 @@ class GrpcStages:
             call.cancel()
             raise StageError(Stage.VAD, "DEADLINE_EXCEEDED", "the VAD did not accept a stream in time") from None
         except grpc.aio.AioRpcError as err:
-            raise stage_error(Stage.VAD, err) from None
+            raise stage_error(Stage.VAD, err, self.metrics) from None
         except asyncio.InvalidStateError:
             status = await call.code()
             raise StageError(Stage.VAD, status.name, await call.details() or "the VAD refused the stream") from None
-        return GrpcVadStream(call)
+        return GrpcVadStream(call, self.metrics)
 
     async def respond(self, pcm16k: np.ndarray | None, history: Sequence[HistoryTurn], instructions: str,
                       session_id: str, turn_id: str, speculative: bool = False,
@@ -148,7 +150,7 @@ class GrpcStages:
                 if reply.text_delta:
                     yield ReplyDelta(reply.text_delta, reply.elapsed_ms)
         except grpc.aio.AioRpcError as err:
-            raise stage_error(Stage.VOXTRAL, err) from None
+            raise stage_error(Stage.VOXTRAL, err, self.metrics) from None
         finally:
             call.cancel()  # a turn that stops early frees Voxtral's slot at once
 
@@ -168,7 +170,7 @@ class GrpcStages:
             async for reply in call:
                 yield SpeechChunk(reply.audio, reply.text, reply.compute_ms)
         except grpc.aio.AioRpcError as err:
-            raise stage_error(Stage.TTS, err) from None
+            raise stage_error(Stage.TTS, err, self.metrics) from None
         finally:
             call.cancel()
 
@@ -178,7 +180,7 @@ class GrpcStages:
                 audio=pcm16k.tobytes(), sample_rate_hz=VOXTRAL_SAMPLE_RATE_HZ, session_id=session_id,
                 turn_id=turn_id), metadata=self.meta)  # its deadline is the channel's: transcribe_timeout_s
         except grpc.aio.AioRpcError as err:
-            raise stage_error(Stage.VOXTRAL, err) from None
+            raise stage_error(Stage.VOXTRAL, err, self.metrics) from None
         return reply.text
 
     async def voices(self) -> set[str]:
@@ -187,7 +189,7 @@ class GrpcStages:
             try:
                 reply = await self.tts.ListVoices(tts_pb2.ListVoicesRequest(), metadata=self.meta)
             except grpc.aio.AioRpcError as err:
-                raise stage_error(Stage.TTS, err) from None
+                raise stage_error(Stage.TTS, err, self.metrics) from None
             self._voices = {v.name for v in reply.voices}
         return self._voices
 
@@ -200,7 +202,7 @@ class GrpcStages:
                 reply = (await self.voxtral.GetLoad(voxtral_pb2.VoxtralServiceGetLoadRequest(),
                                                     timeout=self.settings.unary_timeout_s, metadata=self.meta)).load
         except grpc.aio.AioRpcError as err:
-            raise stage_error(stage, err) from None
+            raise stage_error(stage, err, self.metrics) from None
         return stage_load_from_message(reply)
 
     async def close(self) -> None:

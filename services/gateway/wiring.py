@@ -10,6 +10,7 @@ from services.gateway.auth import ApiKeyInterceptor, Keys
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.grpc_stages import GrpcStages
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.server import SERVICE_NAME, GatewayServicer, notice
 from services.gateway.web import WebBridge
 from voice.v1 import gateway_pb2_grpc
@@ -17,10 +18,11 @@ from voice.v1 import gateway_pb2_grpc
 log = logging.getLogger(__name__)
 
 
-def gateway_service(settings: GatewaySettings) -> ServiceSpec:
-    stages = GrpcStages(settings)
+def gateway_service(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> ServiceSpec:
+    metrics = metrics or GatewayMetrics()
+    stages = GrpcStages(settings, metrics)
     store = SessionStore(settings.redis)
-    engine = ConversationEngine(settings, stages, store)
+    engine = ConversationEngine(settings, stages, store, metrics)
     keys = Keys(settings.keys())
     servicer = GatewayServicer(engine, store, keys)
     bridge = WebBridge(settings, engine, keys) if settings.web_enabled else None

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from services.gateway.engine.ends import Idle
 from services.gateway.engine.inputs import Audio, Input, SessionRequest, Unreadable
-from services.gateway.metrics import IDLE_CLOSED
+from services.gateway.metrics import GatewayMetrics
 
 # Audio counts as activity once this much of it has come since the last activity (a microphone's
 # silence is audio: a live client passes this within a second), or a quarter of the idle timeout
@@ -18,8 +18,9 @@ ACTIVE_AUDIO_S = 1.0
 
 
 class Activity:
-    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, timeout_s: float, metrics: GatewayMetrics, clock: Callable[[], float] = time.monotonic) -> None:
         self.timeout_s = timeout_s
+        self.metrics = metrics
         self.enough_audio_s = min(ACTIVE_AUDIO_S, timeout_s / 4)
         self.clock = clock
         self.at = clock()
@@ -52,7 +53,7 @@ async def next_input(inputs: AsyncIterator[Input], activity: Activity) -> Input 
         async with asyncio.timeout_at(loop.time() + activity.deadline() - time.monotonic()):
             item = await anext(aiter(inputs), None)
     except TimeoutError:
-        IDLE_CLOSED.inc()
+        activity.metrics.idle_closed.inc()
         raise Idle(f"nothing received for {activity.timeout_s:g} s: the session is closed "
                    "(a client keeps a session by sending audio, silence included)") from None
     if item is not None:

@@ -20,7 +20,7 @@ from services.common.load import StageLoad
 from services.gateway.config import AdmissionSettings
 from services.gateway.engine.stages import StageError, Stages
 from services.gateway.engine.vocabulary import Stage
-from services.gateway.metrics import ADMISSIONS
+from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 MODEL_STAGES = (Stage.VOXTRAL, Stage.TTS)
@@ -46,9 +46,10 @@ class Refused(ResourceExhausted):
 
 
 class Admission:
-    def __init__(self, settings: AdmissionSettings, stages: Stages,
+    def __init__(self, settings: AdmissionSettings, stages: Stages, metrics: GatewayMetrics,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.stages = stages
         self.clock = clock
         self.loads: dict[Stage, StageLoad] = {}
@@ -145,13 +146,13 @@ class Admission:
                              "utilisation")
 
     def _refuse(self, message: str, retry_after_s: int, stage: Stage, reason: str) -> None:
-        ADMISSIONS.labels(result=f"refused_{reason}").inc()
+        self.metrics.admissions.labels(result=f"refused_{reason}").inc()
         log.info("session refused", extra={"stage": stage.value, "reason": reason, "detail": message})
         raise Refused(message, retry_after_s)
 
     def admitted(self) -> int:
         """Count a session in; the token goes back to `left` when it ends."""
-        ADMISSIONS.labels(result="admitted").inc()
+        self.metrics.admissions.labels(result="admitted").inc()
         token = next(self._tokens)
         self._open[token] = self.clock()
         return token

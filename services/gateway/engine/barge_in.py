@@ -19,7 +19,7 @@ from services.gateway.engine.events import Event, ReplyPaused, ReplyResumed
 from services.gateway.engine.reply import Reply
 from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
-from services.gateway.metrics import BARGE_INS
+from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 # Input this quiet over the last QUIET_WINDOW_MS is not speech going on: past the timeout, the
@@ -37,8 +37,10 @@ class BargeIn:
                  emit: Callable[[Event], Awaitable[None]], tasks: TaskSet,
                  utterance: Callable[[int, int], np.ndarray], input_level: Callable[[float], float],
                  answering: Callable[[], Reply | None],
-                 listening: Callable[[], Listening | None], stop_answer: Callable[[], Awaitable[None]]) -> None:
+                 listening: Callable[[], Listening | None], stop_answer: Callable[[], Awaitable[None]],
+                 metrics: GatewayMetrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.stages = stages
         self.session_id = session_id
         self.emit = emit
@@ -79,7 +81,7 @@ class BargeIn:
             await self._take_turn(listening)
             return
         listening.dismissed = True
-        BARGE_INS.labels(result="resumed").inc()
+        self.metrics.barge_ins.labels(result="resumed").inc()
         if self.answering() is turn and not turn.task.done():
             await self.emit(ReplyResumed(turn.turn_id, turn.playout.resume(), listening.turn_id))
 
@@ -98,7 +100,7 @@ class BargeIn:
         listening.stop_timer()
         turn, listening.over = listening.over, None
         if turn is not None and self.answering() is turn:
-            BARGE_INS.labels(result="interrupted").inc()
+            self.metrics.barge_ins.labels(result="interrupted").inc()
             await self.stop_answer()
 
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from services.gateway.metrics import AUDIO_THROTTLED
+from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 # At most one "throttled" log line per session this often; the counter counts every wait.
@@ -46,8 +46,9 @@ class ByteBudget:
 class AudioBudget:
     """One session's audio waiting for the VAD: within its own budget and the process's."""
 
-    def __init__(self, session: ByteBudget, process: ByteBudget, session_id: str) -> None:
+    def __init__(self, session: ByteBudget, process: ByteBudget, session_id: str, metrics: GatewayMetrics) -> None:
         self.session = session
+        self.metrics = metrics
         self.process = process
         self.session_id = session_id
         self._logged_at = -LOG_EVERY_S
@@ -63,7 +64,7 @@ class AudioBudget:
             raise
 
     def _throttled(self, reason: str) -> None:
-        AUDIO_THROTTLED.labels(reason=reason).inc()
+        self.metrics.audio_throttled.labels(reason=reason).inc()
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY_S:
             self._logged_at = now

@@ -41,7 +41,7 @@ from services.gateway.engine.session import ConversationSession
 from services.gateway.engine.stages import StageError, Stages
 from services.gateway.engine.store import Store
 from services.gateway.engine.vocabulary import Control
-from services.gateway.metrics import SESSIONS
+from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,17 @@ ACTIVE_S = 60.0
 
 
 class ConversationEngine:
-    def __init__(self, settings: GatewaySettings, stages: Stages, store: Store) -> None:
+    def __init__(self, settings: GatewaySettings, stages: Stages, store: Store,
+                 metrics: GatewayMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or GatewayMetrics()  # the process's, from the composition root; a test's own
         self.stages = stages
         self.store = store
         self.sessions = 0
         self.draining = False
         self._closing: set[asyncio.Event] = set()  # one per open session: set to end it
         self.pace = SynthesisPace()  # how fast the TTS speaks, learnt from every session's clauses
-        self.admission = Admission(settings.admission, stages)
+        self.admission = Admission(settings.admission, stages, self.metrics)
         self.audio_budget = ByteBudget(settings.process_audio_bytes, "process")  # every session's VAD audio
         self._live: dict[int, ConversationSession] = {}  # by admission token
         self.clients = ClientSessions(settings)
@@ -73,16 +75,16 @@ class ConversationEngine:
         admitted = self.admit(caller)
         self.sessions += 1
         self.clients.opened(caller)
-        SESSIONS.inc()
+        self.metrics.sessions.inc()
         closing = asyncio.Event()
         self._closing.add(closing)
-        emit = Emitter(send, self.settings.write_timeout_s)
+        emit = Emitter(send, self.settings.write_timeout_s, self.metrics)
         stalled, write_timeout_s = emit.stalled, emit.write_timeout_s
 
         session: ConversationSession | None = None
         waits: list[asyncio.Future[Any]] = []
         try:
-            activity = Activity(self.settings.idle_timeout_s)
+            activity = Activity(self.settings.idle_timeout_s, self.metrics)
             first = await next_input(inputs, activity)
             if first is None:
                 return
@@ -91,8 +93,8 @@ class ConversationEngine:
             self.stages.connect()
             config = configure(first, self.settings, await self.voices())
             activity.rate_hz = config.input_rate_hz
-            session = ConversationSession(self.settings, self.stages, self.store, config, emit, self.pace,
-                                          self.audio_budget, caller.identity)
+            session = ConversationSession(self.settings, self.stages, self.store, config, emit, self.metrics,
+                                          self.pace, self.audio_budget, caller.identity)
             self._live[admitted] = session
             await emit(await session.start())
             await session.listen()
@@ -142,7 +144,7 @@ class ConversationEngine:
             self.clients.closed(caller)
             self._live.pop(admitted, None)
             self.admission.left(admitted)
-            SESSIONS.dec()
+            self.metrics.sessions.dec()
             heap.trim()  # what the session held goes back to the system
 
     def check_admission(self, caller: Caller) -> None:

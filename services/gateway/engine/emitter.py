@@ -8,12 +8,14 @@ from collections.abc import Awaitable, Callable
 
 from services.gateway.engine.ends import Stalled
 from services.gateway.engine.events import Event
-from services.gateway.metrics import STALLED_CLOSED
+from services.gateway.metrics import GatewayMetrics
 
 
 class Emitter:
-    def __init__(self, send: Callable[[Event], Awaitable[None]], write_timeout_s: float) -> None:
+    def __init__(self, send: Callable[[Event], Awaitable[None]], write_timeout_s: float,
+                 metrics: GatewayMetrics) -> None:
         self.send = send
+        self.metrics = metrics
         self.write_timeout_s = write_timeout_s
         self.stalled = asyncio.Event()  # set once a write timed out
         self._lock = asyncio.Lock()
@@ -26,6 +28,6 @@ class Emitter:
                 async with asyncio.timeout(self.write_timeout_s):
                     await self.send(event)
             except TimeoutError:
-                STALLED_CLOSED.inc()
+                self.metrics.stalled_closed.inc()
                 self.stalled.set()
                 raise Stalled("the client stopped reading") from None

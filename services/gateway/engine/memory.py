@@ -16,7 +16,7 @@ from services.common.store import Claim, Exchange
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn
 from services.gateway.engine.store import Store
-from services.gateway.metrics import observe_turn
+from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 # Ends a reply in the context when the listener did not hear all of it.
@@ -26,8 +26,10 @@ UNKNOWN_WORDS = "[words not transcribed]"
 
 
 class Memory:
-    def __init__(self, settings: GatewaySettings, store: Store, session_id: str, owner: str) -> None:
+    def __init__(self, settings: GatewaySettings, store: Store, session_id: str, owner: str,
+                 metrics: GatewayMetrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.store = store
         self.session_id = session_id
         self.owner = owner  # the identity that may resume it
@@ -99,4 +101,4 @@ class Memory:
         """A turn's latency record, with what else is known of it: Redis and Prometheus."""
         with tracing.span("redis.record_turn"):
             await self.store.record_turn(self.session_id, turn_id, metrics, details)
-        observe_turn(metrics)
+        self.metrics.observe_turn(metrics)

@@ -29,7 +29,7 @@ from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.vocabulary import Speculation, StopReason, TurnOutcome
-from services.gateway.metrics import SPECULATIONS, TRANSCRIPTIONS_LOST
+from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 class Replies:
     def __init__(self, settings: GatewaySettings, stages: Stages, config: SessionConfig, session_id: str,
                  memory: Memory, timeline: InputTimeline, emit: Callable[[Event], Awaitable[None]],
-                 tasks: TaskSet, pace: SynthesisPace | None = None) -> None:
+                 tasks: TaskSet, metrics: GatewayMetrics, pace: SynthesisPace | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.stages = stages
         self.config = config
         self.session_id = session_id
@@ -58,14 +59,14 @@ class Replies:
             return
         self.speculating = self.new_turn(listening.turn_id, listening.start_sample, event.end_sample,
                                            time.monotonic(), 0.0, p, speculative=True, span=listening.span)
-        SPECULATIONS.labels(result=Speculation.STARTED).inc()
+        self.metrics.speculations.labels(result=Speculation.STARTED).inc()
 
     def confirm(self, turn: Reply, ended_at: float, endpoint_ms: float, probability: float | None) -> None:
         request = turn.request
         request.ended_at, request.endpoint_ms, request.end_of_turn_probability = ended_at, endpoint_ms, probability
         self.answering = turn
         turn.confirm()
-        SPECULATIONS.labels(result=Speculation.USED).inc()
+        self.metrics.speculations.labels(result=Speculation.USED).inc()
 
     async def drop_speculation(self) -> None:
         spec, self.speculating = self.speculating, None
@@ -74,7 +75,7 @@ class Replies:
 
     async def waste(self, turn: Reply) -> None:
         await turn.discard()
-        SPECULATIONS.labels(result=Speculation.WASTED).inc()
+        self.metrics.speculations.labels(result=Speculation.WASTED).inc()
 
     def utterance(self, start: int, end: int) -> np.ndarray:
         """Input samples start..end at Voxtral's rate (the last max_utterance_s of them)."""
@@ -99,7 +100,7 @@ class Replies:
     def _turn(self, request: ReplyRequest, span: trace.Span) -> Reply:
         playout = Playout(self.config.output_rate_hz, self.settings.reply_lead_ms, self.settings.reply_piece_ms,
                           held=request.speculative)
-        return Reply(request, playout, self._tasks, self._answer, self._transcribe, span)
+        return Reply(request, playout, self._tasks, self._answer, self._transcribe, self.metrics, span)
 
     async def _answer(self, turn: Reply) -> None:
         with bound(session_id=self.session_id, turn_id=turn.turn_id):
@@ -157,7 +158,7 @@ class Replies:
             with tracing.span("voxtral.transcribe"):
                 return await self.stages.transcribe(request.utterance, self.session_id, request.turn_id)
         except StageError as err:
-            TRANSCRIPTIONS_LOST.labels(code=err.code).inc()
+            self.metrics.transcriptions_lost.labels(code=err.code).inc()
             log.warning("transcription failed; the exchange is kept with the user's words marked unknown",
                         extra={"turn_id": request.turn_id, "error": str(err)})
             return None

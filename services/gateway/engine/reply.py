@@ -16,7 +16,7 @@ from services.gateway.engine.playout import Playout
 from services.gateway.engine.stages import HistoryTurn
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.vocabulary import TurnOutcome
-from services.gateway.metrics import TURNS
+from services.gateway.metrics import GatewayMetrics
 
 
 @dataclass
@@ -61,9 +61,10 @@ class Reply:
 
     def __init__(self, request: ReplyRequest, playout: Playout, tasks: TaskSet,
                  answer: Callable[[Reply], Coroutine[Any, Any, None]],
-                 transcribe: Callable[[ReplyRequest], Coroutine[Any, Any, str | None]],
+                 transcribe: Callable[[ReplyRequest], Coroutine[Any, Any, str | None]], metrics: GatewayMetrics,
                  span: trace.Span = trace.INVALID_SPAN) -> None:
         self.request = request
+        self.metrics = metrics
         self.span = span  # the turn's trace: the reply's stage calls are its children
         self.playout = playout
         self.progress = ReplyProgress(playout)
@@ -86,7 +87,7 @@ class Reply:
         if self.outcome is not None:
             return False
         self.outcome, self.reason = outcome, reason
-        TURNS.labels(outcome=outcome).inc()
+        self.metrics.turns.labels(outcome=outcome).inc()
         return True
 
     def voxtral_free(self) -> None:

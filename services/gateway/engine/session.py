@@ -27,7 +27,7 @@ from services.gateway.engine.timeline import InputTimeline
 from services.gateway.engine.traces import SessionTrace
 from services.gateway.engine.vad_link import VadLink
 from services.gateway.engine.vocabulary import BargeInMode, StopReason, VadEventKind
-from services.gateway.metrics import END_OF_TURN_PROBABILITY
+from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 # The least audio a manual commit takes as a turn.
@@ -41,17 +41,19 @@ def new_id() -> str:
 
 class ConversationSession:
     def __init__(self, settings: GatewaySettings, stages: Stages, store: Store, config: SessionConfig,
-                 emit: Callable[[Event], Awaitable[None]], pace: SynthesisPace | None = None,
+                 emit: Callable[[Event], Awaitable[None]], metrics: GatewayMetrics, pace: SynthesisPace | None = None,
                  audio_budget: ByteBudget | None = None, owner: str = "open") -> None:
         self.settings = settings
+        self.metrics = metrics
         self.stages = stages
         self.config = config
         self.emit = emit
         self.session_id = config.resume_id or new_id()
         self.timeline = InputTimeline(config.input_rate_hz, settings.buffer_s)
-        self.memory = Memory(settings, store, self.session_id, owner)
+        self.memory = Memory(settings, store, self.session_id, owner, metrics)
         budget = AudioBudget(ByteBudget(settings.session_audio_bytes, "session"),
-                             audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id)
+                             audio_budget or ByteBudget(settings.process_audio_bytes, "process"), self.session_id,
+                             metrics)
         self.speed_limit = AudioSpeedLimit(config.input_rate_hz, settings.max_audio_speed, settings.audio_burst_s,
                                            budget)
         self.vad = VadLink(settings, stages, config.input_rate_hz, config.end_silence_ms, self.session_id,
@@ -64,10 +66,10 @@ class ConversationSession:
         self._committed = 0  # manual turns: the input sample the next commit starts at
         self._tasks = TaskSet()  # turns, transcriptions and what is remembered of them
         self.replies = Replies(settings, stages, config, self.session_id, self.memory, self.timeline, emit,
-                               self._tasks, pace)
+                               self._tasks, metrics, pace)
         self.barge_in = BargeIn(settings, stages, self.session_id, emit, self._tasks, self.replies.utterance,
                                 self.timeline.level_dbfs,
-                                lambda: self.replies.answering, lambda: self._listening, self.replies.stop)
+                                lambda: self.replies.answering, lambda: self._listening, self.replies.stop, metrics)
 
     async def start(self) -> SessionStarted:
         resumed = bool(self.config.resume_id)
@@ -217,7 +219,7 @@ class ConversationSession:
         voiced_end_at = self.timeline.arrival_of(event.end_sample - 1)  # when the last voiced sample came in
         endpoint_ms = max(0.0, (received - voiced_end_at) * 1000) if voiced_end_at else 0.0
         if event.probability is not None:
-            END_OF_TURN_PROBABILITY.observe(event.probability)
+            self.metrics.end_of_turn_probability.observe(event.probability)
         await self.emit(SpeechEnded(listening.turn_id, event.start_sample, event.end_sample, event.probability))
         if voiced_end_at:
             tracing.record("end_of_turn_wait", listening.span, voiced_end_at, received, endpoint_ms=endpoint_ms,

@@ -24,7 +24,6 @@ from services.gateway.engine.inputs import (
     Input,
 )
 from services.gateway.engine.vocabulary import Control
-from services.gateway.metrics import STALLED_CLOSED
 from services.gateway.realtime.beta import to_beta
 from services.gateway.realtime.client_events import ClientEvents
 from services.gateway.realtime.config import RealtimeConfig, check_model
@@ -78,7 +77,7 @@ class RealtimeSession(ClientEvents):
                     await self.ws.send_json({"event_id": event_id(), **wire})
             except TimeoutError:
                 self.stalled = True  # counted, logged, and the engine session ends
-                STALLED_CLOSED.inc()
+                self.engine.metrics.stalled_closed.inc()
                 log.warning("realtime client stopped reading: session closed",
                             extra={"session_id": self.session_id, "client": self.caller.client})
                 self.inbox.end()

@@ -15,6 +15,7 @@ from services.gateway.engine.admission import Admission, Refused
 from services.gateway.engine.events import SessionStarted, TurnCompleted
 from services.gateway.engine.stages import StageError
 from services.gateway.engine.vocabulary import Stage
+from services.gateway.metrics import GatewayMetrics
 from tests.support.engine_client import Client, engine, until, utter
 from tests.support.fake_stages import FakeStages
 
@@ -25,18 +26,20 @@ def load(utilisation: float = 0.0, late_ms: float = 0.0) -> StageLoad:
 
 async def test_work_starting_late_refuses_a_new_session_with_the_reason_and_a_retry_hint() -> None:
     stages = FakeStages(loads={Stage.TTS: load(0.5, late_ms=900), Stage.VOXTRAL: load(0.2)})
-    admission = Admission(AdmissionSettings(), stages)
+    metrics = GatewayMetrics()
+    admission = Admission(AdmissionSettings(), stages, metrics)
     await admission.poll(sessions=1)
     with pytest.raises(Refused, match=r"tts starts work 900 ms past when it is needed \(limit 400 ms\)") as err:
         admission.check(1)
     assert err.value.retry_after_s == 5
     assert "retry in 5 s" in str(err.value)
+    assert metrics.value("voice_admissions_total", result="refused_late") == 1  # counted, with its reason
 
 
 async def test_one_sessions_measured_share_decides_whether_another_fits() -> None:
     stages = FakeStages(loads={Stage.TTS: load(0.6)})
     clock = [0.0]
-    admission = Admission(AdmissionSettings(max_utilisation=0.85), stages, clock=lambda: clock[0])
+    admission = Admission(AdmissionSettings(max_utilisation=0.85), stages, GatewayMetrics(), clock=lambda: clock[0])
     await admission.poll(sessions=2)
     assert admission.shares[Stage.TTS] == pytest.approx(0.3)
     with pytest.raises(Refused, match="tts slots 60% busy, one more session would make it 90%"):
@@ -77,13 +80,13 @@ async def test_one_sessions_measured_share_decides_whether_another_fits() -> Non
 
 async def test_a_stage_that_reports_no_load_is_not_refused_on_and_a_cold_start_is_bounded() -> None:
     stages = FakeStages(loads={Stage.TTS: load(0.0)})  # Voxtral answers no GetLoad
-    admission = Admission(AdmissionSettings(unmeasured_sessions=2), stages)
+    admission = Admission(AdmissionSettings(unmeasured_sessions=2), stages, GatewayMetrics())
     await admission.poll(sessions=0)
     assert Stage.VOXTRAL not in admission.loads and Stage.TTS not in admission.shares
     admission.check(1)
     with pytest.raises(Refused, match="until the load of a session is measured: 2 sessions open"):
         admission.check(2)
-    disabled = Admission(AdmissionSettings(enabled=False, unmeasured_sessions=1), stages)
+    disabled = Admission(AdmissionSettings(enabled=False, unmeasured_sessions=1), stages, GatewayMetrics())
     await disabled.poll(sessions=0)
     disabled.check(100)
 
@@ -137,7 +140,7 @@ async def test_idle_sessions_lock_nobody_out(stages: FakeStages) -> None:
 
 async def test_a_stage_that_does_not_answer_its_load_probe_refuses_sessions_until_it_does() -> None:
     stages = FakeStages(loads={Stage.TTS: load(0.1), Stage.VOXTRAL: load(0.1)})
-    admission = Admission(AdmissionSettings(), stages)
+    admission = Admission(AdmissionSettings(), stages, GatewayMetrics())
     await admission.poll(sessions=0)
     admission.check(0)
     stages.loads[Stage.TTS] = None  # hung (SIGSTOP): the probe gets no answer
@@ -155,7 +158,7 @@ async def test_a_stage_that_does_not_answer_its_load_probe_refuses_sessions_unti
 
 async def test_lateness_refuses_only_while_the_stage_is_still_loaded() -> None:
     stages = FakeStages(loads={Stage.TTS: load(0.6, late_ms=900)})
-    admission = Admission(AdmissionSettings(), stages)
+    admission = Admission(AdmissionSettings(), stages, GatewayMetrics())
     await admission.poll(sessions=1)
     with pytest.raises(Refused, match="past when it is needed"):
         admission.check(1)
@@ -170,7 +173,7 @@ async def test_lateness_refuses_only_while_the_stage_is_still_loaded() -> None:
 
 async def test_a_burst_of_arrivals_is_admitted_only_up_to_the_unmeasured_limit() -> None:
     stages = FakeStages(loads={Stage.TTS: load(0.0), Stage.VOXTRAL: load(0.0)})
-    admission = Admission(AdmissionSettings(unmeasured_sessions=2), stages)
+    admission = Admission(AdmissionSettings(unmeasured_sessions=2), stages, GatewayMetrics())
     await admission.poll(sessions=0)
     for _ in range(2):  # none of them has spoken yet: each counts as about to
         admission.check(0)

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import REGISTRY
-
 from services.gateway.engine.budget import AudioBudget, ByteBudget
 from services.gateway.engine.events import SessionStarted
+from services.gateway.metrics import GatewayMetrics
 from tests.support.engine_client import Client, engine, until
 from tests.support.fake_stages import FakeStages
 
@@ -31,8 +30,8 @@ async def test_a_budget_waits_for_room_and_one_holder_always_fits() -> None:
 
 async def test_a_session_waits_for_the_process_budget_too() -> None:
     process = ByteBudget(1000, "process")
-    first = AudioBudget(ByteBudget(10_000, "session"), process, "a")
-    second = AudioBudget(ByteBudget(10_000, "session"), process, "b")
+    first = AudioBudget(ByteBudget(10_000, "session"), process, "a", GatewayMetrics())
+    second = AudioBudget(ByteBudget(10_000, "session"), process, "b", GatewayMetrics())
     await first.take(900)
     waiting = asyncio.create_task(second.take(900))
     await asyncio.sleep(0.01)
@@ -45,7 +44,6 @@ async def test_a_session_waits_for_the_process_budget_too() -> None:
 
 
 async def test_a_client_faster_than_the_vad_is_slowed_and_loses_nothing(stages: FakeStages) -> None:
-    throttled = REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "budget"}) or 0.0
     conversations = engine(stages, session_audio_bytes=64 * 1024)
     client = Client(conversations)
     await client.wait_for(SessionStarted)
@@ -57,7 +55,7 @@ async def test_a_client_faster_than_the_vad_is_slowed_and_loses_nothing(stages: 
     await asyncio.sleep(0.05)
     assert conversations.audio_budget.held <= 64 * 1024 + 32_000  # the budget (and one message past it)
     assert client._inputs.qsize() > 20  # the rest is not read from the client yet
-    assert (REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "budget"}) or 0.0) > throttled
+    assert conversations.metrics.value("voice_audio_throttled_total", reason="budget") > 0
     stages.vad.taking.set()
     await stages.vad.heard(client.sent)  # every sample reaches the VAD: nothing dropped
     await client.end()
@@ -82,17 +80,17 @@ async def test_audio_beyond_the_burst_waits_for_the_speed_limit() -> None:
     from services.gateway.engine.budget import AudioSpeedLimit
 
     now = [0.0]
-    budget = AudioBudget(ByteBudget(10**6, "session"), ByteBudget(10**7, "process"), "s")
+    metrics = GatewayMetrics()
+    budget = AudioBudget(ByteBudget(10**6, "session"), ByteBudget(10**7, "process"), "s", metrics)
     pace = AudioSpeedLimit(16000, speed=4.0, burst_s=2.0, budget=budget, clock=lambda: now[0])
-    before = REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "speed"}) or 0.0
     await pace.take(32000)  # a 2 s recording at once: the burst
     assert pace.tokens == 0
     now[0] += 0.5  # half a second later: 2 s of audio more may come (4x real time)
     await pace.take(32000)
-    assert (REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "speed"}) or 0.0) == before
+    assert metrics.value("voice_audio_throttled_total", reason="speed") == 0
     now[0] += 0.25
     waiting = asyncio.create_task(pace.take(32000))  # 2 s more after 0.25 s: only 1 s has come back
     await asyncio.sleep(0)
     assert not waiting.done()
-    assert (REGISTRY.get_sample_value("voice_audio_throttled_total", {"reason": "speed"}) or 0.0) == before + 1
+    assert metrics.value("voice_audio_throttled_total", reason="speed") == 1
     waiting.cancel()

@@ -184,14 +184,8 @@ async def test_a_late_transcript_holds_the_turn_record_not_the_reply(stages: Fak
 
 
 async def test_a_failed_transcription_keeps_the_exchange_with_the_words_marked_unknown(stages: FakeStages) -> None:
-    from prometheus_client import REGISTRY
-
     from services.gateway.engine.memory import UNKNOWN_WORDS
 
-    def lost() -> float:
-        return REGISTRY.get_sample_value("voice_transcriptions_lost_total", {"code": "RESOURCE_EXHAUSTED"}) or 0.0
-
-    before = lost()
     stages.transcribe_knobs.fail_code = "RESOURCE_EXHAUSTED"
     client = Client(engine(stages))
     await utter(client, stages)
@@ -200,7 +194,7 @@ async def test_a_failed_transcription_keeps_the_exchange_with_the_words_marked_u
     await client.wait_for(TurnCompleted, count=2)
     await client.end()
     assert done.user_text == "" and done.heard_text == REPLY and not client.of(ErrorEvent)
-    assert lost() == before + 2
+    assert client.engine.metrics.value("voice_transcriptions_lost_total", code="RESOURCE_EXHAUSTED") == 2
     # The next reply is asked with the exchange in its context, the user's part marked unknown.
     assert [(t.role, t.text) for t in stages.histories[1]] == [("user", UNKNOWN_WORDS), ("assistant", REPLY)]
     stored = await client.engine.store.context(client.of(SessionStarted)[0].session_id)

@@ -7,7 +7,6 @@ import asyncio
 import logging
 
 import pytest
-from prometheus_client import REGISTRY
 
 from services.common.errors import Status
 from services.gateway.engine.events import (
@@ -27,20 +26,16 @@ from tests.support.fake_stages import FakeStages
 REPLY = "Paris is lovely today, you should go and walk by the river."
 
 
-def counted() -> dict[TurnOutcome, float]:
-    return {o: REGISTRY.get_sample_value("voice_turns_total", {"outcome": o.value}) or 0.0 for o in TurnOutcome}
-
-
-def grew(before: dict[TurnOutcome, float]) -> dict[TurnOutcome, float]:
-    after = counted()
-    return {o: after[o] - before[o] for o in TurnOutcome if after[o] != before[o]}
+def counted(client: Client) -> dict[TurnOutcome, float]:
+    """The engine's own turn counts by outcome (those that have one)."""
+    counts = {o: client.engine.metrics.value("voice_turns_total", outcome=o.value) for o in TurnOutcome}
+    return {o: n for o, n in counts.items() if n}
 
 
 async def test_each_outcome_ends_its_turn_once(stages: FakeStages,
                                                caplog: pytest.LogCaptureFixture) -> None:
     """A completed turn, one failed in Voxtral, one cut off by speech and one by the client: four
     turn_ended events, four counts, four log lines, each with its reason."""
-    before = counted()
     caplog.set_level(logging.INFO, logger="services.gateway.engine.replies")
     client = Client(engine(stages, barge_in_reversible=False))
     await utter(client, stages)
@@ -70,7 +65,7 @@ async def test_each_outcome_ends_its_turn_once(stages: FakeStages,
     assert ended[0].heard_text == REPLY and not ended[0].cut_off
     assert ended[1].heard_text == "Paris is lovely today,"  # Voxtral failed after its first clause
     assert set(ended[0].metrics) >= {"e2e_ms", "turn_ms"}
-    assert grew(before) == {TurnOutcome.COMPLETED: 1, TurnOutcome.FAILED: 1, TurnOutcome.INTERRUPTED: 2}
+    assert counted(client) == {TurnOutcome.COMPLETED: 1, TurnOutcome.FAILED: 1, TurnOutcome.INTERRUPTED: 2}
     lines = [r for r in caplog.records if r.getMessage().startswith("turn ")]
     assert [(r.getMessage(), r.turn_id) for r in lines] == [(f"turn {e.outcome}", e.turn_id) for e in ended]  # type: ignore[attr-defined]  # set by `extra`
     # Each turn's own events: completed gets turn_completed, failed an error, interrupted interrupted.
@@ -82,7 +77,6 @@ async def test_each_outcome_ends_its_turn_once(stages: FakeStages,
 async def test_a_failed_speculation_confirmed_then_talked_over_has_one_outcome(stages: FakeStages) -> None:
     """The reply started on a pause fails before the speech is known to have ended; speech over it
     right after the confirmation must not add a second outcome."""
-    before = counted()
     stages.voxtral.fail_code, stages.voxtral.fail_after = "INTERNAL", 0
     client = Client(engine(stages, barge_in_reversible=False, speculate=True))
     start, end = await utter(client, stages, ends=False)
@@ -95,7 +89,7 @@ async def test_a_failed_speculation_confirmed_then_talked_over_has_one_outcome(s
     ended = client.of(TurnEnded)
     assert len({e.turn_id for e in ended}) == len(ended) == 2
     assert ended[0].outcome in (TurnOutcome.FAILED, TurnOutcome.INTERRUPTED)
-    assert sum(grew(before).values()) == 2
+    assert sum(counted(client).values()) == 2
     outcomes_of_first = [e for e in client.events if getattr(e, "turn_id", None) == ended[0].turn_id
                          and isinstance(e, (ErrorEvent, Interrupted, TurnCompleted))]
     assert len(outcomes_of_first) == 1
