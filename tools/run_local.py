@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,64 @@ def run_folder() -> Path:
     return folder
 
 
+Started = list[tuple[LocalService, subprocess.Popen[bytes]]]
+
+
+def start_services(started: Started, host: str, logs: Path, redis_url: str) -> None:
+    """Each service as a process, added to `started` as it starts (so a failure stops those before it)."""
+    ports = {svc.name: svc.port for svc in SERVICES}
+    for svc in SERVICES:
+        env = {f"{svc.env_prefix}LOG_JSON": "false", **os.environ, f"{svc.env_prefix}HOST": host,
+               f"{svc.env_prefix}PORT": str(svc.port), f"{svc.env_prefix}REDIS__URL": redis_url}
+        for setting, peer in svc.peers:
+            env[f"{svc.env_prefix}{setting}"] = f"{host}:{ports[peer]}"
+        with (logs / f"{svc.name}.log").open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", f"services.{svc.name}"], cwd=ROOT, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        started.append((svc, proc))
+
+
+def wait_serving(started: Started, host: str, logs: Path, stopping: threading.Event) -> None:
+    began = time.monotonic()
+    waiting = {svc.name for svc, _ in started}
+    deadline = began + float(os.environ.get("RUN_START_TIMEOUT_S", "900"))
+    while waiting and not stopping.is_set():
+        for svc, proc in started:
+            if svc.name not in waiting:
+                continue
+            if proc.poll() is not None:
+                raise SystemExit(f"{svc.name} exited with {proc.returncode} while starting: see "
+                                 f"{(logs / f'{svc.name}.log').relative_to(ROOT)}")
+            if check(f"{host}:{svc.port}", timeout_s=1.0) == "SERVING":
+                waiting.discard(svc.name)
+                say(svc.name, f"{host}:{svc.port}  ready after {time.monotonic() - began:.0f} s")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not serving in time: {sorted(waiting)} (see their logs in {logs})")
+        time.sleep(0.2)
+
+
+def watch(started: Started, logs: Path, stopping: threading.Event) -> None:
+    """Until Ctrl-C, or until a service exits (then everything stops)."""
+    while not stopping.is_set():
+        for svc, proc in started:
+            if proc.poll() is not None:
+                print(f"{svc.name} exited with {proc.returncode}; stopping (its log: {logs / svc.name}.log)",
+                      flush=True)
+                stopping.set()
+        time.sleep(0.5)
+
+
+def stop_all(started: Started) -> None:
+    for _, proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for _, proc in started:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def main() -> None:
     host = os.environ.get("RUN_HOST", "127.0.0.1")
     web, metrics = os.environ.get("GATEWAY_WEB_PORT", "8080"), os.environ.get("GATEWAY_METRICS_PORT", "9464")
@@ -117,62 +176,20 @@ def main() -> None:
     redis = RedisProcess(port=int(os.environ.get("RUN_REDIS_PORT", "6379")))
     redis.start()
     say("redis", redis.url)
-    started: list[tuple[LocalService, subprocess.Popen[bytes]]] = []
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    began = time.monotonic()
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    started: Started = []
     try:
-        ports = {svc.name: svc.port for svc in SERVICES}
-        for svc in SERVICES:
-            env = {f"{svc.env_prefix}LOG_JSON": "false", **os.environ, f"{svc.env_prefix}HOST": host,
-                   f"{svc.env_prefix}PORT": str(svc.port), f"{svc.env_prefix}REDIS__URL": redis.url}
-            for setting, peer in svc.peers:
-                env[f"{svc.env_prefix}{setting}"] = f"{host}:{ports[peer]}"
-            with (logs / f"{svc.name}.log").open("wb") as out:
-                proc = subprocess.Popen([sys.executable, "-m", f"services.{svc.name}"], cwd=ROOT, env=env,
-                                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            started.append((svc, proc))
-        waiting = {svc.name for svc, _ in started}
-        deadline = time.monotonic() + float(os.environ.get("RUN_START_TIMEOUT_S", "900"))
-        while waiting and not stopping:
-            for svc, proc in started:
-                if svc.name not in waiting:
-                    continue
-                if proc.poll() is not None:
-                    raise SystemExit(f"{svc.name} exited with {proc.returncode} while starting: see "
-                                     f"{(logs / f'{svc.name}.log').relative_to(ROOT)}")
-                if check(f"{host}:{svc.port}", timeout_s=1.0) == "SERVING":
-                    waiting.discard(svc.name)
-                    say(svc.name, f"{host}:{svc.port}  ready after {time.monotonic() - began:.0f} s")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"not serving in time: {sorted(waiting)} (see their logs in {logs})")
-            time.sleep(0.2)
-        if not stopping:
+        start_services(started, host, logs, redis.url)
+        wait_serving(started, host, logs, stopping)
+        if not stopping.is_set():
             print(f"ready. Open http://{host}:{web}/ and talk, or from another terminal:", flush=True)
             say("", ".venv/bin/python -m clients.converse examples/question.wav --out reply.wav")
             say("metrics", f"http://{host}:{metrics}/metrics   Ctrl-C stops everything.")
-        while not stopping:
-            for svc, proc in started:
-                if proc.poll() is not None:
-                    print(f"{svc.name} exited with {proc.returncode}; stopping (its log: {logs / svc.name}.log)",
-                          flush=True)
-                    stopping = True
-            time.sleep(0.5)
+        watch(started, logs, stopping)
     finally:
-        for _, proc in started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc in started:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(started)
         redis.stop()
         print("stopped", flush=True)
 
