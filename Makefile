@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal gpu-wheels bench-gpu-rehearsal docs
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal gpu-wheels bench-gpu-rehearsal docs pipecat-env
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -22,6 +22,17 @@ $(INSTALLED): pyproject.toml
 	@{ $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q torch==2.13.0 && \
 	   $(PY) -m pip install -q -e '.[dev]'; } > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
+
+# Pipecat, for the test of its stock Realtime service: its own environment, every package pinned.
+PIPECAT_VENV := .venv-pipecat
+PIPECAT_INSTALLED := $(PIPECAT_VENV)/.installed
+$(PIPECAT_INSTALLED): tests/pipecat/requirements.txt
+	@echo "installing Pipecat (tests/pipecat/requirements.txt) into $(PIPECAT_VENV)"
+	@test -x $(PIPECAT_VENV)/bin/python || $(PYTHON) -m venv $(PIPECAT_VENV)
+	@$(PIPECAT_VENV)/bin/python -m pip install -q -r tests/pipecat/requirements.txt > $(PIPECAT_VENV)/install.log 2>&1 \
+	  || { cat $(PIPECAT_VENV)/install.log; exit 1; }
+	@touch $@
+pipecat-env: $(PIPECAT_INSTALLED)
 
 # npm ci: exactly the committed lockfile (every platform's optional packages are in it), never rewritten.
 $(NODE_INSTALLED): package.json package-lock.json
@@ -64,7 +75,7 @@ models: $(INSTALLED)
 tiny-voxtral: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(PY) -m tools.models.tiny $(DIR)
 
-test: install system-deps assets models
+test: install system-deps assets models $(PIPECAT_INSTALLED)
 	$(PY) -m pytest
 
 # The unit tier (tests/unit): no process, no socket, no model files; under a minute.
@@ -149,7 +160,7 @@ bench-voxtral: install
 	HF_HUB_OFFLINE=1 $(PY) -m bench.voxtral_generation
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
+	rm -rf $(VENV) $(PIPECAT_VENV) node_modules .pytest_cache .hypothesis
 
 # The GPU run's kit: wheels for a GPU machine with no network (into .whl/, not in git), and the same
 # run rehearsed here on the CPU with the small random Voxtral (bench/results/gpu_rehearsal.*).

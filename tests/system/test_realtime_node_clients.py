@@ -1,8 +1,9 @@
 """The openai Node SDK's two Realtime classes (npm, the committed lockfile), unchanged, against a
 gateway on the shared system: the browser-style OpenAIRealtimeWebSocket (its key in the subprotocol)
-and OpenAIRealtimeWS (the ws package, a Bearer header), each with a spoken turn with audio back
-and a typed turn; the browser-style one again with a client secret minted from the real key. The
-SDK only builds wss: URLs, so this gateway serves TLS (a certificate made for the test)."""
+and OpenAIRealtimeWS (the ws package, a Bearer header), each with a spoken turn with audio back,
+a typed turn, and a typed question talked over while its answer plays (cancelled at the speech,
+then the speech answered); the browser-style one again with a client secret minted from the real
+key. The SDK only builds wss: URLs, so this gateway serves TLS (a certificate made for the test)."""
 
 from __future__ import annotations
 
@@ -13,23 +14,13 @@ import ssl
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 
-from harness.recordings import recording
 from harness.stack import Stack
-from services.common.audio import resample
 from tests.support.gateway_server import KEY, start
+from tests.support.realtime_audio import speech_file
+from tests.support.realtime_log import barge_ins, check_responses
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def speech_file(folder: Path) -> Path:
-    """A real recording's first sentence, then 2 s of silence: 24 kHz PCM16, as the SDK sends it."""
-    samples, source = recording("beckett.wav")
-    said = resample(samples[: int(source * 3.4)], source, 24000)
-    path = folder / "speech.pcm"
-    path.write_bytes(np.concatenate([said, np.zeros(48000, np.int16)]).astype("<i2").tobytes())
-    return path
 
 
 async def run_node(base: str, key: str, audio: Path, cert: Path) -> dict:
@@ -63,9 +54,13 @@ async def test_the_node_sdks_realtime_classes_talk_unchanged(stack: Stack, certi
         with_secret = await run_node(base, secret, audio, cert)
     finally:
         await server.stop(0)
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    (ROOT / "test-artifacts" / "node-realtime.json").write_text(json.dumps([result, with_secret], indent=1))
     for name, outcome in [*result.items(), ("websocket with a client secret", with_secret["websocket"])]:
-        spoken, typed = outcome["spoken"], outcome["typed"]
+        spoken, typed, events = outcome["spoken"], outcome["typed"], outcome["events"]
         assert spoken["status"] == "completed" and spoken["audioBytes"] > 24000, (name, outcome)
         assert spoken["transcript"].strip() and spoken["transcript"] == spoken["final"], (name, spoken)
         assert typed["status"] == "completed" and typed["audioBytes"] > 24000, (name, outcome)
-        assert not [e for e in outcome["events"] if e.startswith("error")], (name, outcome["events"])
+        assert not [e for e in events if e["type"] == "error"], (name, events)
+        assert check_responses(events) == ["completed", "completed", "cancelled", "completed"], (name, events)
+        assert len(barge_ins(events)) == 1, (name, events)  # ended at the speech, no audio after it

@@ -186,6 +186,8 @@ class ConversationSession:
         turn = turn if turn is not None and not turn.task.done() else None  # the reply still playing
         if turn is not None and self.config.barge_in is BargeInMode.PAUSE:
             await self.barge_in.pause(listening, turn)
+        if turn is not None and self.config.barge_in is BargeInMode.CANCEL:
+            turn.playout.pause()  # not one piece more after speech_started: the reply ends there
         await self.emit(SpeechStarted(listening.turn_id, event.start_sample))
         if turn is not None and self.config.barge_in is BargeInMode.CANCEL:
             await self.replies.stop()  # barge-in: the user talks over the reply (said after speech_started)
