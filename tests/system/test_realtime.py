@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from harness.stack import Stack
 from services.common.audio import resample
 from services.common.g711 import ulaw_encode
 from tests.support.gateway_server import KEY, start
+from tests.support.realtime_log import barge_ins, check_responses
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 CHUNK_MS = 100
@@ -302,3 +304,64 @@ async def paced(conn: Any, audio: bytes) -> None:
     for i in range(0, len(audio), step):
         await conn.input_audio_buffer.append(audio=base64.b64encode(audio[i:i + step]).decode())
         await asyncio.sleep(CHUNK_MS / 1000)
+
+
+def note(event: Any) -> dict[str, Any]:
+    """A server event as the client logs read it (tests/support/realtime_log.py)."""
+    logged: dict[str, Any] = {"type": event.type, "t": time.monotonic()}
+    response = getattr(event, "response", None)
+    if response is not None:
+        logged.update(response=response.id, status=response.status)
+    elif getattr(event, "response_id", None):
+        logged["response"] = event.response_id
+    if event.type == "error":
+        logged["error"] = event.error.message
+    return logged
+
+
+async def log_until(conn: Any, log: list[dict[str, Any]], last: str, count: int = 1) -> None:
+    async for event in conn:
+        log.append(note(event))
+        assert event.type != "error", log
+        if event.type == last:
+            count -= 1
+            if not count:
+                return
+
+
+@pytest.mark.parametrize("dialect", ["ga", "beta"])
+async def test_the_sdk_talks_types_and_is_talked_over_in_either_dialect(stack: Stack, dialect: str) -> None:
+    """The SDK's GA client and its beta client, unchanged: a spoken turn, a typed turn, and a typed
+    question talked over while its answer plays (ended at the speech, then the speech answered)."""
+    client = AsyncOpenAI(api_key="unused", websocket_base_url=url(stack))
+    beta = dialect == "beta"
+    manager: Any = client.beta.realtime.connect(model="voxtral") if beta else client.realtime.connect(model="voxtral")
+    turn_detection = {"type": "server_vad", "silence_duration_ms": 500}
+    session = {"instructions": "Be brief.", "turn_detection": turn_detection} if beta else \
+        {"type": "realtime", "instructions": "Be brief.", "audio": {"input": {"turn_detection": turn_detection}}}
+    asked = {"modalities": ["audio", "text"]} if beta else {"output_modalities": ["audio"]}
+    log: list[dict[str, Any]] = []
+    async with manager as conn:
+        await log_until(conn, log, "session.created")
+        await conn.session.update(session=session)
+        await log_until(conn, log, "session.updated")
+        assert log[-1]["type"] == "session.updated", log
+        await append(conn, speech(), 48)  # spoken
+        await log_until(conn, log, "response.done")
+        for text in ("What is a good book for a train ride?", "Tell me a long story about a night train."):
+            await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                      "content": [{"type": "input_text", "text": text}]})
+            await conn.response.create(response=asked)
+            if text.startswith("Tell"):
+                await log_until(conn, log, "response.audio.delta" if beta else "response.output_audio.delta")
+                talking = asyncio.ensure_future(paced(conn, speech()))  # talked over while it plays
+                await log_until(conn, log, "response.done", count=2)
+                await talking
+            else:
+                await log_until(conn, log, "response.done")
+    kinds = {e["type"] for e in log}
+    assert "error" not in kinds, log
+    other = ("response.output_audio", "response.output_text") if beta else ("response.audio", "response.text")
+    assert not {k for k in kinds if k.startswith(other)}, kinds  # one dialect's names only
+    assert check_responses(log) == ["completed", "completed", "cancelled", "completed"], log
+    assert len(barge_ins(log)) == 1, log  # cancelled at speech_started, no audio of it after

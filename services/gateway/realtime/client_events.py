@@ -9,6 +9,7 @@ from typing import Any
 from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.engine.inputs import Audio, ClearAudio, ControlInput, Input, PlaybackReport, Update
 from services.gateway.engine.vocabulary import Control
+from services.gateway.realtime.beta import BETA_RESPONSE_FIELDS
 from services.gateway.realtime.config import RealtimeConfig, apply, resolve_voice
 from services.gateway.realtime.formats import ClientError, decode_audio
 from services.gateway.realtime.items import Pending, new_item_id, user_message
@@ -29,6 +30,7 @@ class ClientEvents:
     pending: Pending
     out: Outgoing
     item_ids: set[str]  # the ids clients gave their items (kept, as GA does)
+    beta: bool  # the client speaks the beta dialect
 
     async def send(self, body: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -123,7 +125,7 @@ class ClientEvents:
         await self._commit(message.item_id)
 
     async def _response_create(self, response: Any) -> None:
-        check_response(response)
+        check_response(response, BETA_RESPONSE_FIELDS if self.beta else RESPONSE_FIELDS)
         if self.out.active is not None:
             raise ClientError("a response is in progress: cancel it first",
                               code="conversation_already_has_active_response")
@@ -165,13 +167,14 @@ RESPONSE_FIELDS: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def check_response(response: Any) -> None:
+def check_response(response: Any, fields: dict[str, Callable[[Any], bool]] = RESPONSE_FIELDS) -> None:
+    """ClientError naming the field, unless `response` is None or an object of `fields` each of its type."""
     if response is None:
         return
     if not isinstance(response, dict):
         raise ClientError("response must be an object", "response")
     for key, value in response.items():
-        check = RESPONSE_FIELDS.get(key)
+        check = fields.get(key)
         if check is None:
             raise ClientError(f"response.{key[:64]} is not a field of response.create", f"response.{key[:64]}")
         if not check(value):

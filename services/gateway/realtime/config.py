@@ -152,15 +152,19 @@ def _turn_detection(value: Any, param: str) -> TurnDetection | None:
                                if k in value))
 
 
+# The beta's flat session fields, and where GA has them under `audio`.
+BETA_AUDIO = {"input_audio_format": ("input", "format"), "output_audio_format": ("output", "format"),
+              "turn_detection": ("input", "turn_detection"), "voice": ("output", "voice"),
+              "speed": ("output", "speed"), "input_audio_noise_reduction": ("input", "noise_reduction")}
+BETA_KEYS = {*BETA_AUDIO, "modalities", "max_response_output_tokens", "input_audio_transcription"}
+
+
 def _beta(session: dict[str, Any]) -> dict[str, Any]:
     """The beta's flat fields in the GA's places."""
     moved: dict[str, Any] = {k: v for k, v in session.items()
-                             if k not in ("modalities", "voice", "input_audio_format", "output_audio_format",
-                                          "turn_detection", "speed", "max_response_output_tokens")}
+                             if k not in BETA_AUDIO and k not in ("modalities", "max_response_output_tokens")}
     audio: dict[str, dict[str, Any]] = {"input": {}, "output": {}}
-    for old, (side, new) in {"input_audio_format": ("input", "format"), "output_audio_format": ("output", "format"),
-                             "turn_detection": ("input", "turn_detection"), "voice": ("output", "voice"),
-                             "speed": ("output", "speed")}.items():
+    for old, (side, new) in BETA_AUDIO.items():
         if old in session:
             audio[side][new] = session[old]
     if "modalities" in session:
@@ -178,7 +182,7 @@ def apply(config: RealtimeConfig, session: Any) -> RealtimeConfig:
     """`config` with a session.update's `session` applied."""
     if not isinstance(session, dict):
         raise ClientError("session must be an object", "session")
-    if any(k in session for k in ("input_audio_format", "output_audio_format", "modalities", "voice")):
+    if BETA_KEYS & set(session):  # no GA session has these at its top level: the beta's shape
         session = _beta(session)
     changes: dict[str, Any] = {}
     for key, value in session.items():

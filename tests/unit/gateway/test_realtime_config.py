@@ -50,3 +50,13 @@ def test_interrupt_response_sets_what_speech_over_a_reply_does(detection: dict |
     if detection is not None:
         assert config.describe("s")["audio"]["input"]["turn_detection"].get("pause_on_speech", False) is (
             mode is BargeInMode.PAUSE)
+
+
+@pytest.mark.parametrize("beta", [
+    {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}},  # no format or modality named
+    {"instructions": "Be brief.", "input_audio_noise_reduction": {"type": "near_field"},
+     "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}, "input_audio_transcription": None},
+])
+def test_a_beta_session_is_read_whichever_of_its_fields_it_sends(beta: dict) -> None:
+    ga = {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}}
+    assert apply(RealtimeConfig(), beta).turn_detection == apply(RealtimeConfig(), ga).turn_detection

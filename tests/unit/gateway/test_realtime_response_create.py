@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.gateway.realtime.beta import BETA_RESPONSE_FIELDS
 from services.gateway.realtime.client_events import check_response
 from services.gateway.realtime.formats import ClientError
 
@@ -33,3 +34,17 @@ def test_a_value_of_the_wrong_type_is_an_error_naming_it(response: object, param
     with pytest.raises(ClientError) as err:
         check_response(response)
     assert err.value.param == param
+
+
+BETA_RESPONSE = {"modalities": ["audio", "text"], "instructions": "Be brief.", "voice": "alloy",
+                 "output_audio_format": "pcm16", "temperature": 0.8, "max_response_output_tokens": 200,
+                 "tools": [], "tool_choice": "auto", "conversation": "auto", "input": [], "metadata": None}
+
+
+def test_a_beta_response_object_is_accepted_from_a_beta_client_and_checked_by_the_beta_types() -> None:
+    check_response(BETA_RESPONSE, BETA_RESPONSE_FIELDS)
+    with pytest.raises(ClientError) as err:
+        check_response({"output_audio_format": "wav"}, BETA_RESPONSE_FIELDS)
+    assert err.value.param == "response.output_audio_format"
+    with pytest.raises(ClientError):  # a beta field is no GA field
+        check_response({"modalities": ["audio"]})
