@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.local_redis import RedisProcess, free_port
+from harness.stack import Stack
 from services.common.server import GrpcServer
 from services.gateway.config import GatewaySettings
 from services.gateway.wiring import gateway_service
@@ -20,6 +21,13 @@ async def start(redis: RedisProcess, **overrides) -> tuple[GrpcServer, GatewaySe
                                   "tts_target": NOWHERE, "admission": {"enabled": False}, **overrides})
     server, _ = await serve(settings, gateway_service(settings))
     return server, settings
+
+
+def stack_stages(stack: Stack) -> dict[str, object]:
+    """The shared system's stages, with the TTS deadline its own gateway has (the machine is busy)."""
+    return {"vad_target": stack.services["vad"].target, "voxtral_target": stack.services["voxtral"].target,
+            "tts_target": stack.services["tts"].target,
+            "tts_timeout_s": float(stack.services["gateway"].env["GATEWAY_TTS_TIMEOUT_S"])}
 
 
 def metadata(key: str) -> tuple[tuple[str, str], ...]:

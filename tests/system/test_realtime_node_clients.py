@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from harness.stack import Stack
-from tests.support.gateway_server import KEY, start
+from tests.support.gateway_server import KEY, stack_stages, start
 from tests.support.realtime_audio import speech_file
 from tests.support.realtime_log import barge_ins, check_responses
 
@@ -40,9 +40,7 @@ async def test_the_node_sdks_realtime_classes_talk_unchanged(stack: Stack, certi
                                                              tmp_path: Path) -> None:
     cert, key = certificate
     server, settings = await start(stack.redis, api_key=KEY, tls_cert_file=cert, tls_key_file=key,
-                                   vad_target=stack.services["vad"].target,
-                                   voxtral_target=stack.services["voxtral"].target,
-                                   tts_target=stack.services["tts"].target)
+                                   **stack_stages(stack))
     base = f"https://127.0.0.1:{settings.web_port}/v1"
     audio = speech_file(tmp_path)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.stack import Stack
-from tests.support.gateway_server import KEY, start
+from tests.support.gateway_server import KEY, stack_stages, start
 from tests.support.realtime_audio import speech_file
 from tests.support.realtime_log import barge_ins, check_responses
 
@@ -37,9 +37,7 @@ async def run_pipecat(url: str, audio: Path) -> dict:
 
 
 async def test_pipecats_stock_realtime_service_talks_and_is_interrupted(stack: Stack, tmp_path: Path) -> None:
-    server, settings = await start(stack.redis, api_key=KEY, vad_target=stack.services["vad"].target,
-                                   voxtral_target=stack.services["voxtral"].target,
-                                   tts_target=stack.services["tts"].target)
+    server, settings = await start(stack.redis, api_key=KEY, **stack_stages(stack))
     try:
         result = await run_pipecat(f"ws://127.0.0.1:{settings.web_port}/v1/realtime", speech_file(tmp_path))
     finally:

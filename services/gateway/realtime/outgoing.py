@@ -188,10 +188,11 @@ class Outgoing:
                 return self._finish(event.turn_id, "cancelled", {"type": "cancelled", "reason": reason},
                                     transcript=event.heard_text)
             case ev.ErrorEvent():
-                out = [error(event.message, kind="invalid_request_error" if event.code in CLIENT_ERRORS
-                             else "server_error", code=event.code.value.lower())]
-                if event.turn_id:
-                    out += self._finish(event.turn_id, "failed", {"type": "failed", "error": {
-                        "type": "server_error", "code": event.code.value.lower(), "message": event.message}})
-                return out
+                # A failed response says so in its response.done, as GA does: no `error` event beside it
+                # (clients such as Pipecat's take any `error` as the end of the connection).
+                failed = self._finish(event.turn_id, "failed", {"type": "failed", "error": {
+                    "type": "server_error", "code": event.code.value.lower(), "message": event.message}}) \
+                    if event.turn_id else []
+                return failed or [error(event.message, kind="invalid_request_error" if event.code in CLIENT_ERRORS
+                                        else "server_error", code=event.code.value.lower())]
         return []  # text deltas run ahead of the audio (the transcript follows the audio); pauses have no GA event
