@@ -1,5 +1,6 @@
-"""Promises about the code's shape: no import cycle in services/, gateway files small enough to read
-in one sitting, and a conversation engine that knows nothing of gRPC or WebSockets."""
+"""Promises about the code's shape: no import cycle in services/, serving code that needs nothing
+outside services/, and a conversation engine that knows nothing of gRPC or WebSockets. (Function
+length is ruff's PLR0915 in `make lint`: files have no length cap.)"""
 
 from __future__ import annotations
 
@@ -62,12 +63,6 @@ def test_serving_code_needs_nothing_outside_services() -> None:
             if hits := {n for n in names if n.split(".")[0] in outside}:
                 found[str(path.relative_to(ROOT))] = sorted(hits)
     assert not found
-
-
-def test_gateway_files_are_at_most_250_lines() -> None:
-    long = {str(p.relative_to(ROOT)): n for p in (SERVICES / "gateway").rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > 250}
-    assert not long
 
 
 def test_the_engine_imports_no_transport() -> None:
