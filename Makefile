@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal gpu-wheels bench-gpu-rehearsal docs pipecat-env
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal gpu-wheels bench-gpu-rehearsal docs pipecat-env compose-check
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -22,6 +22,11 @@ $(INSTALLED): pyproject.toml
 	@{ $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q torch==2.13.0 && \
 	   $(PY) -m pip install -q -e '.[dev]'; } > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
+
+# docker-compose.yml's cpu profile built and run on this host, a spoken turn through it, all stopped
+# (bench/results/compose_check.*). Not part of CI: the first build takes long. See docs/operations.md.
+compose-check: install models
+	$(PY) -m tools.compose_check
 
 # Pipecat, for the test of its stock Realtime service: its own environment, every package pinned.
 PIPECAT_VENV := .venv-pipecat
@@ -71,6 +76,7 @@ models: $(INSTALLED)
 	@$(PY) tools/fetch_models.py
 	@$(PY) -m services.vad.models models/turn
 	@HF_HUB_OFFLINE=1 $(PY) -m tools.models.english $(ENGLISH_DIR)
+	@chmod -R a+rX models  # the images run as uid 10001 and read ./models through a volume
 
 tiny-voxtral: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(PY) -m tools.models.tiny $(DIR)

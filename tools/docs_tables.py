@@ -1,7 +1,8 @@
 """`make docs`: the benchmark tables in docs/benchmarks.md and the README's headline figures, written
 from bench/results/ (never copied by hand). `--check` fails when a file is not what it would write.
 
-docs/benchmarks.md marks each generated table with `<!-- results: NAME -->` ... `<!-- /results -->`
+docs/benchmarks.md and docs/operations.md mark each generated table with `<!-- results: NAME -->` ...
+`<!-- /results -->`
 (NAME: a bench/results/NAME.md file); README.md marks its headline table with `<!-- headline -->`
 ... `<!-- /headline -->`."""
 
@@ -111,11 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a file is stale")
     args = parser.parse_args(argv)
-    benchmarks, readme = ROOT / "docs" / "benchmarks.md", ROOT / "README.md"
-    changes = {
-        benchmarks: rewrite(benchmarks, BLOCK, lambda m: table_of(m["name"], bool(m["summary"]))),
-        readme: rewrite(readme, HEADLINE, lambda m: headline()),
-    }
+    readme = ROOT / "README.md"
+    changes = {path: rewrite(path, BLOCK, lambda m: table_of(m["name"], bool(m["summary"])))
+               for path in (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "operations.md")}
+    changes[readme] = rewrite(readme, HEADLINE, lambda m: headline())
     stale = [path for path, (old, new) in changes.items() if old != new]
     for path in stale:
         if args.check:
