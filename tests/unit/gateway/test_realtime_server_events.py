@@ -83,3 +83,11 @@ def test_the_beta_dialect_is_beta_events(turn: str) -> None:
             names.append(wire["type"])
     assert "response.audio.delta" in names and "response.audio_transcript.delta" in names
     assert not any(name.startswith("response.output_audio") for name in names)
+
+
+def test_a_failed_response_is_told_by_its_response_done_alone() -> None:
+    bodies = served(TURNS["failed"])
+    done = [b for b in bodies if b["type"] == "response.done"]
+    assert len(done) == 1 and done[0]["response"]["status"] == "failed"
+    assert done[0]["response"]["status_details"]["error"]["message"] == "tts failed: gone"
+    assert not [b for b in bodies if b["type"] == "error"]  # a client may take an error event as fatal
