@@ -22,18 +22,12 @@ from harness.stack import Stack
 from services.common.audio import resample
 from services.common.g711 import ulaw_encode
 from tests.support.gateway_server import KEY, start
+from tests.support.realtime_audio import speech
 from tests.support.realtime_log import barge_ins, check_responses
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 CHUNK_MS = 100
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def speech(rate: int = 24000) -> bytes:
-    """The first sentence of a real recording, then 2 s of silence, as PCM16 at `rate`."""
-    samples, source = recording("beckett.wav")
-    said = resample(samples[: int(source * 3.4)], source, rate)
-    return np.concatenate([said, np.zeros(rate * 2, np.int16)]).astype("<i2").tobytes()
 
 
 def connect(base: str, model: str = "voxtral", key: str = "unused") -> Any:
