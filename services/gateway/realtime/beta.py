@@ -5,7 +5,7 @@ flat beta fields are read already (config.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from services.gateway.realtime.formats import BETA_FORMATS
@@ -22,21 +22,6 @@ RENAMED = {
 }
 NOT_IN_BETA = {"conversation.item.done"}
 FORMAT_NAMES = {ga: beta for beta, ga in BETA_FORMATS.items()}
-
-# response.create's `response` fields as the beta types them: each checked, none applied (as in GA).
-BETA_RESPONSE_FIELDS: dict[str, Callable[[Any], bool]] = {
-    "modalities": lambda v: isinstance(v, list) and bool(v) and set(v) <= {"audio", "text"},
-    "instructions": lambda v: isinstance(v, str),
-    "voice": lambda v: isinstance(v, str),
-    "output_audio_format": lambda v: v in BETA_FORMATS,
-    "temperature": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "max_response_output_tokens": lambda v: v == "inf" or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
-    "tools": lambda v: isinstance(v, list),
-    "tool_choice": lambda v: isinstance(v, str | dict),
-    "conversation": lambda v: isinstance(v, str),
-    "input": lambda v: isinstance(v, list),
-    "metadata": lambda v: v is None or isinstance(v, dict),
-}
 
 
 def wants_beta(headers: Mapping[str, str], offered: list[str]) -> bool:

@@ -3,17 +3,16 @@ the field), then queued for the engine session or answered at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from services.gateway.engine.conversations import ConversationEngine
 from services.gateway.engine.inputs import Audio, ClearAudio, ControlInput, Input, PlaybackReport, Update
 from services.gateway.engine.vocabulary import Control
-from services.gateway.realtime.beta import BETA_RESPONSE_FIELDS
 from services.gateway.realtime.config import RealtimeConfig, apply, resolve_voice
 from services.gateway.realtime.formats import ClientError, decode_audio
 from services.gateway.realtime.items import Pending, new_item_id, user_message
 from services.gateway.realtime.outgoing import Outgoing
+from services.gateway.realtime.response_fields import BETA_RESPONSE_FIELDS, RESPONSE_FIELDS, Checks
 
 # The most audio_end_ms a truncate may name (a day): longer than any reply.
 MAX_AUDIO_END_MS = 86_400_000
@@ -151,23 +150,7 @@ class ClientEvents:
                          "content_index": 0, "audio_end_ms": played})
 
 
-# response.create's `response` fields as GA types them: each checked, none applied (the session's
-# settings answer; docs/api.md lists them). A value of the wrong type is an error naming it.
-RESPONSE_FIELDS: dict[str, Callable[[Any], bool]] = {
-    "output_modalities": lambda v: isinstance(v, list) and bool(v) and set(v) <= {"audio", "text"},
-    "instructions": lambda v: isinstance(v, str),
-    "audio": lambda v: isinstance(v, dict),
-    "tools": lambda v: isinstance(v, list),
-    "tool_choice": lambda v: isinstance(v, str | dict),
-    "max_output_tokens": lambda v: v == "inf" or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
-    "conversation": lambda v: isinstance(v, str),
-    "input": lambda v: isinstance(v, list),
-    "metadata": lambda v: v is None or isinstance(v, dict),
-    "prompt": lambda v: v is None or isinstance(v, dict),
-}
-
-
-def check_response(response: Any, fields: dict[str, Callable[[Any], bool]] = RESPONSE_FIELDS) -> None:
+def check_response(response: Any, fields: Checks = RESPONSE_FIELDS) -> None:
     """ClientError naming the field, unless `response` is None or an object of `fields` each of its type."""
     if response is None:
         return

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.realtime.beta import BETA_RESPONSE_FIELDS
 from services.gateway.realtime.client_events import check_response
 from services.gateway.realtime.formats import ClientError
+from services.gateway.realtime.response_fields import BETA_RESPONSE_FIELDS
 
 GA_RESPONSE = {
     "output_modalities": ["audio"], "instructions": "Be brief.", "conversation": "auto", "tool_choice": "auto",
