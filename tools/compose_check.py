@@ -97,8 +97,13 @@ def compose_binary(env: dict[str, str]) -> list[str]:
     return [str(binary)]
 
 
+def present(image: str, env: dict[str, str]) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image], env=env, capture_output=True).returncode == 0
+
+
 def have(image: str, env: dict[str, str]) -> bool:
-    if subprocess.run(["docker", "image", "inspect", image], env=env, capture_output=True).returncode == 0:
+    """The image is here, or the registry gives it."""
+    if present(image, env):
         return True
     pulled = subprocess.run(["timeout", "120", "docker", "pull", image], env=env, capture_output=True)
     return pulled.returncode == 0
@@ -107,7 +112,7 @@ def have(image: str, env: dict[str, str]) -> bool:
 def python_standin(env: dict[str, str]) -> str:
     """Debian bookworm's python3.11 as a base image, with the host's CA certificates (so pip inside
     trusts what the host trusts)."""
-    if subprocess.run(["docker", "image", "inspect", STANDIN_PYTHON], env=env, capture_output=True).returncode == 0:
+    if present(STANDIN_PYTHON, env):
         return STANDIN_PYTHON
     rootfs = STATE / "rootfs-python"
     shutil.rmtree(rootfs, ignore_errors=True)
