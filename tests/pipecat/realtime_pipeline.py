@@ -89,8 +89,14 @@ class Tap(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def dones() -> list[dict[str, Any]]:
-    return [e for e in seen if e["type"] == "response.done"]
+def statuses(since: int = 0) -> list[str]:
+    """The statuses of the responses done, from the `since`-th on."""
+    return [e["status"] for e in seen if e["type"] == "response.done"][since:]
+
+
+def answered_after_cancel(since: int) -> bool:
+    later = statuses(since)
+    return "cancelled" in later and "completed" in later[later.index("cancelled"):]
 
 
 async def until(check: Any, what: str) -> None:
@@ -110,21 +116,24 @@ async def speak(task: PipelineTask, audio: bytes) -> None:
 
 
 async def converse(task: PipelineTask, tap: Tap, audio: bytes) -> dict[str, Any]:
+    """Waits on what must come, however the end-of-turn model cuts the speech into turns (a pause
+    inside the sentence may end a turn, whose reply the rest of the sentence then talks over)."""
     turns: dict[str, Any] = {}
     await task.queue_frames([LLMRunFrame()])  # the example's kick-off: "Say hello!"
-    await until(lambda: len(dones()) >= 1, "response.done for the opening")
+    await until(lambda: statuses(), "response.done for the opening")
     turns["opening"] = {"audio_bytes": tap.audio_bytes}
 
-    before = tap.audio_bytes
+    before, n = tap.audio_bytes, len(statuses())
     await speak(task, audio)
-    await until(lambda: len(dones()) >= 2, "response.done for the spoken turn")
+    await until(lambda: "completed" in statuses(n), "a completed response for the spoken turn")
     turns["spoken"] = {"audio_bytes": tap.audio_bytes - before}
 
     before = tap.audio_bytes
     await speak(task, audio)  # asked again...
     await until(lambda: tap.audio_bytes > before, "audio for the question asked again")
+    n = len(statuses())
     await speak(task, audio)  # ...and talked over while the answer plays
-    await until(lambda: len(dones()) >= 4, "response.done for the turn that talked over the answer")
+    await until(lambda: answered_after_cancel(n), "a cancelled response, then the talk answered")
     turns["talked_over"] = {"audio_bytes": tap.audio_bytes - before}
     return turns
 
