@@ -6,6 +6,7 @@ starts a private dockerd (no bridge, no iptables) and stops it after. Base image
 cannot give are replaced by local stand-ins made from Debian's packages (debootstrap), named
 local-standin/*, never pushed. Every container runs on the host network, bound to 127.0.0.1 on free
 ports (a generated override; the committed compose file keeps its networks for real users).
+Then builds, without running, the gpu profile's images (PyPI's CUDA torch), or says what stopped it.
 Prints a table (image, size, build and start times, the turn) and writes it to
 bench/results/compose_check.{json,md}."""
 
@@ -42,6 +43,7 @@ TORCH_CPU = "torch-2.13.0+cpu"
 KEY = "compose-check-key"
 WHEELS_PORT = 47391
 HEALTHY_TIMEOUT_S = 1800.0
+GPU_SERVICES = ("voxtral", "tts")  # the gpu profile's own images: built, not run (no GPU here)
 
 
 def sh(*cmd: str, env: dict[str, str] | None = None, timeout: float | None = None) -> str:
@@ -211,8 +213,8 @@ def override_yaml(p: dict[str, int], find_links: str | None) -> str:
     for name in ("voxtral-cpu", "tts-cpu"):
         services[name]["networks"] = "RESET_MAP"
     services["gateway"]["ports"] = "RESET_LIST"
-    for name in ("vad", "voxtral-cpu", "tts-cpu", "gateway"):
-        build = services[name].setdefault("build", {})
+    for name in ("vad", "voxtral-cpu", "tts-cpu", "gateway", *GPU_SERVICES):
+        build = services.setdefault(name, {}).setdefault("build", {})
         build["network"] = "host"  # builds reach the registries (and the wheel server) as the host does
     text = yaml.safe_dump(data, sort_keys=False)
     return text.replace("RESET_MAP", "!reset {}").replace("RESET_LIST", "!reset []")
@@ -262,6 +264,27 @@ def spoken_turns(p: dict[str, int], out: Path) -> dict[str, object]:
             "realtime_completed": realtime.returncode == 0 and "\ncompleted" in realtime.stdout}
 
 
+def gpu_build(compose: list[str], env: dict[str, str]) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """The gpu profile's images built (not run) from PyPI's CUDA torch, never from the wheel server
+    (its CPU wheel also matches `torch==2.13.0`); what stopped the build when it did not finish."""
+    rows: list[dict[str, object]] = []
+    for service in GPU_SERVICES:
+        began = time.monotonic()
+        print(f"building {service} (gpu profile; not run)", flush=True)
+        done = subprocess.run([*compose, "--profile", "gpu", "build", service], env=env, cwd=ROOT,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            log = done.stdout + done.stderr
+            errors = [line.strip() for line in log.splitlines() if "ERROR" in line]
+            reason = next((e for e in errors if "No matching distribution" in e), errors[-1] if errors else log[-300:])
+            print(log[-3000:], flush=True)
+            return {"gpu_images_built": False, "gpu_build_stopped_at": service, "gpu_build_reason": reason}, []
+        image = sh(*compose, "--profile", "gpu", "config", "--images", service, env=env).strip()
+        rows.append({"image": image, "size_mb": size_mb(image, env), "build_s": round(time.monotonic() - began, 1),
+                     "start_to_healthy_s": "not run"})
+    return {"gpu_images_built": True}, rows
+
+
 def listening(p: dict[str, int]) -> list[str]:
     """The check's ports that still take a connection."""
     def answers(port: int) -> bool:
@@ -309,19 +332,24 @@ def run(env: dict[str, str], find_links: str | None, tmp: Path, out: Path) -> No
     finally:
         subprocess.run([*compose, "--profile", "cpu", "down", "-v"], env=env, cwd=ROOT)
     left = listening(p)
+    gpu, gpu_rows = gpu_build(compose, env)
+    # the images each rebuild leaves untagged, the check's own only (compose labels them with the project)
+    sh("docker", "image", "prune", "-f", "--filter", f"label=com.docker.compose.project={PROJECT}", env=env)
     new_networks = set(sh("docker", "network", "ls", "-q", env=env).split()) - set(networks_before)
-    report(compose, env, built, healthy, turn, left, sorted(new_networks), out)
+    report(compose, env, built, healthy, {**turn, **gpu}, gpu_rows, left, sorted(new_networks), out)
     if not (turn["grpc_turn_completed"] and turn["realtime_completed"]) or left or new_networks:
         raise SystemExit("compose check failed: see the table above")
 
 
 def report(compose: list[str], env: dict[str, str], built: dict[str, float], healthy: dict[str, float],
-           turn: dict[str, object], left: list[str], networks: list[str], out: Path) -> None:
+           turn: dict[str, object], gpu_rows: list[dict[str, object]], left: list[str], networks: list[str],
+           out: Path) -> None:
     rows = []
     for image in images(compose, env):
         service = next((s for s in built if image.split("/")[-1].split(":")[0] in s), "redis")
         rows.append({"image": image, "size_mb": size_mb(image, env), "build_s": built.get(service),
                      "start_to_healthy_s": healthy.get(service)})
+    rows += gpu_rows
     result = {"benchmark": "compose_check", "profile": "cpu", "images": rows, **turn,
               "still_listening_after_down": left, "networks_created": networks,
               "bases": {"python": env.get("PYTHON_BASE", "python:3.11.11-slim-bookworm"),
