@@ -220,8 +220,10 @@ def override_yaml(p: dict[str, int], find_links: str | None) -> str:
     return text.replace("RESET_MAP", "!reset {}").replace("RESET_LIST", "!reset []")
 
 
-def images(compose: list[str], env: dict[str, str]) -> list[str]:
-    return [line for line in sh(*compose, "--profile", "cpu", "config", "--images", env=env).split() if line]
+def images(compose: list[str], env: dict[str, str], profile: str) -> dict[str, str]:
+    """Each service of the profile, and the image it runs, as compose resolves them."""
+    config = json.loads(sh(*compose, "--profile", profile, "config", "--format", "json", env=env))
+    return {name: spec["image"] for name, spec in config["services"].items()}
 
 
 def size_mb(image: str, env: dict[str, str]) -> float:
@@ -279,7 +281,7 @@ def gpu_build(compose: list[str], env: dict[str, str]) -> tuple[dict[str, object
             reason = next((e for e in errors if "No matching distribution" in e), errors[-1] if errors else log[-300:])
             print(log[-3000:], flush=True)
             return {"gpu_images_built": False, "gpu_build_stopped_at": service, "gpu_build_reason": reason}, []
-        image = sh(*compose, "--profile", "gpu", "config", "--images", service, env=env).strip()
+        image = images(compose, env, "gpu")[service]
         rows.append({"image": image, "size_mb": size_mb(image, env), "build_s": round(time.monotonic() - began, 1),
                      "start_to_healthy_s": "not run"})
     return {"gpu_images_built": True}, rows
@@ -345,8 +347,7 @@ def report(compose: list[str], env: dict[str, str], built: dict[str, float], hea
            turn: dict[str, object], gpu_rows: list[dict[str, object]], left: list[str], networks: list[str],
            out: Path) -> None:
     rows = []
-    for image in images(compose, env):
-        service = next((s for s in built if image.split("/")[-1].split(":")[0] in s), "redis")
+    for service, image in images(compose, env, "cpu").items():
         rows.append({"image": image, "size_mb": size_mb(image, env), "build_s": built.get(service),
                      "start_to_healthy_s": healthy.get(service)})
     rows += gpu_rows
