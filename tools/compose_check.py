@@ -44,6 +44,9 @@ KEY = "compose-check-key"
 WHEELS_PORT = 47391
 HEALTHY_TIMEOUT_S = 1800.0
 GPU_SERVICES = ("voxtral", "tts")  # the gpu profile's own images: built, not run (no GPU here)
+# What a gpu image would run on: torch's version and the CUDA it was built for (no GPU needed to ask).
+GPU_TORCH = "import torch, transformers; print(torch.__version__, 'CUDA', torch.version.cuda, 'transformers', " \
+            "transformers.__version__)"
 
 
 def sh(*cmd: str, env: dict[str, str] | None = None, timeout: float | None = None) -> str:
@@ -270,6 +273,7 @@ def gpu_build(compose: list[str], env: dict[str, str]) -> tuple[dict[str, object
     """The gpu profile's images built (not run) from PyPI's CUDA torch, never from the wheel server
     (its CPU wheel also matches `torch==2.13.0`); what stopped the build when it did not finish."""
     rows: list[dict[str, object]] = []
+    torch: dict[str, str] = {}
     for service in GPU_SERVICES:
         began = time.monotonic()
         print(f"building {service} (gpu profile; not run)", flush=True)
@@ -284,7 +288,9 @@ def gpu_build(compose: list[str], env: dict[str, str]) -> tuple[dict[str, object
         image = images(compose, env, "gpu")[service]
         rows.append({"image": image, "size_mb": size_mb(image, env), "build_s": round(time.monotonic() - began, 1),
                      "start_to_healthy_s": "not run"})
-    return {"gpu_images_built": True}, rows
+        torch[service] = sh("docker", "run", "--rm", "--network", "host", image, "python", "-c", GPU_TORCH,
+                            env=env).strip()
+    return {"gpu_images_built": True, "gpu_images_torch": torch}, rows
 
 
 def listening(p: dict[str, int]) -> list[str]:
