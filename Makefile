@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal gpu-wheels bench-gpu-rehearsal docs pipecat-env compose-check
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal bench-heap gpu-wheels bench-gpu-rehearsal docs pipecat-env compose-check
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -164,6 +164,10 @@ bench-speech-rate: install models
 
 bench-voxtral: install
 	HF_HUB_OFFLINE=1 $(PY) -m bench.voxtral_generation
+
+# What the small-heap allocator set-up (services/common/heap.py) costs each stage's model.
+bench-heap: install assets models
+	HF_HUB_OFFLINE=1 $(PY) -m bench.heap_cost
 
 clean:
 	rm -rf $(VENV) $(PIPECAT_VENV) node_modules .pytest_cache .hypothesis
