@@ -26,17 +26,11 @@ REPLY = "I am not yet capable of feeling sadness, but I can try."
 
 
 def voxtral(calls: int) -> list[float]:
-    from harness.recordings import recording
+    from bench.voxtral_generation import prepared
     from services.voxtral.config import VoxtralSettings
-    from services.voxtral.engine import VoxtralEngine
-    from services.voxtral.generation import GenerationParams
 
-    settings = VoxtralSettings(model_id=str(MODELS / "voxtral-english"), seed=0)
-    engine = VoxtralEngine(settings)
+    engine, inputs, params = prepared(VoxtralSettings(model_id=str(MODELS / "voxtral-english"), seed=0), 20)
     engine.warm_up()
-    samples, _ = recording("beckett.wav")
-    inputs = engine.prompts.chat(samples[: 16000 * 4], [], settings.instructions, settings.max_context_tokens)
-    params = GenerationParams.defaults(settings).override(4096, max_new_tokens=20, min_new_tokens=20)
     return timed(lambda: engine.generate(inputs, params, lambda _: None, threading.Event()), calls)
 
 
@@ -49,12 +43,11 @@ def kokoro(calls: int) -> list[float]:
 
 
 def smart_turn(calls: int) -> list[float]:
-    from harness.recordings import recording
+    from harness.speech_set import audio as recorded
     from services.vad.smart_turn import SmartTurn
 
     model = SmartTurn(MODELS / "turn" / "smart-turn-v3.2-cpu.onnx")
-    samples, _ = recording("beckett.wav")
-    audio = samples[: 16000 * 6].astype("float32") / 32768
+    audio = recorded("beckett.wav")[: 16000 * 6]
     model.probability(audio)
     return timed(lambda: model.probability(audio), calls)
 

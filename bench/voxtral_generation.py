@@ -21,6 +21,7 @@ from services.common.latency import percentile
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.engine import VoxtralEngine
 from services.voxtral.generation import GenerationParams
+from services.voxtral.prompts import ModelInputs
 from tools.models.tiny import build_tiny_voxtral
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,15 +29,22 @@ VARIANTS = [("eager, dynamic cache", False, "eager"), ("static cache", True, "ea
             ("static cache + torch.compile", True, "reduce-overhead")]
 
 
-def measure(model: str, static: bool, mode: str, tokens: int, runs: int, dtype: str) -> dict[str, Any]:
-    settings = VoxtralSettings(model_id=model, static_cache=static, compile_mode=mode, dtype=dtype, seed=0)
+def prepared(settings: VoxtralSettings, tokens: int) -> tuple[VoxtralEngine, ModelInputs, GenerationParams]:
+    """An engine (not yet warmed up), 4 s of beckett.wav as its prompt, and parameters for exactly
+    `tokens` new tokens."""
     engine = VoxtralEngine(settings)
-    started = time.perf_counter()
-    in_effect = engine.warm_up()
-    warm_s = time.perf_counter() - started
     samples, _ = recording("beckett.wav")
     inputs = engine.prompts.chat(samples[: 16000 * 4], [], settings.instructions, settings.max_context_tokens)
     params = GenerationParams.defaults(settings).override(4096, max_new_tokens=tokens, min_new_tokens=tokens)
+    return engine, inputs, params
+
+
+def measure(model: str, static: bool, mode: str, tokens: int, runs: int, dtype: str) -> dict[str, Any]:
+    settings = VoxtralSettings(model_id=model, static_cache=static, compile_mode=mode, dtype=dtype, seed=0)
+    engine, inputs, params = prepared(settings, tokens)
+    started = time.perf_counter()
+    in_effect = engine.warm_up()
+    warm_s = time.perf_counter() - started
     ttft, rate = [], []
     for _ in range(runs):
         result = engine.generate(inputs, params, lambda _: None, threading.Event())

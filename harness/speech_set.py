@@ -68,8 +68,8 @@ def noise_floor_db(x: np.ndarray) -> float:
 def words(name: str) -> tuple[Word, ...]:
     """The recogniser's words with sample offsets: kept in harness/words/, or transcribed here and
     cached under .cache/assets/words/."""
-    cache = next((d / (name + ".json") for d in (KEPT_WORDS, WORDS_DIR) if (d / (name + ".json")).exists()),
-                 WORDS_DIR / (name + ".json"))
+    kept = KEPT_WORDS / (name + ".json")
+    cache = kept if kept.exists() else WORDS_DIR / (name + ".json")
     if cache.exists():
         raw = json.loads(cache.read_text())
     else:

@@ -274,6 +274,7 @@ def gpu_build(compose: list[str], env: dict[str, str]) -> tuple[dict[str, object
     (its CPU wheel also matches `torch==2.13.0`); what stopped the build when it did not finish."""
     rows: list[dict[str, object]] = []
     torch: dict[str, str] = {}
+    named = images(compose, env, "gpu")
     for service in GPU_SERVICES:
         began = time.monotonic()
         print(f"building {service} (gpu profile; not run)", flush=True)
@@ -285,7 +286,7 @@ def gpu_build(compose: list[str], env: dict[str, str]) -> tuple[dict[str, object
             reason = next((e for e in errors if "No matching distribution" in e), errors[-1] if errors else log[-300:])
             print(log[-3000:], flush=True)
             return {"gpu_images_built": False, "gpu_build_stopped_at": service, "gpu_build_reason": reason}, []
-        image = images(compose, env, "gpu")[service]
+        image = named[service]
         rows.append({"image": image, "size_mb": size_mb(image, env), "build_s": round(time.monotonic() - began, 1),
                      "start_to_healthy_s": "not run"})
         torch[service] = sh("docker", "run", "--rm", "--network", "host", image, "python", "-c", GPU_TORCH,
