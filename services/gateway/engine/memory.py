@@ -35,6 +35,8 @@ class Memory:
         self.owner = owner  # the identity that may resume it
         self.holder = secrets.token_hex(8)  # this connection, as the session's lease names it
         self.context: list[Exchange] = []
+        # One context write at a time: a revision sent beside an append could reach Redis first.
+        self._writing = asyncio.Lock()
 
     async def open(self, resume: bool) -> None:
         """Claim the session for this connection (its lease in the store); a resumed one gets its
@@ -77,24 +79,28 @@ class Memory:
                                    ("assistant", ex.assistant + CUT_OFF_MARK * ex.cut_off))]
 
     async def reset(self) -> None:
-        self.context = []
-        await self.store.reset_context(self.session_id)
+        async with self._writing:
+            self.context = []
+            await self.store.reset_context(self.session_id)
 
     async def remember(self, turn_id: str, user: str | None, spoken: str, cut_off: bool = False) -> None:
         """Keep the exchange: the user's words (None: not known) and what the listener heard of the reply."""
         exchange = Exchange(user=user or "", assistant=spoken, turn_id=turn_id, at=time.time(), cut_off=cut_off,
                             user_unknown=user is None)
-        self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
-        with tracing.span("redis.append_exchange"):
-            await self.store.append_exchange(self.session_id, exchange)
+        async with self._writing:
+            self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
+            with tracing.span("redis.append_exchange"):
+                await self.store.append_exchange(self.session_id, exchange)
 
     async def revise(self, turn_id: str, spoken: str, cut_off: bool) -> None:
         """What the listener heard of a kept reply, known late (a playback report after its stop)."""
-        kept = [replace(e, assistant=spoken, cut_off=cut_off) if e.turn_id == turn_id else e for e in self.context]
-        if kept != self.context:
-            self.context = kept
-            with tracing.span("redis.replace_context"):
-                await self.store.replace_context(self.session_id, kept)
+        async with self._writing:
+            kept = [replace(e, assistant=spoken, cut_off=cut_off) if e.turn_id == turn_id else e
+                    for e in self.context]
+            if kept != self.context:
+                self.context = kept
+                with tracing.span("redis.replace_context"):
+                    await self.store.replace_context(self.session_id, kept)
 
     async def record(self, turn_id: str, metrics: Mapping[str, float],
                      details: Mapping[str, object] | None = None) -> None:

@@ -144,10 +144,11 @@ class Replies:
         if turn is None or turn.task.done() or not turn.end(TurnOutcome.INTERRUPTED, reason):
             return
         self.answering = None
-        heard_ms = turn.playout.pause()  # what is heard stops here, whatever the client still had queued
-        await turn.stop()
-        await self.emit(Interrupted(turn.turn_id, turn.progress.heard_text, heard_ms))
+        # A playback report from now on names this reply (a Realtime client truncates as speech starts).
         self.stopped = turn
+        turn.playout.pause()  # what is heard stops here, whatever the client still had queued
+        await turn.stop()
+        await self.emit(Interrupted(turn.turn_id, turn.progress.heard_text, turn.playout.heard_ms()))
         self._tasks.spawn(self._remember(turn))
 
     async def _transcribe(self, request: ReplyRequest) -> str | None:

@@ -22,6 +22,7 @@ from services.gateway.engine.events import (
 )
 from services.gateway.engine.inputs import SessionRequest
 from services.gateway.engine.memory import CUT_OFF_MARK
+from services.gateway.engine.reply import Reply
 from services.gateway.engine.vocabulary import BargeInMode, Stage, VadEventKind
 from tests.support.engine_client import RATE, Client, engine, reply_playing, speech, talks, until, utter
 from tests.support.fake_stages import FakeStages
@@ -323,3 +324,32 @@ async def test_a_playback_report_after_the_exchange_is_kept_revises_it(stages: F
     gate.set()
     await client.end()
     assert [(e.assistant, e.cut_off) for e in await client.engine.store.context(session_id)] == [("Paris", True)]
+
+
+async def test_a_playback_report_while_the_reply_is_being_stopped_sets_what_is_kept(
+        stages: FakeStages, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client's truncate may come while the cancelled reply's tasks are still winding down.
+    stopping, let_go = asyncio.Event(), asyncio.Event()
+    stop = Reply.stop
+
+    async def slow_stop(reply: Reply) -> None:
+        await stop(reply)
+        stopping.set()
+        await let_go.wait()
+
+    monkeypatch.setattr(Reply, "stop", slow_stop)
+    client = Client(engine(stages), SessionRequest(RATE, barge_in=BargeInMode.CANCEL))
+    first, gate = await reply_playing(client, stages)
+    start, end = await talks(client, stages, 300)
+    await stopping.wait()
+    client.played(first, 10.0)  # the client had played one word of it
+    await stages.vad.heard(end + client.audio(20))  # inputs are taken in order: the report is in
+    let_go.set()
+    stopped = await client.wait_for(Interrupted)
+    gate.set()
+    stages.vad.event(VadEventKind.ENDED, start, end)
+    await client.wait_for(TurnCompleted)
+    await client.end()
+    assert (stopped.heard_text, stopped.heard_ms) == ("Paris", 10.0)
+    context, _ = await records(client)
+    assert context[0][1:] == ("Paris", True)
