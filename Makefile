@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal bench-heap gpu-wheels bench-gpu-rehearsal docs pipecat-env compose-check
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal bench-heap bench-tts-chunking gpu-wheels bench-gpu-rehearsal docs pipecat-env compose-check
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -157,6 +157,10 @@ bench-abuse: install system-deps assets models
 
 bench-tts: install models
 	$(PY) -m bench.tts_latency
+
+# Kokoro's vocoder on windows of frames against the whole clause (bench/results/tts_chunking.*).
+bench-tts-chunking: install models
+	$(PY) -m bench.tts_chunking
 
 # Letters per second of Kokoro's speech: the constant the gateway's clause budget uses.
 bench-speech-rate: install models

@@ -73,19 +73,25 @@ class OnnxEngine:
         self._inputs = {i.name: ONNX_TYPES[i.type] for i in session.get_inputs()}
         self._tokens = "input_ids" if "input_ids" in self._inputs else "tokens"
 
-    def synthesize(self, phonemes: str, pack: np.ndarray, speed: float, run: Run | None = None) -> np.ndarray:
-        import onnxruntime as ort
-
+    def inputs(self, phonemes: str, pack: np.ndarray, speed: float) -> dict[str, np.ndarray] | None:
+        """The graph's inputs for these phonemes; None when none of them is in the vocabulary."""
         tokens = self._tokenizer.tokenize(phonemes)
         if not tokens:
-            return np.zeros(0, dtype=np.float32)
-        feed = {
+            return None
+        return {
             self._tokens: np.array([[0, *tokens, 0]], dtype=self._inputs[self._tokens]),
             "style": np.asarray(VoiceBank.style(pack, len(tokens)), dtype=self._inputs["style"]),
             # An export with an integer speed input takes whole speeds only.
             "speed": np.array([speed if self._inputs["speed"] == np.float32 else max(1, round(speed))],
                               dtype=self._inputs["speed"]),
         }
+
+    def synthesize(self, phonemes: str, pack: np.ndarray, speed: float, run: Run | None = None) -> np.ndarray:
+        import onnxruntime as ort
+
+        feed = self.inputs(phonemes, pack, speed)
+        if feed is None:
+            return np.zeros(0, dtype=np.float32)
         if run is not None and run.stopped.is_set():
             raise Stopped("stopped before it started")
         try:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from harness.asr import transcribe, word_errors
 from harness.local_redis import RedisProcess, free_port
 from services.gateway.config import AdmissionSettings, GatewaySettings
 from services.gateway.engine.vocabulary import Stage
 from services.gateway.wiring import gateway_service
-from tests.support.asr import transcribe, word_errors
 from tests.support.serving import serve
 from tests.support.tts_server import pcm, speak, start
 from voice.v1 import gateway_pb2, gateway_pb2_grpc, tts_pb2, tts_pb2_grpc

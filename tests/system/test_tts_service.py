@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from harness.asr import transcribe, word_errors
 from services.common.clauses import split_clauses
 from services.common.limits import AUDIBLE_AMPLITUDE
 from services.tts.config import TtsSettings
-from tests.support.asr import transcribe, word_errors
 from tests.support.tts_server import pcm, speak, start
 from voice.v1 import tts_pb2
 
