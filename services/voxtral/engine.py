@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from services.common.tools import ToolCall
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.generation import GenerationParams
 from services.voxtral.prompts import ModelInputs, PromptBuilder
@@ -29,7 +30,9 @@ class GenerationResult:
     completion_tokens: int
     prefill_ms: float
     decode_ms: float
-    finish_reason: str  # stop, length or cancelled
+    finish_reason: str  # stop, length, cancelled or tool_calls
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_error: str = ""  # the model started a call that cannot be read
 
 
 class _DeltaStreamer:
@@ -38,11 +41,14 @@ class _DeltaStreamer:
     Only the tokens not yet emitted are decoded (byte-level tokens concatenate exactly), so a
     reply costs one decode per token, not one decode of the whole reply per token."""
 
-    def __init__(self, builder: PromptBuilder, on_delta: Callable[[str], None], eos_ids: set[int]) -> None:
+    def __init__(self, builder: PromptBuilder, on_delta: Callable[[str], None], eos_ids: set[int],
+                 tool_token: int | None = None) -> None:
         self.builder = builder
         self.on_delta = on_delta
         self.eos_ids = eos_ids
+        self.tool_token = tool_token  # from this token on the reply is tool calls: never handed on as text
         self.tokens: list[int] = []
+        self.calls: list[int] = []  # the tokens from the tool token on
         self.text = ""
         self.first_token_at: float | None = None
         self._emitted = 0  # tokens whose text has been handed on
@@ -54,12 +60,20 @@ class _DeltaStreamer:
             return
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
-        self.tokens += [t for t in value.reshape(-1).tolist() if t not in self.eos_ids]
+        new = [t for t in value.reshape(-1).tolist() if t not in self.eos_ids]
+        if self.calls or (self.tool_token is not None and self.tool_token in new):
+            at = new.index(self.tool_token) if not self.calls else 0
+            self.tokens += new[:at]
+            self._emit(final=True)
+            self.calls += new[at:]
+            return
+        self.tokens += new
         # Hold back an incomplete multi-byte character until the next token completes it.
         self._emit(final=False)
 
     def end(self) -> None:
-        self._emit(final=True)
+        if not self.calls:
+            self._emit(final=True)
 
     def _emit(self, *, final: bool) -> None:
         pending = self.builder.decode(self.tokens[self._emitted:])
@@ -148,9 +162,10 @@ class VoxtralEngine:
         raise RuntimeError("generation failed even in eager mode")
 
     def generate(self, inputs: ModelInputs, params: GenerationParams, on_delta: Callable[[str], None],
-                 stop: threading.Event, deadline: float | None = None) -> GenerationResult:
+                 stop: threading.Event, deadline: float | None = None, tools: bool = False) -> GenerationResult:
         """Blocking: streams text deltas to on_delta; stops within one decode step once `stop` is set
-        or `deadline` (time.monotonic()) passes."""
+        or `deadline` (time.monotonic()) passes. With `tools` declared, a reply that turns to tool
+        calls hands on no more text from there, and the result holds the calls."""
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         torch = self.torch
@@ -165,7 +180,7 @@ class VoxtralEngine:
         ids = torch.tensor([inputs.tokens], device=self.device)
         features = None if inputs.features is None else \
             torch.from_numpy(inputs.features).to(self.device, getattr(torch, self.dtype))
-        streamer = _DeltaStreamer(self.prompts, on_delta, self.eos_ids)
+        streamer = _DeltaStreamer(self.prompts, on_delta, self.eos_ids, self.prompts.tool_token if tools else None)
         if self.settings.seed is not None:
             torch.manual_seed(self.settings.seed)
         started = time.perf_counter()
@@ -177,14 +192,19 @@ class VoxtralEngine:
         ended = time.perf_counter()
         new = output[0, ids.shape[1]:].tolist()
         first = streamer.first_token_at or ended
+        calls: list[ToolCall] = []
+        error = ""
         if stop.is_set():
             reason = "cancelled"
+        elif streamer.calls:
+            reason = "tool_calls"
+            calls, error = self.prompts.tool_calls(streamer.calls)
         elif new and new[-1] in self.eos_ids:
             reason = "stop"
         else:
             reason = "length"
         result = GenerationResult(streamer.text, len([t for t in new if t not in self.eos_ids]),
-                                  (first - started) * 1000, (ended - first) * 1000, reason)
+                                  (first - started) * 1000, (ended - first) * 1000, reason, tuple(calls), error)
         log.info("generation finished", extra={"completion_tokens": result.completion_tokens,
                                                "finish_reason": reason, "decode_ms": round(result.decode_ms, 1)})
         return result

@@ -5,6 +5,7 @@ no temporary files, no base64, no URLs."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import soundfile as sf
 
 from services.common.errors import InvalidArgument, echo
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
+from services.common.tools import CALL_ID, ToolCall, ToolSpec, new_call_id
 
 SAMPLE_RATE = VOXTRAL_SAMPLE_RATE_HZ
 CHUNK_SAMPLES = 30 * SAMPLE_RATE  # the encoder takes 30 s windows of 3000 mel frames
@@ -21,8 +23,10 @@ MEL_FRAMES = 3000
 
 @dataclass(frozen=True)
 class Turn:
-    role: str  # "user" or "assistant"
+    role: str  # "user", "assistant" or "tool" (a tool's result, in `text`)
     text: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that called tools
+    tool_call_id: str = ""  # a tool turn: the call it answers
 
 
 @dataclass(frozen=True)
@@ -76,15 +80,34 @@ def normalise_history(history: Sequence[Turn]) -> list[Turn]:
     turns: list[Turn] = []
     for turn in history:
         text = turn.text.strip()
+        if turn.tool_calls or turn.role == "tool":  # a call and its results stay as they are, in order
+            if turns:
+                turns.append(turn)
+            continue
         if not text or turn.role not in ("user", "assistant"):
             continue
         if not turns and turn.role == "assistant":
             continue
-        if turns and turns[-1].role == turn.role:
+        if turns and turns[-1].role == turn.role and not turns[-1].tool_calls:
             turns[-1] = Turn(turn.role, f"{turns[-1].text} {text}")
         else:
             turns.append(Turn(turn.role, text))
     return turns
+
+
+def message(turn: Turn) -> object:
+    """A turn as mistral-common's message."""
+    from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage, UserMessage
+    from mistral_common.protocol.instruct.tool_calls import FunctionCall
+    from mistral_common.protocol.instruct.tool_calls import ToolCall as MistralToolCall
+
+    if turn.role == "tool":
+        return ToolMessage(content=turn.text, tool_call_id=turn.tool_call_id)
+    if turn.tool_calls:
+        return AssistantMessage(content=turn.text or None, tool_calls=[
+            MistralToolCall(id=c.call_id, function=FunctionCall(name=c.name, arguments=c.arguments_json()))
+            for c in turn.tool_calls])
+    return UserMessage(content=turn.text) if turn.role == "user" else AssistantMessage(content=turn.text)
 
 
 class PromptBuilder:
@@ -95,12 +118,14 @@ class PromptBuilder:
         self.audio_token_id = audio_token_id
 
     def chat(self, pcm16: np.ndarray | None, history: Sequence[Turn], instructions: str, max_tokens: int,
-             text: str = "") -> ModelInputs:
-        """The user's utterance (or, with `pcm16` None, their typed `text`) after the earlier turns; the
-        oldest turns go first if it would not fit."""
+             text: str = "", tools: Sequence[ToolSpec] = (), after: Sequence[Turn] = ()) -> ModelInputs:
+        """The user's utterance (or, with `pcm16` None, their typed `text`) after the earlier turns, the
+        `tools` the model may call declared, and `after` it this reply's calls and their results so far;
+        the oldest turns go first if it would not fit."""
         from mistral_common.protocol.instruct.chunk import AudioChunk, TextChunk
-        from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
+        from mistral_common.protocol.instruct.messages import UserMessage
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
+        from mistral_common.protocol.instruct.tool_calls import Function, Tool
 
         audio = None if pcm16 is None else wav_bytes(pcm16)
         # Text that cannot fit is dropped before any tokenising, so a huge history costs no more than a full one.
@@ -109,8 +134,7 @@ class PromptBuilder:
         def encode(turns: list[Turn]) -> object:
             earlier, pending_user = (turns[:-1], turns[-1].text) if turns and turns[-1].role == "user" \
                 else (turns, "")
-            messages: list[object] = [UserMessage(content=t.text) if t.role == "user" else AssistantMessage(
-                content=t.text) for t in earlier]
+            messages: list[object] = [message(t) for t in earlier]
             said = " ".join(part for part in (pending_user, text) if part)
             content: list[object] = [TextChunk(text=said)] if said else []
             if audio is not None:
@@ -118,7 +142,11 @@ class PromptBuilder:
             if instructions:
                 content.append(TextChunk(text=instructions))
             messages.append(UserMessage(content=content))
-            return self.tokenizer.encode_chat_completion(ChatCompletionRequest(messages=messages))
+            messages += [message(t) for t in after]
+            return self.tokenizer.encode_chat_completion(ChatCompletionRequest(messages=messages, tools=declared))
+
+        declared = [Tool(function=Function(name=t.name, description=t.description, parameters=t.parameters))
+                    for t in tools] or None
 
         # The fewest oldest turns dropped for the prompt to fit: a binary search (log n encodings, not n).
         low, high = 0, len(kept)
@@ -155,3 +183,38 @@ class PromptBuilder:
 
     def decode(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens))
+
+    @property
+    def tool_token(self) -> int:
+        """The control token that starts the model's tool calls ([TOOL_CALLS])."""
+        return int(self.tokenizer.instruct_tokenizer.tokenizer.get_special_token("[TOOL_CALLS]"))
+
+    def tool_calls(self, tokens: Sequence[int]) -> tuple[list[ToolCall], str]:
+        """The calls in generated tokens from [TOOL_CALLS] on, as mistral-common reads them for this
+        tokenizer's version; ([], why) when they are malformed."""
+        from mistral_common.experimental.tools import (  # mistral-common's own reader of generated calls
+            InvalidToolCallError,
+            _decode_tool_calls,
+            _split_content_and_tool_calls,
+        )
+
+        _, groups = _split_content_and_tool_calls(list(tokens), self.tool_token)
+        try:
+            decoded = _decode_tool_calls(groups, self.tokenizer.instruct_tokenizer.tokenizer)
+        except (InvalidToolCallError, ValueError) as exc:
+            return [], f"the model wrote a malformed tool call: {echo(str(exc))}"
+        calls = []
+        for call in decoded:
+            arguments = call.function.arguments
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments)
+                except json.JSONDecodeError:
+                    return [], f"the model's call of {echo(call.function.name)} has arguments that are not JSON"
+            if not isinstance(arguments, dict):
+                return [], f"the model's call of {echo(call.function.name)} has arguments that are not an object"
+            call_id = call.id if call.id and CALL_ID.match(call.id) else new_call_id()
+            calls.append(ToolCall(call_id, call.function.name, arguments))
+        if not calls:
+            return [], "the model started a tool call and wrote none"
+        return calls, ""
