@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.slots import SlotPool
+from services.common.tools import ToolSpec
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.engine import GenerationResult, VoxtralEngine
 from services.voxtral.generation import GenerationParams
@@ -51,10 +52,10 @@ class Responder:
         self.pool = SlotPool(settings.slots, settings.max_queue, "voxtral", settings.load_window_s)
 
     async def respond(self, samples: np.ndarray | None, history: Sequence[Turn], instructions: str,
-                      params: GenerationParams, deadline: float,
-                      speculative: bool = False, text: str = "") -> AsyncIterator[Delta | ReplyDone]:
-        """Text deltas as they are generated, then one ReplyDone. `deadline` is time.monotonic();
-        `samples` None: the user typed `text`."""
+                      params: GenerationParams, deadline: float, speculative: bool = False, text: str = "",
+                      tools: Sequence[ToolSpec] = (), after: Sequence[Turn] = ()) -> AsyncIterator[Delta | ReplyDone]:
+        """Text deltas as they are generated, then one ReplyDone (which holds any tool calls).
+        `deadline` is time.monotonic(); `samples` None: the user typed `text`."""
         received = time.perf_counter()
         engine = self.engine
         loop = asyncio.get_running_loop()
@@ -65,13 +66,14 @@ class Responder:
         async with self.pool.slot(deadline, priority=priority) as slot:
             queue_ms = (time.perf_counter() - received) * 1000
             # The prompt is built in the slot's thread: never on the event loop, never before admission.
-            inputs = await slot.run(lambda: engine.prompts.chat(samples, list(history), instructions, budget, text),
-                                    deadline, what="prompt")
+            inputs = await slot.run(lambda: engine.prompts.chat(samples, list(history), instructions, budget, text,
+                                                                tools, after), deadline, what="prompt")
 
             def hand_on(delta: str) -> None:  # called in the worker thread
                 loop.call_soon_threadsafe(deltas.put_nowait, delta)
 
-            work = asyncio.ensure_future(slot.run(lambda: engine.generate(inputs, params, hand_on, stop, deadline),
+            work = asyncio.ensure_future(slot.run(lambda: engine.generate(inputs, params, hand_on, stop, deadline,
+                                                                          tools=bool(tools)),
                                                   deadline + 1.0, what="generate"))
             # Deltas the worker queued come first: its completion reaches the loop after them.
             work.add_done_callback(lambda _: deltas.put_nowait(None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -10,12 +11,13 @@ import grpc
 import numpy as np
 
 from services.common.audio import pcm16_samples
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, echo
 from services.common.limits import USER_TEXT_CHARS
 from services.common.load_message import stage_load_message
 from services.common.logs import bound
 from services.common.ready import Ready
 from services.common.server import ServiceSpec
+from services.common.tools import CALL_ID, ToolCall, check_call, check_tools
 from services.voxtral.config import VoxtralSettings
 from services.voxtral.engine import VoxtralEngine
 from services.voxtral.generation import GenerationParams
@@ -24,10 +26,28 @@ from services.voxtral.responder import Delta, Responder
 from voice.v1 import voxtral_pb2, voxtral_pb2_grpc
 
 SERVICE_NAME = voxtral_pb2.DESCRIPTOR.services_by_name["VoxtralService"].full_name
-ROLES = {voxtral_pb2.ROLE_USER: "user", voxtral_pb2.ROLE_ASSISTANT: "assistant"}
+ROLES = {voxtral_pb2.ROLE_USER: "user", voxtral_pb2.ROLE_ASSISTANT: "assistant", voxtral_pb2.ROLE_TOOL: "tool"}
 FINISH = {"stop": voxtral_pb2.FINISH_REASON_STOP, "length": voxtral_pb2.FINISH_REASON_LENGTH,
-          "cancelled": voxtral_pb2.FINISH_REASON_CANCELLED}
+          "cancelled": voxtral_pb2.FINISH_REASON_CANCELLED, "tool_calls": voxtral_pb2.FINISH_REASON_TOOL_CALLS}
 OPTION_FIELDS = ("max_new_tokens", "min_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+
+
+def turn(message: voxtral_pb2.ConversationTurn, where: str) -> Turn:
+    """A turn of the request, its calls' ids and arguments checked (mistral-common refuses others)."""
+    calls = []
+    for call in message.tool_calls:
+        if not CALL_ID.match(call.id):
+            raise InvalidArgument(f"{where}: tool call id {echo(call.id)} must be nine letters or digits")
+        try:
+            arguments = json.loads(call.arguments_json or "{}")
+        except json.JSONDecodeError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            raise InvalidArgument(f"{where}: the arguments of tool call {call.id} are not a JSON object")
+        calls.append(ToolCall(call.id, call.name, arguments))
+    if message.role == voxtral_pb2.ROLE_TOOL and not CALL_ID.match(message.tool_call_id):
+        raise InvalidArgument(f"{where}: a tool turn names its call in tool_call_id (nine letters or digits)")
+    return Turn(ROLES.get(message.role, ""), message.text, tuple(calls), message.tool_call_id)
 
 
 class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
@@ -78,10 +98,15 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
             responder = self.responder.get()
             samples, text = self._said(request)
             params = self._params(request.generation)
-            history = [Turn(ROLES.get(t.role, ""), t.text) for t in request.history]
+            tools = check_tools([(t.name, t.description, t.parameters_json) for t in request.tools])
+            history = [turn(t, "history") for t in request.history]
+            after = [turn(t, "after") for t in request.after]
+            if after and not tools:
+                raise InvalidArgument("after holds tool calls, but no tools are declared")
             first = True
             async for item in responder.respond(samples, history, request.instructions or self.settings.instructions,
-                                                params, self._deadline(context), request.speculative, text):
+                                                params, self._deadline(context), request.speculative, text,
+                                                tools, after):
                 if isinstance(item, Delta):
                     message = voxtral_pb2.RespondResponse(text_delta=item.text, elapsed_ms=item.elapsed_ms)
                     if first:
@@ -90,11 +115,18 @@ class VoxtralServicer(voxtral_pb2_grpc.VoxtralServiceServicer):
                     yield message
                     continue
                 result = item.result
-                yield voxtral_pb2.RespondResponse(elapsed_ms=item.elapsed_ms, stats=voxtral_pb2.GenerationStats(
+                error = result.tool_call_error or next(filter(None, (check_call(c, tools) for c in result.tool_calls)),
+                                                       "")
+                calls = [] if error else [voxtral_pb2.ToolCall(id=c.call_id, name=c.name,
+                                                               arguments_json=c.arguments_json())
+                                          for c in result.tool_calls]
+                yield voxtral_pb2.RespondResponse(
+                    elapsed_ms=item.elapsed_ms, tool_calls=calls, tool_call_error=error,
+                    stats=voxtral_pb2.GenerationStats(
                     prompt_tokens=len(item.inputs.tokens), audio_tokens=item.inputs.audio_tokens,
                     completion_tokens=result.completion_tokens, queue_ms=item.queue_ms, prefill_ms=result.prefill_ms,
-                    decode_ms=result.decode_ms, ttft_ms=item.ttft_ms, finish_reason=FINISH[result.finish_reason],
-                ))
+                        decode_ms=result.decode_ms, ttft_ms=item.ttft_ms,
+                        finish_reason=FINISH[result.finish_reason]))
 
     async def Transcribe(self, request: voxtral_pb2.TranscribeRequest,
                          context: grpc.aio.ServicerContext) -> voxtral_pb2.TranscribeResponse:

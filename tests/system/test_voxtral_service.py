@@ -47,6 +47,15 @@ def respond(audio: bytes | None = None, **fields) -> voxtral_pb2.RespondRequest:
     return voxtral_pb2.RespondRequest(audio=utterance() if audio is None else audio, sample_rate_hz=16000, **fields)
 
 
+CLOCK = voxtral_pb2.Tool(name="get_time", description="The time now in a city",
+                         parameters_json='{"type": "object", "properties": {"city": {"type": "string"}}}')
+
+
+def called(call_id: str = "abc123XYZ") -> voxtral_pb2.ConversationTurn:
+    return voxtral_pb2.ConversationTurn(role=voxtral_pb2.ROLE_ASSISTANT, tool_calls=[voxtral_pb2.ToolCall(
+        id=call_id, name="get_time", arguments_json='{"city": "Paris"}')])
+
+
 async def collect(stub, request, timeout: float = 60):
     return [r async for r in stub.Respond(request, timeout=timeout)]
 
@@ -166,6 +175,14 @@ async def test_deadline_stops_generation(voxtral) -> None:
     (lambda: respond(generation=voxtral_pb2.GenerationOptions(max_new_tokens=10000)), "max_new_tokens=10000"),
     (lambda: respond(text="And the weather?"), "not both"),
     (lambda: voxtral_pb2.RespondRequest(text="x" * 4001, sample_rate_hz=16000), "use 1 to 4000"),
+    (lambda: respond(tools=[voxtral_pb2.Tool(name="get time")]), "tools[0].name"),
+    (lambda: respond(tools=[CLOCK, voxtral_pb2.Tool(name="f", parameters_json="{")]),
+     "tools[1].parameters is not JSON"),
+    (lambda: respond(after=[voxtral_pb2.ConversationTurn(role=voxtral_pb2.ROLE_TOOL, text="10:42",
+                                                         tool_call_id="abc123XYZ")]), "no tools are declared"),
+    (lambda: respond(tools=[CLOCK], after=[called("call_1")]), "must be nine letters or digits"),
+    (lambda: respond(tools=[CLOCK], after=[voxtral_pb2.ConversationTurn(role=voxtral_pb2.ROLE_TOOL, text="10:42")]),
+     "names its call in tool_call_id"),
 ])
 async def test_bad_requests_are_invalid_argument(voxtral, request_, detail: str) -> None:
     stub, _ = voxtral
@@ -246,3 +263,16 @@ async def test_compile_failure_falls_back_to_eager(tiny_voxtral: Path, monkeypat
     finally:
         await channel.close()
         await server.stop(0)
+
+
+async def test_a_reply_with_tools_declared_goes_on_after_a_call_and_its_result(voxtral) -> None:
+    stub, _ = voxtral
+    plain = await collect(stub, respond(text="What time is it in Paris?", audio=b""))
+    after = [called(), voxtral_pb2.ConversationTurn(role=voxtral_pb2.ROLE_TOOL, text="10:42", tool_call_id="abc123XYZ")]
+    replies = await collect(stub, respond(text="What time is it in Paris?", audio=b"", tools=[CLOCK], after=after))
+    last = replies[-1]
+    assert last.stats.prompt_tokens > plain[-1].stats.prompt_tokens + 20  # the tools, the call and its result
+    if last.stats.finish_reason == voxtral_pb2.FINISH_REASON_TOOL_CALLS:  # random weights may write a call
+        assert bool(last.tool_calls) != bool(last.tool_call_error)
+    else:
+        assert not last.tool_calls and not last.tool_call_error and len(replies) > 1

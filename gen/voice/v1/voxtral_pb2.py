@@ -25,39 +25,43 @@ _sym_db = _symbol_database.Default()
 from voice.v1 import load_pb2 as voice_dot_v1_dot_load__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/v1/voxtral.proto\x12\x08voice.v1\x1a\x13voice/v1/load.proto\">\n\x10\x43onversationTurn\x12\x1c\n\x04role\x18\x01 \x01(\x0e\x32\x0e.voice.v1.Role\x12\x0c\n\x04text\x18\x02 \x01(\t\"\x91\x02\n\x11GenerationOptions\x12\x1b\n\x0emax_new_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1b\n\x0emin_new_tokens\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x18\n\x0btemperature\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_p\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x12\n\x05top_k\x18\x05 \x01(\rH\x04\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x06 \x01(\x02H\x05\x88\x01\x01\x42\x11\n\x0f_max_new_tokensB\x11\n\x0f_min_new_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x15\n\x13_repetition_penalty\"\xf3\x01\n\x0eRespondRequest\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12+\n\x07history\x18\x03 \x03(\x0b\x32\x1a.voice.v1.ConversationTurn\x12\x14\n\x0cinstructions\x18\x04 \x01(\t\x12/\n\ngeneration\x18\x05 \x01(\x0b\x32\x1b.voice.v1.GenerationOptions\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07turn_id\x18\x07 \x01(\t\x12\x13\n\x0bspeculative\x18\x08 \x01(\x08\x12\x0c\n\x04text\x18\t \x01(\t\"\xd2\x01\n\x0fGenerationStats\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x14\n\x0c\x61udio_tokens\x18\x02 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\r\x12\x10\n\x08queue_ms\x18\x04 \x01(\x01\x12\x12\n\nprefill_ms\x18\x05 \x01(\x01\x12\x11\n\tdecode_ms\x18\x06 \x01(\x01\x12\x0f\n\x07ttft_ms\x18\x07 \x01(\x01\x12-\n\rfinish_reason\x18\x08 \x01(\x0e\x32\x16.voice.v1.FinishReason\"\x85\x01\n\x0fRespondResponse\x12\x12\n\ntext_delta\x18\x01 \x01(\t\x12\x14\n\x07ttft_ms\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12(\n\x05stats\x18\x03 \x01(\x0b\x32\x19.voice.v1.GenerationStats\x12\x12\n\nelapsed_ms\x18\x04 \x01(\x01\x42\n\n\x08_ttft_ms\"q\n\x11TranscribeRequest\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0f\n\x07turn_id\x18\x05 \x01(\t\"H\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x12\n\ncompute_ms\x18\x03 \x01(\x01\"\x10\n\x0eGetInfoRequest\"\x9c\x02\n\x0fGetInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x14\n\x0c\x63ompile_mode\x18\x04 \x01(\t\x12\x10\n\x08kv_cache\x18\x05 \x01(\t\x12\x11\n\tattention\x18\x06 \x01(\t\x12\x18\n\x10generation_slots\x18\x07 \x01(\r\x12\x12\n\nqueue_size\x18\x08 \x01(\r\x12\x38\n\x13generation_defaults\x18\t \x01(\x0b\x32\x1b.voice.v1.GenerationOptions\x12\x12\n\nmodel_note\x18\n \x01(\t\x12!\n\x04load\x18\x0b \x01(\x0b\x32\x13.voice.v1.StageLoad\"\x1e\n\x1cVoxtralServiceGetLoadRequest\"B\n\x1dVoxtralServiceGetLoadResponse\x12!\n\x04load\x18\x01 \x01(\x0b\x32\x13.voice.v1.StageLoad*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xb7\x02\n\x0eVoxtralService\x12@\n\x07Respond\x12\x18.voice.v1.RespondRequest\x1a\x19.voice.v1.RespondResponse0\x01\x12G\n\nTranscribe\x12\x1b.voice.v1.TranscribeRequest\x1a\x1c.voice.v1.TranscribeResponse\x12>\n\x07GetInfo\x12\x18.voice.v1.GetInfoRequest\x1a\x19.voice.v1.GetInfoResponse\x12Z\n\x07GetLoad\x12&.voice.v1.VoxtralServiceGetLoadRequest\x1a\'.voice.v1.VoxtralServiceGetLoadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/v1/voxtral.proto\x12\x08voice.v1\x1a\x13voice/v1/load.proto\"|\n\x10\x43onversationTurn\x12\x1c\n\x04role\x18\x01 \x01(\x0e\x32\x0e.voice.v1.Role\x12\x0c\n\x04text\x18\x02 \x01(\t\x12&\n\ntool_calls\x18\x03 \x03(\x0b\x32\x12.voice.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"\x91\x02\n\x11GenerationOptions\x12\x1b\n\x0emax_new_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1b\n\x0emin_new_tokens\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x18\n\x0btemperature\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_p\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x12\n\x05top_k\x18\x05 \x01(\rH\x04\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x06 \x01(\x02H\x05\x88\x01\x01\x42\x11\n\x0f_max_new_tokensB\x11\n\x0f_min_new_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x15\n\x13_repetition_penalty\"\xbd\x02\n\x0eRespondRequest\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12+\n\x07history\x18\x03 \x03(\x0b\x32\x1a.voice.v1.ConversationTurn\x12\x14\n\x0cinstructions\x18\x04 \x01(\t\x12/\n\ngeneration\x18\x05 \x01(\x0b\x32\x1b.voice.v1.GenerationOptions\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07turn_id\x18\x07 \x01(\t\x12\x13\n\x0bspeculative\x18\x08 \x01(\x08\x12\x0c\n\x04text\x18\t \x01(\t\x12\x1d\n\x05tools\x18\n \x03(\x0b\x32\x0e.voice.v1.Tool\x12)\n\x05\x61\x66ter\x18\x0b \x03(\x0b\x32\x1a.voice.v1.ConversationTurn\"\xd2\x01\n\x0fGenerationStats\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x14\n\x0c\x61udio_tokens\x18\x02 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\r\x12\x10\n\x08queue_ms\x18\x04 \x01(\x01\x12\x12\n\nprefill_ms\x18\x05 \x01(\x01\x12\x11\n\tdecode_ms\x18\x06 \x01(\x01\x12\x0f\n\x07ttft_ms\x18\x07 \x01(\x01\x12-\n\rfinish_reason\x18\x08 \x01(\x0e\x32\x16.voice.v1.FinishReason\"\xc6\x01\n\x0fRespondResponse\x12\x12\n\ntext_delta\x18\x01 \x01(\t\x12\x14\n\x07ttft_ms\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12(\n\x05stats\x18\x03 \x01(\x0b\x32\x19.voice.v1.GenerationStats\x12\x12\n\nelapsed_ms\x18\x04 \x01(\x01\x12&\n\ntool_calls\x18\x05 \x03(\x0b\x32\x12.voice.v1.ToolCall\x12\x17\n\x0ftool_call_error\x18\x06 \x01(\tB\n\n\x08_ttft_ms\"q\n\x11TranscribeRequest\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0f\n\x07turn_id\x18\x05 \x01(\t\"H\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x12\n\ncompute_ms\x18\x03 \x01(\x01\"\x10\n\x0eGetInfoRequest\"\x9c\x02\n\x0fGetInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x14\n\x0c\x63ompile_mode\x18\x04 \x01(\t\x12\x10\n\x08kv_cache\x18\x05 \x01(\t\x12\x11\n\tattention\x18\x06 \x01(\t\x12\x18\n\x10generation_slots\x18\x07 \x01(\r\x12\x12\n\nqueue_size\x18\x08 \x01(\r\x12\x38\n\x13generation_defaults\x18\t \x01(\x0b\x32\x1b.voice.v1.GenerationOptions\x12\x12\n\nmodel_note\x18\n \x01(\t\x12!\n\x04load\x18\x0b \x01(\x0b\x32\x13.voice.v1.StageLoad\"\x1e\n\x1cVoxtralServiceGetLoadRequest\"B\n\x1dVoxtralServiceGetLoadResponse\x12!\n\x04load\x18\x01 \x01(\x0b\x32\x13.voice.v1.StageLoad*N\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x12\r\n\tROLE_TOOL\x10\x03*\x9a\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04\x32\xb7\x02\n\x0eVoxtralService\x12@\n\x07Respond\x12\x18.voice.v1.RespondRequest\x1a\x19.voice.v1.RespondResponse0\x01\x12G\n\nTranscribe\x12\x1b.voice.v1.TranscribeRequest\x1a\x1c.voice.v1.TranscribeResponse\x12>\n\x07GetInfo\x12\x18.voice.v1.GetInfoRequest\x1a\x19.voice.v1.GetInfoResponse\x12Z\n\x07GetLoad\x12&.voice.v1.VoxtralServiceGetLoadRequest\x1a\'.voice.v1.VoxtralServiceGetLoadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice.v1.voxtral_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1586
-  _globals['_ROLE']._serialized_end=1649
-  _globals['_FINISHREASON']._serialized_start=1651
-  _globals['_FINISHREASON']._serialized_end=1775
+  _globals['_ROLE']._serialized_start=1917
+  _globals['_ROLE']._serialized_end=1995
+  _globals['_FINISHREASON']._serialized_start=1998
+  _globals['_FINISHREASON']._serialized_end=2152
   _globals['_CONVERSATIONTURN']._serialized_start=57
-  _globals['_CONVERSATIONTURN']._serialized_end=119
-  _globals['_GENERATIONOPTIONS']._serialized_start=122
-  _globals['_GENERATIONOPTIONS']._serialized_end=395
-  _globals['_RESPONDREQUEST']._serialized_start=398
-  _globals['_RESPONDREQUEST']._serialized_end=641
-  _globals['_GENERATIONSTATS']._serialized_start=644
-  _globals['_GENERATIONSTATS']._serialized_end=854
-  _globals['_RESPONDRESPONSE']._serialized_start=857
-  _globals['_RESPONDRESPONSE']._serialized_end=990
-  _globals['_TRANSCRIBEREQUEST']._serialized_start=992
-  _globals['_TRANSCRIBEREQUEST']._serialized_end=1105
-  _globals['_TRANSCRIBERESPONSE']._serialized_start=1107
-  _globals['_TRANSCRIBERESPONSE']._serialized_end=1179
-  _globals['_GETINFOREQUEST']._serialized_start=1181
-  _globals['_GETINFOREQUEST']._serialized_end=1197
-  _globals['_GETINFORESPONSE']._serialized_start=1200
-  _globals['_GETINFORESPONSE']._serialized_end=1484
-  _globals['_VOXTRALSERVICEGETLOADREQUEST']._serialized_start=1486
-  _globals['_VOXTRALSERVICEGETLOADREQUEST']._serialized_end=1516
-  _globals['_VOXTRALSERVICEGETLOADRESPONSE']._serialized_start=1518
-  _globals['_VOXTRALSERVICEGETLOADRESPONSE']._serialized_end=1584
-  _globals['_VOXTRALSERVICE']._serialized_start=1778
-  _globals['_VOXTRALSERVICE']._serialized_end=2089
+  _globals['_CONVERSATIONTURN']._serialized_end=181
+  _globals['_TOOL']._serialized_start=183
+  _globals['_TOOL']._serialized_end=249
+  _globals['_TOOLCALL']._serialized_start=251
+  _globals['_TOOLCALL']._serialized_end=311
+  _globals['_GENERATIONOPTIONS']._serialized_start=314
+  _globals['_GENERATIONOPTIONS']._serialized_end=587
+  _globals['_RESPONDREQUEST']._serialized_start=590
+  _globals['_RESPONDREQUEST']._serialized_end=907
+  _globals['_GENERATIONSTATS']._serialized_start=910
+  _globals['_GENERATIONSTATS']._serialized_end=1120
+  _globals['_RESPONDRESPONSE']._serialized_start=1123
+  _globals['_RESPONDRESPONSE']._serialized_end=1321
+  _globals['_TRANSCRIBEREQUEST']._serialized_start=1323
+  _globals['_TRANSCRIBEREQUEST']._serialized_end=1436
+  _globals['_TRANSCRIBERESPONSE']._serialized_start=1438
+  _globals['_TRANSCRIBERESPONSE']._serialized_end=1510
+  _globals['_GETINFOREQUEST']._serialized_start=1512
+  _globals['_GETINFOREQUEST']._serialized_end=1528
+  _globals['_GETINFORESPONSE']._serialized_start=1531
+  _globals['_GETINFORESPONSE']._serialized_end=1815
+  _globals['_VOXTRALSERVICEGETLOADREQUEST']._serialized_start=1817
+  _globals['_VOXTRALSERVICEGETLOADREQUEST']._serialized_end=1847
+  _globals['_VOXTRALSERVICEGETLOADRESPONSE']._serialized_start=1849
+  _globals['_VOXTRALSERVICEGETLOADRESPONSE']._serialized_end=1915
+  _globals['_VOXTRALSERVICE']._serialized_start=2155
+  _globals['_VOXTRALSERVICE']._serialized_end=2466
 # @@protoc_insertion_point(module_scope)

@@ -29,12 +29,16 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     ROLE_UNSPECIFIED: _Role.ValueType  # 0
     ROLE_USER: _Role.ValueType  # 1
     ROLE_ASSISTANT: _Role.ValueType  # 2
+    ROLE_TOOL: _Role.ValueType  # 3
+    """A tool's result (`text`) for the call `tool_call_id` names."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper): ...
 
 ROLE_UNSPECIFIED: Role.ValueType  # 0
 ROLE_USER: Role.ValueType  # 1
 ROLE_ASSISTANT: Role.ValueType  # 2
+ROLE_TOOL: Role.ValueType  # 3
+"""A tool's result (`text`) for the call `tool_call_id` names."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 class _FinishReason:
@@ -47,6 +51,8 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     FINISH_REASON_STOP: _FinishReason.ValueType  # 1
     FINISH_REASON_LENGTH: _FinishReason.ValueType  # 2
     FINISH_REASON_CANCELLED: _FinishReason.ValueType  # 3
+    FINISH_REASON_TOOL_CALLS: _FinishReason.ValueType  # 4
+    """The reply is tool calls (`tool_calls` on the last message, or `tool_call_error`)."""
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper): ...
 
@@ -54,6 +60,8 @@ FINISH_REASON_UNSPECIFIED: FinishReason.ValueType  # 0
 FINISH_REASON_STOP: FinishReason.ValueType  # 1
 FINISH_REASON_LENGTH: FinishReason.ValueType  # 2
 FINISH_REASON_CANCELLED: FinishReason.ValueType  # 3
+FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 4
+"""The reply is tool calls (`tool_calls` on the last message, or `tool_call_error`)."""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
@@ -62,21 +70,87 @@ class ConversationTurn(_message.Message):
 
     ROLE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
     text: _builtins.str
+    tool_call_id: _builtins.str
+    """A tool turn: the call it answers."""
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """An assistant turn that called tools."""
+
     def __init__(
         self,
         *,
         role: Global___Role.ValueType = ...,
         text: _builtins.str = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "text", b"text", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConversationTurn: _TypeAlias = ConversationTurn  # noqa: Y015
+
+@_typing.final
+class Tool(_message.Message):
+    """A function the model may call, as OpenAI declares one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """1 to 64 letters, digits, _ or -."""
+    description: _builtins.str
+    parameters_json: _builtins.str
+    """JSON Schema of the arguments object, as JSON; empty: no arguments."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters_json", b"parameters_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tool: _TypeAlias = Tool  # noqa: Y015
+
+@_typing.final
+class ToolCall(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Nine letters or digits (Voxtral's prompt format)."""
+    name: _builtins.str
+    arguments_json: _builtins.str
+    """A JSON object that fits the tool's parameters."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
 
 @_typing.final
 class GenerationOptions(_message.Message):
@@ -150,6 +224,8 @@ class RespondRequest(_message.Message):
     TURN_ID_FIELD_NUMBER: _builtins.int
     SPECULATIVE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
     audio: _builtins.bytes
     """PCM16LE mono; empty when the user typed their turn (`text`)."""
     sample_rate_hz: _builtins.int
@@ -170,6 +246,14 @@ class RespondRequest(_message.Message):
 
     @_builtins.property
     def generation(self) -> Global___GenerationOptions: ...
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tool]:
+        """Functions the model may call instead of (or before) answering."""
+
+    @_builtins.property
+    def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConversationTurn]:
+        """This reply's tool calls and their results so far (after the user's turn): the reply goes on from them."""
+
     def __init__(
         self,
         *,
@@ -182,10 +266,12 @@ class RespondRequest(_message.Message):
         turn_id: _builtins.str = ...,
         speculative: _builtins.bool = ...,
         text: _builtins.str = ...,
+        tools: _abc.Iterable[Global___Tool] | None = ...,
+        after: _abc.Iterable[Global___ConversationTurn] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "generation", b"generation", "history", b"history", "instructions", b"instructions", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "speculative", b"speculative", "text", b"text", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "audio", b"audio", "generation", b"generation", "history", b"history", "instructions", b"instructions", "sample_rate_hz", b"sample_rate_hz", "session_id", b"session_id", "speculative", b"speculative", "text", b"text", "tools", b"tools", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -239,14 +325,22 @@ class RespondResponse(_message.Message):
     TTFT_MS_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ERROR_FIELD_NUMBER: _builtins.int
     text_delta: _builtins.str
     ttft_ms: _builtins.float
     """Set on the first message: request received to first token."""
     elapsed_ms: _builtins.float
     """Service time since the request arrived, on every message: lets a caller tell model time from transport."""
+    tool_call_error: _builtins.str
+    """On the last message, instead of calls, when the model's call cannot be read or does not fit a tool."""
     @_builtins.property
     def stats(self) -> Global___GenerationStats:
         """Set on the last message only."""
+
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """On the last message of a reply that called tools: the calls, arguments checked against the tools."""
 
     def __init__(
         self,
@@ -255,10 +349,12 @@ class RespondResponse(_message.Message):
         ttft_ms: _builtins.float | None = ...,
         stats: Global___GenerationStats | None = ...,
         elapsed_ms: _builtins.float = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        tool_call_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ttft_ms", b"_ttft_ms", "stats", b"stats", "ttft_ms", b"ttft_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ttft_ms", b"_ttft_ms", "elapsed_ms", b"elapsed_ms", "stats", b"stats", "text_delta", b"text_delta", "ttft_ms", b"ttft_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ttft_ms", b"_ttft_ms", "elapsed_ms", b"elapsed_ms", "stats", b"stats", "text_delta", b"text_delta", "tool_call_error", b"tool_call_error", "tool_calls", b"tool_calls", "ttft_ms", b"ttft_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ttft_ms: _TypeAlias = _typing.Literal["ttft_ms"]  # noqa: Y015
     _WhichOneofArgType__ttft_ms: _TypeAlias = _typing.Literal["_ttft_ms", b"_ttft_ms"]  # noqa: Y015
