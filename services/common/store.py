@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -43,6 +43,9 @@ class Exchange:
     at: float = 0.0
     cut_off: bool = False  # the listener did not hear all of `assistant` (barge-in)
     user_unknown: bool = False  # the user's words could not be transcribed (not: they said nothing)
+    # The reply's tool calls and their results, in order, before `assistant`: {"role": "assistant",
+    # "calls": [{"id", "name", "arguments"}]} or {"role": "tool", "id", "text"}.
+    tools: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Claim(StrEnum):

@@ -116,6 +116,13 @@ class GatewaySettings(ServerSettings):
     speculate: bool = Field(True, description="Start the reply on a pause hint; its output waits for speech-ended.")
     speculate_min_probability: float = Field(0.3, ge=0, le=1, description="...when the end-of-turn model leans "
                                              "complete at least this much (a hint with no probability: always).")
+    tool_timeout_s: float = Field(30.0, gt=0, le=600, description="A reply that called a client tool waits this "
+                                  "long for its result; then it ends (failed, the reason says which tool).")
+    tool_filler: str = Field("One moment.", max_length=200, description="Said while a tool's result is awaited, "
+                             "once per call round, if it takes longer than tool_filler_after_ms (empty: never).")
+    tool_filler_after_ms: int = Field(1000, ge=0, le=60_000, description="...this long after the call.")
+    max_tool_rounds: int = Field(4, ge=1, le=16, description="Calls and results one reply may go through before "
+                                 "it must answer in words (a model that calls on and on ends the reply).")
     vad_timeout_s: float = Field(5.0, gt=0, le=60, description="Opening a VAD stream.")
     voxtral_timeout_s: float = Field(15.0, gt=0, le=600, description="One reply, first token to last.")
     tts_timeout_s: float = Field(3.0, gt=0, le=120, description="One clause (seed: 3 s).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.load import StageLoad
 from services.common.load_message import stage_load_from_message
 from services.common.stage_auth import channel_credentials, token_metadata
+from services.common.tools import ToolCall, ToolSpec
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
 from services.gateway.engine.vocabulary import Detector, Stage, VadEventKind
@@ -40,6 +42,16 @@ def stage_error(stage: Stage, err: grpc.aio.AioRpcError, metrics: GatewayMetrics
     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return StageError(stage, code, DEADLINE_WORDING)
     return StageError(stage, code, err.details() or code)
+
+
+ROLES = {"user": voxtral_pb2.ROLE_USER, "assistant": voxtral_pb2.ROLE_ASSISTANT, "tool": voxtral_pb2.ROLE_TOOL}
+
+
+def conversation_turn(turn: HistoryTurn) -> voxtral_pb2.ConversationTurn:
+    return voxtral_pb2.ConversationTurn(
+        role=ROLES[turn.role], text=turn.text, tool_call_id=turn.tool_call_id,
+        tool_calls=[voxtral_pb2.ToolCall(id=c.call_id, name=c.name, arguments_json=c.arguments_json())
+                    for c in turn.tool_calls])
 
 
 class GrpcVadStream:
@@ -137,18 +149,23 @@ class GrpcStages:
         return GrpcVadStream(call, self.metrics)
 
     async def respond(self, pcm16k: np.ndarray | None, history: Sequence[HistoryTurn], instructions: str,
-                      session_id: str, turn_id: str, speculative: bool = False,
-                      text: str = "") -> AsyncIterator[ReplyDelta]:
-        roles = {"user": voxtral_pb2.ROLE_USER, "assistant": voxtral_pb2.ROLE_ASSISTANT}
+                      session_id: str, turn_id: str, speculative: bool = False, text: str = "",
+                      tools: Sequence[ToolSpec] = (),
+                      after: Sequence[HistoryTurn] = ()) -> AsyncIterator[ReplyDelta]:
         request = voxtral_pb2.RespondRequest(
             audio=b"" if pcm16k is None else pcm16k.tobytes(), sample_rate_hz=VOXTRAL_SAMPLE_RATE_HZ,
             text=text, instructions=instructions, session_id=session_id, turn_id=turn_id, speculative=speculative,
-            history=[voxtral_pb2.ConversationTurn(role=roles[t.role], text=t.text) for t in history])
+            history=[conversation_turn(t) for t in history], after=[conversation_turn(t) for t in after],
+            tools=[voxtral_pb2.Tool(name=t.name, description=t.description, parameters_json=t.as_json())
+                   for t in tools])
         call = self.voxtral.Respond(request, timeout=self.settings.voxtral_timeout_s, metadata=self.meta)
         try:
             async for reply in call:
                 if reply.text_delta:
                     yield ReplyDelta(reply.text_delta, reply.elapsed_ms)
+                if reply.tool_calls or reply.tool_call_error:
+                    yield ReplyDelta("", reply.elapsed_ms, tuple(ToolCall(
+                        c.id, c.name, json.loads(c.arguments_json)) for c in reply.tool_calls), reply.tool_call_error)
         except grpc.aio.AioRpcError as err:
             raise stage_error(Stage.VOXTRAL, err, self.metrics) from None
         finally:

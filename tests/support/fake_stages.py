@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.common.load import StageLoad
+from services.common.tools import ToolCall, ToolSpec
 from services.gateway.engine.stages import HistoryTurn, ReplyDelta, SpeechChunk, StageError, VadEvent
 from services.gateway.engine.vocabulary import Detector, Stage, VadEventKind
 
@@ -105,6 +106,12 @@ class FakeStages:
     vad_opens: list[dict[str, int | str | None]] = field(default_factory=list)  # each VAD stream's settings
     streams: list[FakeVadStream] = field(default_factory=list)
     histories: list[list[HistoryTurn]] = field(default_factory=list)
+    # What the model does with tools declared, one entry per respond call in order: calls (after the
+    # text `before_call`), or a str: a call it wrote wrong (tool_call_error). Run out: it answers
+    # `answer_after_tools`; with no tools declared, `reply`.
+    tool_rounds: list[tuple[ToolCall, ...] | str] = field(default_factory=list)
+    before_call: Sequence[str] = ("Let me look. ",)
+    answer_after_tools: Sequence[str] = ("It is ten to eleven.",)
     closed: bool = False
     # What GetLoad answers per model stage: a load, an error (the stage is down) or None (it hangs).
     loads: dict[Stage, StageLoad | StageError | None] = field(default_factory=dict)
@@ -152,14 +159,20 @@ class FakeStages:
                 call.ended = "cancelled"
 
     async def respond(self, pcm16k: np.ndarray | None, history: Sequence[HistoryTurn], instructions: str,
-                      session_id: str, turn_id: str, speculative: bool = False,
-                      text: str = "") -> AsyncIterator[ReplyDelta]:
+                      session_id: str, turn_id: str, speculative: bool = False, text: str = "",
+                      tools: Sequence[ToolSpec] = (), after: Sequence[HistoryTurn] = ()) -> AsyncIterator[ReplyDelta]:
         self.histories.append(list(history))
         call = Call(Stage.VOXTRAL, "respond", {"samples": 0 if pcm16k is None else len(pcm16k), "turn_id": turn_id,
                                                "speculative": speculative, "instructions": instructions,
-                                               "text": text})
-        async for delta in self._paced(call, self.voxtral, self.reply):
+                                               "text": text, "tools": [t.name for t in tools], "after": list(after)})
+        round_ = self.tool_rounds.pop(0) if tools and self.tool_rounds else None
+        said = self.reply if not tools else self.before_call if round_ is not None else self.answer_after_tools
+        async for delta in self._paced(call, self.voxtral, said):
             yield ReplyDelta(str(delta), elapsed_ms=1.0)
+        if isinstance(round_, str):
+            yield ReplyDelta("", 1.0, tool_call_error=round_)
+        elif round_:
+            yield ReplyDelta("", 1.0, tool_calls=round_)
 
     async def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
                          session_id: str, turn_id: str, more_follows: bool = False,

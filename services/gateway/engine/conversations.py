@@ -28,11 +28,13 @@ from services.gateway.engine.inputs import (
     Input,
     PlaybackReport,
     SessionRequest,
+    ToolResult,
     Unreadable,
     Update,
     UserText,
     check_playback,
     check_text,
+    check_tool_result,
     configure,
     updated,
 )
@@ -207,6 +209,10 @@ class ConversationEngine:
                         session.update(updated(session.config, item, self.settings, await self.voices()))
                     except InvalidArgument as exc:
                         await emit(ErrorEvent(Status.INVALID_ARGUMENT, str(exc)))
+                case ToolResult():
+                    problem = check_tool_result(item) or session.tool_result(item)
+                    if problem:
+                        await emit(ErrorEvent(Status.INVALID_ARGUMENT, problem))
                 case PlaybackReport():
                     problem = check_playback(item)
                     if problem:

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from services.common.errors import Status
 from services.common.latency import Metric
+from services.common.tools import ToolCall
 from services.gateway.engine.vocabulary import EventType, TurnOutcome
 
 
@@ -117,5 +118,14 @@ class ErrorEvent:
     turn_id: str = ""
 
 
+@dataclass(frozen=True)
+class ToolCalled:
+    """The reply calls a client tool and waits for its result (ToolResult with `call.call_id`)."""
+
+    type: ClassVar[EventType] = EventType.TOOL_CALLED
+    turn_id: str
+    call: ToolCall
+
+
 Event = (SessionStarted | SpeechStarted | SpeechEnded | ResponseText | ResponseAudio | TurnCompleted | Interrupted
-         | ErrorEvent | ReplyPaused | ReplyResumed | TextTurn | TurnEnded)
+         | ErrorEvent | ReplyPaused | ReplyResumed | TextTurn | TurnEnded | ToolCalled)

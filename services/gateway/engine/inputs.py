@@ -9,8 +9,12 @@ from dataclasses import dataclass
 from services.common.audio import MAX_RATE_HZ, MIN_RATE_HZ, check_sample_rate
 from services.common.errors import InvalidArgument, echo
 from services.common.limits import END_OF_TURN_FALLBACK, END_SILENCE_MS, SPEED, USER_TEXT_CHARS, check_session_id
+from services.common.tools import MAX_RESULT_CHARS, ToolSpec, check_tools
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.vocabulary import BargeInMode, Control, Detector
+
+# A tool as a client declares it: name, description, parameters (JSON Schema as JSON).
+Declared = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class SessionRequest:
     end_of_turn_fallback_ms: int | None = None  # the VAD's fallback silence for this session (None: its own)
     end_of_turn_detector: Detector | None = None  # None: the VAD's own
     barge_in: BargeInMode | None = None  # None: the gateway's (GATEWAY_BARGE_IN_REVERSIBLE)
+    tools: tuple[Declared, ...] = ()  # functions the model may call
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,24 @@ class Update:
     voice: str | None = None
     speed: float | None = None
     instructions: str | None = None
+    tools: tuple[Declared, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """The client's result for the model's tool call `call_id` (any text; JSON is usual)."""
+
+    call_id: str
+    output: str
+
+
+def check_tool_result(item: ToolResult) -> str:
+    """What is wrong with a tool result ("" when nothing is)."""
+    if not item.call_id:
+        return "tool_result.call_id is required: the id of the tool_call it answers"
+    if len(item.output) > MAX_RESULT_CHARS:
+        return f"tool_result.output has {len(item.output)} characters; the limit is {MAX_RESULT_CHARS}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -100,7 +123,7 @@ class Unreadable:
 
 
 Input = (SessionRequest | Audio | ControlInput | PlaybackReport | Commit | ClearAudio | Update | UserText
-         | Unreadable)
+         | ToolResult | Unreadable)
 
 
 @dataclass(frozen=True)
@@ -118,6 +141,7 @@ class SessionConfig:
     end_of_turn_fallback_ms: int | None = None
     end_of_turn_detector: Detector | None = None
     barge_in: BargeInMode = BargeInMode.PAUSE
+    tools: tuple[ToolSpec, ...] = ()
 
 
 def configure(request: SessionRequest, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
@@ -143,7 +167,8 @@ def configure(request: SessionRequest, settings: GatewaySettings, voices: set[st
     barge_in = request.barge_in or (BargeInMode.PAUSE if settings.barge_in_reversible else BargeInMode.CANCEL)
     return SessionConfig(request.input_rate_hz, output, request.voice, request.speed, end_silence,
                          request.instructions, request.resume_id, request.manual_turns,
-                         request.end_of_turn_fallback_ms, request.end_of_turn_detector, barge_in)
+                         request.end_of_turn_fallback_ms, request.end_of_turn_detector, barge_in,
+                         tuple(check_tools(request.tools)))
 
 
 def updated(config: SessionConfig, update: Update, settings: GatewaySettings, voices: set[str]) -> SessionConfig:
@@ -156,4 +181,6 @@ def updated(config: SessionConfig, update: Update, settings: GatewaySettings, vo
         instructions=config.instructions if update.instructions is None else update.instructions,
         resume_id=config.resume_id, manual_turns=config.manual_turns,
         end_of_turn_fallback_ms=config.end_of_turn_fallback_ms, end_of_turn_detector=config.end_of_turn_detector,
-        barge_in=config.barge_in), settings, voices)
+        barge_in=config.barge_in,
+        tools=tuple((t.name, t.description, t.as_json()) for t in config.tools) if update.tools is None
+        else update.tools), settings, voices)

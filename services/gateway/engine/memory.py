@@ -7,12 +7,14 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from services.common import tracing
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable, echo
 from services.common.store import Claim, Exchange
+from services.common.tools import ToolCall
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.stages import HistoryTurn
 from services.gateway.engine.store import Store
@@ -73,20 +75,23 @@ class Memory:
         await self.store.release(self.session_id, self.holder)
 
     def history(self) -> list[HistoryTurn]:
-        """The context as the prior turns Voxtral is given."""
-        return [HistoryTurn(role, text) for ex in self.context
-                for role, text in (("user", UNKNOWN_WORDS if ex.user_unknown else ex.user),
-                                   ("assistant", ex.assistant + CUT_OFF_MARK * ex.cut_off))]
+        """The context as the prior turns Voxtral is given: each exchange's user turn, its tool calls
+        and results, and what the listener heard."""
+        return [turn for ex in self.context for turn in (
+            HistoryTurn("user", UNKNOWN_WORDS if ex.user_unknown else ex.user), *map(tool_turn, ex.tools),
+            HistoryTurn("assistant", ex.assistant + CUT_OFF_MARK * ex.cut_off))]
 
     async def reset(self) -> None:
         async with self._writing:
             self.context = []
             await self.store.reset_context(self.session_id)
 
-    async def remember(self, turn_id: str, user: str | None, spoken: str, cut_off: bool = False) -> None:
-        """Keep the exchange: the user's words (None: not known) and what the listener heard of the reply."""
+    async def remember(self, turn_id: str, user: str | None, spoken: str, cut_off: bool = False,
+                       tools: Sequence[HistoryTurn] = ()) -> None:
+        """Keep the exchange: the user's words (None: not known), the reply's tool calls and results,
+        and what the listener heard of the reply."""
         exchange = Exchange(user=user or "", assistant=spoken, turn_id=turn_id, at=time.time(), cut_off=cut_off,
-                            user_unknown=user is None)
+                            user_unknown=user is None, tools=[tool_record(t) for t in tools])
         async with self._writing:
             self.context = [*self.context, exchange][-self.settings.redis.context_exchanges:]
             with tracing.span("redis.append_exchange"):
@@ -108,3 +113,18 @@ class Memory:
         with tracing.span("redis.record_turn"):
             await self.store.record_turn(self.session_id, turn_id, metrics, details)
         self.metrics.observe_turn(metrics)
+
+
+def tool_record(turn: HistoryTurn) -> dict[str, Any]:
+    """A call or result as the store keeps it (Exchange.tools)."""
+    if turn.role == "tool":
+        return {"role": "tool", "id": turn.tool_call_id, "text": turn.text}
+    return {"role": "assistant", "calls": [{"id": c.call_id, "name": c.name, "arguments": c.arguments}
+                                           for c in turn.tool_calls]}
+
+
+def tool_turn(record: dict[str, Any]) -> HistoryTurn:
+    if record.get("role") == "tool":
+        return HistoryTurn("tool", str(record.get("text", "")), tool_call_id=str(record.get("id", "")))
+    return HistoryTurn("assistant", "", tuple(ToolCall(str(c["id"]), str(c["name"]), dict(c["arguments"]))
+                                              for c in record.get("calls", [])))

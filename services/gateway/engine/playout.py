@@ -66,6 +66,9 @@ class Playout:
         self._play_end = 0.0  # clock at which the listener will have played everything sent
         self._frozen: int | None = None  # heard position while paused
         self._changed = asyncio.Event()
+        self._released = asyncio.Event()  # set once the playout is not held
+        if not held:
+            self._released.set()
 
     # --- what the listener heard ---------------------------------------------------------------
 
@@ -144,7 +147,12 @@ class Playout:
 
     def release(self) -> None:
         self.held = False
+        self._released.set()
         self._changed.set()
+
+    async def released(self) -> None:
+        """Returns once the playout is not held (a speculative reply confirmed)."""
+        await self._released.wait()
 
     def pause(self) -> float:
         """Stop sending; the listener is taken to stop hearing now. Returns the heard position (ms)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -13,6 +14,7 @@ from opentelemetry import trace
 
 from services.common import tracing
 from services.common.audio import resample
+from services.common.errors import echo
 from services.common.latency import Metric, by_name
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.logs import bound
@@ -28,6 +30,7 @@ from services.gateway.engine.runner import ReplyRequest, ReplyRunner
 from services.gateway.engine.stages import StageError, Stages, VadEvent
 from services.gateway.engine.tasks import TaskSet
 from services.gateway.engine.timeline import InputTimeline
+from services.gateway.engine.tool_calls import ToolError
 from services.gateway.engine.vocabulary import Speculation, StopReason, TurnOutcome
 from services.gateway.metrics import GatewayMetrics
 
@@ -51,6 +54,7 @@ class Replies:
         self.answering: Reply | None = None  # the reply in progress
         self.speculating: Reply | None = None  # a reply started on a pause hint, held until speech-ended
         self.stopped: Reply | None = None  # the last reply stopped: a late playback report still counts
+        self.ended_calls: deque[str] = deque(maxlen=256)  # tool calls of replies that have ended
 
     def speculate(self, listening: Listening, event: VadEvent) -> None:
         """A pause that may end the turn: start the reply now, its output held until speech-ended."""
@@ -89,13 +93,14 @@ class Replies:
         return self._turn(ReplyRequest(
             turn_id, self.session_id, self.utterance(start, end), self.memory.history(), self.config.instructions,
             self.config.voice, self.config.speed, self.config.output_rate_hz, ended_at, endpoint_ms,
-            end_of_turn_probability, speculative, end), span)
+            end_of_turn_probability, speculative, end, tools=self.config.tools), span)
 
     def text_turn(self, turn_id: str, text: str, span: trace.Span = trace.INVALID_SPAN) -> Reply:
         """A typed turn, answered from now."""
         return self._turn(ReplyRequest(
             turn_id, self.session_id, None, self.memory.history(), self.config.instructions, self.config.voice,
-            self.config.speed, self.config.output_rate_hz, time.monotonic(), 0.0, text=text), span)
+            self.config.speed, self.config.output_rate_hz, time.monotonic(), 0.0, text=text,
+            tools=self.config.tools), span)
 
     def _turn(self, request: ReplyRequest, span: trace.Span) -> Reply:
         playout = Playout(self.config.output_rate_hz, self.settings.reply_lead_ms, self.settings.reply_piece_ms,
@@ -104,19 +109,24 @@ class Replies:
 
     async def _answer(self, turn: Reply) -> None:
         with bound(session_id=self.session_id, turn_id=turn.turn_id):
-            error: StageError | None = None
+            error: StageError | ToolError | None = None
             try:
                 await self.runner.run(turn.request, turn.progress, on_voxtral_free=turn.voxtral_free)
-            except StageError as err:
+            except (StageError, ToolError) as err:
                 error = err
             finally:
                 # The reply is over (however): the user's words may be asked for, and speech that
                 # starts from now on interrupts nothing.
                 turn.voxtral_free()
+                self.ended_calls.extend(c.call_id for t in turn.progress.tools.turns for c in t.tool_calls)
                 if self.answering is turn:
                     self.answering = None
             await turn.confirmed.wait()  # a speculative reply's failure counts once it is confirmed
-            if error is not None:
+            if isinstance(error, ToolError):
+                if turn.end(TurnOutcome.FAILED, error.reason):
+                    await self.emit(ErrorEvent(error.code, error.reason, True, turn.turn_id))
+                    await self._remember(turn)
+            elif error is not None:
                 if turn.end(TurnOutcome.FAILED, f"{error.stage} failed: {error.code}: {error.message}"):
                     await self.error(error, turn.turn_id)
                     await self._remember(turn)
@@ -129,6 +139,18 @@ class Replies:
             if turn is not None and turn.turn_id == turn_id:
                 return turn
         return None
+
+    def tool_result(self, call_id: str, output: str) -> str:
+        """The client's result for a call of the reply in progress: "" when it is taken, else why not
+        (a result for a call of a reply already stopped is dropped quietly: the client could not know)."""
+        turn = self.answering
+        if turn is not None and turn.progress.tools.answer(call_id, output):
+            return ""
+        if call_id in self.ended_calls or (turn is not None and turn.progress.tools.knows(call_id)):
+            log.info("a tool result for a reply that has ended or has it already; dropped",
+                     extra={"call_id": call_id})
+            return ""
+        return f"tool_result.call_id {echo(call_id)} names no call that a reply is waiting for"
 
     async def report(self, turn_id: str, played_ms: float) -> None:
         """The client's playback position of a reply; of one stopped and kept, the kept part follows it."""
@@ -170,12 +192,18 @@ class Replies:
         with trace.use_span(turn.span, end_on_exit=False):
             await self._keep(turn)
 
+    def no_more_input(self) -> None:
+        """The client will send nothing more: a reply waiting for a tool's result stops waiting."""
+        if self.answering is not None:
+            self.answering.progress.tools.abandon("the client ended its input before tool "
+                                                  f"{self.answering.progress.tools.waiting_names()} gave its result")
+
     async def _keep(self, turn: Reply) -> None:
         outcome = turn.outcome or TurnOutcome.FAILED
         words = (await asyncio.gather(turn.transcript, return_exceptions=True))[0]
         user = words if isinstance(words, str) else None
         spoken, cut_off = turn.progress.heard_text, turn.progress.cut_off
-        await self.memory.remember(turn.turn_id, user, spoken, cut_off)
+        await self.memory.remember(turn.turn_id, user, spoken, cut_off, turn.progress.tools.turns)
         if turn.progress.heard_text != spoken:  # a playback report came while it was written
             await self.memory.revise(turn.turn_id, turn.progress.heard_text, turn.progress.cut_off)
         metrics = dict(turn.progress.metrics)

@@ -12,9 +12,11 @@ import numpy as np
 from opentelemetry import trace
 
 from services.common.latency import Metric
+from services.common.tools import ToolSpec
 from services.gateway.engine.playout import Playout
 from services.gateway.engine.stages import HistoryTurn
 from services.gateway.engine.tasks import TaskSet
+from services.gateway.engine.tool_calls import PendingCalls
 from services.gateway.engine.vocabulary import TurnOutcome
 from services.gateway.metrics import GatewayMetrics
 
@@ -35,6 +37,7 @@ class ReplyRequest:
     speculative: bool = False  # started on a pause hint: its output waits for the speech-ended event
     utterance_end: int = 0  # input sample where the utterance answered ends
     text: str = ""  # a typed turn's words
+    tools: tuple[ToolSpec, ...] = ()  # client functions the model may call
 
 
 @dataclass
@@ -43,6 +46,7 @@ class ReplyProgress:
 
     playout: Playout
     metrics: dict[Metric, float] = field(default_factory=dict)
+    tools: PendingCalls = field(default_factory=PendingCalls)
 
     @property
     def heard_text(self) -> str:

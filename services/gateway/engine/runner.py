@@ -10,13 +10,16 @@ from dataclasses import dataclass
 
 from services.common import tracing
 from services.common.clauses import ClauseSplitter
+from services.common.errors import Status
 from services.common.latency import Metric
+from services.common.tools import ToolCall
 from services.gateway.config import GatewaySettings
-from services.gateway.engine.events import Event, ResponseAudio, ResponseText
+from services.gateway.engine.events import Event, ResponseAudio, ResponseText, ToolCalled
 from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.playout import Piece
 from services.gateway.engine.reply import ReplyProgress, ReplyRequest
-from services.gateway.engine.stages import SpeechChunk, StageError, Stages
+from services.gateway.engine.stages import HistoryTurn, SpeechChunk, StageError, Stages
+from services.gateway.engine.tool_calls import ToolError
 
 
 @dataclass
@@ -77,6 +80,7 @@ class _Run:
         self.turn = turn
         self.m = progress.metrics
         self.playout = progress.playout
+        self.tools = progress.tools
         self.on_voxtral_free = on_voxtral_free
         self.times = StageTimes()
         self.clauses: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()  # (text, more follows)
@@ -123,27 +127,68 @@ class _Run:
         await self.clauses.put((clause, more_follows))
 
     async def generate(self) -> None:
-        turn, m, settings = self.turn, self.m, self.runner.settings
+        settings = self.runner.settings
         try:  # nothing here may raise outside it: the speaker waits for the end it puts
             growth = self.runner.pace.growth(settings.clause_growth)
             splitter = ClauseSplitter(first_words=settings.first_clause_words, first_clause_s=settings.first_clause_s,
                                       growth=growth)
-            with tracing.span("voxtral.respond", speculative=turn.speculative) as span:
-                async for delta in self.runner.stages.respond(turn.utterance, turn.history, turn.instructions,
-                                                              turn.session_id, turn.turn_id, turn.speculative,
-                                                              turn.text):
-                    if Metric.VOXTRAL_TTFT not in m:
-                        m[Metric.VOXTRAL_TTFT] = (time.monotonic() - self.requested) * 1000
-                        span.add_event("first_token", {Metric.VOXTRAL_TTFT: m[Metric.VOXTRAL_TTFT]})
-                    await self.text_out(ResponseText(turn.turn_id, delta.text))
-                    for clause in splitter.push(delta.text):
-                        await self.hand_on(clause, delta.elapsed_ms)
+            rounds = 0
+            while calls := await self.respond(splitter, list(self.tools.turns)):  # the calls and results so far
+                rounds += 1
+                if rounds > settings.max_tool_rounds:
+                    raise ToolError(Status.FAILED_PRECONDITION, f"the model called tools {rounds} times in one "
+                                    f"reply; the limit is {settings.max_tool_rounds}")
+                for clause in splitter.flush():  # what it said before the call is heard while the tool works
+                    await self.hand_on(clause, None)
+                await self.call_tools(calls)
             self.done("text")
             rest = splitter.flush()
             for n, clause in enumerate(rest):
                 await self.hand_on(clause, None, more_follows=n < len(rest) - 1)
         finally:
             self.clauses.put_nowait(None)  # the speaker stops waiting, whatever happened here
+
+    async def respond(self, splitter: ClauseSplitter, after: list[HistoryTurn]) -> tuple[ToolCall, ...]:
+        """One Voxtral call: its text into clauses as it streams; the tools it calls, if it does."""
+        turn, m = self.turn, self.m
+        calls: tuple[ToolCall, ...] = ()
+        with tracing.span("voxtral.respond", speculative=turn.speculative, after=len(after)) as span:
+            async for delta in self.runner.stages.respond(turn.utterance, turn.history, turn.instructions,
+                                                          turn.session_id, turn.turn_id, turn.speculative,
+                                                          turn.text, tools=turn.tools, after=after):
+                if delta.tool_call_error:
+                    raise ToolError(Status.INTERNAL, delta.tool_call_error)
+                calls = calls or delta.tool_calls
+                if not delta.text:
+                    continue
+                if Metric.VOXTRAL_TTFT not in m:
+                    m[Metric.VOXTRAL_TTFT] = (time.monotonic() - self.requested) * 1000
+                    span.add_event("first_token", {Metric.VOXTRAL_TTFT: m[Metric.VOXTRAL_TTFT]})
+                await self.text_out(ResponseText(turn.turn_id, delta.text))
+                for clause in splitter.push(delta.text):
+                    await self.hand_on(clause, delta.elapsed_ms)
+        return calls
+
+    async def call_tools(self, calls: tuple[ToolCall, ...]) -> None:
+        """The client is asked (once a speculative reply is confirmed: a call may act) and the reply
+        waits for every result, saying the filler if they are slow."""
+        settings = self.runner.settings
+        await self.playout.released()
+        self.tools.expect(calls)
+        with tracing.span("tools.call", tools=",".join(c.name for c in calls)):
+            for call in calls:
+                await self.runner.emit(ToolCalled(self.turn.turn_id, call))
+            filler = asyncio.create_task(self.fill(settings.tool_filler, settings.tool_filler_after_ms / 1000)) \
+                if settings.tool_filler else None
+            try:
+                await self.tools.results(calls, settings.tool_timeout_s)
+            finally:
+                if filler is not None:
+                    filler.cancel()
+
+    async def fill(self, phrase: str, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        await self.hand_on(phrase, None)
 
     async def speak(self) -> None:
         """Clauses are synthesised one after another as fast as the TTS goes; the playout sends their

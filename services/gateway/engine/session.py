@@ -16,7 +16,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.engine.barge_in import BargeIn, Listening
 from services.gateway.engine.budget import AudioBudget, AudioSpeedLimit, ByteBudget
 from services.gateway.engine.events import ErrorEvent, Event, SessionStarted, SpeechEnded, SpeechStarted, TextTurn
-from services.gateway.engine.inputs import PlaybackReport, SessionConfig
+from services.gateway.engine.inputs import PlaybackReport, SessionConfig, ToolResult
 from services.gateway.engine.memory import Memory
 from services.gateway.engine.pace import SynthesisPace
 from services.gateway.engine.replies import Replies
@@ -132,6 +132,10 @@ class ConversationSession:
     async def interrupt(self) -> None:
         await self.replies.stop(StopReason.CLIENT)
 
+    def tool_result(self, result: ToolResult) -> str:
+        """A client tool's result for the reply waiting on it: "" when taken, else why not."""
+        return self.replies.tool_result(result.call_id, result.output)
+
     async def playback(self, report: PlaybackReport) -> None:
         """The client's playback position of a reply: the truth about what was heard."""
         await self.replies.report(report.turn_id, report.played_ms)
@@ -141,6 +145,7 @@ class ConversationSession:
 
     async def end_of_input(self) -> None:
         """No more audio: let the VAD close the utterance in progress and wait for its reply."""
+        self.replies.no_more_input()
         await self.vad.finish()
         await self.finish_turn()
 

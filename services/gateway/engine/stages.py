@@ -11,6 +11,7 @@ import numpy as np
 
 from services.common.errors import Status
 from services.common.load import StageLoad
+from services.common.tools import ToolCall, ToolSpec
 from services.gateway.engine.vocabulary import Detector, Stage, VadEventKind
 
 
@@ -36,6 +37,8 @@ class VadEvent:
 class ReplyDelta:
     text: str
     elapsed_ms: float  # Voxtral's own time since it got the request
+    tool_calls: tuple[ToolCall, ...] = ()  # the last delta of a reply that called tools
+    tool_call_error: str = ""  # the last delta of one whose call could not be read
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,10 @@ class SpeechChunk:
 
 @dataclass(frozen=True)
 class HistoryTurn:
-    role: str  # user or assistant
+    role: str  # user, assistant or tool (a tool's result)
     text: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that called tools
+    tool_call_id: str = ""  # a tool turn: the call it answers
 
 
 class VadStream(Protocol):
@@ -77,9 +82,11 @@ class Stages(Protocol):
                        detector: Detector | None = None) -> VadStream: ...
 
     def respond(self, pcm16k: np.ndarray | None, history: Sequence[HistoryTurn], instructions: str,
-                session_id: str, turn_id: str, speculative: bool = False, text: str = "") -> AsyncIterator[ReplyDelta]:
+                session_id: str, turn_id: str, speculative: bool = False, text: str = "",
+                tools: Sequence[ToolSpec] = (), after: Sequence[HistoryTurn] = ()) -> AsyncIterator[ReplyDelta]:
         """The user's words as audio, or (`pcm16k` None) as typed `text`. `speculative`: started
-        before the speaker is known to have finished (queued after replies a listener waits for)."""
+        before the speaker is known to have finished (queued after replies a listener waits for).
+        `tools`: what the model may call; `after`: this reply's calls and their results so far."""
 
     def synthesize(self, text: str, voice: str, speed: float | None, sample_rate_hz: int,
                    session_id: str, turn_id: str, more_follows: bool = False,

@@ -40,6 +40,7 @@ class EventType(StrEnum):
     REPLY_RESUMED = "reply_resumed"
     TEXT_TURN = "text_turn"
     TURN_ENDED = "turn_ended"
+    TOOL_CALLED = "tool_called"
 
 
 class Control(StrEnum):
