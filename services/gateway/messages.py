@@ -3,19 +3,24 @@ servicer and the WebSocket bridge (whose JSON is the proto's) both translate her
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from services.common.latency import by_name
 from services.gateway.engine import events as ev
 from services.gateway.engine.inputs import (
     Audio,
     ControlInput,
+    Declared,
     Input,
     PlaybackReport,
     SessionRequest,
+    ToolResult,
     Unreadable,
+    Update,
     UserText,
 )
 from services.gateway.engine.vocabulary import Control, Detector
-from voice.v1 import gateway_pb2, vad_pb2
+from voice.v1 import gateway_pb2, vad_pb2, voxtral_pb2
 
 DETECTORS = {vad_pb2.END_OF_TURN_DETECTOR_SILENCE: Detector.SILENCE,
              vad_pb2.END_OF_TURN_DETECTOR_SMART_TURN: Detector.SMART_TURN}
@@ -38,7 +43,19 @@ def session_request(config: gateway_pb2.SessionConfig) -> SessionRequest:
         end_of_turn_fallback_ms=config.end_of_turn_fallback_ms if config.HasField("end_of_turn_fallback_ms")
         else None,
         end_of_turn_detector=DETECTORS.get(config.end_of_turn_detector),
+        tools=declared(config.tools),
     )
+
+
+def declared(tools: Iterable[voxtral_pb2.Tool]) -> tuple[Declared, ...]:
+    return tuple((t.name, t.description, t.parameters_json) for t in tools)
+
+
+def update(message: gateway_pb2.SessionUpdate) -> Update:
+    return Update(voice=message.voice if message.HasField("voice") else None,
+                  speed=message.speed if message.HasField("speed") else None,
+                  instructions=message.instructions if message.HasField("instructions") else None,
+                  tools=declared(message.tools) if message.replace_tools else None)
 
 
 def to_input(request: gateway_pb2.ConverseRequest) -> Input:
@@ -57,7 +74,11 @@ def to_input(request: gateway_pb2.ConverseRequest) -> Input:
         return PlaybackReport(request.playback.turn_id, request.playback.played_ms)
     if kind == "text":
         return UserText(request.text)
-    return Unreadable("empty request: set audio, text, control or playback")
+    if kind == "tool_result":
+        return ToolResult(request.tool_result.call_id, request.tool_result.output)
+    if kind == "update":
+        return update(request.update)
+    return Unreadable("empty request: set audio, text, control, playback, tool_result or update")
 
 
 def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
@@ -101,6 +122,10 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
                 turn_id=event.turn_id, outcome=gateway_pb2.TurnOutcome.Value(event.outcome.wire),
                 user_text=event.user_text, user_text_known=event.user_text_known, heard_text=event.heard_text,
                 cut_off=event.cut_off, reason=event.reason, metrics=gateway_pb2.TurnMetrics(**by_name(event.metrics))))
+        case ev.ToolCalled():
+            return gateway_pb2.ConverseResponse(tool_called=gateway_pb2.ToolCalled(
+                turn_id=event.turn_id, call=voxtral_pb2.ToolCall(id=event.call.call_id, name=event.call.name,
+                                                                 arguments_json=event.call.arguments_json())))
         case ev.ErrorEvent():
             return gateway_pb2.ConverseResponse(error=gateway_pb2.Error(
                 code=gateway_pb2.ErrorCode.Value(event.code.wire), message=event.message,

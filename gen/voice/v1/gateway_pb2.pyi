@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from voice.v1 import vad_pb2 as _vad_pb2
+from voice.v1 import voxtral_pb2 as _voxtral_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -111,6 +112,7 @@ class SessionConfig(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     END_OF_TURN_FALLBACK_MS_FIELD_NUMBER: _builtins.int
     END_OF_TURN_DETECTOR_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
     input_sample_rate_hz: _builtins.int
     """Rate of the audio the client sends, 8000 to 48000."""
     output_sample_rate_hz: _builtins.int
@@ -127,6 +129,12 @@ class SessionConfig(_message.Message):
     """Which rule ends the user's turn: a fixed silence (end_silence_ms) or the Smart Turn model
     (unset: the VAD's default).
     """
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_voxtral_pb2.Tool]:
+        """Functions the model may call (at most 32): each call comes as a tool_called event, and the reply
+        goes on once every call's tool_result is in.
+        """
+
     def __init__(
         self,
         *,
@@ -139,10 +147,11 @@ class SessionConfig(_message.Message):
         session_id: _builtins.str = ...,
         end_of_turn_fallback_ms: _builtins.int | None = ...,
         end_of_turn_detector: _vad_pb2.EndOfTurnDetector.ValueType | None = ...,
+        tools: _abc.Iterable[_voxtral_pb2.Tool] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_detector", b"_end_of_turn_detector", "_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms", "_end_silence_ms", b"_end_silence_ms", "_speed", b"_speed", "end_of_turn_detector", b"end_of_turn_detector", "end_of_turn_fallback_ms", b"end_of_turn_fallback_ms", "end_silence_ms", b"end_silence_ms", "speed", b"speed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_detector", b"_end_of_turn_detector", "_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms", "_end_silence_ms", b"_end_silence_ms", "_speed", b"_speed", "end_of_turn_detector", b"end_of_turn_detector", "end_of_turn_fallback_ms", b"end_of_turn_fallback_ms", "end_silence_ms", b"end_silence_ms", "input_sample_rate_hz", b"input_sample_rate_hz", "instructions", b"instructions", "output_sample_rate_hz", b"output_sample_rate_hz", "session_id", b"session_id", "speed", b"speed", "voice", b"voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_of_turn_detector", b"_end_of_turn_detector", "_end_of_turn_fallback_ms", b"_end_of_turn_fallback_ms", "_end_silence_ms", b"_end_silence_ms", "_speed", b"_speed", "end_of_turn_detector", b"end_of_turn_detector", "end_of_turn_fallback_ms", b"end_of_turn_fallback_ms", "end_silence_ms", b"end_silence_ms", "input_sample_rate_hz", b"input_sample_rate_hz", "instructions", b"instructions", "output_sample_rate_hz", b"output_sample_rate_hz", "session_id", b"session_id", "speed", b"speed", "tools", b"tools", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__end_of_turn_detector: _TypeAlias = _typing.Literal["end_of_turn_detector"]  # noqa: Y015
     _WhichOneofArgType__end_of_turn_detector: _TypeAlias = _typing.Literal["_end_of_turn_detector", b"_end_of_turn_detector"]  # noqa: Y015
@@ -162,6 +171,76 @@ class SessionConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__speed) -> _WhichOneofReturnType__speed | None: ...
 
 Global___SessionConfig: _TypeAlias = SessionConfig  # noqa: Y015
+
+@_typing.final
+class SessionUpdate(_message.Message):
+    """Changes for later replies; unset fields stay as they are."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOICE_FIELD_NUMBER: _builtins.int
+    SPEED_FIELD_NUMBER: _builtins.int
+    INSTRUCTIONS_FIELD_NUMBER: _builtins.int
+    REPLACE_TOOLS_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    voice: _builtins.str
+    speed: _builtins.float
+    instructions: _builtins.str
+    replace_tools: _builtins.bool
+    """Set to replace the tools with `tools` (none: no tools)."""
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_voxtral_pb2.Tool]: ...
+    def __init__(
+        self,
+        *,
+        voice: _builtins.str | None = ...,
+        speed: _builtins.float | None = ...,
+        instructions: _builtins.str | None = ...,
+        replace_tools: _builtins.bool = ...,
+        tools: _abc.Iterable[_voxtral_pb2.Tool] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_instructions", b"_instructions", "_speed", b"_speed", "_voice", b"_voice", "instructions", b"instructions", "speed", b"speed", "voice", b"voice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_instructions", b"_instructions", "_speed", b"_speed", "_voice", b"_voice", "instructions", b"instructions", "replace_tools", b"replace_tools", "speed", b"speed", "tools", b"tools", "voice", b"voice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__instructions: _TypeAlias = _typing.Literal["instructions"]  # noqa: Y015
+    _WhichOneofArgType__instructions: _TypeAlias = _typing.Literal["_instructions", b"_instructions"]  # noqa: Y015
+    _WhichOneofReturnType__speed: _TypeAlias = _typing.Literal["speed"]  # noqa: Y015
+    _WhichOneofArgType__speed: _TypeAlias = _typing.Literal["_speed", b"_speed"]  # noqa: Y015
+    _WhichOneofReturnType__voice: _TypeAlias = _typing.Literal["voice"]  # noqa: Y015
+    _WhichOneofArgType__voice: _TypeAlias = _typing.Literal["_voice", b"_voice"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__instructions) -> _WhichOneofReturnType__instructions | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__speed) -> _WhichOneofReturnType__speed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__voice) -> _WhichOneofReturnType__voice | None: ...
+
+Global___SessionUpdate: _TypeAlias = SessionUpdate  # noqa: Y015
+
+@_typing.final
+class ToolResult(_message.Message):
+    """The result of the model's call `call_id` (tool_called event), any text (JSON is usual; up to 8000 characters)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    output: _builtins.str
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        output: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "output", b"output"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolResult: _TypeAlias = ToolResult  # noqa: Y015
 
 @_typing.final
 class PlaybackReport(_message.Message):
@@ -197,6 +276,8 @@ class ConverseRequest(_message.Message):
     CONTROL_FIELD_NUMBER: _builtins.int
     PLAYBACK_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    UPDATE_FIELD_NUMBER: _builtins.int
     audio: _builtins.bytes
     """PCM16LE mono at input_sample_rate_hz, any length."""
     control: Global___ControlAction.ValueType
@@ -208,6 +289,10 @@ class ConverseRequest(_message.Message):
     def config(self) -> Global___SessionConfig: ...
     @_builtins.property
     def playback(self) -> Global___PlaybackReport: ...
+    @_builtins.property
+    def tool_result(self) -> Global___ToolResult: ...
+    @_builtins.property
+    def update(self) -> Global___SessionUpdate: ...
     def __init__(
         self,
         *,
@@ -216,16 +301,43 @@ class ConverseRequest(_message.Message):
         control: Global___ControlAction.ValueType = ...,
         playback: Global___PlaybackReport | None = ...,
         text: _builtins.str = ...,
+        tool_result: Global___ToolResult | None = ...,
+        update: Global___SessionUpdate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback", "text", b"text", "tool_result", b"tool_result", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "control", b"control", "payload", b"payload", "playback", b"playback", "text", b"text", "tool_result", b"tool_result", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["config", "audio", "control", "playback", "text"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["config", "audio", "control", "playback", "text", "tool_result", "update"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___ConverseRequest: _TypeAlias = ConverseRequest  # noqa: Y015
+
+@_typing.final
+class ToolCalled(_message.Message):
+    """The reply calls a client tool and waits (up to the gateway's tool timeout) for its tool_result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    CALL_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    @_builtins.property
+    def call(self) -> _voxtral_pb2.ToolCall: ...
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+        call: _voxtral_pb2.ToolCall | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "turn_id", b"turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCalled: _TypeAlias = ToolCalled  # noqa: Y015
 
 @_typing.final
 class SessionStarted(_message.Message):
@@ -675,6 +787,7 @@ class ConverseResponse(_message.Message):
     REPLY_RESUMED_FIELD_NUMBER: _builtins.int
     TEXT_TURN_FIELD_NUMBER: _builtins.int
     TURN_ENDED_FIELD_NUMBER: _builtins.int
+    TOOL_CALLED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def session_started(self) -> Global___SessionStarted: ...
     @_builtins.property
@@ -699,6 +812,8 @@ class ConverseResponse(_message.Message):
     def text_turn(self) -> Global___TextTurn: ...
     @_builtins.property
     def turn_ended(self) -> Global___TurnEnded: ...
+    @_builtins.property
+    def tool_called(self) -> Global___ToolCalled: ...
     def __init__(
         self,
         *,
@@ -714,12 +829,13 @@ class ConverseResponse(_message.Message):
         reply_resumed: Global___ReplyResumed | None = ...,
         text_turn: Global___TextTurn | None = ...,
         turn_ended: Global___TurnEnded | None = ...,
+        tool_called: Global___ToolCalled | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "text_turn", b"text_turn", "turn_completed", b"turn_completed", "turn_ended", b"turn_ended"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "text_turn", b"text_turn", "tool_called", b"tool_called", "turn_completed", b"turn_completed", "turn_ended", b"turn_ended"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "text_turn", b"text_turn", "turn_completed", b"turn_completed", "turn_ended", b"turn_ended"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "interrupted", b"interrupted", "payload", b"payload", "reply_paused", b"reply_paused", "reply_resumed", b"reply_resumed", "response_audio", b"response_audio", "response_text", b"response_text", "session_started", b"session_started", "speech_ended", b"speech_ended", "speech_started", b"speech_started", "text_turn", b"text_turn", "tool_called", b"tool_called", "turn_completed", b"turn_completed", "turn_ended", b"turn_ended"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["session_started", "speech_started", "speech_ended", "response_text", "response_audio", "turn_completed", "interrupted", "error", "reply_paused", "reply_resumed", "text_turn", "turn_ended"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["session_started", "speech_started", "speech_ended", "response_text", "response_audio", "turn_completed", "interrupted", "error", "reply_paused", "reply_resumed", "text_turn", "turn_ended", "tool_called"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
