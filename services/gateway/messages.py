@@ -124,8 +124,9 @@ def to_message(event: ev.Event) -> gateway_pb2.ConverseResponse:
                 cut_off=event.cut_off, reason=event.reason, metrics=gateway_pb2.TurnMetrics(**by_name(event.metrics))))
         case ev.ToolCalled():
             return gateway_pb2.ConverseResponse(tool_called=gateway_pb2.ToolCalled(
-                turn_id=event.turn_id, call=voxtral_pb2.ToolCall(id=event.call.call_id, name=event.call.name,
-                                                                 arguments_json=event.call.arguments_json())))
+                turn_id=event.turn_id, calls=[voxtral_pb2.ToolCall(id=c.call_id, name=c.name,
+                                                                   arguments_json=c.arguments_json())
+                                              for c in event.calls]))
         case ev.ErrorEvent():
             return gateway_pb2.ConverseResponse(error=gateway_pb2.Error(
                 code=gateway_pb2.ErrorCode.Value(event.code.wire), message=event.message,

@@ -316,24 +316,26 @@ Global___ConverseRequest: _TypeAlias = ConverseRequest  # noqa: Y015
 
 @_typing.final
 class ToolCalled(_message.Message):
-    """The reply calls a client tool and waits (up to the gateway's tool timeout) for its tool_result."""
+    """The reply calls client tools (several when the model asks for them together) and waits (up to
+    the gateway's tool timeout) for a tool_result for each.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TURN_ID_FIELD_NUMBER: _builtins.int
-    CALL_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
     @_builtins.property
-    def call(self) -> _voxtral_pb2.ToolCall: ...
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[_voxtral_pb2.ToolCall]: ...
     def __init__(
         self,
         *,
         turn_id: _builtins.str = ...,
-        call: _voxtral_pb2.ToolCall | None = ...,
+        calls: _abc.Iterable[_voxtral_pb2.ToolCall] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -120,11 +120,12 @@ class ErrorEvent:
 
 @dataclass(frozen=True)
 class ToolCalled:
-    """The reply calls a client tool and waits for its result (ToolResult with `call.call_id`)."""
+    """The reply calls client tools (several at once when the model asks for them together) and
+    waits for every result (ToolResult naming each call's id)."""
 
     type: ClassVar[EventType] = EventType.TOOL_CALLED
     turn_id: str
-    call: ToolCall
+    calls: tuple[ToolCall, ...]
 
 
 Event = (SessionStarted | SpeechStarted | SpeechEnded | ResponseText | ResponseAudio | TurnCompleted | Interrupted

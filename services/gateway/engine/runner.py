@@ -176,8 +176,7 @@ class _Run:
         await self.playout.released()
         self.tools.expect(calls)
         with tracing.span("tools.call", tools=",".join(c.name for c in calls)):
-            for call in calls:
-                await self.runner.emit(ToolCalled(self.turn.turn_id, call))
+            await self.runner.emit(ToolCalled(self.turn.turn_id, calls))
             filler = asyncio.create_task(self.fill(settings.tool_filler, settings.tool_filler_after_ms / 1000)) \
                 if settings.tool_filler else None
             try:

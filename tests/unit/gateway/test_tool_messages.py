@@ -33,6 +33,6 @@ def test_a_tool_result_and_an_update_are_inputs() -> None:
 def test_the_websocket_speaks_the_same_json() -> None:
     frame = read_frame(json.dumps({"tool_result": {"call_id": "abc123XYZ", "output": "{\"time\": \"10:42\"}"}}))
     assert frame == ToolResult("abc123XYZ", '{"time": "10:42"}')
-    event = event_json(ToolCalled("t1", ToolCall("abc123XYZ", "get_time", {"city": "Paris"})))
+    event = event_json(ToolCalled("t1", (ToolCall("abc123XYZ", "get_time", {"city": "Paris"}),)))
     assert event["type"] == "tool_called" and event["turn_id"] == "t1"
-    assert event["call"] == {"id": "abc123XYZ", "name": "get_time", "arguments_json": '{"city":"Paris"}'}
+    assert event["calls"] == [{"id": "abc123XYZ", "name": "get_time", "arguments_json": '{"city":"Paris"}'}]
