@@ -174,7 +174,9 @@ async def test_bad_events_get_an_error_and_the_session_goes_on(stack: Stack) -> 
         assert (await conn.recv()).type == "session.created"
         for body, param in (
             ({"type": "no.such.event", "event_id": "e1"}, "type"),
-            ({"type": "session.update", "session": {"tools": [{"type": "function", "name": "f"}]}}, "session.tools"),
+            ({"type": "session.update", "session": {"tools": [{"type": "function", "name": "no spaces"}]}},
+             "session.tools"),
+            ({"type": "session.update", "session": {"tool_choice": "required"}}, "session.tool_choice"),
             ({"type": "session.update", "session": {"output_modalities": ["text"]}}, "session.output_modalities"),
             ({"type": "input_audio_buffer.append", "audio": "%%%"}, "audio"),
             ({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [

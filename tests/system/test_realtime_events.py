@@ -38,7 +38,10 @@ CASES: list[tuple[dict[str, Any], str | None]] = [
     ({"type": "input_audio_buffer.append", "audio": 5}, "audio"),
     ({"type": "input_audio_buffer.commit"}, None),  # with turn detection on, the server commits
     ({"type": "conversation.item.truncate", "item_id": ["x"], "audio_end_ms": 5}, "item_id"),
-    ({"type": "conversation.item.create", "item": {"type": "function_call_output"}}, "item"),
+    ({"type": "conversation.item.create", "item": {"type": "function_call_output"}}, "item.call_id"),
+    ({"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": "c1", "output": 3}},
+     "item.output"),
+    ({"type": "conversation.item.create", "item": {"type": "function_call", "name": "f"}}, "item"),
     ({"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "input_text", "text": " "}]}},
      "item.content"),
     ({"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "input_text",

@@ -6,11 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from services.gateway.engine.conversations import ConversationEngine
-from services.gateway.engine.inputs import Audio, ClearAudio, ControlInput, Input, PlaybackReport, Update
+from services.gateway.engine.inputs import (
+    Audio,
+    ClearAudio,
+    ControlInput,
+    Input,
+    PlaybackReport,
+    ToolResult,
+    Update,
+)
 from services.gateway.engine.vocabulary import Control
 from services.gateway.realtime.config import RealtimeConfig, apply, resolve_voice
 from services.gateway.realtime.formats import ClientError, decode_audio
-from services.gateway.realtime.items import Pending, new_item_id, user_message
+from services.gateway.realtime.items import Pending, function_output, new_item_id, user_message
 from services.gateway.realtime.outgoing import Outgoing
 from services.gateway.realtime.response_fields import BETA_RESPONSE_FIELDS, RESPONSE_FIELDS, Checks
 
@@ -86,8 +94,9 @@ class ClientEvents:
             else:  # the engine session is still starting: it starts again once it has (session.created first)
                 self.restart_pending = True
             return  # session.updated comes when it has started
-        if (new.voice, new.speed, new.instructions) != (old.voice, old.speed, old.instructions):
-            await self._queue(Update(new.voice, new.speed, new.instructions))
+        if (new.voice, new.speed, new.instructions, new.offered) != (old.voice, old.speed, old.instructions,
+                                                                       old.offered):
+            await self._queue(Update(new.voice, new.speed, new.instructions, new.offered))
         await self.send({"type": "session.updated", "session": new.describe(self.session_id)})
 
     async def _commit(self, item_id: str = "") -> None:
@@ -102,6 +111,9 @@ class ClientEvents:
             await self.send(body)
 
     async def _item_create(self, item: Any) -> None:
+        if isinstance(item, dict) and item.get("type") == "function_call_output":
+            await self._tool_output(item)
+            return
         message = user_message(item)
         if message.item_id:
             if message.item_id in self.item_ids:
@@ -123,8 +135,22 @@ class ClientEvents:
             await self._queue(Audio(pcm))
         await self._commit(message.item_id)
 
+    async def _tool_output(self, item: dict[str, Any]) -> None:
+        """A function's result: the reply that called it goes on with it (response.create then asks for
+        nothing more: the reply's words come in the turn's next response)."""
+        result = function_output(item)
+        if result.item_id in self.item_ids:
+            raise ClientError(f"item.id {result.item_id!r} is taken in this conversation", "item.id",
+                              code="item_already_exists")
+        self.item_ids.add(result.item_id)
+        await self._queue(ToolResult(result.call_id, result.output))
+        for body in self.out.tool_output(result.item_id, result.call_id, result.output):
+            await self.send(body)
+
     async def _response_create(self, response: Any) -> None:
         check_response(response, BETA_RESPONSE_FIELDS if self.beta else RESPONSE_FIELDS)
+        if self.out.continuing and self.out.active is None:
+            return  # a reply goes on with its tools' results: that is the response asked for
         if self.out.active is not None:
             raise ClientError("a response is in progress: cancel it first",
                               code="conversation_already_has_active_response")
@@ -145,7 +171,8 @@ class ClientEvents:
         if isinstance(index, bool) or index != 0:
             raise ClientError("content_index must be 0: an assistant item here has one (audio) content part",
                               "content_index")
-        await self._queue(PlaybackReport(turn_id, float(played)))  # what was heard: context keeps only that
+        start_ms = self.out.item_offsets.get(str(item_id), 0.0)  # where this item's audio starts in its turn
+        await self._queue(PlaybackReport(turn_id, start_ms + played))  # what was heard: context keeps only that
         await self.send({"type": "conversation.item.truncated", "item_id": item_id,
                          "content_index": 0, "audio_end_ms": played})
 

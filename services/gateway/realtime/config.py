@@ -3,12 +3,15 @@ field by field; what cannot be honoured is an error naming the field."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+from services.common.errors import InvalidArgument
 from services.common.limits import END_SILENCE_MS, SPEED
+from services.common.tools import check_tools
 from services.gateway.client_secrets import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
-from services.gateway.engine.inputs import SessionRequest
+from services.gateway.engine.inputs import Declared, SessionRequest
 from services.gateway.engine.vocabulary import BargeInMode, Detector
 from services.gateway.realtime.formats import PCM, AudioFormat, ClientError, audio_format
 
@@ -58,6 +61,13 @@ class RealtimeConfig:
     input_format: AudioFormat = PCM
     output_format: AudioFormat = PCM
     turn_detection: TurnDetection | None = TurnDetection("server_vad")
+    tools: tuple[Declared, ...] = ()  # (name, description, parameters as JSON), checked
+    tool_choice: str = "auto"  # or none: the tools are not offered to the model
+
+    @property
+    def offered(self) -> tuple[Declared, ...]:
+        """The tools the model may call now."""
+        return self.tools if self.tool_choice == "auto" else ()
 
     def request(self, resume_id: str) -> SessionRequest:
         """The engine session this config asks for (resuming `resume_id` when it is set)."""
@@ -70,7 +80,7 @@ class RealtimeConfig:
                               td.silence_duration_ms if td is not None else None, self.instructions, resume_id,
                               manual_turns=td is None, end_of_turn_fallback_ms=fallback,
                               end_of_turn_detector=Detector.SILENCE if silence else None,
-                              barge_in=td.barge_in if td is not None else None)
+                              barge_in=td.barge_in if td is not None else None, tools=self.offered)
 
     def engine_shape(self) -> tuple[Any, ...]:
         """What the engine session is started with: changing it starts the session again (resumed)."""
@@ -79,7 +89,10 @@ class RealtimeConfig:
     def describe(self, session_id: str) -> dict[str, Any]:
         return {
             "id": session_id, "object": "realtime.session", "type": "realtime", "model": self.model,
-            "instructions": self.instructions, "output_modalities": ["audio"], "tools": [], "tool_choice": "auto",
+            "instructions": self.instructions, "output_modalities": ["audio"],
+            "tools": [{"type": "function", "name": name, "description": description,
+                       "parameters": json.loads(parameters)} for name, description, parameters in self.tools],
+            "tool_choice": self.tool_choice,
             "audio": {
                 "input": {"format": self.input_format.describe(),
                           "turn_detection": self.turn_detection.describe() if self.turn_detection else None,
@@ -187,7 +200,7 @@ def apply(config: RealtimeConfig, session: Any) -> RealtimeConfig:
     changes: dict[str, Any] = {}
     for key, value in session.items():
         param = f"session.{key}"
-        if key in IGNORED or (key == "tool_choice" and value in ("auto", "none")) or (key == "tools" and not value):
+        if key in IGNORED:
             continue
         if key == "type" and value != "realtime":
             raise ClientError("session.type must be realtime (transcription sessions are not offered)", param)
@@ -206,6 +219,13 @@ def apply(config: RealtimeConfig, session: Any) -> RealtimeConfig:
                                   param)
         elif key == "audio":
             changes.update(_audio(value))
+        elif key == "tools":
+            changes["tools"] = _tools(value)
+        elif key == "tool_choice":
+            if value not in ("auto", "none"):
+                raise ClientError("session.tool_choice must be auto or none (the model chooses whether to call)",
+                                  param)
+            changes["tool_choice"] = value
         elif key != "type":
             raise ClientError(f"{param} is not supported", param)
     return replace(config, **changes)
@@ -248,3 +268,28 @@ def _audio(audio: Any) -> dict[str, Any]:
         else:
             raise ClientError(f"{param} is not supported", param)
     return changes
+
+
+def _tools(value: Any) -> tuple[Declared, ...]:
+    """session.tools: OpenAI function declarations, checked by the rules every API shares."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ClientError("session.tools must be a list of functions", "session.tools")
+    declared = []
+    for n, tool in enumerate(value):
+        param = f"session.tools[{n}]"
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise ClientError(f"{param}.type must be function (no other kind of tool is offered)", f"{param}.type")
+        unknown = sorted(set(tool) - {"type", "name", "description", "parameters"})
+        if unknown:
+            raise ClientError(f"{param}.{unknown[0]} is not supported", f"{param}.{unknown[0]}")
+        name, description = tool.get("name"), tool.get("description", "")
+        if not isinstance(name, str) or not isinstance(description, str):
+            raise ClientError(f"{param}.name and .description must be strings", f"{param}.name")
+        declared.append((name, description, json.dumps(tool.get("parameters") or {"type": "object", "properties": {}})))
+    try:
+        check_tools(declared)
+    except InvalidArgument as exc:
+        raise ClientError(f"session.{exc}", "session.tools") from None
+    return tuple(declared)

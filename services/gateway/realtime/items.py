@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.gateway.engine.inputs import Commit, Input, UserText, check_text
+from services.gateway.engine.inputs import Commit, Input, ToolResult, UserText, check_text, check_tool_result
 from services.gateway.realtime.formats import ClientError
 
 # A client's own item id (GA keeps it): word characters and dashes, at most this long.
@@ -56,6 +56,34 @@ def user_message(item: Any) -> UserMessage:
     if problem:
         raise ClientError(problem, "item.content")
     return UserMessage([], text, item_id)
+
+
+@dataclass(frozen=True)
+class FunctionOutput:
+    """A checked function_call_output item: the result of the model's call `call_id`."""
+
+    item_id: str
+    call_id: str
+    output: str
+
+
+def function_output(item: dict[str, Any]) -> FunctionOutput:
+    """ClientError naming the field, unless `item` is a function_call_output with a call id and a string output."""
+    unknown = sorted(set(item) - {"type", "id", "object", "call_id", "output", "status"})
+    if unknown:
+        raise ClientError(f"item.{unknown[0]} is not supported in a function_call_output", f"item.{unknown[0]}")
+    item_id = item.get("id") or new_item_id()
+    if not (isinstance(item_id, str) and ITEM_ID.fullmatch(item_id)):
+        raise ClientError("item.id must be up to 64 letters, digits, _ or -", "item.id")
+    call_id, output = item.get("call_id"), item.get("output")
+    if not isinstance(call_id, str) or not call_id:
+        raise ClientError("item.call_id must name the function call it answers", "item.call_id")
+    if not isinstance(output, str):
+        raise ClientError("item.output must be a string (JSON is usual)", "item.output")
+    problem = check_tool_result(ToolResult(call_id, output))
+    if problem:
+        raise ClientError(problem.replace("tool_result.", "item."), "item.output")
+    return FunctionOutput(item_id, call_id, output)
 
 
 @dataclass

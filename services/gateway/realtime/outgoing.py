@@ -9,6 +9,7 @@ from typing import Any
 
 from services.common.errors import Status
 from services.common.latency import by_name
+from services.common.tools import ToolCall
 from services.gateway.engine import events as ev
 
 # Items a session remembers for truncate and transcripts (a client truncates what it is playing).
@@ -35,6 +36,7 @@ class Reply:
     item_id: str
     user_item: str
     transcript: list[str] = field(default_factory=list)
+    message: bool = False  # its spoken message item is open (from its first audio; one that only calls tools has none)
 
 
 class Outgoing:
@@ -54,6 +56,12 @@ class Outgoing:
         self.spoken_s: dict[str, float] = {}  # engine turn id -> seconds of the user's audio (transcription usage)
         self.replies: dict[str, Reply] = {}
         self.last_item: str | None = None
+        # A turn that called tools answers in one response per round of calls: how many it has had,
+        # the words said in the earlier ones, and where each message's audio starts on the turn's timeline.
+        self.rounds: dict[str, int] = {}
+        self.said_before: dict[str, str] = {}
+        self.item_offsets: dict[str, float] = {}
+        self.continuing: set[str] = set()  # turns waiting for tool results or going on after them
 
     def user_item(self, turn_id: str) -> str:
         if turn_id not in self.user_items:
@@ -78,6 +86,14 @@ class Outgoing:
         return [{"type": "conversation.item.added", "previous_item_id": previous, "item": item},
                 {"type": "conversation.item.done", "previous_item_id": previous, "item": item}]
 
+    def tool_output(self, item_id: str, call_id: str, output: str) -> list[dict[str, Any]]:
+        """A function's result the client created: added to the conversation."""
+        previous, self.last_item = self.last_item, item_id
+        item = {"id": item_id, "object": "realtime.item", "type": "function_call_output", "status": "completed",
+                "call_id": call_id, "output": output}
+        return [{"type": "conversation.item.added", "previous_item_id": previous, "item": item},
+                {"type": "conversation.item.done", "previous_item_id": previous, "item": item}]
+
     def _transcription(self, turn_id: str, text: str, known: bool) -> list[dict[str, Any]]:
         if turn_id in self.typed:
             return []  # the user's words are the item they typed
@@ -90,13 +106,23 @@ class Outgoing:
         return [{"type": "conversation.item.input_audio_transcription.completed", "item_id": item,
                  "content_index": 0, "transcript": text, "usage": {"type": "duration", "seconds": seconds}}]
 
-    def _reply(self, turn_id: str) -> tuple[Reply, list[dict[str, Any]]]:
-        if turn_id in self.replies:
-            return self.replies[turn_id], []
-        reply = Reply("resp_" + turn_id[:24], "item_r" + turn_id[:23], self.user_item(turn_id))
-        self.replies[turn_id] = reply
+    def _reply(self, turn_id: str, message: bool = True) -> tuple[Reply, list[dict[str, Any]]]:
+        """The turn's response in progress, made now if there is none; `message`: with its spoken
+        message item (a response that only calls tools has none)."""
+        reply = self.replies.get(turn_id)
+        out: list[dict[str, Any]] = []
+        if reply is None:
+            n = self.rounds.get(turn_id, 0)
+            suffix = f"_{n}" if n else ""
+            reply = Reply(f"resp_{turn_id[:24 - len(suffix)]}{suffix}",
+                          f"item_r{turn_id[:23 - len(suffix)]}{suffix}", self.user_item(turn_id), message=False)
+            self.replies[turn_id] = reply
+            out.append({"type": "response.created", "response": self._response(reply, "in_progress", [])})
+        if not message or reply.message:
+            return reply, out
+        reply.message = True
         self.items[reply.item_id] = turn_id
-        for kept in (self.items, self.user_items):  # a long session keeps its recent items only
+        for kept in (self.items, self.user_items, self.item_offsets):  # a long session keeps its recent items only
             while len(kept) > KEPT_ITEMS:
                 del kept[next(iter(kept))]
         previous, self.last_item = self.last_item, reply.item_id
@@ -104,12 +130,40 @@ class Outgoing:
                 "status": "in_progress", "content": []}
         ids = {"response_id": reply.response_id, "item_id": reply.item_id, "output_index": 0, "content_index": 0}
         return reply, [
-            {"type": "response.created", "response": self._response(reply, "in_progress", [])},
+            *out,
             {"type": "response.output_item.added", "response_id": reply.response_id, "output_index": 0,
              "item": item},
             {"type": "conversation.item.added", "previous_item_id": previous, "item": item},
             {"type": "response.content_part.added", **ids, "part": {"type": "audio", "transcript": ""}},
         ]
+
+    def _called(self, turn_id: str, calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+        """The response ends with the function calls of this round (as GA's does); the reply's words
+        after the results come in the turn's next response."""
+        reply, out = self._reply(turn_id, message=False)
+        first = 1 if reply.message else 0
+        items = []
+        for n, call in enumerate(calls):
+            index = first + n
+            item_id = f"item_fc{call.call_id}{turn_id[:12]}"
+            ids = {"response_id": reply.response_id, "item_id": item_id, "output_index": index,
+                   "call_id": call.call_id}
+            added = {"id": item_id, "object": "realtime.item", "type": "function_call", "status": "in_progress",
+                     "name": call.name, "call_id": call.call_id, "arguments": ""}
+            done = {**added, "status": "completed", "arguments": call.arguments_json()}
+            previous, self.last_item = self.last_item, item_id
+            out += [{"type": "response.output_item.added", "response_id": reply.response_id, "output_index": index,
+                     "item": added},
+                    {"type": "conversation.item.added", "previous_item_id": previous, "item": added},
+                    {"type": "response.function_call_arguments.delta", **ids, "delta": call.arguments_json()},
+                    {"type": "response.function_call_arguments.done", **ids, "name": call.name,
+                     "arguments": call.arguments_json()},
+                    {"type": "response.output_item.done", "response_id": reply.response_id, "output_index": index,
+                     "item": done},
+                    {"type": "conversation.item.done", "previous_item_id": previous, "item": done}]
+            items.append(done)
+        self.continuing.add(turn_id)
+        return out + self._finish(turn_id, "completed", calls=items)
 
     def _response(self, reply: Reply, status: str, output: list[dict[str, Any]],
                   details: dict[str, Any] | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
@@ -121,11 +175,21 @@ class Outgoing:
                 "timings": timings or {}}
 
     def _finish(self, turn_id: str, status: str, details: dict[str, Any] | None = None,
-                timings: dict[str, float] | None = None, transcript: str | None = None) -> list[dict[str, Any]]:
+                timings: dict[str, float] | None = None, transcript: str | None = None,
+                calls: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         reply = self.replies.pop(turn_id, None)
         if reply is None:
             return []
+        self.rounds[turn_id] = self.rounds.get(turn_id, 0) + 1
         said = transcript if transcript is not None else "".join(reply.transcript)
+        before = self.said_before.get(turn_id, "")
+        if before and said.startswith(before):  # the turn's heard words: this response has those after the calls
+            said = said[len(before):].strip()
+        if calls is not None:
+            self.said_before[turn_id] = " ".join(filter(None, (before, said)))
+        if not reply.message:
+            return [{"type": "response.done", "response": self._response(reply, status, calls or [], details,
+                                                                         timings)}]
         ids = {"response_id": reply.response_id, "item_id": reply.item_id, "output_index": 0, "content_index": 0}
         item = {"id": reply.item_id, "object": "realtime.item", "type": "message", "role": "assistant",
                 "status": "completed" if status == "completed" else "incomplete",
@@ -137,7 +201,8 @@ class Outgoing:
             {"type": "response.output_item.done", "response_id": reply.response_id, "output_index": 0,
              "item": item},
             {"type": "conversation.item.done", "item": item},
-            {"type": "response.done", "response": self._response(reply, status, [item], details, timings)},
+            {"type": "response.done", "response": self._response(reply, status, [item, *(calls or [])], details,
+                                                                  timings)},
         ]
 
     @property
@@ -156,12 +221,15 @@ class Outgoing:
                 heard = [] if self.manual else [  # a manual commit was announced when the client made it
                     {"type": "input_audio_buffer.speech_stopped", "item_id": item,
                      "audio_end_ms": event.end_sample * 1000 // self.rate_hz}, *self.committed(item)]
-                return [*heard, *self._reply(event.turn_id)[1]]
+                return [*heard, *self._reply(event.turn_id, message=False)[1]]
             case ev.ReplyResumed() if event.dismissed_turn_id:  # that sound was no turn: its response ends unsaid
                 return self._finish(event.dismissed_turn_id, "cancelled", {"type": "cancelled",
                                                                           "reason": "turn_detected"})
+            case ev.ToolCalled():
+                return self._called(event.turn_id, event.calls)
             case ev.ResponseAudio():
                 reply, out = self._reply(event.turn_id)
+                self.item_offsets.setdefault(reply.item_id, event.offset_ms)
                 ids = {"response_id": reply.response_id, "item_id": reply.item_id, "output_index": 0,
                        "content_index": 0}
                 if words := " ".join(event.text.split()):  # clauses joined by one space: as heard_text has them
@@ -175,13 +243,16 @@ class Outgoing:
                 self.typed.add(event.turn_id)
                 if self.pending_texts:
                     self.user_items[event.turn_id] = self.pending_texts.pop(0)
-                return self._reply(event.turn_id)[1]
+                return self._reply(event.turn_id, message=False)[1]
             case ev.TurnCompleted():
                 return self._finish(event.turn_id, "completed", timings=by_name(event.metrics),
                                     transcript=event.heard_text)
             case ev.TurnEnded():  # every turn's, whatever its outcome: the user's words are known now
                 out = self._transcription(event.turn_id, event.user_text, event.user_text_known)
                 self.typed.discard(event.turn_id)
+                self.continuing.discard(event.turn_id)
+                for kept in (self.rounds, self.said_before):
+                    kept.pop(event.turn_id, None)
                 return out
             case ev.Interrupted():
                 reason = "client_cancelled" if event.turn_id in self.cancelled_by_client else "turn_detected"
@@ -190,7 +261,9 @@ class Outgoing:
             case ev.ErrorEvent():
                 # A failed response says so in its response.done, as GA does: no `error` event beside it
                 # (clients such as Pipecat's take any `error` as the end of the connection).
-                failed = self._finish(event.turn_id, "failed", {"type": "failed", "error": {
+                opened = self._reply(event.turn_id, message=False)[1] \
+                    if event.turn_id in self.continuing and event.turn_id not in self.replies else []
+                failed = opened + self._finish(event.turn_id, "failed", {"type": "failed", "error": {
                     "type": "server_error", "code": event.code.value.lower(), "message": event.message}}) \
                     if event.turn_id else []
                 return failed or [error(event.message, kind="invalid_request_error" if event.code in CLIENT_ERRORS
