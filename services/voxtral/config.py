@@ -41,6 +41,9 @@ class VoxtralSettings(ServerSettings):
     top_k: int = Field(30, ge=0, le=1000, description="Seed: 30; 0 turns it off.")
     repetition_penalty: float = Field(1.2, ge=1.0, le=2.0, description="Seed: 1.2.")
     max_new_tokens_limit: int = Field(512, ge=1, le=4096, description="Largest max_new_tokens a request may ask.")
+    tool_call_max_tokens: int = Field(160, ge=16, le=4096, description="With tools declared, a reply that turns to "
+                                      "tool calls may write this many tokens more than max_new_tokens (a call's JSON "
+                                      "is longer than a spoken sentence).")
     instructions: str = Field("Answer the speaker briefly, in one or two spoken sentences.",
                               description="Used when a request brings none.")
     transcribe_language: str = Field("en", pattern=r"^[a-z]{2}$")

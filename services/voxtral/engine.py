@@ -170,12 +170,18 @@ class VoxtralEngine:
 
         torch = self.torch
 
+        prompt_length = len(inputs.tokens)
+        words_limit = params.max_new_tokens
+
         class Interrupt(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 expired = deadline is not None and time.monotonic() > deadline
                 if expired:
                     stop.set()
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+                # With tools declared the budget has room for a call; a spoken reply still ends at its own.
+                said_enough = tools and not streamer.calls and input_ids.shape[1] - prompt_length >= words_limit
+                return torch.full((input_ids.shape[0],), stop.is_set() or said_enough, dtype=torch.bool,
+                                  device=input_ids.device)
 
         ids = torch.tensor([inputs.tokens], device=self.device)
         features = None if inputs.features is None else \
@@ -185,9 +191,11 @@ class VoxtralEngine:
             torch.manual_seed(self.settings.seed)
         started = time.perf_counter()
         with torch.inference_mode():
+            budget = params.max_new_tokens + (self.settings.tool_call_max_tokens if tools else 0)
             output = self.model.generate(
                 input_ids=ids, input_features=features, attention_mask=torch.ones_like(ids), streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([Interrupt()]), **params.generate_kwargs(),
+                stopping_criteria=StoppingCriteriaList([Interrupt()]),
+                **{**params.generate_kwargs(), "max_new_tokens": budget},
             )
         ended = time.perf_counter()
         new = output[0, ids.shape[1]:].tolist()

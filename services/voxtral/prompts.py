@@ -14,7 +14,7 @@ import soundfile as sf
 
 from services.common.errors import InvalidArgument, echo
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
-from services.common.tools import CALL_ID, ToolCall, ToolSpec, new_call_id
+from services.common.tools import ToolCall, ToolSpec, new_call_id
 
 SAMPLE_RATE = VOXTRAL_SAMPLE_RATE_HZ
 CHUNK_SAMPLES = 30 * SAMPLE_RATE  # the encoder takes 30 s windows of 3000 mel frames
@@ -191,7 +191,7 @@ class PromptBuilder:
 
     def tool_calls(self, tokens: Sequence[int]) -> tuple[list[ToolCall], str]:
         """The calls in generated tokens from [TOOL_CALLS] on, as mistral-common reads them for this
-        tokenizer's version; ([], why) when they are malformed."""
+        tokenizer's version, each with a fresh id; ([], why) when they are malformed."""
         from mistral_common.experimental.tools import (  # mistral-common's own reader of generated calls
             InvalidToolCallError,
             _decode_tool_calls,
@@ -213,8 +213,7 @@ class PromptBuilder:
                     return [], f"the model's call of {echo(call.function.name)} has arguments that are not JSON"
             if not isinstance(arguments, dict):
                 return [], f"the model's call of {echo(call.function.name)} has arguments that are not an object"
-            call_id = call.id if call.id and CALL_ID.match(call.id) else new_call_id()
-            calls.append(ToolCall(call_id, call.function.name, arguments))
+            calls.append(ToolCall(new_call_id(), call.function.name, arguments))  # the model's ids may repeat
         if not calls:
             return [], "the model started a tool call and wrote none"
         return calls, ""
