@@ -6,6 +6,18 @@ const INPUT_RATE = 16000;
 const OUTPUT_RATE = 24000;
 const FRAME = INPUT_RATE / 50; // 20 ms per message
 const RECONNECT_MS = [250, 500, 1000, 2000, 4000, 8000];
+// The tools this page offers the model (as clients/demo_tools.py declares them), run here when called.
+const NO_PARAMETERS = JSON.stringify({ type: "object", properties: {} });
+const TOOLS = {
+  get_time: {
+    declared: { name: "get_time", description: "The current local time", parameters_json: NO_PARAMETERS },
+    run: () => { const now = new Date(); return `${now.getHours() % 12 || 12}:${String(now.getMinutes()).padStart(2, "0")}`; },
+  },
+  roll_dice: {
+    declared: { name: "roll_dice", description: "Roll a die and say what came up", parameters_json: NO_PARAMETERS },
+    run: () => String(1 + Math.floor(Math.random() * 6)),
+  },
+};
 const LABELS = {
   idle: "Not started",
   starting: "Starting…",
@@ -21,7 +33,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   talk: $("talk"), status: $("status"), problem: $("problem"), level: $("level"), voice: $("voice"),
   speed: $("speed"), speedValue: $("speed-value"), fallback: $("fallback"), detector: $("detector"),
-  settings: $("settings"),
+  settings: $("settings"), tools: $("tools"),
   typed: $("typed"), typedText: $("typed-text"), typedSend: $("typed-send"),
 };
 const transcript = new Transcript($("transcript"));
@@ -242,6 +254,13 @@ class Conversation {
         this.waiting.delete(event.turn_id);
         this.player.port.postMessage({ type: "flush" });
         break;
+      case "tool_called":
+        for (const call of event.calls) {
+          const output = TOOLS[call.name]?.run() ?? `no tool named ${call.name}`;
+          transcript.tool(event.turn_id, call.name, call.arguments_json, output);
+          this.send({ tool_result: { call_id: call.id, output } });
+        }
+        break;
       case "turn_ended":
         this.ended(event);
         break;
@@ -285,6 +304,7 @@ function settings() {
   if (Number(ui.speed.value) !== 1) chosen.speed = Number(ui.speed.value);
   if (ui.detector.value) chosen.end_of_turn_detector = ui.detector.value;
   if (ui.fallback.value && !ui.detector.value) chosen.end_of_turn_fallback_ms = Number(ui.fallback.value);
+  if (ui.tools.checked) chosen.tools = Object.values(TOOLS).map((t) => t.declared);
   return chosen;
 }
 

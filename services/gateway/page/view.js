@@ -54,6 +54,14 @@ export class Transcript {
     return entry;
   }
 
+  tool(id, name, args, output) {
+    const entry = this.turn(id);
+    const line = document.createElement("p");
+    line.className = "tool";
+    line.textContent = `${name}(${args === "{}" ? "" : args}) → ${output}`;
+    entry.reply.parentElement.before(line);
+  }
+
   replyPiece(id, text) {
     const entry = this.turn(id);
     entry.reply.textContent = `${entry.reply.textContent} ${text}`.trim();
