@@ -93,3 +93,11 @@ def test_without_tools_the_tool_token_is_text_as_before(builder: PromptBuilder) 
         streamer.put(torch.tensor([token]))
     streamer.end()
     assert "Hello" in "".join(said) and not streamer.calls
+
+
+def test_a_call_left_unanswered_in_the_history_is_left_out(builder: PromptBuilder) -> None:
+    call = ToolCall("abc123XYZ", "get_time", {"city": "Rome"})
+    history = [Turn("user", "Time in Rome?"), Turn("assistant", "", (call,)), Turn("assistant", "Let me"),
+               Turn("tool", "stray", tool_call_id="zzz999zzz")]
+    text = text_of(builder, builder.chat(None, history, "", 4096, text="Hello?", tools=CLOCK).tokens)
+    assert "[TOOL_CALLS]" not in text and "stray" not in text and "Let me" in text

@@ -203,7 +203,7 @@ class Replies:
         words = (await asyncio.gather(turn.transcript, return_exceptions=True))[0]
         user = words if isinstance(words, str) else None
         spoken, cut_off = turn.progress.heard_text, turn.progress.cut_off
-        await self.memory.remember(turn.turn_id, user, spoken, cut_off, turn.progress.tools.turns)
+        await self.memory.remember(turn.turn_id, user, spoken, cut_off, turn.progress.tools.answered())
         if turn.progress.heard_text != spoken:  # a playback report came while it was written
             await self.memory.revise(turn.turn_id, turn.progress.heard_text, turn.progress.cut_off)
         metrics = dict(turn.progress.metrics)

@@ -31,6 +31,19 @@ class PendingCalls:
         self._waiting = {c.call_id: loop.create_future() for c in calls}
         self.turns.append(HistoryTurn("assistant", "", tuple(calls)))
 
+    def answered(self) -> list[HistoryTurn]:
+        """The calls whose every result came in, with those results (a round cut short is not kept:
+        a call without its results cannot be put back in a prompt)."""
+        kept: list[HistoryTurn] = []
+        for n, turn in enumerate(self.turns):
+            if turn.tool_calls:
+                results = {t.tool_call_id for t in self.turns[n + 1:] if t.role == "tool"}
+                if {c.call_id for c in turn.tool_calls} <= results:
+                    kept.append(turn)
+            else:
+                kept.append(turn)
+        return kept
+
     def waiting_names(self) -> str:
         names = [c.name for t in self.turns for c in t.tool_calls if self.waiting_for(c.call_id)]
         return ", ".join(names)

@@ -128,6 +128,9 @@ async def test_talking_over_the_wait_ends_the_reply_and_a_late_result_is_dropped
     await client.end()
     assert stopped.turn_id == client.of(ToolCalled)[0].turn_id and not client.of(ErrorEvent)
     assert len(responds(stages)) == 1
+    session_id = client.of(SessionStarted)[0].session_id
+    kept = await client.engine.store.context(session_id)
+    assert kept[0].tools == []  # a call cut short is not kept: it could not be put back in a prompt
 
 
 async def test_the_end_of_input_during_the_wait_ends_the_reply_at_once(stages: FakeStages) -> None:
