@@ -13,14 +13,19 @@ from harness.stack import Stack
 from voice.v1 import gateway_pb2_grpc
 
 
-@pytest.fixture(scope="session")
-def stack(english_voxtral: Path) -> Iterator[Stack]:
-    """One running system shared by the system tests, on the small English Voxtral."""
+def running(english_voxtral: Path, **gateway: str) -> Iterator[Stack]:
+    """A system on the small English Voxtral, stopped after its tests; `gateway`: settings of its own."""
     # Tests send audio faster than real time, a load no admission should learn from: off here,
     # and proven on its own in test_capacity_system.py and test_admission.py.
-    running = Stack(english_voxtral, GATEWAY_ADMISSION__ENABLED="false")
-    yield running
-    running.stop()
+    system = Stack(english_voxtral, None, None, None, GATEWAY_ADMISSION__ENABLED="false", **gateway)
+    yield system
+    system.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(english_voxtral: Path) -> Iterator[Stack]:
+    """One running system shared by the system tests."""
+    yield from running(english_voxtral)
 
 
 @pytest.fixture
