@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from tools.models.corpus import SOURCE, sentences
 from services.voxtral.engine import NOTE_FILE
+from tools.models.corpus import SOURCE, sentences
 from tools.models.tiny import AUDIO_TOKEN_ID, save_processor, tekken_v7
 
 RECIPE: dict[str, Any] = {
