@@ -10,7 +10,7 @@ import secrets
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from services.common.errors import InvalidArgument, echo
 
@@ -115,3 +115,32 @@ def check_call(call: ToolCall, tools: Sequence[ToolSpec]) -> str:
         where = "/".join(str(p) for p in error.absolute_path) or "(the arguments)"
         return f"the arguments of {call.name} do not fit its parameters at {where}: {error.message}"
     return ""
+
+
+class ToolTurn(Protocol):
+    """A conversation turn as far as calls go (the gateway's HistoryTurn, Voxtral's Turn)."""
+
+    @property
+    def role(self) -> str: ...
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]: ...
+    @property
+    def tool_call_id(self) -> str: ...
+
+
+T = TypeVar("T", bound=ToolTurn)
+
+
+def answered(turns: Sequence[T]) -> list[T]:
+    """The turns less any call whose results do not all follow it, and less results of no call kept:
+    mistral-common refuses an unanswered call, so one cut short is neither kept nor prompted."""
+    kept: list[T] = []
+    for n, turn in enumerate(turns):
+        if turn.tool_calls:
+            results = {t.tool_call_id for t in turns[n + 1:] if t.role == "tool"}
+            if not {c.call_id for c in turn.tool_calls} <= results:
+                continue
+        if turn.role == "tool" and not any(c.call_id == turn.tool_call_id for t in kept for c in t.tool_calls):
+            continue
+        kept.append(turn)
+    return kept

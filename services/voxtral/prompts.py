@@ -14,7 +14,7 @@ import soundfile as sf
 
 from services.common.errors import InvalidArgument, echo
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
-from services.common.tools import ToolCall, ToolSpec, new_call_id
+from services.common.tools import ToolCall, ToolSpec, answered, new_call_id
 
 SAMPLE_RATE = VOXTRAL_SAMPLE_RATE_HZ
 CHUNK_SAMPLES = 30 * SAMPLE_RATE  # the encoder takes 30 s windows of 3000 mel frames
@@ -92,22 +92,7 @@ def normalise_history(history: Sequence[Turn]) -> list[Turn]:
             turns[-1] = Turn(turn.role, f"{turns[-1].text} {text}")
         else:
             turns.append(Turn(turn.role, text))
-    return answered_calls(turns)
-
-
-def answered_calls(turns: list[Turn]) -> list[Turn]:
-    """The turns less any call whose results do not all follow it (and results of no kept call):
-    mistral-common refuses a call left unanswered."""
-    kept: list[Turn] = []
-    for n, turn in enumerate(turns):
-        if turn.tool_calls:
-            results = {t.tool_call_id for t in turns[n + 1:] if t.role == "tool"}
-            if not {c.call_id for c in turn.tool_calls} <= results:
-                continue
-        if turn.role == "tool" and not any(c.call_id == turn.tool_call_id for t in kept for c in t.tool_calls):
-            continue
-        kept.append(turn)
-    return kept
+    return answered(turns)
 
 
 def message(turn: Turn) -> object:

@@ -18,6 +18,7 @@ from services.common.errors import echo
 from services.common.latency import Metric, by_name
 from services.common.limits import VOXTRAL_SAMPLE_RATE_HZ
 from services.common.logs import bound
+from services.common.tools import answered
 from services.gateway.config import GatewaySettings
 from services.gateway.engine.barge_in import Listening
 from services.gateway.engine.events import ErrorEvent, Event, Interrupted, TurnCompleted, TurnEnded
@@ -203,7 +204,7 @@ class Replies:
         words = (await asyncio.gather(turn.transcript, return_exceptions=True))[0]
         user = words if isinstance(words, str) else None
         spoken, cut_off = turn.progress.heard_text, turn.progress.cut_off
-        await self.memory.remember(turn.turn_id, user, spoken, cut_off, turn.progress.tools.answered())
+        await self.memory.remember(turn.turn_id, user, spoken, cut_off, answered(turn.progress.tools.turns))
         if turn.progress.heard_text != spoken:  # a playback report came while it was written
             await self.memory.revise(turn.turn_id, turn.progress.heard_text, turn.progress.cut_off)
         metrics = dict(turn.progress.metrics)

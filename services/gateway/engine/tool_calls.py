@@ -31,19 +31,6 @@ class PendingCalls:
         self._waiting = {c.call_id: loop.create_future() for c in calls}
         self.turns.append(HistoryTurn("assistant", "", tuple(calls)))
 
-    def answered(self) -> list[HistoryTurn]:
-        """The calls whose every result came in, with those results (a round cut short is not kept:
-        a call without its results cannot be put back in a prompt)."""
-        kept: list[HistoryTurn] = []
-        for n, turn in enumerate(self.turns):
-            if turn.tool_calls:
-                results = {t.tool_call_id for t in self.turns[n + 1:] if t.role == "tool"}
-                if {c.call_id for c in turn.tool_calls} <= results:
-                    kept.append(turn)
-            else:
-                kept.append(turn)
-        return kept
-
     def waiting_names(self) -> str:
         names = [c.name for t in self.turns for c in t.tool_calls if self.waiting_for(c.call_id)]
         return ", ".join(names)
@@ -68,8 +55,8 @@ class PendingCalls:
             if not future.done():
                 future.set_exception(ToolError(Status.FAILED_PRECONDITION, why))
 
-    async def results(self, calls: Sequence[ToolCall], timeout_s: float) -> list[HistoryTurn]:
-        """Every call's result as a tool turn, in call order; ToolError when they do not all come in time."""
+    async def results(self, calls: Sequence[ToolCall], timeout_s: float) -> None:
+        """Every call's result, kept as a tool turn in call order; ToolError when they do not all come in time."""
         try:
             async with asyncio.timeout(timeout_s):
                 outputs = [await self._waiting[c.call_id] for c in calls]
@@ -77,7 +64,5 @@ class PendingCalls:
             missing = [c.name for c in calls if self._waiting[c.call_id].cancelled()]
             raise ToolError(Status.DEADLINE_EXCEEDED, f"tool {', '.join(missing)} gave no result within "
                             f"{timeout_s:g} s") from None
-        results = [HistoryTurn("tool", output, tool_call_id=c.call_id) for c, output in zip(calls, outputs,
-                                                                                              strict=True)]
-        self.turns += results
-        return results
+        self.turns += [HistoryTurn("tool", output, tool_call_id=c.call_id)
+                       for c, output in zip(calls, outputs, strict=True)]

@@ -116,10 +116,7 @@ class ClientEvents:
             return
         message = user_message(item)
         if message.item_id:
-            if message.item_id in self.item_ids:
-                raise ClientError(f"item.id {message.item_id!r} is taken in this conversation", "item.id",
-                                  code="item_already_exists")
-            self.item_ids.add(message.item_id)
+            self._claim(message.item_id)
         if message.text:
             item_id = message.item_id or new_item_id()
             self.pending.add_text(item_id, message.text)
@@ -135,14 +132,18 @@ class ClientEvents:
             await self._queue(Audio(pcm))
         await self._commit(message.item_id)
 
+    def _claim(self, item_id: str) -> None:
+        """A client's own item id, kept (as GA does): once per conversation."""
+        if item_id in self.item_ids:
+            raise ClientError(f"item.id {item_id!r} is taken in this conversation", "item.id",
+                              code="item_already_exists")
+        self.item_ids.add(item_id)
+
     async def _tool_output(self, item: dict[str, Any]) -> None:
         """A function's result: the reply that called it goes on with it (response.create then asks for
         nothing more: the reply's words come in the turn's next response)."""
         result = function_output(item)
-        if result.item_id in self.item_ids:
-            raise ClientError(f"item.id {result.item_id!r} is taken in this conversation", "item.id",
-                              code="item_already_exists")
-        self.item_ids.add(result.item_id)
+        self._claim(result.item_id)
         await self._queue(ToolResult(result.call_id, result.output))
         for body in self.out.tool_output(result.item_id, result.call_id, result.output):
             await self.send(body)
