@@ -8,7 +8,7 @@ NODE_INSTALLED := node_modules/.installed
 APT_PACKAGES := espeak-ng chromium
 
 .PHONY: install system-deps proto lint assets models tiny-voxtral test test-fast run logs grpcurl bench bench-smoke bench-vad bench-endpoint bench-tts \
-	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal bench-heap bench-tts-chunking gpu-wheels bench-gpu-rehearsal docs pipecat-env compose-check
+	bench-voxtral bench-speech-rate soak soak-short clean bench-conversation bench-capacity bench-abuse bench-realtime bench-tracing bench-turn-signal bench-heap bench-tts-chunking bench-tools gpu-wheels bench-gpu-rehearsal docs pipecat-env compose-check
 # Where `make tiny-voxtral` puts the small random-weight Voxtral (tests of the loader use it).
 DIR ?= models/voxtral-tiny
 # The small Voxtral trained here to answer in English (`make run`, the benchmarks and the system tests use it).
@@ -157,6 +157,11 @@ bench-abuse: install system-deps assets models
 
 bench-tts: install models
 	$(PY) -m bench.tts_latency
+
+# How well the small model calls tools and says results, and what a call costs a turn (instant and slow tools).
+bench-tools: install system-deps assets models
+	HF_HUB_OFFLINE=1 $(PY) -m bench.tool_skill
+	HF_HUB_OFFLINE=1 $(PY) -m bench.tools_latency
 
 # Kokoro's vocoder on windows of frames against the whole clause (bench/results/tts_chunking.*).
 bench-tts-chunking: install models

@@ -80,6 +80,11 @@ def _tts(d: dict[str, Any]) -> str:
     return f"{values['first audio, service over gRPC (ms)']:.0f} ms; overhead {values['service overhead']}"
 
 
+def _tools(d: dict[str, Any]) -> str:
+    o = d["tool_round_trip_overhead_ms"]
+    return f"{o['p50']:.0f} / {o['p95']:.0f} ms; filler after a 2 s tool {d['filler_first_audio_ms']['p50']:.0f} ms"
+
+
 # (what, result file, how it reads, the command that measures it)
 FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], str], str]] = [
     ("end of turn after the speaker stops, p50", "endpointing", _default_detector, "make bench-endpoint"),
@@ -90,6 +95,8 @@ FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], str], str]] = [
     ("hostile floods (gRPC, Realtime, 32 sessions): gateway growth", "abuse", _abuse, "make bench-abuse"),
     ("Realtime first audio / gRPC e2e", "realtime_latency", _realtime, "make bench-realtime"),
     ("TTS first audio over gRPC, and vs a direct call", "tts_latency", _tts, "make bench-tts"),
+    ("a tool call's round trip (instant tool) beyond the models' time, p50 / p95", "tools", _tools,
+     "make bench-tools"),
 ]
 
 

@@ -33,6 +33,17 @@ def replies(folder: Path) -> list[str]:
     return lines
 
 
+def openers(folder: Path) -> list[str]:
+    """The first line of each dialogue: what a user said to start it."""
+    import yaml
+
+    lines: list[str] = []
+    for path in sorted(folder.glob("*.yml")):
+        for dialogue in yaml.safe_load(path.read_text()).get("conversations", []):
+            lines += [dialogue[0]] if dialogue and isinstance(dialogue[0], str) else []
+    return lines
+
+
 def spoken_sentences(lines: list[str]) -> list[str]:
     """Sentences to be said, deduplicated, in a stable order."""
     kept = set()
@@ -46,3 +57,9 @@ def spoken_sentences(lines: list[str]) -> list[str]:
 
 def sentences() -> list[str]:
     return spoken_sentences(replies(corpus_folder()))
+
+
+def user_lines(avoid: re.Pattern[str]) -> list[str]:
+    """What users typed to open a dialogue, deduplicated, none matching `avoid`."""
+    return sorted({" ".join(line.split()) for line in openers(corpus_folder())
+                   if line.strip() and not avoid.search(line)})
