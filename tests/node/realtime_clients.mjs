@@ -88,5 +88,5 @@ try {
   result.failure = String(err?.stack ?? err);
   result.seen = seen;
 }
-console.log(JSON.stringify(result));
-process.exit(0);
+// Exit once the line is written: a pipe takes 64 KiB at a time, and exit() drops what is left.
+process.stdout.write(JSON.stringify(result) + "\n", () => process.exit(0));
