@@ -95,6 +95,7 @@ def main() -> None:
                          "call_ms": tool["call_ms"], "answer_first_audio_ms": tool["answer_first_audio_ms"],
                          "answer_tts_ttfb_ms": tool["tts_ttfb_ms"], "raw_overhead_ms": raw,
                          "overhead_ms": raw - (tool["tts_ttfb_ms"] - plain["tts_ttfb_ms"])})
+            rows[-1] = {k: round(v, 1) for k, v in rows[-1].items()}
             print(rows[-1], flush=True)
         slow = [asyncio.run(turn(stack.gateway, ASKS_THE_CLOCK, SLOW_TOOL_S)) for _ in range(3)]
     finally:
