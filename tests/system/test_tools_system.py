@@ -33,8 +33,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 TOOLS = [voxtral_pb2.Tool(name=t.name, description=t.description, parameters_json=json.dumps(t.parameters))
          for t in DEMO_TOOLS.values()]
 TIMEOUT_S = 4
-# A time the small model reads back under any call id (it misreads some digits: docs/api.md).
-TIME, TIME_WORDS = "9:15", ("nine", "fifteen")
+# A time the small model read back under each of 85 random call ids (it misreads some: docs/api.md).
+TIME, TIME_WORDS = "7:40", ("seven", "forty")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ async def gateway(tool_stack: Stack):
 
 
 def said_the_time(heard: str) -> bool:
-    """Does the recognised speech hold TIME ("9:15", "9.15", "nine fifteen")?"""
+    """Does the recognised speech hold TIME ("7:40", "7.40", "seven forty")?"""
     return TIME.replace(":", "") in re.sub(r"\D", "", heard) or all(w in words(heard) for w in TIME_WORDS)
 
 
@@ -104,7 +104,10 @@ async def test_talking_over_the_wait_ends_the_turn_and_the_session_goes_on(gatew
     # The words said over it are a turn of their own (the small model may call for it too: answered).
     await answer_calls(conv, turns=2, skip={called.calls[0].id})
     await conv.finish()
-    assert not conv.of("error")  # the late result is dropped quietly
+    # The late result is dropped quietly: no error for it, none on the interrupted turn. (A later turn
+    # the speech split into may still be waiting on a call when the input ends: that one says so.)
+    assert not [e for e in conv.of("error") if e.turn_id == called.turn_id
+                or e.code == gateway_pb2.ERROR_CODE_INVALID_ARGUMENT]
 
 
 async def test_a_tool_that_never_answers_times_out_with_a_clear_reason(gateway) -> None:
