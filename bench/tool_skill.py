@@ -12,11 +12,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.report import write_results
 from services.common.tools import ToolCall, ToolSpec, new_call_id
 from tools.fetch_models import ENGLISH_VOXTRAL_DIR
 from tools.models.english import build_english_voxtral
-from tools.models.tool_turns import ASKS, CITIES, CLOCK, CONDITIONS, DICE, WEATHER
+from tools.models.tool_turns import ASKS, CITIES, CLOCK, DICE, WEATHER, result_of
 
 ROOT = Path(__file__).resolve().parent.parent
 BY_NAME = {t.name: t for t in (CLOCK, WEATHER, DICE)}
@@ -40,14 +42,6 @@ class Replies:
         inputs = self.engine.prompts.chat(None, [], self.settings.instructions, 4096, text=text, tools=tools,
                                           after=after or [])
         return self.engine.generate(inputs, self.params, lambda _: None, threading.Event(), tools=bool(tools))
-
-
-def result(name: str, rng: random.Random) -> str:
-    if name == "get_time":
-        return f"{rng.randint(1, 12)}:{rng.randint(0, 59):02d}"
-    if name == "get_weather":
-        return f"{rng.choice(CONDITIONS)}, {rng.randint(-5, 34)} degrees"
-    return str(rng.randint(1, 6))
 
 
 def main() -> None:
@@ -75,7 +69,7 @@ def main() -> None:
                          "got": [c.name for c in got.tool_calls] or got.text})
     for _ in range(RESULTS):
         name, city = rng.choice(list(BY_NAME)), rng.choice(CITIES)
-        output = result(name, rng)
+        output, _ = result_of(name, np.random.default_rng(rng.getrandbits(32)))
         call = ToolCall(new_call_id(), name, {"city": city} if name == "get_weather" else {})
         got = reply(ASKS[name][0].format(city=city), [BY_NAME[name], CLOCK] if name != "get_time" else [CLOCK],
                     [Turn("assistant", "", (call,)), Turn("tool", output, tool_call_id=call.call_id)])

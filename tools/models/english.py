@@ -123,7 +123,7 @@ def train(model: Any, prompts: list[Any], replies: list[list[int]], recipe: dict
     others = math.log(model.config.text_config.vocab_size - len(used))
     # The audio encoder keeps its random weights (the model is not meant to listen): each prompt's
     # audio embeddings are computed once, and only the language model and the head learn.
-    heard = audio_embeddings(model, prompts) + [audio_embeddings(model, [])[0]] * len(tools)  # tools: typed
+    heard = audio_embeddings(model, [*prompts, *(e.prompt for e in tools)])  # the tool examples: typed, none
     language = model.model.language_model
     optimiser, schedule = optimiser_for([*language.parameters(), head, scale], recipe)
     steps = recipe["steps"]
@@ -195,14 +195,14 @@ def report(seen: dict[str, list[float]], where: str, started: float, log: Callab
 
 
 def audio_embeddings(model: Any, prompts: list[Any]) -> list[Any]:
-    """Each prompt's audio embeddings (none for a typed one), or with no prompts one empty entry."""
+    """Each prompt's audio embeddings (none for a typed one)."""
     import torch
 
     with torch.no_grad():
         silent = torch.zeros(0, model.config.text_config.hidden_size)
         return [silent if p.features is None else
                 model.model.get_audio_features(torch.from_numpy(p.features), return_dict=True).pooler_output
-                for p in prompts] or [silent]
+                for p in prompts]
 
 
 def batch(prompts: list[Any], replies: list[list[int]], tools: list[ToolExample], by_kind: dict[str, list[int]],
